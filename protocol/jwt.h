@@ -1,0 +1,45 @@
+/*
+ * JSON Web Tokens signed with HMAC-SHA256 (RFC 7519, JWS compact form): the
+ * only token the hello op accepts (PROTOCOL §4). Claims used: `sub` (the user
+ * id) and `exp` (seconds since the epoch). Any other `alg`, `none` included,
+ * is refused; the signature is compared in constant time.
+ *
+ * Thread: pure functions, any thread.
+ */
+#ifndef RP_PROTOCOL_JWT_H
+#define RP_PROTOCOL_JWT_H
+
+#include "base/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JWT_SUB_MAX 64
+/* Longer tokens are refused unread. */
+#define JWT_TOKEN_MAX 4096
+
+struct jwt_claims {
+    char sub[JWT_SUB_MAX + 1]; /* NUL-terminated copy */
+    uint32_t sub_len;
+    uint64_t exp;
+};
+
+/*
+ * Verifies token[0..len) with key[0..keylen) at time now_s (seconds).
+ * 0 and *out filled, or -RP_EAUTH (malformed, alg other than HS256 including
+ * "none", bad signature, sub not a valid user id, missing or mistyped exp/sub)
+ * or -RP_EEXPIRED (a valid token with exp <= now_s), or -ENOMEM. The header and
+ * claims JSON are parsed with cJSON, only after the signature has verified.
+ * out is written only on success.
+ */
+int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t keylen,
+                     uint64_t now_s, struct jwt_claims *out);
+
+/*
+ * Appends a signed token (header {"alg":"HS256","typ":"JWT"}, claims sub and
+ * exp; no NUL) to out. 0, -EINVAL (sub longer than JWT_SUB_MAX) or -ENOMEM.
+ */
+int jwt_sign_hs256(const char *sub, size_t sublen, uint64_t exp, const uint8_t *key, size_t keylen,
+                   struct buf *out);
+
+#endif
