@@ -35,7 +35,7 @@ void frame_dec_deinit(struct frame_dec *d);
 
 /*
  * Consumes bytes from data[0..len) up to the end of at most one frame.
- * Returns the number of bytes consumed (>= 0) and sets *frame/*flen to a
+ * Returns the number of bytes consumed (>= 0) and sets *frame and *flen to a
  * complete frame payload (the msgpack bytes, without the 4-byte prefix) when
  * one is complete, else *frame = NULL (and *flen = 0). The payload points into
  * `data` when the whole frame lay in it (zero copy) or into the decoder's own
