@@ -1,0 +1,134 @@
+/*
+ * The chat domain of one shard, sans-I/O: the home role (sessions, presence,
+ * cursors, the online index, catch-up) for the users whose home is this shard,
+ * and the owner role (sequencing, dedup, membership, log writes) for the
+ * conversations this shard owns (ARCHITECTURE.md).
+ *
+ * The runtime (engine/) owns sockets, rings and storage threads; it calls the
+ * chat_on_* entry points with decoded input and carries out what the chat layer
+ * asks for through struct chat_env. The chat layer never touches a socket, an
+ * io_uring or RocksDB, so every protocol rule is testable with a fake env.
+ *
+ * Thread: a struct chat belongs to one shard thread; every function here and
+ * every env callback is called on that thread only.
+ */
+#ifndef RP_ENGINE_CHAT_CHAT_H
+#define RP_ENGINE_CHAT_CHAT_H
+
+#include "base/rbuf.h"
+#include "protocol/req.h"
+#include "protocol/strv.h"
+#include "storage/storage.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * A connection as the runtime names it: (slot << 32 | generation). A stale id
+ * (the connection has gone) is recognised by the runtime and ignored.
+ */
+typedef uint64_t conn_id_t;
+
+/*
+ * One element of a cross-shard ring. Kinds below XMSG_CHAT_BASE belong to the
+ * runtime; the chat layer defines its own from XMSG_CHAT_BASE up. `ptr`, when
+ * set, is a heap object whose ownership passes to the receiving shard.
+ */
+struct xmsg {
+    uint16_t kind;
+    uint16_t src; /* sending shard, filled in by the runtime */
+    uint32_t u32;
+    uint64_t u64;
+    void *ptr;
+};
+#define XMSG_CHAT_BASE 256u
+
+/* Limits and policies of PROTOCOL §8, immutable once the shards run. */
+struct chat_config {
+    uint32_t heartbeat_ms;
+    uint32_t max_frame;
+    uint32_t max_body;
+    uint32_t catchup_limit;
+    uint64_t dedup_window_ms;
+    uint64_t recall_window_ms;
+    uint32_t max_devices;
+    uint32_t max_group_size;
+    bool dm_friends_only; /* dm_policy = friends */
+};
+
+/* What the runtime does for the chat layer. All calls on the shard's thread. */
+struct chat_env {
+    void *rt;
+    unsigned shard;
+    unsigned nshards;
+    const struct chat_config *cfg;
+
+    /*
+     * Queue a complete frame (4-byte length prefix + map) for a connection of
+     * this shard. Takes its own reference to frame; the caller keeps its own.
+     * Frames queued for one connection go out in call order. Returns 0, or
+     * -ENOENT (the connection is gone or closing), or -RP_EFULL (its outbound
+     * queue went over the bound: the runtime has already started closing it
+     * with `bye slow`, and chat_on_close follows).
+     */
+    int (*send)(void *rt, conn_id_t conn, struct rbuf *frame);
+
+    /* Close a connection once what is queued for it has gone out, preceded by
+     * {"op":"bye","reason":reason} unless reason is NULL. chat_on_close follows. */
+    void (*close)(void *rt, conn_id_t conn, const char *reason);
+
+    /*
+     * Send m to shard dst's chat_on_xmsg (dst may be this shard). Messages
+     * from one shard to another arrive in order. Returns 0 or -RP_EFULL (the
+     * ring to dst is full: keep m and retry on a later iteration, or refuse the
+     * request with `unavailable`). On success m->ptr is transferred.
+     */
+    int (*xsend)(void *rt, unsigned dst, const struct xmsg *m);
+
+    /* storage_write / storage_read on this shard's queues (see storage.h);
+     * the completion arrives through chat_on_storage with the same tag. */
+    int (*write)(void *rt, struct stg_batch *b, uint64_t tag);
+    int (*read)(void *rt, const struct stg_read *q, uint64_t tag);
+
+    /* Wall clock, milliseconds since the epoch (read once per loop iteration). */
+    uint64_t (*now_ms)(void *rt);
+};
+
+struct chat;
+
+/* env is copied. NULL on ENOMEM. */
+struct chat *chat_new(const struct chat_env *env);
+void chat_free(struct chat *c);
+
+/*
+ * A connection authenticated as (user, device) now lives on this shard, its
+ * home. The chat layer answers the hello (id hello_id) itself: the `ok` reply
+ * (protocol/enc.h enc_hello_ok with this shard's index), or `conflict` +
+ * close when max_devices is reached; it replaces an older session of the same
+ * (user, device) with `bye replaced`; then catch-up and `synced` if resume.
+ * user and device are views valid for the call only.
+ */
+void chat_on_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv device,
+                   bool resume, uint32_t hello_id);
+
+/* A decoded, valid request (any op but hello and ping) from a hello'd connection
+ * of this shard. The views in req are valid for the call only. */
+void chat_on_request(struct chat *c, conn_id_t conn, const struct req *req);
+
+/* A hello'd connection is closing; its id is invalid after this returns. */
+void chat_on_close(struct chat *c, conn_id_t conn);
+
+/* A message from shard m->src (kind >= XMSG_CHAT_BASE). The chat layer owns m->ptr. */
+void chat_on_xmsg(struct chat *c, const struct xmsg *m);
+
+/* A storage completion for a tag this chat used. d->res is transferred. */
+void chat_on_storage(struct chat *c, struct stg_done *d);
+
+/* Called about once a second. */
+void chat_on_tick(struct chat *c);
+
+/* Called once per loop iteration, after all input was handled and before the
+ * runtime flushes: submit this iteration's write batch (group commit), etc. */
+void chat_flush(struct chat *c);
+
+#endif
