@@ -1,0 +1,478 @@
+/*
+ * RocksDB set-up and the blocking primitives behind the storage threads.
+ *
+ * One database, one column family per record kind. All of them share one LRU
+ * block cache. The log family has a prefix extractor that cuts the
+ * conversation part off a log key (1 length byte + id), so memtable and table
+ * bloom filters answer "does this file hold anything of conversation C" and
+ * history/catch-up scans skip the files that don't. Its data is LZ4
+ * compressed, with ZSTD at the bottom level where most of the bytes end up.
+ * The dedup family has a compaction filter that drops records older than the
+ * dedup window; since that only happens when compaction runs, every read of a
+ * dedup record also checks its age.
+ *
+ * Iterate bounds: RocksDB's C API keeps a pointer to the bound bytes, so the
+ * bounds given to a scan are owned by the caller and outlive the iterator,
+ * which is destroyed before the scan returns.
+ */
+#include "storage/db.h"
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+
+#include <rocksdb/c.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_BLOCK_CACHE     (64u << 20)
+#define DEFAULT_DEDUP_WINDOW_MS (24ull * 3600 * 1000)
+
+struct stg_db {
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[STG_CF__COUNT];
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_readoptions_t *ropts; /* point reads: no bounds, shared read-only */
+    rocksdb_cache_t *cache;
+    rocksdb_compactionfilter_t *dedup_filter; /* not owned by the options: freed at close */
+    enum stg_durability durability;
+    uint64_t dedup_window_ms;
+};
+
+struct stg_db_group {
+    struct stg_db *db;
+    rocksdb_writebatch_t *wb;
+};
+
+static int fail(const char *event, char *err)
+{
+    log_error(event, "err=\"%s\"", err ? err : "unknown");
+    rocksdb_free(err);
+    return -RP_ESTORAGE;
+}
+
+/* ---- log prefix extractor ---- */
+
+static void noop_destroy(void *state)
+{
+    (void)state;
+}
+
+static char *log_prefix(void *state, const char *key, size_t len, size_t *dst_len)
+{
+    *dst_len = stg_key_log_prefix_len(key, len);
+    return (char *)key;
+}
+
+static unsigned char log_in_domain(void *state, const char *key, size_t len)
+{
+    return stg_key_log_prefix_len(key, len) != 0;
+}
+
+static unsigned char log_in_range(void *state, const char *key, size_t len)
+{
+    return 0;
+}
+
+/* The name is stored in table properties; changing it disables existing filters. */
+static const char *log_prefix_name(void *state)
+{
+    return "rp.log.conv.v1";
+}
+
+/* ---- dedup expiry ---- */
+
+static bool dedup_expired(uint64_t window_ms, const char *val, size_t vlen)
+{
+    if (vlen < 8)
+        return true;
+    uint64_t ts = 0;
+    for (int i = 0; i < 8; i++)
+        ts = ts << 8 | (unsigned char)val[i];
+    uint64_t now = clock_wall_ms();
+    return now > ts && now - ts > window_ms;
+}
+
+static unsigned char dedup_filter(void *state, int level, const char *key, size_t klen,
+                                  const char *val, size_t vlen, char **new_val, size_t *new_vlen,
+                                  unsigned char *changed)
+{
+    const struct stg_db *db = state;
+    *changed = 0;
+    return dedup_expired(db->dedup_window_ms, val, vlen);
+}
+
+static const char *dedup_filter_name(void *state)
+{
+    return "rp.dedup.expiry";
+}
+
+/* ---- open / close ---- */
+
+static rocksdb_options_t *cf_options(struct stg_db *db, enum stg_cf cf)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+
+    rocksdb_block_based_options_set_block_cache(t, db->cache);
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_block_based_options_set_format_version(t, 5);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_write_buffer_size(o, cf == STG_CF_LOG ? 64u << 20 : 16u << 20);
+
+    if (cf == STG_CF_LOG) {
+        rocksdb_options_set_prefix_extractor(
+            o, rocksdb_slicetransform_create(NULL, noop_destroy, log_prefix, log_in_domain,
+                                             log_in_range, log_prefix_name));
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.1);
+        /* Log reads are ranges, never point reads of a whole key. */
+        rocksdb_block_based_options_set_whole_key_filtering(t, 0);
+        rocksdb_options_set_bottommost_compression(o, rocksdb_zstd_compression);
+        rocksdb_options_set_max_write_buffer_number(o, 4);
+    }
+    if (cf == STG_CF_DEDUP)
+        rocksdb_options_set_compaction_filter(o, db->dedup_filter);
+
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    return o;
+}
+
+static rocksdb_options_t *db_options(void)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    rocksdb_options_set_max_background_jobs(o, 2);
+    rocksdb_options_set_bytes_per_sync(o, 1u << 20);
+    rocksdb_options_set_max_total_wal_size(o, 256u << 20);
+    rocksdb_options_set_info_log_level(o, 2 /* warn */);
+    rocksdb_options_set_keep_log_file_num(o, 4);
+    return o;
+}
+
+int stg_db_open(const struct storage_config *cfg, struct stg_db **out)
+{
+    int rc = -ENOMEM;
+    char *err = NULL;
+    rocksdb_options_t *dbo = NULL;
+    rocksdb_options_t *cfo[STG_CF__COUNT + 1] = {0};
+    const char *names[STG_CF__COUNT + 1];
+    rocksdb_column_family_handle_t *handles[STG_CF__COUNT + 1];
+
+    struct stg_db *db = calloc(1, sizeof(*db));
+    if (!db)
+        return -ENOMEM;
+    db->durability = cfg->durability;
+    db->dedup_window_ms = cfg->dedup_window_ms ? cfg->dedup_window_ms : DEFAULT_DEDUP_WINDOW_MS;
+    db->cache = rocksdb_cache_create_lru(cfg->block_cache_bytes ? cfg->block_cache_bytes
+                                                                : DEFAULT_BLOCK_CACHE);
+    db->dedup_filter =
+        rocksdb_compactionfilter_create(db, noop_destroy, dedup_filter, dedup_filter_name);
+    db->wopts = rocksdb_writeoptions_create();
+    db->ropts = rocksdb_readoptions_create();
+    if (!db->cache || !db->dedup_filter || !db->wopts || !db->ropts)
+        goto free_db;
+    rocksdb_writeoptions_set_sync(db->wopts, cfg->durability == STG_SYNC);
+    rocksdb_writeoptions_disable_WAL(db->wopts, cfg->durability == STG_NONE);
+    /* A stalled write fails at once instead of blocking the writer thread:
+     * the caller reports "unavailable" and the stall resolves in the background. */
+    rocksdb_writeoptions_set_no_slowdown(db->wopts, 1);
+
+    /* RocksDB insists that the default family is opened too; it stays empty. */
+    dbo = db_options();
+    names[0] = "default";
+    cfo[0] = rocksdb_options_create();
+    for (unsigned i = 0; i < STG_CF__COUNT; i++) {
+        names[i + 1] = stg_cf_name((enum stg_cf)i);
+        cfo[i + 1] = cf_options(db, (enum stg_cf)i);
+    }
+    db->db = rocksdb_open_column_families(dbo, cfg->path, STG_CF__COUNT + 1, names,
+                                          (const rocksdb_options_t *const *)cfo, handles, &err);
+    if (err) {
+        log_error("storage_open_failed", "path=%s err=\"%s\"", cfg->path, err);
+        rocksdb_free(err);
+        rc = -RP_ESTORAGE;
+        goto free_options;
+    }
+    rocksdb_column_family_handle_destroy(handles[0]);
+    for (unsigned i = 0; i < STG_CF__COUNT; i++)
+        db->cf[i] = handles[i + 1];
+    rc = 0;
+    *out = db;
+
+free_options:
+    for (unsigned i = 0; i <= STG_CF__COUNT; i++)
+        if (cfo[i])
+            rocksdb_options_destroy(cfo[i]);
+    rocksdb_options_destroy(dbo);
+    if (rc == 0)
+        return 0;
+free_db:
+    stg_db_close(db);
+    return rc;
+}
+
+void stg_db_close(struct stg_db *db)
+{
+    if (!db)
+        return;
+    if (db->db) {
+        for (unsigned i = 0; i < STG_CF__COUNT; i++)
+            rocksdb_column_family_handle_destroy(db->cf[i]);
+        rocksdb_close(db->db);
+    }
+    /* The filter must outlive the database: compactions hold a raw pointer. */
+    if (db->dedup_filter)
+        rocksdb_compactionfilter_destroy(db->dedup_filter);
+    if (db->cache)
+        rocksdb_cache_destroy(db->cache);
+    if (db->wopts)
+        rocksdb_writeoptions_destroy(db->wopts);
+    if (db->ropts)
+        rocksdb_readoptions_destroy(db->ropts);
+    free(db);
+}
+
+/* ---- writes ---- */
+
+struct stg_db_group *stg_db_group_new(struct stg_db *db)
+{
+    struct stg_db_group *g = malloc(sizeof(*g));
+    if (!g)
+        return NULL;
+    g->db = db;
+    g->wb = rocksdb_writebatch_create();
+    return g;
+}
+
+void stg_db_group_free(struct stg_db_group *g)
+{
+    if (!g)
+        return;
+    rocksdb_writebatch_destroy(g->wb);
+    free(g);
+}
+
+void stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b)
+{
+    struct stg_op op;
+    size_t pos = 0;
+    while (stg_batch_next(b, &pos, &op)) {
+        rocksdb_column_family_handle_t *cf = g->db->cf[op.cf];
+        if (op.put)
+            rocksdb_writebatch_put_cf(g->wb, cf, op.key, op.klen, op.val, op.vlen);
+        else
+            rocksdb_writebatch_delete_cf(g->wb, cf, op.key, op.klen);
+    }
+}
+
+int stg_db_group_commit(struct stg_db_group *g)
+{
+    char *err = NULL;
+    int rc = 0;
+    if (rocksdb_writebatch_count(g->wb) > 0) {
+        rocksdb_write(g->db->db, g->db->wopts, g->wb, &err);
+        if (err)
+            rc = fail("storage_write_failed", err);
+    }
+    rocksdb_writebatch_clear(g->wb);
+    return rc;
+}
+
+int stg_db_write_now(struct stg_db *db, const struct stg_batch *b)
+{
+    struct stg_db_group g = {.db = db, .wb = rocksdb_writebatch_create()};
+    stg_db_group_add(&g, b);
+    int rc = stg_db_group_commit(&g);
+    rocksdb_writebatch_destroy(g.wb);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+/* Build a result from pairs packed in `packed` as u32 klen | u32 vlen | key | val. */
+static struct stg_result *result_build(const struct buf *packed, uint32_t n, bool more)
+{
+    size_t data = packed->len - (size_t)n * 8;
+    struct stg_result *r = malloc(sizeof(*r) + n * sizeof(struct stg_kv) + data);
+    if (!r)
+        return NULL;
+    r->n = n;
+    r->more = more;
+    uint8_t *dst = (uint8_t *)&r->kv[n];
+    const uint8_t *src = packed->data;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t kl, vl;
+        memcpy(&kl, src, 4);
+        memcpy(&vl, src + 4, 4);
+        src += 8;
+        memcpy(dst, src, (size_t)kl + vl);
+        r->kv[i] = (struct stg_kv){.key = dst, .klen = kl, .val = dst + kl, .vlen = vl};
+        src += (size_t)kl + vl;
+        dst += (size_t)kl + vl;
+    }
+    return r;
+}
+
+static void pack_pair(struct buf *p, const void *k, uint32_t kl, const void *v, uint32_t vl)
+{
+    buf_append(p, &kl, 4);
+    buf_append(p, &vl, 4);
+    buf_append(p, k, kl);
+    buf_append(p, v, vl);
+}
+
+int stg_db_get(struct stg_db *db, enum stg_cf cf, const void *key, size_t klen, struct buf *val)
+{
+    char *err = NULL;
+    size_t vlen = 0;
+    char *v = rocksdb_get_cf(db->db, db->ropts, db->cf[cf], key, klen, &vlen, &err);
+    if (err)
+        return fail("storage_get_failed", err);
+    if (!v)
+        return -ENOENT;
+    int rc = 0;
+    if (cf == STG_CF_DEDUP && dedup_expired(db->dedup_window_ms, v, vlen)) {
+        rc = -ENOENT;
+        goto free_v;
+    }
+    buf_reset(val);
+    if (buf_append(val, v, vlen) < 0)
+        rc = -ENOMEM;
+free_v:
+    rocksdb_free(v);
+    return rc;
+}
+
+int stg_db_get_result(struct stg_db *db, enum stg_cf cf, const void *key, size_t klen,
+                      struct stg_result **out)
+{
+    struct buf val, packed;
+    buf_init(&val);
+    buf_init(&packed);
+    int rc = stg_db_get(db, cf, key, klen, &val);
+    if (rc < 0)
+        goto free_bufs;
+    pack_pair(&packed, key, (uint32_t)klen, val.data, (uint32_t)val.len);
+    *out = buf_failed(&packed) ? NULL : result_build(&packed, 1, false);
+    if (!*out)
+        rc = -ENOMEM;
+free_bufs:
+    buf_deinit(&val);
+    buf_deinit(&packed);
+    return rc;
+}
+
+/*
+ * The log family is read in prefix mode (the C API has no total_order_seek),
+ * which is only exact for keys sharing the seek target's prefix. A log scan
+ * stays within one conversation, so the reverse scan seeks from the last
+ * possible key of the lower bound's conversation when the upper bound lies
+ * beyond it, instead of from a target in another prefix.
+ */
+static void seek_last(struct stg_db *db, enum stg_cf cf, rocksdb_iterator_t *it, const void *lower,
+                      size_t llen, const void *upper, size_t ulen)
+{
+    size_t plen = stg_key_log_prefix_len(lower, llen);
+    if (cf != STG_CF_LOG || plen == 0 ||
+        (stg_key_log_prefix_len(upper, ulen) == plen && memcmp(lower, upper, plen) == 0)) {
+        rocksdb_iter_seek_for_prev(it, upper, ulen);
+        return;
+    }
+    unsigned char last[1 + STG_ID_MAX + 9];
+    if (plen + 9 > sizeof(last)) {
+        rocksdb_iter_seek_to_last(it);
+        return;
+    }
+    memcpy(last, lower, plen);
+    memset(last + plen, 0xff, 9);
+    rocksdb_iter_seek_for_prev(it, (const char *)last, plen + 9);
+}
+
+int stg_db_scan(struct stg_db *db, enum stg_cf cf, const void *lower, size_t llen,
+                const void *upper, size_t ulen, uint32_t limit, bool reverse,
+                struct stg_result **out)
+{
+    int rc = 0;
+    char *err = NULL;
+    uint32_t n = 0;
+    bool more = false;
+    struct buf packed;
+    buf_init(&packed);
+
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(ro, lower, llen);
+    rocksdb_readoptions_set_iterate_upper_bound(ro, upper, ulen);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, ro, db->cf[cf]);
+
+    if (reverse)
+        seek_last(db, cf, it, lower, llen, upper, ulen);
+    else
+        rocksdb_iter_seek(it, lower, llen);
+    for (; rocksdb_iter_valid(it); reverse ? rocksdb_iter_prev(it) : rocksdb_iter_next(it)) {
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        pack_pair(&packed, k, (uint32_t)kl, v, (uint32_t)vl);
+        n++;
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err) {
+        rc = fail("storage_scan_failed", err);
+        goto free_iter;
+    }
+    *out = buf_failed(&packed) ? NULL : result_build(&packed, n, more);
+    if (!*out)
+        rc = -ENOMEM;
+free_iter:
+    /* The iterator goes before the options and the bounds they point to. */
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    buf_deinit(&packed);
+    return rc;
+}
+
+/* ---- maintenance ---- */
+
+int stg_db_checkpoint(struct stg_db *db, const char *dir)
+{
+    char *err = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(db->db, &err);
+    if (err)
+        return fail("storage_checkpoint_failed", err);
+    rocksdb_checkpoint_create(cp, dir, 0, &err);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (err)
+        return fail("storage_checkpoint_failed", err);
+    return 0;
+}
+
+int stg_db_flush(struct stg_db *db)
+{
+    int rc = 0;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    for (unsigned i = 0; i < STG_CF__COUNT && rc == 0; i++) {
+        char *err = NULL;
+        rocksdb_flush_cf(db->db, fo, db->cf[i], &err);
+        if (err)
+            rc = fail("storage_flush_failed", err);
+    }
+    rocksdb_flushoptions_destroy(fo);
+    return rc;
+}
+
+int stg_db_compact(struct stg_db *db, enum stg_cf cf)
+{
+    rocksdb_compact_range_cf(db->db, db->cf[cf], NULL, 0, NULL, 0);
+    return 0;
+}

@@ -1,0 +1,518 @@
+/*
+ * Storage threads and queues: the part of storage that shards talk to.
+ *
+ * Per shard there is a lane: a write queue and a read queue (shard -> storage)
+ * and a write-completion and a read-completion queue (storage -> shard), all
+ * single-producer single-consumer rings, plus a writer and a reader thread.
+ * Every ring therefore has exactly one producer and one consumer, and the
+ * shard loop never takes a lock or makes a RocksDB call.
+ *
+ * A worker only takes as many requests as its completion ring has room for,
+ * so completions can always be posted without blocking; when the shard stops
+ * polling, the submit ring fills and the shard sees -RP_EFULL (backpressure
+ * all the way back). Idle workers sleep on a futex eventcount (base/wake.h):
+ * a producer pays one shared load per publish while the worker is busy.
+ */
+#include "storage/storage.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/spsc.h"
+#include "base/wake.h"
+#include "storage/db.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_QUEUE_DEPTH 4096
+/* How long a worker waits for the shard to drain a full completion ring
+ * before looking again (the poller does not signal freed room). */
+#define ROOM_WAIT_NS 200000
+
+struct wreq {
+    struct stg_batch *b;
+    uint64_t tag;
+};
+
+/* A read request with its key and bound copied behind it. */
+struct rreq {
+    enum stg_read_kind kind;
+    enum stg_cf cf;
+    uint32_t limit;
+    bool reverse;
+    size_t klen, ulen;
+    uint8_t bytes[]; /* key, then upper */
+};
+
+struct rslot {
+    struct rreq *r;
+    uint64_t tag;
+};
+
+struct worker {
+    struct wake wake;
+    _Atomic uint32_t futex;
+    pthread_t thread;
+    bool started;
+    struct wreq *grp;           /* writer: the group being committed */
+    struct stg_db_group *group; /* writer: its RocksDB write batch */
+    struct storage *st;
+    struct lane *lane;
+    unsigned shard;
+};
+
+struct lane {
+    struct spsc wq, wdone; /* writes in, write completions out */
+    struct spsc rq, rdone; /* reads in, read completions out */
+    struct worker writer, reader;
+};
+
+struct storage {
+    struct storage_config cfg;
+    struct stg_db *db;
+    struct lane *lanes;
+    atomic_bool stopping;
+    _Atomic uint64_t groups, submits, ops, write_errors, reads, read_errors;
+};
+
+static const char *const durability_names[] = {
+    [STG_SYNC] = "sync", [STG_WAL] = "wal", [STG_NONE] = "none"};
+
+int stg_durability_parse(const char *s, enum stg_durability *out)
+{
+    for (unsigned i = 0; i < sizeof(durability_names) / sizeof(durability_names[0]); i++) {
+        if (strcmp(s, durability_names[i]) == 0) {
+            *out = (enum stg_durability)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *stg_durability_name(enum stg_durability d)
+{
+    return (unsigned)d <= STG_NONE ? durability_names[d] : "?";
+}
+
+/* ---- sleeping and waking ---- */
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen, long timeout_ns)
+{
+    struct timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, timeout_ns > 0 ? &ts : NULL, NULL, 0);
+}
+
+static void worker_kick(struct worker *w)
+{
+    atomic_fetch_add_explicit(&w->futex, 1, memory_order_release);
+    syscall(SYS_futex, &w->futex, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Producer side, after publishing into the worker's ring. */
+static void worker_wake(struct worker *w)
+{
+    if (wake_needed(&w->wake))
+        worker_kick(w);
+}
+
+/* Sleep until a producer publishes into q (or for timeout_ns when > 0). */
+static void worker_sleep(struct worker *w, struct spsc *q, long timeout_ns)
+{
+    uint32_t seen = atomic_load_explicit(&w->futex, memory_order_acquire);
+    wake_prepare(&w->wake);
+    if ((timeout_ns == 0 && spsc_front(q)) || atomic_load(&w->st->stopping)) {
+        wake_cancel(&w->wake);
+        return;
+    }
+    futex_wait(&w->futex, seen, timeout_ns);
+    wake_cancel(&w->wake);
+}
+
+static uint32_t ring_room(const struct spsc *r)
+{
+    uint32_t used = spsc_depth(r);
+    return used > r->mask ? 0 : r->mask + 1 - used;
+}
+
+static void notify(struct storage *st, unsigned shard)
+{
+    if (st->cfg.notify)
+        st->cfg.notify(st->cfg.notify_arg, shard);
+}
+
+/* ---- the writer ---- */
+
+/* Post one completion. While stopping with nobody polling, a full ring drops it. */
+static void post(struct spsc *done, const struct stg_done *d)
+{
+    if (spsc_push(done, d) < 0 && d->res)
+        stg_result_free(d->res);
+}
+
+static void writer_group(struct worker *w, struct stg_db_group *g, struct wreq *grp, uint32_t n)
+{
+    struct storage *st = w->st;
+    uint64_t ops = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        stg_db_group_add(g, grp[i].b);
+        ops += stg_batch_count(grp[i].b);
+    }
+    int err = stg_db_group_commit(g);
+    if (err < 0) {
+        atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
+        log_warn("storage_group_failed", "shard=%u submits=%u ops=%llu", w->shard, n,
+                 (unsigned long long)ops);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        stg_batch_free(grp[i].b);
+        post(&w->lane->wdone, &(struct stg_done){.tag = grp[i].tag, .err = err});
+    }
+    spsc_publish(&w->lane->wdone);
+    atomic_fetch_add_explicit(&st->groups, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->submits, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->ops, ops, memory_order_relaxed);
+    notify(st, w->shard);
+}
+
+static void *writer_main(void *arg)
+{
+    struct worker *w = arg;
+    struct storage *st = w->st;
+    struct lane *lane = w->lane;
+    uint32_t cap = lane->wq.mask + 1;
+    struct wreq *grp = w->grp;
+    struct stg_db_group *g = w->group;
+    log_set_shard((int)w->shard);
+
+    for (;;) {
+        bool stopping = atomic_load(&st->stopping);
+        uint32_t room = stopping ? cap : ring_room(&lane->wdone);
+        uint32_t n = 0;
+        struct wreq *e;
+        while (n < room && (e = spsc_front(&lane->wq))) {
+            grp[n++] = *e;
+            spsc_pop(&lane->wq);
+        }
+        if (n) {
+            spsc_release(&lane->wq);
+            writer_group(w, g, grp, n);
+            continue;
+        }
+        if (stopping && !spsc_front(&lane->wq))
+            break;
+        worker_sleep(w, &lane->wq, room == 0 ? ROOM_WAIT_NS : 0);
+    }
+    return NULL;
+}
+
+/* ---- the reader ---- */
+
+static void reader_one(struct worker *w, struct rreq *r, uint64_t tag)
+{
+    struct storage *st = w->st;
+    struct stg_done d = {.tag = tag};
+    if (r->kind == STG_GET)
+        d.err = stg_db_get_result(st->db, r->cf, r->bytes, r->klen, &d.res);
+    else
+        d.err = stg_db_scan(st->db, r->cf, r->bytes, r->klen, r->bytes + r->klen, r->ulen, r->limit,
+                            r->reverse, &d.res);
+    if (d.err < 0) {
+        d.res = NULL;
+        if (d.err != -ENOENT)
+            atomic_fetch_add_explicit(&st->read_errors, 1, memory_order_relaxed);
+    }
+    free(r);
+    post(&w->lane->rdone, &d);
+    spsc_publish(&w->lane->rdone);
+    atomic_fetch_add_explicit(&st->reads, 1, memory_order_relaxed);
+    notify(st, w->shard);
+}
+
+static void *reader_main(void *arg)
+{
+    struct worker *w = arg;
+    struct storage *st = w->st;
+    struct lane *lane = w->lane;
+    log_set_shard((int)w->shard);
+
+    for (;;) {
+        bool stopping = atomic_load(&st->stopping);
+        uint32_t room = stopping ? UINT32_MAX : ring_room(&lane->rdone);
+        uint32_t n = 0;
+        struct rslot *e;
+        /* Release each slot before the (slow) read, so the shard can refill. */
+        while (n < room && (e = spsc_front(&lane->rq))) {
+            struct rslot s = *e;
+            spsc_pop(&lane->rq);
+            spsc_release(&lane->rq);
+            reader_one(w, s.r, s.tag);
+            n++;
+        }
+        if (n)
+            continue;
+        if (stopping && !spsc_front(&lane->rq))
+            break;
+        worker_sleep(w, &lane->rq, room == 0 ? ROOM_WAIT_NS : 0);
+    }
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+static int lane_init(struct lane *l, uint32_t depth)
+{
+    int rc;
+    if ((rc = spsc_init(&l->wq, depth, sizeof(struct wreq))) < 0 ||
+        (rc = spsc_init(&l->wdone, depth, sizeof(struct stg_done))) < 0 ||
+        (rc = spsc_init(&l->rq, depth, sizeof(struct rslot))) < 0 ||
+        (rc = spsc_init(&l->rdone, depth, sizeof(struct stg_done))) < 0)
+        return rc;
+    return 0;
+}
+
+static void lane_drain(struct lane *l)
+{
+    struct wreq *w;
+    struct rslot *r;
+    struct stg_done *d;
+    if (l->wq.slots)
+        while ((w = spsc_front(&l->wq))) {
+            stg_batch_free(w->b);
+            spsc_pop(&l->wq);
+        }
+    if (l->rq.slots)
+        while ((r = spsc_front(&l->rq))) {
+            free(r->r);
+            spsc_pop(&l->rq);
+        }
+    if (l->wdone.slots)
+        while ((d = spsc_front(&l->wdone)))
+            spsc_pop(&l->wdone);
+    if (l->rdone.slots)
+        while ((d = spsc_front(&l->rdone))) {
+            stg_result_free(d->res);
+            spsc_pop(&l->rdone);
+        }
+    spsc_deinit(&l->wq);
+    spsc_deinit(&l->wdone);
+    spsc_deinit(&l->rq);
+    spsc_deinit(&l->rdone);
+}
+
+static int worker_start(struct storage *st, unsigned shard, struct worker *w, void *(*fn)(void *))
+{
+    w->st = st;
+    w->lane = &st->lanes[shard];
+    w->shard = shard;
+    if (fn == writer_main) {
+        w->grp = malloc((w->lane->wq.mask + 1) * sizeof(*w->grp));
+        w->group = stg_db_group_new(st->db);
+        if (!w->grp || !w->group)
+            return -ENOMEM;
+    }
+    int rc = pthread_create(&w->thread, NULL, fn, w);
+    if (rc)
+        return -rc;
+    w->started = true;
+    return 0;
+}
+
+int storage_open(const struct storage_config *cfg, struct storage **out)
+{
+    int rc;
+    if (!cfg->path || cfg->nshards == 0 || (unsigned)cfg->durability > STG_NONE)
+        return -EINVAL;
+    struct storage *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->cfg = *cfg;
+    st->cfg.path = NULL; /* borrowed for the call only */
+    if (!st->cfg.queue_depth)
+        st->cfg.queue_depth = DEFAULT_QUEUE_DEPTH;
+
+    rc = stg_db_open(cfg, &st->db);
+    if (rc < 0)
+        goto free_st;
+    st->lanes = calloc(cfg->nshards, sizeof(*st->lanes));
+    if (!st->lanes) {
+        rc = -ENOMEM;
+        goto close;
+    }
+    for (unsigned i = 0; i < cfg->nshards; i++)
+        if ((rc = lane_init(&st->lanes[i], st->cfg.queue_depth)) < 0)
+            goto close;
+    for (unsigned i = 0; i < cfg->nshards; i++) {
+        struct lane *l = &st->lanes[i];
+        if ((rc = worker_start(st, i, &l->writer, writer_main)) < 0 ||
+            (rc = worker_start(st, i, &l->reader, reader_main)) < 0)
+            goto close;
+    }
+    if (cfg->durability == STG_NONE)
+        log_warn("storage_durability_none",
+                 "msg=\"DURABILITY IS OFF: no write-ahead log; a crash loses every write not "
+                 "yet flushed. For benchmarks only, never in production\"");
+    log_info("storage_open", "path=%s durability=%s shards=%u queue_depth=%u", cfg->path,
+             stg_durability_name(cfg->durability), cfg->nshards, st->cfg.queue_depth);
+    *out = st;
+    return 0;
+
+close:
+    storage_close(st);
+    return rc;
+free_st:
+    free(st);
+    return rc;
+}
+
+void storage_close(struct storage *st)
+{
+    if (!st)
+        return;
+    atomic_store(&st->stopping, true);
+    for (unsigned i = 0; st->lanes && i < st->cfg.nshards; i++) {
+        struct lane *l = &st->lanes[i];
+        struct worker *ws[2] = {&l->writer, &l->reader};
+        for (int j = 0; j < 2; j++) {
+            if (ws[j]->started) {
+                worker_kick(ws[j]);
+                pthread_join(ws[j]->thread, NULL);
+            }
+            stg_db_group_free(ws[j]->group);
+            free(ws[j]->grp);
+        }
+    }
+    for (unsigned i = 0; st->lanes && i < st->cfg.nshards; i++)
+        lane_drain(&st->lanes[i]);
+    free(st->lanes);
+    stg_db_close(st->db);
+    free(st);
+}
+
+/* ---- the shard side ---- */
+
+int storage_write(struct storage *st, unsigned shard, struct stg_batch *b, uint64_t tag)
+{
+    if (shard >= st->cfg.nshards || !b)
+        return -EINVAL;
+    struct lane *l = &st->lanes[shard];
+    int rc = spsc_push(&l->wq, &(struct wreq){.b = b, .tag = tag});
+    if (rc < 0)
+        return rc;
+    spsc_publish(&l->wq);
+    worker_wake(&l->writer);
+    return 0;
+}
+
+int storage_read(struct storage *st, unsigned shard, const struct stg_read *q, uint64_t tag)
+{
+    if (shard >= st->cfg.nshards || (unsigned)q->cf >= STG_CF__COUNT || q->klen == 0 ||
+        (q->kind != STG_GET && q->kind != STG_SCAN))
+        return -EINVAL;
+    size_t ulen = q->kind == STG_SCAN ? q->ulen : 0;
+    if (q->kind == STG_SCAN) {
+        if (ulen == 0)
+            return -EINVAL;
+        size_t m = q->klen < ulen ? q->klen : ulen;
+        int c = memcmp(q->key, q->upper, m);
+        if (c > 0 || (c == 0 && q->klen > ulen))
+            return -EINVAL;
+    }
+    struct lane *l = &st->lanes[shard];
+    struct rreq *r = malloc(sizeof(*r) + q->klen + ulen);
+    if (!r)
+        return -ENOMEM;
+    *r = (struct rreq){.kind = q->kind,
+                       .cf = q->cf,
+                       .limit = q->limit,
+                       .reverse = q->reverse,
+                       .klen = q->klen,
+                       .ulen = ulen};
+    memcpy(r->bytes, q->key, q->klen);
+    if (ulen)
+        memcpy(r->bytes + q->klen, q->upper, ulen);
+    int rc = spsc_push(&l->rq, &(struct rslot){.r = r, .tag = tag});
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    spsc_publish(&l->rq);
+    worker_wake(&l->reader);
+    return 0;
+}
+
+static unsigned drain(struct spsc *r, struct stg_done *out, unsigned max)
+{
+    unsigned n = 0;
+    struct stg_done *d;
+    while (n < max && (d = spsc_front(r))) {
+        out[n++] = *d;
+        spsc_pop(r);
+    }
+    if (n)
+        spsc_release(r);
+    return n;
+}
+
+unsigned storage_poll(struct storage *st, unsigned shard, struct stg_done *out, unsigned max)
+{
+    if (shard >= st->cfg.nshards)
+        return 0;
+    struct lane *l = &st->lanes[shard];
+    unsigned n = drain(&l->wdone, out, max);
+    return n + drain(&l->rdone, out + n, max - n);
+}
+
+void stg_result_free(struct stg_result *r)
+{
+    free(r);
+}
+
+/* ---- blocking helpers ---- */
+
+int storage_get_sync(struct storage *st, enum stg_cf cf, const void *key, size_t klen,
+                     struct buf *val)
+{
+    if ((unsigned)cf >= STG_CF__COUNT || klen == 0)
+        return -EINVAL;
+    return stg_db_get(st->db, cf, key, klen, val);
+}
+
+int storage_write_sync(struct storage *st, const struct stg_batch *b)
+{
+    return stg_db_write_now(st->db, b);
+}
+
+int storage_checkpoint(struct storage *st, const char *dir)
+{
+    return stg_db_checkpoint(st->db, dir);
+}
+
+int storage_flush(struct storage *st)
+{
+    return stg_db_flush(st->db);
+}
+
+int storage_compact(struct storage *st, enum stg_cf cf)
+{
+    if ((unsigned)cf >= STG_CF__COUNT)
+        return -EINVAL;
+    return stg_db_compact(st->db, cf);
+}
+
+void storage_stats_get(struct storage *st, struct storage_stats *out)
+{
+    out->groups = atomic_load_explicit(&st->groups, memory_order_relaxed);
+    out->submits = atomic_load_explicit(&st->submits, memory_order_relaxed);
+    out->ops = atomic_load_explicit(&st->ops, memory_order_relaxed);
+    out->write_errors = atomic_load_explicit(&st->write_errors, memory_order_relaxed);
+    out->reads = atomic_load_explicit(&st->reads, memory_order_relaxed);
+    out->read_errors = atomic_load_explicit(&st->read_errors, memory_order_relaxed);
+}
