@@ -1,0 +1,346 @@
+"""
+Session layer of the wire protocol (PROTOCOL §1, §3, §4) against a live ringpushd:
+hello, ping, tokens, malformed frames, fragmentation, replacement, device limit,
+timeouts and graceful shutdown.
+"""
+
+import signal
+import socket
+import struct
+import time
+
+import msgpack
+
+import rptest
+from rptest import Client, Server, expect_error, expect_ok, frame, raw_frame
+
+
+def test_hello_ok_fields():
+    with Server(shards=2) as srv:
+        c = Client(srv)
+        before = rptest.now_ms()
+        r = c.hello("alice", "phone")
+        after = rptest.now_ms()
+        expect_ok(r)
+        assert r["id"] == 1
+        assert r["user"] == "alice" and r["device"] == "phone", r
+        assert isinstance(r["heartbeat_ms"], int) and r["heartbeat_ms"] == 30000, r
+        assert isinstance(r["server_time"], int), r
+        assert before - 2000 <= r["server_time"] <= after + 2000, (before, r, after)
+        assert r["max_frame"] == 65536, r
+        assert isinstance(r["shard"], int) and 0 <= r["shard"] < 2, r
+        # A fresh user with resume: catch-up is empty, then synced.
+        assert c.push("synced")["op"] == "synced"
+        c.ping()
+
+
+def test_hello_reports_configured_limits():
+    with Server(shards=1, args=["--heartbeat", "7", "--max-frame", "4096"]) as srv:
+        r = expect_ok(Client(srv).hello("bob", "d1", resume=False))
+        assert r["heartbeat_ms"] == 7000, r
+        assert r["max_frame"] == 4096, r
+        assert r["shard"] == 0, r
+
+
+def test_resume_false_no_synced():
+    with Server(shards=2) as srv:
+        c = Client(srv)
+        expect_ok(c.hello("carol", "d1", resume=False))
+        c.no_push(0.5, op="synced")
+
+
+def test_ping_before_and_after_hello():
+    with Server(shards=2) as srv:
+        c = Client(srv)
+        for _ in range(3):
+            r = c.request("ping")
+            assert r == {"op": "pong", "id": r["id"]}, r
+        expect_ok(c.hello("dave", "d1", resume=False))
+        r = c.request("ping", _id=4242)
+        assert r["op"] == "pong" and r["id"] == 4242, r
+
+
+def test_ops_before_hello_unauthorized():
+    with Server(shards=2) as srv:
+        c = Client(srv)
+        for op, fields in [("sync", {}), ("send", {"to": "bob", "cmid": "x", "type": "text",
+                                                     "body": "hi"}),
+                           ("history", {"conv": "d:a:b"}), ("group.list", {}),
+                           ("friend.list", {}), ("nosuchop", {})]:
+            r = c.request(op, fields)
+            expect_error(r, "unauthorized", rid=r.get("id"))
+            assert r.get("id") == c.next_id - 1, r
+        # not fatal: the connection is still usable and can log in
+        c.ping()
+        expect_ok(c.hello("erin", "d1", resume=False))
+        # the send above had no effect: nothing to catch up on for bob
+        b = Client(srv)
+        expect_ok(b.hello("bob", "d1"))
+        p = b.push()
+        assert p["op"] == "synced", p
+
+
+def _bad_tokens(srv):
+    good = srv.token("mallory")
+    h, b, s = good.split(".")
+    return {
+        "alg none": rptest.token("mallory", alg="none", secret=srv.secret),
+        "alg HS512": rptest.token("mallory", alg="HS512", secret=srv.secret),
+        "alg HS256 header lie": rptest.token("mallory", alg="HS512", secret=srv.secret,
+                                             header={"alg": "HS256"}),
+        "bad signature": rptest.token("mallory", secret=srv.secret, bad_signature=True),
+        "wrong secret": rptest.token("mallory", secret=srv.secret + "x"),
+        "expired": rptest.token("mallory", secret=srv.secret, exp=time.time() - 60),
+        "missing sub": rptest.token("mallory", secret=srv.secret, omit=("sub",)),
+        "missing exp": rptest.token("mallory", secret=srv.secret, omit=("exp",)),
+        "sub not a string": rptest.token("mallory", secret=srv.secret, claims={"sub": 12}),
+        "exp not a number": rptest.token("mallory", secret=srv.secret, claims={"exp": "soon"}),
+        "malformed text": "not-a-jwt",
+        "two parts": h + "." + b,
+        "four parts": good + ".x",
+        "garbage base64": "!!!.@@@.###",
+        "truncated signature": h + "." + b + "." + s[:10],
+    }
+
+
+def test_bad_tokens_unauthorized_then_close():
+    with Server(shards=2) as srv:
+        for name, tok in _bad_tokens(srv).items():
+            c = Client(srv)
+            r = c.hello("mallory", "d1", token=tok)
+            try:
+                expect_error(r, "unauthorized")
+                assert r.get("id") == 1, r
+                assert c.closed(3), "connection stays open"
+            except AssertionError as e:
+                raise AssertionError("%s: %s" % (name, e))
+            c.close()
+        # the server is still fine
+        expect_ok(Client(srv).hello("mallory", "d1", resume=False))
+
+
+def test_hello_bad_request_not_fatal():
+    with Server(shards=2) as srv:
+        tok = srv.token("frank")
+        cases = {
+            "missing token": {"device": "d1"},
+            "missing device": {"token": tok},
+            "token not a string": {"token": 12345, "device": "d1"},
+            "device not a string": {"token": tok, "device": 7},
+            "resume not a bool": {"token": tok, "device": "d1", "resume": "yes"},
+            "device too long": {"token": tok, "device": "d" * 33},
+            "device empty": {"token": tok, "device": ""},
+            "device bad char": {"token": tok, "device": "bad device"},
+        }
+        c = Client(srv)
+        for name, fields in cases.items():
+            r = c.request("hello", fields)
+            try:
+                expect_error(r, "bad_request", rid=c.next_id - 1)
+            except AssertionError as e:
+                raise AssertionError("%s: %s" % (name, e))
+            c.ping()
+        # still usable, and a device id of exactly 32 bytes is fine
+        r = expect_ok(c.hello("frank", "D" * 32, resume=False))
+        assert r["device"] == "D" * 32
+
+
+def _fatal(srv, payload, code):
+    c = Client(srv)
+    c.send_raw(payload)
+    f = c.recv(5)
+    expect_error(f, code)
+    assert "id" not in f, "a frame-level error carries no id: %r" % (f,)
+    assert c.closed(3), "connection stays open after %s" % code
+    c.close()
+
+
+def test_zero_length_frame():
+    with Server(shards=2) as srv:
+        _fatal(srv, b"\0\0\0\0", "bad_frame")
+        c = srv.login("gina")  # after hello too
+        c.send_raw(b"\0\0\0\0")
+        expect_error(c.recv(5), "bad_frame")
+        assert c.closed(3)
+
+
+def test_too_large():
+    with Server(shards=2, args=["--max-frame", "1024"]) as srv:
+        _fatal(srv, struct.pack(">I", 1025), "too_large")
+        _fatal(srv, struct.pack(">I", 0xFFFFFFFF), "too_large")
+        # exactly max_frame is accepted (a ping padded with an unknown key)
+        c = Client(srv)
+        sizes = {len(msgpack.packb({"op": "ping", "id": 9, "pad": "x" * n})): n
+                 for n in range(900, 1100)}
+        data = msgpack.packb({"op": "ping", "id": 9, "pad": "x" * sizes[1024]})
+        c.send_raw(raw_frame(data))
+        r = c.recv(5)
+        assert r == {"op": "pong", "id": 9}, r
+
+
+def test_not_a_map_bad_frame():
+    with Server(shards=2) as srv:
+        for obj in ([1, 2, 3], 42, "ping", None, b"\x01\x02"):
+            _fatal(srv, raw_frame(msgpack.packb(obj, use_bin_type=True)), "bad_frame")
+
+
+def test_trailing_and_truncated_bad_frame():
+    with Server(shards=2) as srv:
+        ping = msgpack.packb({"op": "ping", "id": 1})
+        _fatal(srv, raw_frame(ping + b"\xc0"), "bad_frame")  # trailing nil
+        _fatal(srv, raw_frame(ping + ping), "bad_frame")  # two maps in one frame
+        _fatal(srv, raw_frame(ping[:-1]), "bad_frame")  # truncated map
+        _fatal(srv, raw_frame(b"\x81\xa1a"), "bad_frame")  # key without value
+        _fatal(srv, raw_frame(b"\xc1"), "bad_frame")  # never-used type byte
+        _fatal(srv, raw_frame(b"\x81\x01\x02"), "bad_frame")  # non-string key
+
+
+def test_amplification_input():
+    with Server(shards=2) as srv:
+        bystander = srv.login("henry")
+        # array32 announcing 2^31+ elements in a 5-byte frame
+        _fatal(srv, raw_frame(b"\xdd\x97\x00\x00\x00"), "bad_frame")
+        _fatal(srv, raw_frame(b"\xdf\xff\xff\xff\xff"), "bad_frame")  # map32, same idea
+        _fatal(srv, raw_frame(b"\xdb\xff\xff\xff\xff"), "bad_frame")  # str32 past the end
+        bystander.ping()
+        expect_ok(Client(srv).hello("henry", "d2", resume=False))
+
+
+def test_byte_by_byte():
+    with Server(shards=2) as srv:
+        c = Client(srv)
+        data = frame({"op": "hello", "id": 1, "token": srv.token("ivan"), "device": "d1",
+                      "resume": False}) + frame({"op": "ping", "id": 2})
+        for i in range(len(data)):
+            c.send_raw(data[i:i + 1])
+            if i % 16 == 0:
+                time.sleep(0.002)
+        expect_ok(c.reply(1))
+        assert c.reply(2)["op"] == "pong"
+
+
+def test_many_frames_one_write():
+    with Server(shards=2) as srv:
+        c = Client(srv)
+        data = frame({"op": "ping", "id": 1000})
+        data += frame({"op": "hello", "id": 1001, "token": srv.token("judy"), "device": "d1",
+                       "resume": False})
+        data += b"".join(frame({"op": "ping", "id": i}) for i in range(1, 151))
+        c.send_raw(data)
+        assert c.recv()["id"] == 1000
+        expect_ok(c.recv())
+        for i in range(1, 151):
+            r = c.recv()
+            assert r == {"op": "pong", "id": i}, (i, r)
+
+
+def test_replacement():
+    with Server(shards=2) as srv:
+        old = srv.login("kate", "laptop")
+        other = srv.login("kate", "phone")
+        new = Client(srv)
+        expect_ok(new.hello("kate", "laptop", resume=False))
+        bye = old.push("bye", timeout=5)
+        assert bye == {"op": "bye", "reason": "replaced"}, bye
+        assert old.closed(3)
+        new.ping()
+        other.ping()  # another device of the same user is untouched
+
+
+def test_max_devices_conflict():
+    with Server(shards=2, args=["--max-devices", "2"]) as srv:
+        a = srv.login("leo", "d1")
+        b = srv.login("leo", "d2")
+        c = Client(srv)
+        r = c.hello("leo", "d3", resume=False)
+        expect_error(r, "conflict", rid=1)
+        assert c.closed(3)
+        a.ping()
+        b.ping()
+        # replacing an existing device does not count as a new one
+        a2 = srv.login("leo", "d1")
+        assert a.push("bye")["reason"] == "replaced"
+        a2.ping()
+        # another user is not affected
+        srv.login("mia", "d1")
+        srv.login("mia", "d2")
+        # after one device leaves, a new one fits
+        b.close()
+        d3 = rptest.wait_until(lambda: _try_login(srv, "leo", "d3"), 5, 0.1, "a free device slot")
+        d3.ping()
+
+
+def _try_login(srv, user, device):
+    c = Client(srv)
+    r = c.hello(user, device, resume=False)
+    if r.get("op") == "ok":
+        return c
+    c.close()
+    return None
+
+
+def test_hello_timeout():
+    with Server(shards=2, args=["--hello-timeout", "1", "--idle-timeout", "60"]) as srv:
+        silent = Client(srv)
+        pinger = Client(srv)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4 and not pinger.eof:
+            try:
+                pinger.request("ping", _timeout=1)
+            except rptest.ConnectionClosed:
+                break
+            time.sleep(0.2)
+        assert pinger.closed(0.5), "pings do not stand in for a hello"
+        assert silent.closed(3)
+        assert time.monotonic() - t0 < 5
+        # a connection that logs in in time stays
+        c = srv.login("nina")
+        time.sleep(1.5)
+        c.ping()
+
+
+def test_idle_timeout():
+    with Server(shards=2, args=["--heartbeat", "1", "--idle-timeout", "2"]) as srv:
+        busy = srv.login("oscar", "d1")
+        idle = srv.login("oscar", "d2")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4.5:
+            busy.ping()
+            time.sleep(0.5)
+        assert idle.closed(2), "idle connection still open"
+        busy.ping()
+
+
+def test_graceful_shutdown():
+    srv = Server(shards=2)
+    with srv:
+        clients = [srv.login("user%d" % i, "d%d" % (i % 3)) for i in range(12)]
+        t0 = time.monotonic()
+        rc = srv.stop(signal.SIGTERM, timeout=5)
+        assert rc == 0, "exit code %r\n%s" % (rc, srv.stderr_tail())
+        assert time.monotonic() - t0 < 5
+        for c in clients:
+            bye = c.push("bye", timeout=1)
+            assert bye == {"op": "bye", "reason": "shutdown"}, bye
+            assert c.closed(1)
+
+
+def test_sigint_shutdown():
+    srv = Server(shards=2)
+    with srv:
+        c = srv.login("paul")
+        pre = Client(srv)  # connected, no hello yet
+        pre.ping()
+        rc = srv.stop(signal.SIGINT, timeout=5)
+        assert rc == 0, "exit code %r\n%s" % (rc, srv.stderr_tail())
+        assert c.push("bye", timeout=1)["reason"] == "shutdown"
+        assert c.closed(1) and pre.closed(1)
+        try:
+            socket.create_connection((srv.host, srv.port), timeout=1).close()
+            raise AssertionError("port still accepts after shutdown")
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    rptest.main()
