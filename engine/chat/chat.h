@@ -121,6 +121,11 @@ void chat_on_close(struct chat *c, conn_id_t conn);
 /* A message from shard m->src (kind >= XMSG_CHAT_BASE). The chat layer owns m->ptr. */
 void chat_on_xmsg(struct chat *c, const struct xmsg *m);
 
+/* Frees what m carries without acting on it: used at shutdown for messages
+ * still in a ring after every shard stopped (called on the main thread once
+ * the shard threads have joined). */
+void chat_discard_xmsg(struct chat *c, const struct xmsg *m);
+
 /* A storage completion for a tag this chat used. d->res is transferred. */
 void chat_on_storage(struct chat *c, struct stg_done *d);
 
