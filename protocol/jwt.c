@@ -13,7 +13,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -120,7 +119,8 @@ static bool exp_value(const cJSON *e, uint64_t *exp)
     if (!cJSON_IsNumber(e))
         return false;
     double v = e->valuedouble;
-    if (!isfinite(v) || v < 0 || v > 9007199254740992.0 || floor(v) != v)
+    /* the range check comes first: it makes the cast below defined */
+    if (!(v >= 0 && v <= 9007199254740992.0) || (double)(uint64_t)v != v)
         return false;
     *exp = (uint64_t)v;
     return true;

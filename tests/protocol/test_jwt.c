@@ -1,0 +1,195 @@
+/*
+ * JWT HS256: sign/verify round trip, then hand-crafted tokens (with this
+ * file's own base64url and HMAC) for every way a token must be refused:
+ * alg none, HS512, RS256, bad signature, wrong key, expiry, malformed base64,
+ * missing or mistyped sub/exp, sub outside the id charset, and the token
+ * truncated at each byte.
+ */
+#include "check.h"
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "protocol/jwt.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <string.h>
+
+static const uint8_t key[] = "test-secret-0123456789";
+#define KEYLEN (sizeof(key) - 1)
+#define NOW    1700000000ull
+
+static void b64url(struct buf *b, const void *data, size_t n)
+{
+    /* EVP_EncodeBlock writes padded standard base64; convert it */
+    unsigned char tmp[4096];
+    CHECK(n < sizeof(tmp) / 2);
+    int m = EVP_EncodeBlock(tmp, data, (int)n);
+    for (int i = 0; i < m; i++) {
+        char c = (char)tmp[i];
+        if (c == '=')
+            break;
+        buf_put_u8(b, (uint8_t)(c == '+' ? '-' : c == '/' ? '_' : c));
+    }
+}
+
+/* header.claims.signature with the given key; sig_len 0 means no signature part. */
+static void craft(struct buf *b, const char *hdr, const char *claims, const uint8_t *k, size_t klen,
+                  bool sign)
+{
+    buf_reset(b);
+    b64url(b, hdr, strlen(hdr));
+    buf_put_u8(b, '.');
+    b64url(b, claims, strlen(claims));
+    buf_put_u8(b, '.');
+    if (sign) {
+        uint8_t mac[32];
+        unsigned ml = 0;
+        CHECK(HMAC(EVP_sha256(), k, (int)klen, b->data, b->len - 1, mac, &ml));
+        b64url(b, mac, ml);
+    }
+    CHECK(!buf_failed(b));
+}
+
+static int verify(const struct buf *b, struct jwt_claims *c)
+{
+    return jwt_verify_hs256((const char *)b->data, b->len, key, KEYLEN, NOW, c);
+}
+
+#define HS256 "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+
+static void test_round_trip(void)
+{
+    struct buf b;
+    struct jwt_claims c;
+    buf_init(&b);
+    CHECK(jwt_sign_hs256("alice", 5, NOW + 60, key, KEYLEN, &b) == 0);
+    CHECK(verify(&b, &c) == 0);
+    CHECK(strcmp(c.sub, "alice") == 0 && c.sub_len == 5 && c.exp == NOW + 60);
+    /* expiry is exp <= now */
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, NOW + 59, &c) == 0);
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, NOW + 60, &c) == -RP_EEXPIRED);
+    /* wrong key */
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN - 1, NOW, &c) == -RP_EAUTH);
+    /* every single-bit flip of every byte is refused */
+    for (size_t i = 0; i < b.len; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            b.data[i] ^= (uint8_t)(1u << bit);
+            CHECK(verify(&b, &c) == -RP_EAUTH);
+            b.data[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    /* truncated at each byte */
+    for (size_t k = 0; k < b.len; k++)
+        CHECK(jwt_verify_hs256((const char *)b.data, k, key, KEYLEN, NOW, &c) == -RP_EAUTH);
+    CHECK(verify(&b, &c) == 0);
+    /* a 64-byte sub of every id character */
+    const char *sub = "A-Za-z0-9_.@-0123456789abcdef0123456789abcdef0123456789abcdef012";
+    buf_reset(&b);
+    CHECK(jwt_sign_hs256(sub, 64, NOW + 1, key, KEYLEN, &b) == 0);
+    CHECK(verify(&b, &c) == 0 && c.sub_len == 64 && strcmp(c.sub, sub) == 0);
+    buf_reset(&b);
+    CHECK(jwt_sign_hs256("x", 65, NOW + 1, key, KEYLEN, &b) == -EINVAL);
+    buf_deinit(&b);
+}
+
+static void test_refusals(void)
+{
+    struct buf b;
+    struct jwt_claims c;
+    buf_init(&b);
+    const char *claims = "{\"sub\":\"alice\",\"exp\":1700000100}";
+
+    /* our own crafting agrees with the library's signing */
+    craft(&b, HS256, claims, key, KEYLEN, true);
+    CHECK(verify(&b, &c) == 0 && strcmp(c.sub, "alice") == 0 && c.exp == 1700000100);
+    craft(&b, "{\"alg\":\"HS256\"}", claims, key, KEYLEN, true);
+    CHECK(verify(&b, &c) == 0);
+
+    /* alg none, unsigned and signed */
+    craft(&b, "{\"alg\":\"none\",\"typ\":\"JWT\"}", claims, key, KEYLEN, false);
+    CHECK(verify(&b, &c) == -RP_EAUTH);
+    craft(&b, "{\"alg\":\"none\"}", claims, key, KEYLEN, true);
+    CHECK(verify(&b, &c) == -RP_EAUTH);
+    const char *algs[] = {"{\"alg\":\"HS512\"}",
+                          "{\"alg\":\"RS256\"}",
+                          "{\"alg\":\"hs256\"}",
+                          "{\"alg\":\"HS256 \"}",
+                          "{\"typ\":\"JWT\"}",
+                          "{\"alg\":256}",
+                          "{\"alg\":\"HS256\",\"crit\":[\"x\"]}",
+                          "[\"HS256\"]",
+                          "not json"};
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        craft(&b, algs[i], claims, key, KEYLEN, true);
+        CHECK(verify(&b, &c) == -RP_EAUTH);
+    }
+    /* signed with another key */
+    craft(&b, HS256, claims, (const uint8_t *)"other", 5, true);
+    CHECK(verify(&b, &c) == -RP_EAUTH);
+
+    /* claims */
+    struct {
+        const char *claims;
+        int want;
+    } cases[] = {
+        {"{\"exp\":1700000100}", -RP_EAUTH},
+        {"{\"sub\":\"alice\"}", -RP_EAUTH},
+        {"{\"sub\":\"alice\",\"exp\":\"1700000100\"}", -RP_EAUTH},
+        {"{\"sub\":\"alice\",\"exp\":1700000100.5}", -RP_EAUTH},
+        {"{\"sub\":\"alice\",\"exp\":-1}", -RP_EAUTH},
+        {"{\"sub\":\"alice\",\"exp\":1e300}", -RP_EAUTH},
+        {"{\"sub\":7,\"exp\":1700000100}", -RP_EAUTH},
+        {"{\"sub\":\"\",\"exp\":1700000100}", -RP_EAUTH},
+        {"{\"sub\":\"al ice\",\"exp\":1700000100}", -RP_EAUTH},
+        {"{\"sub\":\"al:ice\",\"exp\":1700000100}", -RP_EAUTH},
+        {"{\"sub\":\"\xc3\xa9\",\"exp\":1700000100}", -RP_EAUTH},
+        {"{\"sub\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdefX\","
+         "\"exp\":1700000100}",
+         -RP_EAUTH},
+        {"{\"sub\":\"alice\",\"exp\":1700000000}", -RP_EEXPIRED},
+        {"{\"sub\":\"alice\",\"exp\":0}", -RP_EEXPIRED},
+        {"{\"sub\":\"alice\",\"exp\":1700000001}", 0},
+        {"[1,2]", -RP_EAUTH},
+        {"{\"sub\":\"alice\",\"exp\":1700000100", -RP_EAUTH},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        craft(&b, HS256, cases[i].claims, key, KEYLEN, true);
+        CHECK(verify(&b, &c) == cases[i].want);
+    }
+
+    /* malformed shapes and base64 */
+    const char *bad[] = {"",      ".",      "..", "a.b", "a.b.c.d", "eyJhbGciOiJIUzI1NiJ9..x",
+                         "=.=.=", "a b.c.d"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK(jwt_verify_hs256(bad[i], strlen(bad[i]), key, KEYLEN, NOW, &c) == -RP_EAUTH);
+    craft(&b, HS256, claims, key, KEYLEN, true);
+    /* padding, standard-alphabet characters, a stray character in each part */
+    const char junk[] = {'=', '+', '/', '*', ' '};
+    size_t d1 = (size_t)((const uint8_t *)memchr(b.data, '.', b.len) - b.data);
+    size_t positions[] = {0, d1 - 1, d1 + 1, b.len - 1};
+    for (size_t p = 0; p < 4; p++) {
+        for (size_t j = 0; j < sizeof(junk); j++) {
+            uint8_t save = b.data[positions[p]];
+            b.data[positions[p]] = (uint8_t)junk[j];
+            CHECK(verify(&b, &c) == -RP_EAUTH);
+            b.data[positions[p]] = save;
+        }
+    }
+    /* an overlong token is refused unread */
+    char *huge = malloc(JWT_TOKEN_MAX + 2);
+    memset(huge, 'a', JWT_TOKEN_MAX + 1);
+    huge[10] = huge[20] = '.';
+    CHECK(jwt_verify_hs256(huge, JWT_TOKEN_MAX + 1, key, KEYLEN, NOW, &c) == -RP_EAUTH);
+    free(huge);
+    buf_deinit(&b);
+}
+
+int main(void)
+{
+    test_round_trip();
+    test_refusals();
+    printf("test_jwt: ok\n");
+    return 0;
+}
