@@ -1,0 +1,619 @@
+/*
+ * Connections of one shard. Slots live in one slab per shard; a connection is
+ * named outside this file by (slot, generation), so a completion or a chat
+ * reference to a slot that has since been reused is recognised and dropped.
+ *
+ * Invariants:
+ * - `inflight` counts the operations of this connection whose final
+ *   completion has not been reaped (the multishot recv, the one sendmsg,
+ *   shutdown, close, handoff). A CLOSING connection is freed only when it is
+ *   zero after its direct descriptor was closed.
+ * - At most one sendmsg is in flight; frames queued meanwhile go out together
+ *   in the next one, from the flush phase.
+ * - Every frame queued is a reference to a shared rbuf; nothing is copied per
+ *   recipient.
+ */
+#include "engine/conn.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "engine/server.h"
+#include "engine/shard.h"
+#include "engine/uring.h"
+#include "protocol/enc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WHEEL_SLOTS   64u
+#define CLOSE_GRACE_S 5u
+#define GEN_MASK      0xffffffu
+
+/* ---- slab ---- */
+
+int conn_table_init(struct shard *sh, uint32_t capacity)
+{
+    sh->conns = calloc(capacity, sizeof(*sh->conns));
+    sh->wheel = malloc(WHEEL_SLOTS * sizeof(*sh->wheel));
+    if (!sh->conns || !sh->wheel)
+        return -ENOMEM;
+    sh->nconns = capacity;
+    for (uint32_t i = 0; i < capacity; i++)
+        sh->conns[i].misc_next = i + 1 < capacity ? i + 1 : CONN_NONE;
+    sh->free_head = 0;
+    sh->flush_head = sh->dead_head = sh->rearm_head = sh->handoff_head = CONN_NONE;
+    for (uint32_t i = 0; i < WHEEL_SLOTS; i++)
+        sh->wheel[i] = CONN_NONE;
+    return 0;
+}
+
+static void outq_free(struct outq *q);
+
+void conn_table_deinit(struct shard *sh)
+{
+    for (uint32_t i = 0; sh->conns && i < sh->nconns; i++) {
+        struct conn *c = &sh->conns[i];
+        if (c->state == CONN_FREE)
+            continue;
+        outq_free(c->oq);
+        frame_dec_deinit(&c->dec);
+        if (c->ho)
+            free(c->ho->leftover);
+        free(c->ho);
+    }
+    free(sh->conns);
+    free(sh->wheel);
+    sh->conns = NULL;
+    sh->wheel = NULL;
+}
+
+uint32_t conn_slot(const struct shard *sh, const struct conn *c)
+{
+    return (uint32_t)(c - sh->conns);
+}
+
+struct conn *conn_get(struct shard *sh, conn_id_t id)
+{
+    uint32_t slot = (uint32_t)(id >> 32);
+    if (slot >= sh->nconns)
+        return NULL;
+    struct conn *c = &sh->conns[slot];
+    if (c->state == CONN_FREE || c->gen != (uint32_t)id)
+        return NULL;
+    return c;
+}
+
+/* ---- timing wheel: one slot per second, lazily re-checked ---- */
+
+static void wheel_insert(struct shard *sh, struct conn *c, uint32_t deadline)
+{
+    uint32_t slot_time = deadline;
+    if (slot_time <= sh->tick)
+        slot_time = sh->tick + 1;
+    if (slot_time - sh->tick >= WHEEL_SLOTS)
+        slot_time = sh->tick + WHEEL_SLOTS - 1;
+    uint32_t s = slot_time % WHEEL_SLOTS, idx = conn_slot(sh, c);
+    c->tw_slot = s;
+    c->tw_prev = CONN_NONE;
+    c->tw_next = sh->wheel[s];
+    if (c->tw_next != CONN_NONE)
+        sh->conns[c->tw_next].tw_prev = idx;
+    sh->wheel[s] = idx;
+}
+
+static void wheel_remove(struct shard *sh, struct conn *c)
+{
+    if (c->tw_prev != CONN_NONE)
+        sh->conns[c->tw_prev].tw_next = c->tw_next;
+    else
+        sh->wheel[c->tw_slot] = c->tw_next;
+    if (c->tw_next != CONN_NONE)
+        sh->conns[c->tw_next].tw_prev = c->tw_prev;
+    c->tw_prev = c->tw_next = CONN_NONE;
+}
+
+static uint32_t conn_deadline(const struct shard *sh, const struct conn *c)
+{
+    switch (c->state) {
+    case CONN_EDGE:
+        return c->born + sh->cfg->hello_timeout;
+    case CONN_HANDOFF:
+        return c->born + sh->cfg->hello_timeout + CLOSE_GRACE_S;
+    case CONN_HOME:
+        return c->last_rx + sh->cfg->idle_timeout;
+    default:
+        return c->last_rx + CLOSE_GRACE_S; /* CLOSING: last_rx is when closing began */
+    }
+}
+
+static void conn_teardown(struct shard *sh, struct conn *c);
+
+void conn_timers(struct shard *sh)
+{
+    uint32_t s = sh->tick % WHEEL_SLOTS;
+    uint32_t idx = sh->wheel[s];
+    sh->wheel[s] = CONN_NONE;
+    while (idx != CONN_NONE) {
+        struct conn *c = &sh->conns[idx];
+        uint32_t next = c->tw_next;
+        c->tw_prev = c->tw_next = CONN_NONE;
+        uint32_t deadline = conn_deadline(sh, c);
+        if (deadline > sh->tick) {
+            wheel_insert(sh, c, deadline);
+        } else if (c->state == CONN_CLOSING) {
+            /* The peer would not take its last frames: stop waiting. */
+            conn_teardown(sh, c);
+            wheel_insert(sh, c, sh->tick + WHEEL_SLOTS - 1);
+        } else {
+            log_debug("conn_timeout", "slot=%u state=%u", idx, c->state);
+            conn_close(sh, c, NULL);
+        }
+        idx = next;
+    }
+}
+
+/* ---- allocation ---- */
+
+struct conn *conn_new(struct shard *sh, uint32_t fd, enum conn_state state)
+{
+    if (sh->free_head == CONN_NONE)
+        return NULL;
+    uint32_t idx = sh->free_head;
+    struct conn *c = &sh->conns[idx];
+    sh->free_head = c->misc_next;
+    uint32_t gen = (c->gen + 1) & GEN_MASK;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    c->fd = fd;
+    c->state = (uint8_t)state;
+    c->flush_next = c->misc_next = c->dead_next = CONN_NONE;
+    c->born = c->last_rx = sh->tick;
+    c->rate_tokens = sh->cfg->rate_burst * 1000u;
+    c->rate_ms = (uint32_t)sh->now_ms;
+    frame_dec_init(&c->dec, sh->cfg->max_frame);
+    wheel_insert(sh, c, conn_deadline(sh, c));
+    sh->live++;
+    sh->stats.conns = sh->live;
+    return c;
+}
+
+static void outq_free(struct outq *q)
+{
+    if (!q)
+        return;
+    for (uint32_t i = 0; i < q->n; i++)
+        rbuf_unref(q->items[(q->head + i) % q->cap].b);
+    free(q->items);
+    free(q);
+}
+
+void conn_free_dead(struct shard *sh)
+{
+    while (sh->dead_head != CONN_NONE) {
+        uint32_t idx = sh->dead_head;
+        struct conn *c = &sh->conns[idx];
+        sh->dead_head = c->dead_next;
+        wheel_remove(sh, c);
+        outq_free(c->oq);
+        frame_dec_deinit(&c->dec);
+        if (c->ho)
+            free(c->ho->leftover);
+        free(c->ho);
+        uint32_t gen = c->gen;
+        memset(c, 0, sizeof(*c));
+        c->gen = gen;
+        c->state = CONN_FREE;
+        c->misc_next = sh->free_head;
+        sh->free_head = idx;
+        sh->live--;
+        sh->stats.conns = sh->live;
+        sh->stats.closes++;
+    }
+}
+
+/* ---- closing ---- */
+
+static void fd_close(struct shard *sh, struct conn *c)
+{
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_close_direct(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_CLOSE, conn_slot(sh, c), c->gen));
+    c->flags |= CONN_F_FD_CLOSING;
+    c->inflight++;
+}
+
+/* Shut the socket down so the recv and send end, then close the descriptor
+ * once nothing is in flight. A socket handed to another shard is only closed
+ * here: shutting it down would cut the connection its home now serves. */
+static void conn_teardown(struct shard *sh, struct conn *c)
+{
+    if (c->flags & (CONN_F_SHUT | CONN_F_FD_CLOSING))
+        return;
+    if (c->flags & CONN_F_HANDED) {
+        if (!c->inflight)
+            fd_close(sh, c);
+        return;
+    }
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_shutdown(sqe, (int)c->fd, SHUT_RDWR);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_SHUTDOWN, conn_slot(sh, c), c->gen));
+    c->flags |= CONN_F_SHUT;
+    c->inflight++;
+}
+
+void conn_op_done(struct shard *sh, struct conn *c)
+{
+    c->inflight--;
+    if (c->state != CONN_CLOSING || c->inflight)
+        return;
+    if (c->flags & CONN_F_FD_CLOSING) {
+        c->dead_next = sh->dead_head;
+        sh->dead_head = conn_slot(sh, c);
+    } else if (c->flags & (CONN_F_SHUT | CONN_F_HANDED)) {
+        fd_close(sh, c);
+    } else {
+        conn_teardown(sh, c);
+    }
+}
+
+static void queue_flush(struct shard *sh, struct conn *c)
+{
+    if (c->flags & (CONN_F_IN_FLUSH | CONN_F_SEND))
+        return;
+    c->flags |= CONN_F_IN_FLUSH;
+    c->flush_next = sh->flush_head;
+    sh->flush_head = conn_slot(sh, c);
+}
+
+static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame);
+
+void conn_close(struct shard *sh, struct conn *c, const char *reason)
+{
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return;
+    if (c->flags & CONN_F_CHAT) {
+        c->flags &= (uint16_t)~CONN_F_CHAT;
+        chat_on_close(sh->chat, conn_id(sh, c, conn_slot(sh, c)));
+    }
+    if (reason && !(c->flags & CONN_F_HANDED)) {
+        struct buf b;
+        buf_init(&b);
+        if (enc_bye(&b, reason) == 0) {
+            struct rbuf *rb = rbuf_copy(b.data, (uint32_t)b.len);
+            if (rb) {
+                queue_frame(sh, c, rb);
+                rbuf_unref(rb);
+            }
+        }
+        buf_deinit(&b);
+    }
+    c->state = CONN_CLOSING;
+    c->last_rx = sh->tick; /* the grace period for the last frames starts now */
+    bool pending = c->oq && c->oq->n;
+    if (!pending || (c->flags & CONN_F_HANDED))
+        conn_teardown(sh, c);
+    else
+        queue_flush(sh, c);
+}
+
+/* ---- sending ---- */
+
+static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame)
+{
+    struct outq *q = c->oq;
+    if (!q) {
+        q = c->oq = calloc(1, sizeof(*q));
+        if (!q)
+            return -ENOMEM;
+    }
+    if (q->n == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 8;
+        struct oitem *items = malloc(cap * sizeof(*items));
+        if (!items)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < q->n; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = items;
+        q->head = 0;
+        q->cap = cap;
+    }
+    q->items[(q->head + q->n) % q->cap] = (struct oitem){rbuf_ref(frame), 0};
+    q->n++;
+    q->bytes += frame->len;
+    queue_flush(sh, c);
+    return 0;
+}
+
+/* Drop what is queued but not yet handed to the kernel. */
+static void outq_drop_unsent(struct outq *q, uint32_t keep)
+{
+    while (q->n > keep) {
+        struct oitem *it = &q->items[(q->head + q->n - 1) % q->cap];
+        q->bytes -= it->b->len - it->off;
+        rbuf_unref(it->b);
+        q->n--;
+    }
+}
+
+int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
+{
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return -ENOENT;
+    uint32_t queued = c->oq ? c->oq->bytes : 0;
+    if (queued + frame->len > sh->cfg->outbound_limit) {
+        /* The client does not keep up. Everything it misses is durable: it
+         * reconnects and resumes from its ack cursor. */
+        sh->stats.bye_slow++;
+        log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), queued);
+        if (c->oq)
+            outq_drop_unsent(c->oq, (c->flags & CONN_F_SEND) ? 1 : 0);
+        conn_close(sh, c, "slow");
+        return -RP_EFULL;
+    }
+    sh->stats.frames_out++;
+    return queue_frame(sh, c, frame) ? -ENOENT : 0;
+}
+
+void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id, int code,
+                     const char *msg)
+{
+    struct buf b;
+    buf_init(&b);
+    if (enc_error(&b, has_id, id, (enum err_code)code, msg) == 0) {
+        struct rbuf *rb = rbuf_copy(b.data, (uint32_t)b.len);
+        if (rb) {
+            conn_send(sh, c, rb);
+            rbuf_unref(rb);
+        }
+    }
+    buf_deinit(&b);
+}
+
+static void send_start(struct shard *sh, struct conn *c)
+{
+    struct outq *q = c->oq;
+    uint32_t n = q->n < OUTQ_IOV ? q->n : OUTQ_IOV;
+    for (uint32_t i = 0; i < n; i++) {
+        struct oitem *it = &q->items[(q->head + i) % q->cap];
+        q->iov[i].iov_base = it->b->data + it->off;
+        q->iov[i].iov_len = it->b->len - it->off;
+    }
+    memset(&q->msg, 0, sizeof(q->msg));
+    q->msg.msg_iov = q->iov;
+    q->msg.msg_iovlen = n;
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_sendmsg(sqe, (int)c->fd, &q->msg, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_SEND, conn_slot(sh, c), c->gen));
+    c->flags |= CONN_F_SEND;
+    c->inflight++;
+}
+
+void conn_flush_all(struct shard *sh)
+{
+    while (sh->flush_head != CONN_NONE) {
+        struct conn *c = &sh->conns[sh->flush_head];
+        sh->flush_head = c->flush_next;
+        c->flags &= (uint16_t)~CONN_F_IN_FLUSH;
+        if (c->flags & (CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDED))
+            continue;
+        if (c->oq && c->oq->n)
+            send_start(sh, c);
+    }
+}
+
+static struct conn *conn_of_cqe(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    uint32_t slot = ud_slot(cqe->user_data);
+    if (slot >= sh->nconns)
+        return NULL;
+    struct conn *c = &sh->conns[slot];
+    if (c->state == CONN_FREE || c->gen != ud_gen(cqe->user_data))
+        return NULL;
+    return c;
+}
+
+void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    struct conn *c = conn_of_cqe(sh, cqe);
+    if (!c)
+        return;
+    c->flags &= (uint16_t)~CONN_F_SEND;
+    struct outq *q = c->oq;
+    if (cqe->res < 0) {
+        if (q)
+            outq_drop_unsent(q, 0);
+        conn_close(sh, c, NULL);
+        conn_teardown(sh, c);
+        conn_op_done(sh, c);
+        return;
+    }
+    uint32_t sent = (uint32_t)cqe->res;
+    sh->stats.bytes_out += sent;
+    while (q->n && sent) {
+        struct oitem *it = &q->items[q->head];
+        uint32_t left = it->b->len - it->off;
+        uint32_t take = sent < left ? sent : left;
+        it->off += take;
+        sent -= take;
+        q->bytes -= take;
+        if (it->off == it->b->len) {
+            rbuf_unref(it->b);
+            q->head = (q->head + 1) % q->cap;
+            q->n--;
+        }
+    }
+    if (q->n) {
+        queue_flush(sh, c);
+    } else {
+        /* Idle connections hold no outbound memory. */
+        outq_free(q);
+        c->oq = NULL;
+        if (c->state == CONN_CLOSING)
+            conn_teardown(sh, c);
+    }
+    conn_op_done(sh, c);
+}
+
+void conn_on_op(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    struct conn *c = conn_of_cqe(sh, cqe);
+    if (!c)
+        return;
+    conn_op_done(sh, c);
+}
+
+/* ---- receiving ---- */
+
+void conn_arm_recv(struct shard *sh, struct conn *c)
+{
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_recv_multishot(sqe, (int)c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_RECV, conn_slot(sh, c), c->gen));
+    c->flags |= CONN_F_RECV;
+    c->inflight++;
+}
+
+void conn_rearm_all(struct shard *sh)
+{
+    while (sh->rearm_head != CONN_NONE) {
+        struct conn *c = &sh->conns[sh->rearm_head];
+        sh->rearm_head = c->misc_next;
+        c->flags &= (uint16_t)~CONN_F_IN_REARM;
+        if ((c->state == CONN_EDGE || c->state == CONN_HOME) && !(c->flags & CONN_F_RECV))
+            conn_arm_recv(sh, c);
+    }
+}
+
+static bool rate_allow(struct shard *sh, struct conn *c)
+{
+    uint32_t now = (uint32_t)sh->now_ms;
+    uint32_t elapsed = now - c->rate_ms;
+    uint64_t cap = (uint64_t)sh->cfg->rate_burst * 1000u;
+    uint64_t t = c->rate_tokens + (uint64_t)elapsed * sh->cfg->rate_limit;
+    c->rate_tokens = (uint32_t)(t > cap ? cap : t);
+    c->rate_ms = now;
+    if (c->rate_tokens < 1000u)
+        return false;
+    c->rate_tokens -= 1000u;
+    return true;
+}
+
+/* Handle one complete frame. Returns false when the connection stops reading
+ * (closing, or handing over). */
+static bool on_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len)
+{
+    struct req req;
+    const char *msg = NULL;
+    sh->stats.frames_in++;
+    c->last_rx = sh->tick;
+    int r = req_decode(&sh->dec, &sh->lim, frame, len, &req, &msg);
+    if (r == -RP_EFRAME) {
+        conn_send_error(sh, c, false, 0, CODE_BAD_FRAME, "not exactly one msgpack map");
+        conn_close(sh, c, NULL);
+        return false;
+    }
+    if (r) {
+        if (c->state == CONN_EDGE && req.op == OP_HELLO)
+            sh->stats.hello_bad++;
+        conn_send_error(sh, c, req.has_id, req.id, code_from_err(r), msg);
+        return true;
+    }
+    if (req.op == OP_PING) {
+        struct buf b;
+        buf_init(&b);
+        if (enc_pong(&b, req.id) == 0) {
+            struct rbuf *rb = rbuf_copy(b.data, (uint32_t)b.len);
+            if (rb) {
+                conn_send(sh, c, rb);
+                rbuf_unref(rb);
+            }
+        }
+        buf_deinit(&b);
+        return c->state != CONN_CLOSING;
+    }
+    if (c->state == CONN_EDGE) {
+        if (req.op != OP_HELLO) {
+            conn_send_error(sh, c, req.has_id, req.id, CODE_UNAUTHORIZED, "hello first");
+            return true;
+        }
+        hello_on_frame(sh, c, &req);
+        return c->state == CONN_EDGE || c->state == CONN_HOME;
+    }
+    if (req.op == OP_HELLO) {
+        conn_send_error(sh, c, req.has_id, req.id, CODE_BAD_REQUEST, "already hello'd");
+        return true;
+    }
+    if (req.op != OP_ACK && !rate_allow(sh, c)) {
+        sh->stats.rate_limited++;
+        conn_send_error(sh, c, req.has_id, req.id, CODE_RATE_LIMITED, "slow down");
+        return true;
+    }
+    chat_on_request(sh->chat, conn_id(sh, c, conn_slot(sh, c)), &req);
+    return c->state == CONN_HOME;
+}
+
+void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    sh->stats.bytes_in += len;
+    while (len) {
+        if (c->state == CONN_HANDOFF) {
+            if (!hello_buffer(sh, c, data, len))
+                conn_close(sh, c, NULL);
+            return;
+        }
+        if (c->state != CONN_EDGE && c->state != CONN_HOME)
+            return;
+        const uint8_t *frame;
+        uint32_t flen;
+        int n = frame_next(&c->dec, data, len, &frame, &flen);
+        if (n < 0) {
+            int code = n == -RP_ETOOLARGE ? CODE_TOO_LARGE : CODE_BAD_FRAME;
+            conn_send_error(sh, c, false, 0, code,
+                            n == -RP_ETOOLARGE ? "frame over max_frame" : "empty frame");
+            conn_close(sh, c, NULL);
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+        if (frame && !on_frame(sh, c, frame, flen) && c->state != CONN_HANDOFF)
+            return;
+    }
+}
+
+void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    struct conn *c = conn_of_cqe(sh, cqe);
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        unsigned char *data = sh->br_mem + (size_t)bid * sh->cfg->recv_buffer_size;
+        if (c && cqe->res > 0)
+            conn_input(sh, c, data, (size_t)cqe->res);
+        io_uring_buf_ring_add(sh->br, data, sh->cfg->recv_buffer_size, (unsigned short)bid,
+                              sh->br_mask, 0);
+        io_uring_buf_ring_advance(sh->br, 1);
+    }
+    if (!c || more)
+        return;
+    c->flags &= (uint16_t)~CONN_F_RECV;
+    if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
+        /* End of stream or a socket error: the peer is gone. */
+        if (c->state == CONN_EDGE || c->state == CONN_HOME)
+            conn_close(sh, c, NULL);
+    } else if (c->state == CONN_EDGE || c->state == CONN_HOME) {
+        /* Out of buffers, or the kernel ended the multishot: arm again once
+         * this iteration has given its buffers back. */
+        if (!(c->flags & CONN_F_IN_REARM)) {
+            c->flags |= CONN_F_IN_REARM;
+            c->misc_next = sh->rearm_head;
+            sh->rearm_head = conn_slot(sh, c);
+        }
+    }
+    conn_op_done(sh, c);
+}

@@ -1,0 +1,151 @@
+/*
+ * Client connections of one shard: receive (multishot recv into the shard's
+ * provided buffers, frame reassembly, request dispatch), the outbound queue
+ * (refcounted frames shared between recipients, sent with one sendmsg in
+ * flight at a time), and the closing sequence.
+ *
+ * Lifecycle. A connection is EDGE from accept until its hello verifies, then
+ * either HOME on the same shard or HANDOFF while its socket travels to its
+ * home shard (IORING_MSG_SEND_FD), where it is adopted as HOME. Closing marks
+ * the connection, lets what is queued go out (bounded in time), shuts the
+ * socket down, waits for every operation in flight to complete, closes the
+ * direct descriptor and finally frees the slot in the loop's free phase.
+ */
+#ifndef RP_ENGINE_CONN_H
+#define RP_ENGINE_CONN_H
+
+#include "base/rbuf.h"
+#include "engine/chat/chat.h"
+#include "protocol/frame.h"
+
+#include <stdbool.h>
+#include <liburing.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+struct shard;
+
+enum conn_state { CONN_FREE, CONN_EDGE, CONN_HANDOFF, CONN_HOME, CONN_CLOSING };
+
+enum {
+    CONN_F_RECV = 1u << 0,       /* a multishot recv is armed */
+    CONN_F_SEND = 1u << 1,       /* a sendmsg is in flight */
+    CONN_F_IN_FLUSH = 1u << 2,   /* on the shard's flush list */
+    CONN_F_IN_REARM = 1u << 3,   /* on the shard's re-arm list */
+    CONN_F_CHAT = 1u << 4,       /* chat_on_hello was called: chat_on_close is owed */
+    CONN_F_SHUT = 1u << 5,       /* the socket was shut down */
+    CONN_F_FD_CLOSING = 1u << 6, /* the direct descriptor is being closed */
+    CONN_F_HANDED = 1u << 7,     /* the socket now belongs to another shard */
+};
+
+#define CONN_NONE UINT32_MAX
+#define OUTQ_IOV  64u
+
+struct oitem {
+    struct rbuf *b;
+    uint32_t off; /* bytes of b already sent */
+};
+
+/* Outbound queue, allocated while a connection has frames to send. */
+struct outq {
+    uint32_t head, n, cap; /* items[head .. head+n) in a ring of cap */
+    uint32_t bytes;        /* unsent bytes queued */
+    struct msghdr msg;     /* the sendmsg in flight: borrowed by the kernel until it completes */
+    struct iovec iov[OUTQ_IOV];
+    struct oitem *items;
+};
+
+/* A session being handed from its edge shard to its home shard. */
+enum handoff_step { HO_WAIT_RECV, HO_SENDING_FD, HO_ADOPT_PENDING };
+
+struct handoff {
+    uint32_t next; /* the shard's handoff list, by connection slot */
+    uint8_t step;  /* enum handoff_step */
+    uint8_t home;  /* the home shard */
+    uint32_t hello_id;
+    bool resume;
+    uint8_t user_len, device_len;
+    char user[65];
+    char device[33];
+    int32_t target_slot;   /* the descriptor's slot in the home's table, once sent */
+    uint32_t leftover_len; /* bytes received after the hello, replayed at home */
+    uint32_t leftover_cap;
+    uint8_t *leftover;
+};
+
+struct conn {
+    uint32_t gen;
+    uint32_t fd; /* direct descriptor slot */
+    uint8_t state;
+    uint8_t inflight; /* operations whose last completion is outstanding */
+    uint16_t flags;
+    uint32_t flush_next, misc_next, dead_next;
+    uint32_t tw_prev, tw_next, tw_slot;
+    uint32_t born;        /* shard tick of accept or adoption */
+    uint32_t last_rx;     /* shard tick of the last frame received */
+    uint32_t rate_tokens; /* thousandths of a request */
+    uint32_t rate_ms;     /* low 32 bits of the wall clock at the last refill */
+    struct frame_dec dec;
+    struct outq *oq;
+    struct handoff *ho;
+};
+
+static inline conn_id_t conn_id(const struct shard *sh, const struct conn *c, uint32_t slot)
+{
+    (void)sh;
+    (void)c;
+    return (uint64_t)slot << 32 | c->gen;
+}
+
+/* Allocates the slab. 0 or -ENOMEM. */
+int conn_table_init(struct shard *sh, uint32_t capacity);
+void conn_table_deinit(struct shard *sh);
+
+/* A connection accepted on direct descriptor `fd`; NULL when the table is full. */
+struct conn *conn_new(struct shard *sh, uint32_t fd, enum conn_state state);
+uint32_t conn_slot(const struct shard *sh, const struct conn *c);
+/* The live connection named by id, or NULL. */
+struct conn *conn_get(struct shard *sh, conn_id_t id);
+
+/* Arms the multishot recv. */
+void conn_arm_recv(struct shard *sh, struct conn *c);
+
+/* Bytes received for c (from a recv or replayed after a handoff). */
+void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
+/* Queue a frame (takes a reference). 0, -ENOENT (closing) or -RP_EFULL
+ * (outbound bound exceeded: the connection is being closed with bye slow). */
+int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame);
+
+/* Encode-and-queue helpers for replies that go to one connection. */
+void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id, int code,
+                     const char *msg);
+
+/* Begin closing: `reason` (if any) as a bye push after what is queued. */
+void conn_close(struct shard *sh, struct conn *c, const char *reason);
+
+/* One operation of c completed (its final completion was reaped). */
+void conn_op_done(struct shard *sh, struct conn *c);
+
+/* Completion handlers. */
+void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe);
+void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe);
+void conn_on_op(struct shard *sh, struct io_uring_cqe *cqe); /* shutdown, close */
+
+/* Loop phases. */
+void conn_flush_all(struct shard *sh);
+void conn_rearm_all(struct shard *sh);
+void conn_free_dead(struct shard *sh);
+void conn_timers(struct shard *sh);
+
+/* Adopt a socket handed over by an edge shard: slot in our table, session. */
+void conn_adopt(struct shard *sh, struct handoff *ho);
+
+/* Handoff phase and completion (engine/hello.c). */
+void hello_on_frame(struct shard *sh, struct conn *c, const struct req *req);
+void hello_handoffs(struct shard *sh);
+void hello_on_handoff(struct shard *sh, struct io_uring_cqe *cqe);
+bool hello_buffer(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
+#endif

@@ -1,0 +1,536 @@
+/*
+ * The shard loop and the resources it owns: the io_uring, the listener, the
+ * provided receive buffers, the eventfd and the cross-shard ring ends.
+ *
+ * Waking. A shard blocks in io_uring_enter only after announcing it through
+ * its `wake` word (base/wake.h) and re-checking its inboxes. A peer shard that
+ * publishes to it afterwards sees the announcement and posts one MSG_RING
+ * data completion into its ring; a storage thread writes its eventfd. A busy
+ * shard is never sent a wake-up.
+ */
+#define _GNU_SOURCE
+#include "engine/shard.h"
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "engine/server.h"
+#include "engine/uring.h"
+#include "engine/xkind.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define REAP_BATCH    256u
+#define XCORE_BUDGET  4096u
+#define STORAGE_BATCH 64u
+#define STOP_GRACE_MS 4000u
+
+unsigned shard_of(const struct server *srv, const char *id, size_t len)
+{
+    return (unsigned)(hash_bytes(id, len) % srv->nshards);
+}
+
+/* ---- chat env: what the chat layer may ask of the runtime ---- */
+
+static int env_send(void *rt, conn_id_t id, struct rbuf *frame)
+{
+    struct shard *sh = rt;
+    struct conn *c = conn_get(sh, id);
+    if (!c || c->state != CONN_HOME)
+        return -ENOENT;
+    return conn_send(sh, c, frame);
+}
+
+static void env_close(void *rt, conn_id_t id, const char *reason)
+{
+    struct shard *sh = rt;
+    struct conn *c = conn_get(sh, id);
+    if (c)
+        conn_close(sh, c, reason);
+}
+
+static int env_xsend(void *rt, unsigned dst, const struct xmsg *m)
+{
+    return shard_xsend(rt, dst, m);
+}
+
+static int env_write(void *rt, struct stg_batch *b, uint64_t tag)
+{
+    struct shard *sh = rt;
+    return storage_write(sh->srv->storage, sh->id, b, tag);
+}
+
+static int env_read(void *rt, const struct stg_read *q, uint64_t tag)
+{
+    struct shard *sh = rt;
+    return storage_read(sh->srv->storage, sh->id, q, tag);
+}
+
+static uint64_t env_now_ms(void *rt)
+{
+    return ((struct shard *)rt)->now_ms;
+}
+
+/* ---- cross-shard rings ---- */
+
+int shard_xsend(struct shard *sh, unsigned dst, const struct xmsg *m)
+{
+    struct xmsg copy = *m;
+    copy.src = (uint16_t)sh->id;
+    if (spsc_push(sh->out[dst], &copy)) {
+        sh->stats.xcore_full++;
+        return -RP_EFULL;
+    }
+    sh->out_dirty[dst] = true;
+    return 0;
+}
+
+static void xcore_publish(struct shard *sh)
+{
+    unsigned n = sh->srv->nshards;
+    for (unsigned d = 0; d < n; d++) {
+        if (!sh->out_dirty[d])
+            continue;
+        sh->out_dirty[d] = false;
+        spsc_publish(sh->out[d]);
+        struct shard *peer = &sh->srv->shards[d];
+        if (d == sh->id || !wake_needed(&peer->wake))
+            continue;
+        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+        io_uring_prep_msg_ring(sqe, peer->ring_fd, 0, ud_pack(UOP_WAKE, sh->id, 0), 0);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+    }
+}
+
+static void xmsg_dispatch(struct shard *sh, const struct xmsg *m)
+{
+    if (m->kind >= XMSG_CHAT_BASE) {
+        chat_on_xmsg(sh->chat, m);
+        return;
+    }
+    switch (m->kind) {
+    case XK_ADOPT:
+        if (sh->stopping) {
+            struct handoff *ho = m->ptr;
+            free(ho->leftover);
+            free(ho);
+        } else {
+            conn_adopt(sh, m->ptr);
+        }
+        break;
+    default:
+        log_error("xmsg_unknown", "kind=%u src=%u", m->kind, m->src);
+    }
+}
+
+/* Returns how many messages were handled. */
+static unsigned xcore_drain(struct shard *sh)
+{
+    unsigned total = 0;
+    for (unsigned s = 0; s < sh->srv->nshards; s++) {
+        struct spsc *r = sh->in[s];
+        unsigned n = 0;
+        struct xmsg *m;
+        while (n < XCORE_BUDGET && (m = spsc_front(r))) {
+            struct xmsg copy = *m;
+            spsc_pop(r);
+            xmsg_dispatch(sh, &copy);
+            n++;
+        }
+        if (n)
+            spsc_release(r);
+        total += n;
+    }
+    return total;
+}
+
+static unsigned storage_drain(struct shard *sh)
+{
+    struct stg_done done[STORAGE_BATCH];
+    unsigned total = 0, n;
+    do {
+        n = storage_poll(sh->srv->storage, sh->id, done, STORAGE_BATCH);
+        for (unsigned i = 0; i < n; i++)
+            chat_on_storage(sh->chat, &done[i]);
+        total += n;
+    } while (n == STORAGE_BATCH);
+    return total;
+}
+
+/* ---- set-up on the shard's own thread ---- */
+
+static int listener_open(struct shard *sh)
+{
+    const struct config *cfg = sh->cfg;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
+    if (inet_pton(AF_INET, cfg->bind, &addr.sin_addr) != 1) {
+        log_error("listen_failed", "bind=%s reason=\"not an IPv4 address\"", cfg->bind);
+        return -EINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY: frames are coalesced per loop
+     * iteration already, Nagle would only add latency. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) || listen(fd, 4096)) {
+        int err = -errno;
+        log_error("listen_failed", "bind=%s port=%u err=\"%s\"", cfg->bind, cfg->port,
+                  err_str(err));
+        close(fd);
+        return err;
+    }
+    sh->listen_fd = fd;
+    return 0;
+}
+
+static void arm_accept(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_multishot_accept_direct(sqe, sh->listen_fd, NULL, NULL, 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_ACCEPT, 0, 0));
+}
+
+static void arm_tick(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    sh->tick_ts.tv_sec = 1;
+    sh->tick_ts.tv_nsec = 0;
+    io_uring_prep_timeout(sqe, &sh->tick_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_TICK, 0, 0));
+}
+
+static void arm_eventfd(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_read(sqe, sh->event_fd, &sh->event_val, sizeof(sh->event_val), 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_EVENTFD, 0, 0));
+}
+
+static int bufring_setup(struct shard *sh)
+{
+    uint32_t n = sh->cfg->recv_buffers, size = sh->cfg->recv_buffer_size;
+    size_t ring_bytes = (size_t)n * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    sh->br = mem;
+    sh->br_mem = malloc((size_t)n * size);
+    if (!sh->br_mem)
+        return -ENOMEM;
+    struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)mem, .ring_entries = n, .bgid = 0};
+    int r = io_uring_register_buf_ring(&sh->ring, &reg, 0);
+    if (r)
+        return r;
+    io_uring_buf_ring_init(sh->br);
+    sh->br_mask = io_uring_buf_ring_mask(n);
+    for (uint32_t i = 0; i < n; i++)
+        io_uring_buf_ring_add(sh->br, sh->br_mem + (size_t)i * size, size, (unsigned short)i,
+                              sh->br_mask, (int)i);
+    io_uring_buf_ring_advance(sh->br, (int)n);
+    return 0;
+}
+
+static int ring_setup(struct shard *sh)
+{
+    int r = uring_setup(&sh->ring, sh->cfg->ring_entries, sh->cfg->ring_entries * 8);
+    if (r) {
+        log_error("uring_setup_failed", "err=\"%s\"", err_str(r));
+        return r;
+    }
+    r = io_uring_register_files_sparse(&sh->ring, sh->nconns);
+    if (r) {
+        log_error("register_files_failed", "count=%u err=\"%s\"", sh->nconns, err_str(r));
+        return r;
+    }
+    r = bufring_setup(sh);
+    if (r) {
+        log_error("buf_ring_failed", "err=\"%s\"", err_str(r));
+        return r;
+    }
+    r = listener_open(sh);
+    if (r)
+        return r;
+    sh->ring_fd = sh->ring.ring_fd;
+    arm_accept(sh);
+    arm_tick(sh);
+    arm_eventfd(sh);
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE) && !sh->stopping)
+        arm_accept(sh);
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED)
+            log_warn("accept_failed", "err=\"%s\"", err_str(cqe->res));
+        return;
+    }
+    sh->stats.accepts++;
+    struct conn *c = sh->stopping ? NULL : conn_new(sh, (uint32_t)cqe->res, CONN_EDGE);
+    if (!c) {
+        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+        io_uring_prep_close_direct(sqe, (unsigned)cqe->res);
+        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+        return;
+    }
+    conn_arm_recv(sh, c);
+}
+
+static void begin_stop(struct shard *sh)
+{
+    if (sh->stopping)
+        return;
+    sh->stopping = true;
+    log_info("shard_stopping", "conns=%u", sh->live);
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_cancel64(sqe, ud_pack(UOP_ACCEPT, 0, 0), 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+    for (uint32_t i = 0; i < sh->nconns; i++) {
+        struct conn *c = &sh->conns[i];
+        if (c->state == CONN_HOME || c->state == CONN_EDGE)
+            conn_close(sh, c, "shutdown");
+        else if (c->state == CONN_HANDOFF)
+            conn_close(sh, c, NULL);
+    }
+}
+
+static unsigned reap(struct shard *sh, bool *ticked)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&sh->ring, head, cqe)
+    {
+        n++;
+        switch (ud_op(cqe->user_data)) {
+        case UOP_ACCEPT:
+            on_accept(sh, cqe);
+            break;
+        case UOP_RECV:
+            conn_on_recv(sh, cqe);
+            break;
+        case UOP_SEND:
+            conn_on_send(sh, cqe);
+            break;
+        case UOP_SHUTDOWN:
+        case UOP_CLOSE:
+            conn_on_op(sh, cqe);
+            break;
+        case UOP_HANDOFF:
+            hello_on_handoff(sh, cqe);
+            break;
+        case UOP_TICK:
+            sh->tick++;
+            *ticked = true;
+            arm_tick(sh);
+            break;
+        case UOP_EVENTFD:
+            if (atomic_load(&sh->srv->stop))
+                begin_stop(sh);
+            arm_eventfd(sh);
+            break;
+        case UOP_WAKE:
+        case UOP_CANCEL:
+        default:
+            break;
+        }
+    }
+    io_uring_cq_advance(&sh->ring, n);
+    return n;
+}
+
+static void loop(struct shard *sh)
+{
+    uint64_t stop_at = 0;
+    for (;;) {
+        sh->now_ms = clock_wall_ms();
+        bool ticked = false;
+        reap(sh, &ticked);
+        xcore_drain(sh);
+        storage_drain(sh);
+        if (ticked) {
+            conn_timers(sh);
+            chat_on_tick(sh->chat);
+        }
+        hello_handoffs(sh);
+        chat_flush(sh->chat);
+        conn_flush_all(sh);
+        xcore_publish(sh);
+        conn_rearm_all(sh);
+        conn_free_dead(sh);
+
+        if (sh->stopping) {
+            if (!stop_at)
+                stop_at = sh->now_ms + STOP_GRACE_MS;
+            if (sh->live == 0 || sh->now_ms >= stop_at)
+                break;
+        }
+        /* Announce sleep, then look once more at everything that does not
+         * come through the ring itself. */
+        wake_prepare(&sh->wake);
+        bool work = false;
+        for (unsigned s = 0; s < sh->srv->nshards && !work; s++)
+            work = spsc_front(sh->in[s]) != NULL;
+        if (!work)
+            work = storage_drain(sh) > 0;
+        if (work) {
+            wake_cancel(&sh->wake);
+            io_uring_submit(&sh->ring);
+            continue;
+        }
+        int r = io_uring_submit_and_wait(&sh->ring, 1);
+        wake_cancel(&sh->wake);
+        if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
+            log_error("uring_enter_failed", "err=\"%s\"", err_str(r));
+            break;
+        }
+    }
+    log_info("shard_stopped", "conns=%u", sh->live);
+}
+
+void *shard_main(void *arg)
+{
+    struct shard *sh = arg;
+    struct server *srv = sh->srv;
+    log_set_shard((int)sh->id);
+    if (sh->cfg->pin && srv->ncpus) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(sh->id % srv->ncpus, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
+    sh->now_ms = clock_wall_ms();
+    if (ring_setup(sh)) {
+        atomic_fetch_add(&srv->failed, 1);
+        atomic_fetch_add(&srv->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add(&srv->ready, 1);
+    loop(sh);
+    return NULL;
+}
+
+/* ---- creation, wake-up, stop ---- */
+
+int shard_init(struct shard *sh, struct server *srv, unsigned id)
+{
+    memset(sh, 0, sizeof(*sh));
+    sh->id = id;
+    sh->srv = srv;
+    sh->cfg = &srv->cfg;
+    sh->listen_fd = -1;
+    sh->ring_fd = -1;
+    sh->lim.max_body = srv->cfg.max_body;
+    sh->lim.max_users = 500;
+    struct rlimit rl;
+    uint32_t cap = srv->cfg.max_conns;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && cap > rl.rlim_cur)
+        cap = (uint32_t)rl.rlim_cur;
+    int r = conn_table_init(sh, cap);
+    if (r)
+        return r;
+    sh->event_fd = eventfd(0, EFD_CLOEXEC);
+    if (sh->event_fd < 0)
+        return -errno;
+    req_decoder_init(&sh->dec);
+    unsigned n = srv->nshards;
+    sh->in = calloc(n, sizeof(*sh->in));
+    sh->out = calloc(n, sizeof(*sh->out));
+    sh->out_dirty = calloc(n, sizeof(*sh->out_dirty));
+    if (!sh->in || !sh->out || !sh->out_dirty)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        sh->in[i] = &srv->rings[i * n + id];
+        sh->out[i] = &srv->rings[id * n + i];
+    }
+    struct chat_env env = {
+        .rt = sh,
+        .shard = id,
+        .nshards = n,
+        .cfg = &srv->chat_cfg,
+        .send = env_send,
+        .close = env_close,
+        .xsend = env_xsend,
+        .write = env_write,
+        .read = env_read,
+        .now_ms = env_now_ms,
+    };
+    sh->chat = chat_new(&env);
+    return sh->chat ? 0 : -ENOMEM;
+}
+
+/* Messages still in our inbound rings after every shard stopped: free what
+ * they carry. */
+static void discard_inbox(struct shard *sh)
+{
+    for (unsigned s = 0; s < sh->srv->nshards; s++) {
+        struct spsc *r = sh->in[s];
+        struct xmsg *m;
+        while ((m = spsc_front(r))) {
+            if (m->kind >= XMSG_CHAT_BASE) {
+                chat_discard_xmsg(sh->chat, m);
+            } else if (m->kind == XK_ADOPT) {
+                struct handoff *ho = m->ptr;
+                free(ho->leftover);
+                free(ho);
+            }
+            spsc_pop(r);
+        }
+        spsc_release(r);
+    }
+}
+
+void shard_deinit(struct shard *sh)
+{
+    if (sh->in)
+        discard_inbox(sh);
+    if (sh->ring_fd >= 0)
+        io_uring_queue_exit(&sh->ring);
+    if (sh->listen_fd >= 0)
+        close(sh->listen_fd);
+    if (sh->event_fd > 0)
+        close(sh->event_fd);
+    if (sh->br)
+        munmap(sh->br, (size_t)sh->cfg->recv_buffers * sizeof(struct io_uring_buf));
+    free(sh->br_mem);
+    conn_table_deinit(sh);
+    chat_free(sh->chat);
+    req_decoder_deinit(&sh->dec);
+    free(sh->in);
+    free(sh->out);
+    free(sh->out_dirty);
+}
+
+void shard_notify(struct shard *sh)
+{
+    if (wake_needed(&sh->wake)) {
+        uint64_t one = 1;
+        ssize_t w = write(sh->event_fd, &one, sizeof(one));
+        (void)w;
+    }
+}
+
+void shard_stop(struct shard *sh)
+{
+    uint64_t one = 1;
+    ssize_t w = write(sh->event_fd, &one, sizeof(one));
+    (void)w;
+}

@@ -1,0 +1,99 @@
+/*
+ * A shard: one pinned thread running one io_uring loop, owning a listener, a
+ * table of connections, a provided-buffer ring for receives, a timing wheel,
+ * the inbound ends of the cross-shard rings and the chat state of its users
+ * and conversations. Shards share nothing mutable; see engine/xcore.h.
+ *
+ * The loop has fixed phases (shard_run):
+ *   reap completions → drain cross-core inboxes and storage completions →
+ *   expire timers → flush sends queued this iteration → free dead
+ *   connections → one submit-and-wait.
+ */
+#ifndef RP_ENGINE_SHARD_H
+#define RP_ENGINE_SHARD_H
+
+#include "base/spsc.h"
+#include "base/wake.h"
+#include "engine/chat/chat.h"
+#include "engine/config.h"
+#include "engine/conn.h"
+#include "engine/stats.h"
+#include "protocol/req.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct server;
+
+struct shard {
+    unsigned id;
+    struct server *srv;
+    const struct config *cfg;
+    pthread_t thread;
+
+    struct io_uring ring;
+    int ring_fd; /* published before the shard reports ready */
+    int listen_fd;
+    int event_fd;       /* storage completions and stop requests */
+    uint64_t event_val; /* read target of the eventfd */
+    struct wake wake;   /* set while the loop may block */
+    bool stopping;
+
+    /* provided receive buffers */
+    struct io_uring_buf_ring *br;
+    unsigned char *br_mem;
+    uint32_t br_mask;
+    bool recv_starved; /* a multishot recv ended with -ENOBUFS */
+
+    /* connections: a slab indexed by slot, free slots chained */
+    struct conn *conns;
+    uint32_t nconns; /* capacity */
+    uint32_t free_head;
+    uint32_t live;
+    uint32_t flush_head;   /* connections with frames queued this iteration */
+    uint32_t dead_head;    /* connections whose last operation completed */
+    uint32_t rearm_head;   /* connections whose multishot recv must be re-armed */
+    uint32_t handoff_head; /* edge connections waiting to be handed to their home */
+
+    /* timing wheel: one slot per second */
+    uint32_t *wheel;
+    uint32_t tick; /* seconds since start */
+    struct __kernel_timespec tick_ts;
+
+    /* cross-shard rings: in[i] is fed by shard i, out[i] feeds shard i */
+    struct spsc **in;
+    struct spsc **out;
+    bool *out_dirty;
+
+    struct req_decoder dec;
+    struct req_limits lim;
+    struct chat *chat;
+    uint64_t now_ms; /* wall clock, read once per iteration */
+    struct shard_stats stats;
+};
+
+/* Creates the shard's resources that need no thread (rings between shards are
+ * made by the server). 0 or -errno. */
+int shard_init(struct shard *sh, struct server *srv, unsigned id);
+void shard_deinit(struct shard *sh);
+
+/* The thread body: sets up the io_uring on this thread, then runs the loop
+ * until stopped. */
+void *shard_main(void *arg);
+
+/* Wakes the shard if it may be sleeping (any thread). */
+void shard_notify(struct shard *sh);
+
+/* Asks the shard to shut down gracefully (any thread). */
+void shard_stop(struct shard *sh);
+
+/* The home shard of a user: hash_bytes(user) % nshards. */
+unsigned shard_of(const struct server *srv, const char *id, size_t len);
+
+/* Queue a cross-shard message (shard thread only); published at the end of
+ * the iteration. 0 or -RP_EFULL. */
+int shard_xsend(struct shard *sh, unsigned dst, const struct xmsg *m);
+
+#endif
