@@ -493,14 +493,16 @@ static void chat_print(const struct rp_msg *m)
 }
 
 /* Handles every queued frame; returns 1 when the session is over. */
-static int chat_drain(struct rp_client *c, unsigned *pending)
+static int chat_drain(struct rp_client *c, unsigned *pending, unsigned *failed)
 {
     struct rp_msg *m;
     int over = 0;
     while (rp_client_next(c, &m) == 0) {
         if (rp_obj_get(&m->obj, "id")) {
-            if (rp_msg_code(m) != RP_CODE_OK)
+            if (rp_msg_code(m) != RP_CODE_OK) {
                 report(m);
+                (*failed)++;
+            }
             if (*pending)
                 (*pending)--;
         } else {
@@ -521,6 +523,63 @@ static int chat_drain(struct rp_client *c, unsigned *pending)
     return over;
 }
 
+/* Standard input, split into lines without stdio buffering (which would hide lines from poll). */
+struct linebuf {
+    char data[8192];
+    size_t len;
+    bool eof;
+};
+
+/* Sends one chat line as a text (or --bin) message; the reply is handled by chat_drain. */
+static int chat_send(struct opts *o, struct rp_client *c, const char *line, size_t len,
+                     unsigned *pending)
+{
+    if (len == 0)
+        return 0;
+    char cmid[64];
+    make_cmid(cmid, sizeof(cmid));
+    struct rp_field f[] = {
+        o->group ? RP_FSTR("group", o->group) : RP_FSTR("to", o->pos[1]),
+        RP_FSTR("cmid", cmid),
+        RP_FSTR("type", o->type),
+        {.key = "body", .type = o->bin ? RP_F_BIN : RP_F_STR, .str = line, .len = len},
+    };
+    uint32_t id;
+    int r = rp_client_send(c, "send", f, 4, &id);
+    if (r == 0)
+        (*pending)++;
+    return r;
+}
+
+/* Reads what stdin has and sends every complete line (and the rest at end of input). */
+static int chat_input(struct opts *o, struct rp_client *c, struct linebuf *in, unsigned *pending)
+{
+    ssize_t n = read(STDIN_FILENO, in->data + in->len, sizeof(in->data) - in->len);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+    in->len += (size_t)n;
+    in->eof = n == 0;
+    size_t start = 0;
+    for (size_t i = 0; i < in->len; i++) {
+        if (in->data[i] != '\n')
+            continue;
+        int r = chat_send(o, c, in->data + start, i - start, pending);
+        if (r < 0)
+            return r;
+        start = i + 1;
+    }
+    /* A line longer than the buffer, or the last line without a newline, goes as it is. */
+    if (start == 0 && (in->len == sizeof(in->data) || in->eof)) {
+        int r = chat_send(o, c, in->data, in->len, pending);
+        if (r < 0)
+            return r;
+        start = in->len;
+    }
+    memmove(in->data, in->data + start, in->len - start);
+    in->len -= start;
+    return 0;
+}
+
 static int cmd_chat(struct opts *o)
 {
     if (!(o->group ? need(o, 1, 1) : need(o, 2, 2)))
@@ -528,59 +587,41 @@ static int cmd_chat(struct opts *o)
     struct rp_client *c = session_open(o, o->pos[0], !o->no_resume);
     if (!c)
         return EXIT_FAIL;
-    const char *to = o->group ? NULL : o->pos[1];
-    unsigned pending = 0;
-    bool input = true;
-    char line[8192];
+    static struct linebuf in;
+    unsigned pending = 0, failed = 0;
     int rc = 0;
     for (;;) {
-        if (chat_drain(c, &pending))
+        if (chat_drain(c, &pending, &failed))
             break;
-        if (!input && pending == 0)
+        if (in.eof && pending == 0)
             break;
         struct pollfd p[2] = {
             {.fd = rp_client_fd(c), .events = POLLIN | (rp_client_want_write(c) ? POLLOUT : 0)},
-            {.fd = input ? STDIN_FILENO : -1, .events = POLLIN},
+            {.fd = in.eof ? -1 : STDIN_FILENO, .events = POLLIN},
         };
-        if (poll(p, 2, input ? -1 : o->timeout_ms) <= 0 && !input)
+        if (poll(p, 2, in.eof ? o->timeout_ms : -1) <= 0 && in.eof)
             break; /* replies to the last lines did not come in time */
         if (p[0].revents & POLLOUT)
             rp_client_flush(c);
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             int r = rp_client_feed(c);
             if (r < 0) {
-                chat_drain(c, &pending);
+                chat_drain(c, &pending, &failed);
                 rc = r == -RP_ECLOSED ? 0 : fail_errno("receive", r);
                 break;
             }
         }
-        if (p[1].revents & (POLLIN | POLLHUP)) {
-            if (!fgets(line, sizeof(line), stdin)) {
-                input = false;
-                continue;
-            }
-            line[strcspn(line, "\n")] = '\0';
-            if (!*line)
-                continue;
-            char cmid[64];
-            make_cmid(cmid, sizeof(cmid));
-            struct rp_field f[] = {
-                to ? RP_FSTR("to", to) : RP_FSTR("group", o->group),
-                RP_FSTR("cmid", cmid),
-                RP_FSTR("type", o->type),
-                o->bin ? RP_FBIN("body", line, strlen(line)) : RP_FSTR("body", line),
-            };
-            uint32_t id;
-            int r = rp_client_send(c, "send", f, 4, &id);
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            int r = chat_input(o, c, &in, &pending);
             if (r < 0) {
                 rc = fail_errno("send", r);
                 break;
             }
-            pending++;
         }
     }
     rp_client_free(c);
-    return rc;
+    /* Lines the server refused were reported as they came; the exit status tells a script. */
+    return rc ? rc : failed || pending ? EXIT_FAIL : 0;
 }
 
 static int cmd_help(struct opts *o);
@@ -615,7 +656,8 @@ static const struct command commands[] = {
      cmd_friend},
     {"chat",
      "chat <user> <peer> | chat <user> --group <g> [--no-resume]\n"
-     "  Sends each line of standard input; prints what arrives.",
+     "  Sends each line of standard input; prints what arrives. Exits at the end of\n"
+     "  input once every line is answered: 1 if any was refused or unanswered.",
      cmd_chat},
     {"help", "help [command]", cmd_help},
 };

@@ -263,6 +263,30 @@ class Server:
         kw.setdefault("secret", self.secret)
         return token(user, **kw)
 
+    def admin(self, method, path, body=None, key=None, timeout=10.0):
+        """One admin HTTP request (PROTOCOL §7) with the server's admin key (key=""
+        sends none). Returns (status, parsed JSON body, or the text when not JSON)."""
+        import http.client
+        conn = http.client.HTTPConnection(self.host, self.admin_port, timeout=timeout)
+        headers = {}
+        key = self.admin_key if key is None else key
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(text)
+        except ValueError:
+            return resp.status, text
+
     def login(self, user, device="d1", resume=False, **kw):
         """A connected client with a successful hello (asserted)."""
         c = Client(self, **kw)
@@ -355,6 +379,9 @@ def decode_frame_payload(payload):
 
 # ---------------------------------------------------------------------------
 # Client
+
+
+_cmid_counter = 0
 
 
 class Client:
@@ -475,6 +502,23 @@ class Client:
         r = self.request("ping")
         assert r.get("op") == "pong", "ping answered with %r" % (r,)
         return r
+
+    def send_message(self, to=None, group=None, body="hello", type="text", cmid=None, **extra):
+        """A send request (exactly one of to / group); cmid defaults to a fresh one.
+        Returns the reply."""
+        fields = {"cmid": cmid or "c%d-%d" % (os.getpid(), self.new_cmid()), "type": type,
+                  "body": body}
+        if to is not None:
+            fields["to"] = to
+        if group is not None:
+            fields["group"] = group
+        fields.update(extra)
+        return self.request("send", fields)
+
+    def new_cmid(self):
+        global _cmid_counter
+        _cmid_counter += 1
+        return _cmid_counter
 
     def ack(self, conv, seq):
         self.send({"op": "ack", "conv": conv, "seq": seq})
