@@ -1,0 +1,258 @@
+/*
+ * Seed corpus generator: writes valid inputs for every fuzz target, built
+ * with the project's own encoders, into <dir>/<target>/. Usage:
+ *   fuzz_corpus_gen fuzz/corpus
+ */
+#include "base/buf.h"
+#include "protocol/enc.h"
+#include "protocol/jwt.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *root;
+
+static int save(const char *target, const char *name, const void *p, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", root, target);
+    if (mkdir(path, 0755) && errno != EEXIST)
+        return -errno;
+    snprintf(path, sizeof(path), "%s/%s/%s", root, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -errno;
+    size_t w = fwrite(p, 1, n, f);
+    int err = fclose(f);
+    return w == n && err == 0 ? 0 : -EIO;
+}
+
+static void s(msgpack_packer *pk, const char *v)
+{
+    enc_pack_cstr(pk, v);
+}
+
+static void kvs(msgpack_packer *pk, const char *k, const char *v)
+{
+    s(pk, k);
+    s(pk, v);
+}
+
+static void kvu(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    s(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+/* One request per op, and a few edge cases. */
+static int gen_req(void)
+{
+    struct buf b;
+    msgpack_packer pk;
+    int err = 0;
+    buf_init(&b);
+    msgpack_packer_init(&pk, &b, buf_msgpack_write);
+
+#define REQ(name, pairs, body)                                                                     \
+    do {                                                                                           \
+        buf_reset(&b);                                                                             \
+        msgpack_pack_map(&pk, pairs);                                                              \
+        body;                                                                                      \
+        if (!err)                                                                                  \
+            err = save("fuzz_req", name, b.data, b.len);                                           \
+    } while (0)
+
+    REQ("hello", 5,
+        (kvs(&pk, "op", "hello"), kvu(&pk, "id", 1), kvs(&pk, "token", "a.b.c"),
+         kvs(&pk, "device", "phone"), (s(&pk, "resume"), msgpack_pack_false(&pk))));
+    REQ("ping", 2, (kvs(&pk, "op", "ping"), kvu(&pk, "id", 2)));
+    REQ("send_to", 6,
+        (kvs(&pk, "op", "send"), kvu(&pk, "id", 3), kvs(&pk, "to", "bob"), kvs(&pk, "cmid", "c1"),
+         kvs(&pk, "type", "text"), kvs(&pk, "body", "hi")));
+    REQ("send_group", 6,
+        (kvs(&pk, "op", "send"), kvu(&pk, "id", 3), kvs(&pk, "group", "g1"), kvs(&pk, "cmid", "c1"),
+         kvs(&pk, "type", "image"),
+         (s(&pk, "body"), msgpack_pack_bin_with_body(&pk, "\x00\x01", 2))));
+    REQ("ack", 3, (kvs(&pk, "op", "ack"), kvs(&pk, "conv", "d:alice:bob"), kvu(&pk, "seq", 5)));
+    REQ("read", 4,
+        (kvs(&pk, "op", "read"), kvu(&pk, "id", 4), kvs(&pk, "conv", "g:g1"), kvu(&pk, "seq", 5)));
+    REQ("recall", 4,
+        (kvs(&pk, "op", "recall"), kvu(&pk, "id", 4), kvs(&pk, "conv", "g:g1"),
+         kvu(&pk, "seq", 5)));
+    REQ("sync", 2, (kvs(&pk, "op", "sync"), kvu(&pk, "id", 5)));
+    REQ("history", 5,
+        (kvs(&pk, "op", "history"), kvu(&pk, "id", 6), kvs(&pk, "conv", "g:g1"),
+         kvu(&pk, "before", 100), kvu(&pk, "limit", 20)));
+    REQ("group_create", 5,
+        (kvs(&pk, "op", "group.create"), kvu(&pk, "id", 7), kvs(&pk, "name", "Team"),
+         kvs(&pk, "group", "g1"),
+         (s(&pk, "members"), msgpack_pack_array(&pk, 2), s(&pk, "bob"), s(&pk, "carol"))));
+    REQ("group_invite", 4,
+        (kvs(&pk, "op", "group.invite"), kvu(&pk, "id", 8), kvs(&pk, "group", "g1"),
+         (s(&pk, "users"), msgpack_pack_array(&pk, 1), s(&pk, "dave"))));
+    REQ("group_kick", 4,
+        (kvs(&pk, "op", "group.kick"), kvu(&pk, "id", 8), kvs(&pk, "group", "g1"),
+         (s(&pk, "users"), msgpack_pack_array(&pk, 1), s(&pk, "dave"))));
+    const char *simple[] = {"group.join", "group.leave", "group.dismiss", "group.info"};
+    for (int i = 0; i < 4; i++)
+        REQ(simple[i], 3, (kvs(&pk, "op", simple[i]), kvu(&pk, "id", 9), kvs(&pk, "group", "g1")));
+    REQ("group_update", 6,
+        (kvs(&pk, "op", "group.update"), kvu(&pk, "id", 10), kvs(&pk, "group", "g1"),
+         kvs(&pk, "name", "N"), kvs(&pk, "notice", "hello all"),
+         (s(&pk, "open"), msgpack_pack_true(&pk))));
+    REQ("group_admin", 5,
+        (kvs(&pk, "op", "group.admin"), kvu(&pk, "id", 11), kvs(&pk, "group", "g1"),
+         kvs(&pk, "user", "bob"), (s(&pk, "admin"), msgpack_pack_true(&pk))));
+    REQ("group_nick", 4,
+        (kvs(&pk, "op", "group.nick"), kvu(&pk, "id", 12), kvs(&pk, "group", "g1"),
+         kvs(&pk, "nick", "B")));
+    REQ("group_remark", 4,
+        (kvs(&pk, "op", "group.remark"), kvu(&pk, "id", 13), kvs(&pk, "group", "g1"),
+         kvs(&pk, "remark", "work")));
+    REQ("group_members", 5,
+        (kvs(&pk, "op", "group.members"), kvu(&pk, "id", 14), kvs(&pk, "group", "g1"),
+         kvs(&pk, "after", "bob"), kvu(&pk, "limit", 100)));
+    REQ("group_list", 2, (kvs(&pk, "op", "group.list"), kvu(&pk, "id", 15)));
+    REQ("friend_request", 4,
+        (kvs(&pk, "op", "friend.request"), kvu(&pk, "id", 16), kvs(&pk, "user", "bob"),
+         kvs(&pk, "note", "hi")));
+    REQ("friend_accept", 3,
+        (kvs(&pk, "op", "friend.accept"), kvu(&pk, "id", 17), kvs(&pk, "user", "bob")));
+    REQ("friend_remove", 3,
+        (kvs(&pk, "op", "friend.remove"), kvu(&pk, "id", 18), kvs(&pk, "user", "bob")));
+    REQ("friend_list", 2, (kvs(&pk, "op", "friend.list"), kvu(&pk, "id", 19)));
+    REQ("unknown_keys", 4,
+        (kvs(&pk, "op", "ping"), kvu(&pk, "id", 20),
+         (s(&pk, "x"), msgpack_pack_map(&pk, 1), s(&pk, "y"), msgpack_pack_array(&pk, 2),
+          msgpack_pack_nil(&pk), msgpack_pack_double(&pk, 1.5)),
+         (s(&pk, "e"), msgpack_pack_ext_with_body(&pk, "abcd", 4, 3))));
+#undef REQ
+    buf_deinit(&b);
+    return err;
+}
+
+static struct entry sample_entry(int i)
+{
+    struct entry e = {.conv = strv_c(i ? "g:team" : "d:alice:bob"),
+                      .seq = 1 + (uint64_t)i,
+                      .from = strv_c("alice"),
+                      .dev = strv_c(i == 2 ? "" : "phone"),
+                      .cmid = strv_c("c-1"),
+                      .type = strv_c("text"),
+                      .body = strv_c("hello"),
+                      .ts = 1700000000000ull + (uint64_t)i};
+    return e;
+}
+
+static int gen_entry_and_frames(void)
+{
+    struct buf b, data, stream;
+    msgpack_packer pk;
+    int err = 0;
+    buf_init(&b);
+    buf_init(&data);
+    buf_init(&stream);
+    msgpack_packer_init(&pk, &data, buf_msgpack_write);
+    msgpack_pack_map(&pk, 3);
+    kvs(&pk, "kind", "invite");
+    s(&pk, "users");
+    msgpack_pack_array(&pk, 1);
+    s(&pk, "bob");
+    kvu(&pk, "count", 1);
+
+    for (int i = 0; i < 5 && !err; i++) {
+        struct entry e = sample_entry(i);
+        if (i == 3) {
+            e.type = strv_c("event");
+            e.data_raw = data.data;
+            e.data_len = (uint32_t)data.len;
+        }
+        if (i == 4) {
+            e.type = strv_c("recall");
+            e.has_target = true;
+            e.target = 2;
+            e.body_bin = true;
+            e.body = (struct strv){"", 0};
+        }
+        char name[32];
+        buf_reset(&b);
+        enc_entry(&b, &e);
+        snprintf(name, sizeof(name), "entry%d", i);
+        err = save("fuzz_entry", name, b.data, b.len);
+        enc_entry_frame(&stream, &e);
+    }
+
+    /* frame streams: [k-1][k sizes][max_frame/16][frames...] */
+    enc_ok(&stream, 1);
+    enc_error(&stream, true, 2, CODE_BAD_REQUEST, "missing token");
+    enc_bye(&stream, "slow");
+    static const uint8_t heads[][6] = {
+        {0, 255, 255}, {2, 0, 1, 7, 255}, {3, 3, 200, 1, 9, 255}, {0, 0, 255}};
+    for (int i = 0; i < 4 && !err; i++) {
+        size_t k = (size_t)heads[i][0] + 1;
+        buf_reset(&b);
+        buf_append(&b, heads[i], k + 2);
+        buf_append(&b, stream.data, stream.len);
+        char name[32];
+        snprintf(name, sizeof(name), "stream%d", i);
+        err = save("fuzz_frame", name, b.data, b.len);
+    }
+    buf_deinit(&b);
+    buf_deinit(&data);
+    buf_deinit(&stream);
+    return err;
+}
+
+static int gen_jwt(void)
+{
+    static const uint8_t key[] = "fuzz-key";
+    struct buf b;
+    int err = 0;
+    buf_init(&b);
+    /* mode 0: a token signed with the harness key */
+    buf_put_u8(&b, 0);
+    jwt_sign_hs256("alice", 5, 4000000000ull, key, sizeof(key) - 1, &b);
+    err = save("fuzz_jwt", "signed", b.data, b.len);
+    /* mode 1: signing inputs that the harness signs: valid, expired, alg none */
+    static const char *const inputs[] = {
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDAwMDAwMDAwMH0",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IiLCJleHAiOjF9",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDAwMDAwMDAwMH0",
+    };
+    for (int i = 0; i < 3 && !err; i++) {
+        char name[32];
+        buf_reset(&b);
+        buf_put_u8(&b, 1);
+        buf_append(&b, inputs[i], strlen(inputs[i]));
+        snprintf(name, sizeof(name), "input%d", i);
+        err = save("fuzz_jwt", name, b.data, b.len);
+    }
+    buf_deinit(&b);
+    return err;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s <corpus folder>\n", argv[0]);
+        return 2;
+    }
+    root = argv[1];
+    if (mkdir(root, 0755) && errno != EEXIST) {
+        perror(root);
+        return 1;
+    }
+    int err = gen_req();
+    if (!err)
+        err = gen_entry_and_frames();
+    if (!err)
+        err = gen_jwt();
+    if (err) {
+        fprintf(stderr, "corpus_gen: %s\n", strerror(-err));
+        return 1;
+    }
+    return 0;
+}
