@@ -14,6 +14,15 @@
  * Iterate bounds: RocksDB's C API keeps a pointer to the bound bytes, so the
  * bounds given to a scan are owned by the caller and outlive the iterator,
  * which is destroyed before the scan returns.
+ *
+ * Failed writes. RocksDB turns a failed WAL append (disk full, I/O error)
+ * into a background error: later writes fail with it until RocksDB's own
+ * recovery (its SstFileManager watches free space) flushes the memtables to
+ * a fresh WAL and clears it; storage just reports each failure and tries the
+ * next group. RocksDB's info LOG is kept at fatal level: builds of RocksDB
+ * that keep assertions abort on the second append to a LOG file after a
+ * failed one, which a full disk would otherwise cause as soon as recovery
+ * starts logging. Storage logs every failure itself.
  */
 #include "storage/db.h"
 
@@ -31,6 +40,7 @@
 #define DEFAULT_DEDUP_WINDOW_MS (24ull * 3600 * 1000)
 
 struct stg_db {
+    char *path;
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[STG_CF__COUNT];
     rocksdb_writeoptions_t *wopts;
@@ -44,6 +54,8 @@ struct stg_db {
 struct stg_db_group {
     struct stg_db *db;
     rocksdb_writebatch_t *wb;
+    const struct stg_batch **batches; /* borrowed until the commit */
+    size_t n, cap;
 };
 
 static int fail(const char *event, char *err)
@@ -150,23 +162,60 @@ static rocksdb_options_t *db_options(void)
     rocksdb_options_set_max_background_jobs(o, 2);
     rocksdb_options_set_bytes_per_sync(o, 1u << 20);
     rocksdb_options_set_max_total_wal_size(o, 256u << 20);
-    rocksdb_options_set_info_log_level(o, 2 /* warn */);
-    rocksdb_options_set_keep_log_file_num(o, 4);
+    rocksdb_options_set_info_log_level(o, 4 /* fatal */);
     return o;
+}
+
+/* Open db->path with every column family into db->db and db->cf. */
+static int db_connect(struct stg_db *db)
+{
+    char *err = NULL;
+    rocksdb_options_t *cfo[STG_CF__COUNT + 1];
+    const char *names[STG_CF__COUNT + 1];
+    rocksdb_column_family_handle_t *handles[STG_CF__COUNT + 1];
+
+    /* RocksDB insists that the default family is opened too; it stays empty. */
+    rocksdb_options_t *dbo = db_options();
+    names[0] = "default";
+    cfo[0] = rocksdb_options_create();
+    for (unsigned i = 0; i < STG_CF__COUNT; i++) {
+        names[i + 1] = stg_cf_name((enum stg_cf)i);
+        cfo[i + 1] = cf_options(db, (enum stg_cf)i);
+    }
+    db->db = rocksdb_open_column_families(dbo, db->path, STG_CF__COUNT + 1, names,
+                                          (const rocksdb_options_t *const *)cfo, handles, &err);
+    for (unsigned i = 0; i <= STG_CF__COUNT; i++)
+        rocksdb_options_destroy(cfo[i]);
+    rocksdb_options_destroy(dbo);
+    if (err) {
+        log_error("storage_open_failed", "path=%s err=\"%s\"", db->path, err);
+        rocksdb_free(err);
+        db->db = NULL;
+        return -RP_ESTORAGE;
+    }
+    rocksdb_column_family_handle_destroy(handles[0]);
+    for (unsigned i = 0; i < STG_CF__COUNT; i++)
+        db->cf[i] = handles[i + 1];
+    return 0;
+}
+
+static void db_disconnect(struct stg_db *db)
+{
+    if (!db->db)
+        return;
+    for (unsigned i = 0; i < STG_CF__COUNT; i++)
+        rocksdb_column_family_handle_destroy(db->cf[i]);
+    rocksdb_close(db->db);
+    db->db = NULL;
 }
 
 int stg_db_open(const struct storage_config *cfg, struct stg_db **out)
 {
     int rc = -ENOMEM;
-    char *err = NULL;
-    rocksdb_options_t *dbo = NULL;
-    rocksdb_options_t *cfo[STG_CF__COUNT + 1] = {0};
-    const char *names[STG_CF__COUNT + 1];
-    rocksdb_column_family_handle_t *handles[STG_CF__COUNT + 1];
-
     struct stg_db *db = calloc(1, sizeof(*db));
     if (!db)
         return -ENOMEM;
+    db->path = strdup(cfg->path);
     db->durability = cfg->durability;
     db->dedup_window_ms = cfg->dedup_window_ms ? cfg->dedup_window_ms : DEFAULT_DEDUP_WINDOW_MS;
     db->cache = rocksdb_cache_create_lru(cfg->block_cache_bytes ? cfg->block_cache_bytes
@@ -175,43 +224,18 @@ int stg_db_open(const struct storage_config *cfg, struct stg_db **out)
         rocksdb_compactionfilter_create(db, noop_destroy, dedup_filter, dedup_filter_name);
     db->wopts = rocksdb_writeoptions_create();
     db->ropts = rocksdb_readoptions_create();
-    if (!db->cache || !db->dedup_filter || !db->wopts || !db->ropts)
+    if (!db->path || !db->cache || !db->dedup_filter || !db->wopts || !db->ropts)
         goto free_db;
     rocksdb_writeoptions_set_sync(db->wopts, cfg->durability == STG_SYNC);
     rocksdb_writeoptions_disable_WAL(db->wopts, cfg->durability == STG_NONE);
     /* A stalled write fails at once instead of blocking the writer thread:
      * the caller reports "unavailable" and the stall resolves in the background. */
     rocksdb_writeoptions_set_no_slowdown(db->wopts, 1);
-
-    /* RocksDB insists that the default family is opened too; it stays empty. */
-    dbo = db_options();
-    names[0] = "default";
-    cfo[0] = rocksdb_options_create();
-    for (unsigned i = 0; i < STG_CF__COUNT; i++) {
-        names[i + 1] = stg_cf_name((enum stg_cf)i);
-        cfo[i + 1] = cf_options(db, (enum stg_cf)i);
-    }
-    db->db = rocksdb_open_column_families(dbo, cfg->path, STG_CF__COUNT + 1, names,
-                                          (const rocksdb_options_t *const *)cfo, handles, &err);
-    if (err) {
-        log_error("storage_open_failed", "path=%s err=\"%s\"", cfg->path, err);
-        rocksdb_free(err);
-        rc = -RP_ESTORAGE;
-        goto free_options;
-    }
-    rocksdb_column_family_handle_destroy(handles[0]);
-    for (unsigned i = 0; i < STG_CF__COUNT; i++)
-        db->cf[i] = handles[i + 1];
-    rc = 0;
+    rc = db_connect(db);
+    if (rc < 0)
+        goto free_db;
     *out = db;
-
-free_options:
-    for (unsigned i = 0; i <= STG_CF__COUNT; i++)
-        if (cfo[i])
-            rocksdb_options_destroy(cfo[i]);
-    rocksdb_options_destroy(dbo);
-    if (rc == 0)
-        return 0;
+    return 0;
 free_db:
     stg_db_close(db);
     return rc;
@@ -221,11 +245,7 @@ void stg_db_close(struct stg_db *db)
 {
     if (!db)
         return;
-    if (db->db) {
-        for (unsigned i = 0; i < STG_CF__COUNT; i++)
-            rocksdb_column_family_handle_destroy(db->cf[i]);
-        rocksdb_close(db->db);
-    }
+    db_disconnect(db);
     /* The filter must outlive the database: compactions hold a raw pointer. */
     if (db->dedup_filter)
         rocksdb_compactionfilter_destroy(db->dedup_filter);
@@ -235,6 +255,7 @@ void stg_db_close(struct stg_db *db)
         rocksdb_writeoptions_destroy(db->wopts);
     if (db->ropts)
         rocksdb_readoptions_destroy(db->ropts);
+    free(db->path);
     free(db);
 }
 
@@ -242,7 +263,7 @@ void stg_db_close(struct stg_db *db)
 
 struct stg_db_group *stg_db_group_new(struct stg_db *db)
 {
-    struct stg_db_group *g = malloc(sizeof(*g));
+    struct stg_db_group *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
     g->db = db;
@@ -255,41 +276,59 @@ void stg_db_group_free(struct stg_db_group *g)
     if (!g)
         return;
     rocksdb_writebatch_destroy(g->wb);
+    free(g->batches);
     free(g);
 }
 
-void stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b)
+int stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b)
 {
-    struct stg_op op;
-    size_t pos = 0;
-    while (stg_batch_next(b, &pos, &op)) {
-        rocksdb_column_family_handle_t *cf = g->db->cf[op.cf];
-        if (op.put)
-            rocksdb_writebatch_put_cf(g->wb, cf, op.key, op.klen, op.val, op.vlen);
-        else
-            rocksdb_writebatch_delete_cf(g->wb, cf, op.key, op.klen);
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? 2 * g->cap : 64;
+        const struct stg_batch **p = realloc(g->batches, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        g->batches = p;
+        g->cap = cap;
+    }
+    g->batches[g->n++] = b;
+    return 0;
+}
+
+/* The ops of every queued batch, in order, into g->wb. */
+static void group_fill(struct stg_db_group *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        struct stg_op op;
+        size_t pos = 0;
+        while (stg_batch_next(g->batches[i], &pos, &op)) {
+            rocksdb_column_family_handle_t *cf = g->db->cf[op.cf];
+            if (op.put)
+                rocksdb_writebatch_put_cf(g->wb, cf, op.key, op.klen, op.val, op.vlen);
+            else
+                rocksdb_writebatch_delete_cf(g->wb, cf, op.key, op.klen);
+        }
     }
 }
 
 int stg_db_group_commit(struct stg_db_group *g)
 {
     char *err = NULL;
-    int rc = 0;
-    if (rocksdb_writebatch_count(g->wb) > 0) {
+    group_fill(g);
+    if (rocksdb_writebatch_count(g->wb) > 0)
         rocksdb_write(g->db->db, g->db->wopts, g->wb, &err);
-        if (err)
-            rc = fail("storage_write_failed", err);
-    }
     rocksdb_writebatch_clear(g->wb);
-    return rc;
+    g->n = 0;
+    return err ? fail("storage_write_failed", err) : 0;
 }
 
 int stg_db_write_now(struct stg_db *db, const struct stg_batch *b)
 {
-    struct stg_db_group g = {.db = db, .wb = rocksdb_writebatch_create()};
-    stg_db_group_add(&g, b);
-    int rc = stg_db_group_commit(&g);
-    rocksdb_writebatch_destroy(g.wb);
+    struct stg_db_group *g = stg_db_group_new(db);
+    if (!g)
+        return -ENOMEM;
+    stg_db_group_add(g, b);
+    int rc = stg_db_group_commit(g);
+    stg_db_group_free(g);
     return rc;
 }
 
@@ -447,13 +486,11 @@ int stg_db_checkpoint(struct stg_db *db, const char *dir)
 {
     char *err = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(db->db, &err);
-    if (err)
-        return fail("storage_checkpoint_failed", err);
-    rocksdb_checkpoint_create(cp, dir, 0, &err);
-    rocksdb_checkpoint_object_destroy(cp);
-    if (err)
-        return fail("storage_checkpoint_failed", err);
-    return 0;
+    if (!err) {
+        rocksdb_checkpoint_create(cp, dir, 0, &err);
+        rocksdb_checkpoint_object_destroy(cp);
+    }
+    return err ? fail("storage_checkpoint_failed", err) : 0;
 }
 
 int stg_db_flush(struct stg_db *db)

@@ -30,16 +30,17 @@ int stg_db_open(const struct storage_config *cfg, struct stg_db **out);
 void stg_db_close(struct stg_db *db);
 
 /*
- * A group under construction: one RocksDB write batch owned by one writer
- * thread. stg_db_group_add() appends every op of b (b is borrowed for the
- * call); stg_db_group_commit() writes them all with one rocksdb_write, with
- * sync per durability and no_slowdown, then empties the group either way.
- * new returns NULL when out of memory; commit returns 0 or -RP_ESTORAGE (logged).
+ * A group under construction, owned by one thread. stg_db_group_add() queues
+ * b (borrowed until the commit returns; 0 or -ENOMEM); stg_db_group_commit()
+ * copies the ops of every queued batch into one RocksDB write batch and
+ * writes it with one rocksdb_write, with sync per durability and no_slowdown,
+ * then empties the group either way. new returns NULL when out of memory;
+ * commit returns 0 or -RP_ESTORAGE (logged).
  */
 struct stg_db_group;
 struct stg_db_group *stg_db_group_new(struct stg_db *db);
 void stg_db_group_free(struct stg_db_group *g);
-void stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b);
+int stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b);
 int stg_db_group_commit(struct stg_db_group *g);
 
 /*

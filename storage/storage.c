@@ -3,9 +3,13 @@
  *
  * Per shard there is a lane: a write queue and a read queue (shard -> storage)
  * and a write-completion and a read-completion queue (storage -> shard), all
- * single-producer single-consumer rings, plus a writer and a reader thread.
- * Every ring therefore has exactly one producer and one consumer, and the
- * shard loop never takes a lock or makes a RocksDB call.
+ * single-producer single-consumer rings, and a reader thread. One writer
+ * thread serves every lane: each group it commits holds what all shards
+ * queued, which makes groups (and so fsyncs) fewer and larger than with a
+ * writer per shard, and costs one thread instead of one per shard on small
+ * machines. Every ring has
+ * exactly one producer and one consumer, and the shard loop never takes a
+ * lock or makes a RocksDB call.
  *
  * A worker only takes as many requests as its completion ring has room for,
  * so completions can always be posted without blocking; when the shard stops
@@ -62,23 +66,25 @@ struct worker {
     _Atomic uint32_t futex;
     pthread_t thread;
     bool started;
-    struct wreq *grp;           /* writer: the group being committed */
-    struct stg_db_group *group; /* writer: its RocksDB write batch */
     struct storage *st;
-    struct lane *lane;
+    struct lane *lane; /* a reader's lane; NULL for the writer */
     unsigned shard;
 };
 
 struct lane {
     struct spsc wq, wdone; /* writes in, write completions out */
     struct spsc rq, rdone; /* reads in, read completions out */
-    struct worker writer, reader;
+    struct worker reader;
 };
 
 struct storage {
     struct storage_config cfg;
     struct stg_db *db;
     struct lane *lanes;
+    struct worker writer;
+    struct wreq *grp;           /* writer: the submits of the group being committed */
+    unsigned *grp_shard;        /* writer: the shard of each */
+    struct stg_db_group *group; /* writer: the group's batches */
     atomic_bool stopping;
     _Atomic uint64_t groups, submits, ops, write_errors, reads, read_errors;
 };
@@ -123,12 +129,12 @@ static void worker_wake(struct worker *w)
         worker_kick(w);
 }
 
-/* Sleep until a producer publishes into q (or for timeout_ns when > 0). */
-static void worker_sleep(struct worker *w, struct spsc *q, long timeout_ns)
+/* Sleep until a producer publishes (has_work turns true) or for timeout_ns when > 0. */
+static void worker_sleep(struct worker *w, bool (*has_work)(struct worker *), long timeout_ns)
 {
     uint32_t seen = atomic_load_explicit(&w->futex, memory_order_acquire);
     wake_prepare(&w->wake);
-    if ((timeout_ns == 0 && spsc_front(q)) || atomic_load(&w->st->stopping)) {
+    if ((timeout_ns == 0 && has_work(w)) || atomic_load(&w->st->stopping)) {
         wake_cancel(&w->wake);
         return;
     }
@@ -157,58 +163,75 @@ static void post(struct spsc *done, const struct stg_done *d)
         stg_result_free(d->res);
 }
 
-static void writer_group(struct worker *w, struct stg_db_group *g, struct wreq *grp, uint32_t n)
+static bool writer_has_work(struct worker *w)
 {
     struct storage *st = w->st;
+    for (unsigned i = 0; i < st->cfg.nshards; i++)
+        if (spsc_front(&st->lanes[i].wq))
+            return true;
+    return false;
+}
+
+/* Commit the n submits in st->grp as one write, then complete each in its lane. */
+static void writer_commit(struct storage *st, uint32_t n)
+{
     uint64_t ops = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        stg_db_group_add(g, grp[i].b);
-        ops += stg_batch_count(grp[i].b);
+    int err = 0;
+    for (uint32_t i = 0; i < n && err == 0; i++) {
+        err = stg_db_group_add(st->group, st->grp[i].b) < 0 ? -RP_ESTORAGE : 0;
+        ops += stg_batch_count(st->grp[i].b);
     }
-    int err = stg_db_group_commit(g);
+    if (err == 0)
+        err = stg_db_group_commit(st->group);
     if (err < 0) {
         atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
-        log_warn("storage_group_failed", "shard=%u submits=%u ops=%llu", w->shard, n,
-                 (unsigned long long)ops);
+        log_warn("storage_group_failed", "submits=%u ops=%llu", n, (unsigned long long)ops);
     }
     for (uint32_t i = 0; i < n; i++) {
-        stg_batch_free(grp[i].b);
-        post(&w->lane->wdone, &(struct stg_done){.tag = grp[i].tag, .err = err});
+        stg_batch_free(st->grp[i].b);
+        post(&st->lanes[st->grp_shard[i]].wdone,
+             &(struct stg_done){.tag = st->grp[i].tag, .err = err});
     }
-    spsc_publish(&w->lane->wdone);
+    for (unsigned s = 0; s < st->cfg.nshards; s++)
+        if (spsc_publish(&st->lanes[s].wdone))
+            notify(st, s);
     atomic_fetch_add_explicit(&st->groups, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->submits, n, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->ops, ops, memory_order_relaxed);
-    notify(st, w->shard);
 }
 
 static void *writer_main(void *arg)
 {
     struct worker *w = arg;
     struct storage *st = w->st;
-    struct lane *lane = w->lane;
-    uint32_t cap = lane->wq.mask + 1;
-    struct wreq *grp = w->grp;
-    struct stg_db_group *g = w->group;
-    log_set_shard((int)w->shard);
 
     for (;;) {
         bool stopping = atomic_load(&st->stopping);
-        uint32_t room = stopping ? cap : ring_room(&lane->wdone);
+        bool blocked = false; /* some shard has work but no room for completions */
         uint32_t n = 0;
-        struct wreq *e;
-        while (n < room && (e = spsc_front(&lane->wq))) {
-            grp[n++] = *e;
-            spsc_pop(&lane->wq);
+        for (unsigned s = 0; s < st->cfg.nshards; s++) {
+            struct lane *l = &st->lanes[s];
+            uint32_t room = stopping ? UINT32_MAX : ring_room(&l->wdone);
+            uint32_t taken = 0;
+            struct wreq *e;
+            while (taken < room && (e = spsc_front(&l->wq))) {
+                st->grp[n] = *e;
+                st->grp_shard[n++] = s;
+                taken++;
+                spsc_pop(&l->wq);
+            }
+            if (taken)
+                spsc_release(&l->wq);
+            else if (room == 0 && spsc_front(&l->wq))
+                blocked = true;
         }
         if (n) {
-            spsc_release(&lane->wq);
-            writer_group(w, g, grp, n);
+            writer_commit(st, n);
             continue;
         }
-        if (stopping && !spsc_front(&lane->wq))
+        if (stopping && !writer_has_work(w))
             break;
-        worker_sleep(w, &lane->wq, room == 0 ? ROOM_WAIT_NS : 0);
+        worker_sleep(w, writer_has_work, blocked ? ROOM_WAIT_NS : 0);
     }
     return NULL;
 }
@@ -236,6 +259,11 @@ static void reader_one(struct worker *w, struct rreq *r, uint64_t tag)
     notify(st, w->shard);
 }
 
+static bool reader_has_work(struct worker *w)
+{
+    return spsc_front(&w->lane->rq) != NULL;
+}
+
 static void *reader_main(void *arg)
 {
     struct worker *w = arg;
@@ -260,7 +288,7 @@ static void *reader_main(void *arg)
             continue;
         if (stopping && !spsc_front(&lane->rq))
             break;
-        worker_sleep(w, &lane->rq, room == 0 ? ROOM_WAIT_NS : 0);
+        worker_sleep(w, reader_has_work, room == 0 ? ROOM_WAIT_NS : 0);
     }
     return NULL;
 }
@@ -307,22 +335,26 @@ static void lane_drain(struct lane *l)
     spsc_deinit(&l->rdone);
 }
 
-static int worker_start(struct storage *st, unsigned shard, struct worker *w, void *(*fn)(void *))
+static int worker_start(struct storage *st, struct worker *w, struct lane *lane, unsigned shard,
+                        void *(*fn)(void *))
 {
     w->st = st;
-    w->lane = &st->lanes[shard];
+    w->lane = lane;
     w->shard = shard;
-    if (fn == writer_main) {
-        w->grp = malloc((w->lane->wq.mask + 1) * sizeof(*w->grp));
-        w->group = stg_db_group_new(st->db);
-        if (!w->grp || !w->group)
-            return -ENOMEM;
-    }
     int rc = pthread_create(&w->thread, NULL, fn, w);
     if (rc)
         return -rc;
     w->started = true;
     return 0;
+}
+
+static void worker_stop(struct worker *w)
+{
+    if (!w->started)
+        return;
+    worker_kick(w);
+    pthread_join(w->thread, NULL);
+    w->started = false;
 }
 
 int storage_open(const struct storage_config *cfg, struct storage **out)
@@ -349,12 +381,19 @@ int storage_open(const struct storage_config *cfg, struct storage **out)
     for (unsigned i = 0; i < cfg->nshards; i++)
         if ((rc = lane_init(&st->lanes[i], st->cfg.queue_depth)) < 0)
             goto close;
-    for (unsigned i = 0; i < cfg->nshards; i++) {
-        struct lane *l = &st->lanes[i];
-        if ((rc = worker_start(st, i, &l->writer, writer_main)) < 0 ||
-            (rc = worker_start(st, i, &l->reader, reader_main)) < 0)
-            goto close;
+    size_t max_group = (size_t)cfg->nshards * (st->lanes[0].wq.mask + 1);
+    st->grp = malloc(max_group * sizeof(*st->grp));
+    st->grp_shard = malloc(max_group * sizeof(*st->grp_shard));
+    st->group = stg_db_group_new(st->db);
+    if (!st->grp || !st->grp_shard || !st->group) {
+        rc = -ENOMEM;
+        goto close;
     }
+    if ((rc = worker_start(st, &st->writer, NULL, 0, writer_main)) < 0)
+        goto close;
+    for (unsigned i = 0; i < cfg->nshards; i++)
+        if ((rc = worker_start(st, &st->lanes[i].reader, &st->lanes[i], i, reader_main)) < 0)
+            goto close;
     if (cfg->durability == STG_NONE)
         log_warn("storage_durability_none",
                  "msg=\"DURABILITY IS OFF: no write-ahead log; a crash loses every write not "
@@ -377,21 +416,15 @@ void storage_close(struct storage *st)
     if (!st)
         return;
     atomic_store(&st->stopping, true);
-    for (unsigned i = 0; st->lanes && i < st->cfg.nshards; i++) {
-        struct lane *l = &st->lanes[i];
-        struct worker *ws[2] = {&l->writer, &l->reader};
-        for (int j = 0; j < 2; j++) {
-            if (ws[j]->started) {
-                worker_kick(ws[j]);
-                pthread_join(ws[j]->thread, NULL);
-            }
-            stg_db_group_free(ws[j]->group);
-            free(ws[j]->grp);
-        }
-    }
+    worker_stop(&st->writer);
+    for (unsigned i = 0; st->lanes && i < st->cfg.nshards; i++)
+        worker_stop(&st->lanes[i].reader);
     for (unsigned i = 0; st->lanes && i < st->cfg.nshards; i++)
         lane_drain(&st->lanes[i]);
     free(st->lanes);
+    free(st->grp);
+    free(st->grp_shard);
+    stg_db_group_free(st->group);
     stg_db_close(st->db);
     free(st);
 }
@@ -407,7 +440,7 @@ int storage_write(struct storage *st, unsigned shard, struct stg_batch *b, uint6
     if (rc < 0)
         return rc;
     spsc_publish(&l->wq);
-    worker_wake(&l->writer);
+    worker_wake(&st->writer);
     return 0;
 }
 
