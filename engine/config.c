@@ -148,7 +148,7 @@ static int on_ini(void *arg, const char *section, const char *name, const char *
     return 1;
 }
 
-static int check(const struct config *cfg)
+static int check(struct config *cfg)
 {
     if (!cfg->secret[0]) {
         fprintf(stderr, "ringpushd: a secret is required (--secret or RINGPUSH_SECRET)\n");
@@ -163,11 +163,13 @@ static int check(const struct config *cfg)
         fprintf(stderr, "ringpushd: --dm-policy must be open or friends\n");
         return -EINVAL;
     }
-    if (cfg->max_frame < 1024 || cfg->max_body + 1024 > cfg->max_frame) {
-        fprintf(stderr,
-                "ringpushd: --max-frame must be >= 1024 and leave 1 KiB above --max-body\n");
+    if (cfg->max_frame < 256) {
+        fprintf(stderr, "ringpushd: --max-frame must be at least 256\n");
         return -EINVAL;
     }
+    /* A message body travels inside a frame with its envelope: keep room. */
+    if (cfg->max_body > cfg->max_frame - 256)
+        cfg->max_body = cfg->max_frame - 256;
     if (!cfg->port || cfg->port > 65535 || cfg->admin_port > 65535) {
         fprintf(stderr, "ringpushd: ports must be 1..65535\n");
         return -EINVAL;

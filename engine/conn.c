@@ -104,13 +104,15 @@ static void wheel_insert(struct shard *sh, struct conn *c, uint32_t deadline)
 
 static void wheel_remove(struct shard *sh, struct conn *c)
 {
+    if (c->tw_slot == CONN_NONE)
+        return;
     if (c->tw_prev != CONN_NONE)
         sh->conns[c->tw_prev].tw_next = c->tw_next;
     else
         sh->wheel[c->tw_slot] = c->tw_next;
     if (c->tw_next != CONN_NONE)
         sh->conns[c->tw_next].tw_prev = c->tw_prev;
-    c->tw_prev = c->tw_next = CONN_NONE;
+    c->tw_prev = c->tw_next = c->tw_slot = CONN_NONE;
 }
 
 static uint32_t conn_deadline(const struct shard *sh, const struct conn *c)
@@ -129,6 +131,12 @@ static uint32_t conn_deadline(const struct shard *sh, const struct conn *c)
 
 static void conn_teardown(struct shard *sh, struct conn *c);
 
+void conn_timer_reset(struct shard *sh, struct conn *c)
+{
+    wheel_remove(sh, c);
+    wheel_insert(sh, c, conn_deadline(sh, c));
+}
+
 void conn_timers(struct shard *sh)
 {
     uint32_t s = sh->tick % WHEEL_SLOTS;
@@ -137,7 +145,7 @@ void conn_timers(struct shard *sh)
     while (idx != CONN_NONE) {
         struct conn *c = &sh->conns[idx];
         uint32_t next = c->tw_next;
-        c->tw_prev = c->tw_next = CONN_NONE;
+        c->tw_prev = c->tw_next = c->tw_slot = CONN_NONE;
         uint32_t deadline = conn_deadline(sh, c);
         if (deadline > sh->tick) {
             wheel_insert(sh, c, deadline);
@@ -148,6 +156,7 @@ void conn_timers(struct shard *sh)
         } else {
             log_debug("conn_timeout", "slot=%u state=%u", idx, c->state);
             conn_close(sh, c, NULL);
+            wheel_insert(sh, c, conn_deadline(sh, c));
         }
         idx = next;
     }
@@ -518,8 +527,13 @@ static bool on_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uin
         conn_close(sh, c, NULL);
         return false;
     }
+    if (r && c->state == CONN_EDGE && req.op != OP_HELLO && req.op != OP_PING) {
+        /* Before hello only hello and ping exist. */
+        conn_send_error(sh, c, req.has_id, req.id, CODE_UNAUTHORIZED, "hello first");
+        return true;
+    }
     if (r) {
-        if (c->state == CONN_EDGE && req.op == OP_HELLO)
+        if (c->state == CONN_EDGE)
             sh->stats.hello_bad++;
         conn_send_error(sh, c, req.has_id, req.id, code_from_err(r), msg);
         return true;

@@ -138,6 +138,8 @@ void conn_flush_all(struct shard *sh);
 void conn_rearm_all(struct shard *sh);
 void conn_free_dead(struct shard *sh);
 void conn_timers(struct shard *sh);
+/* Re-files c in the timing wheel after its state (and so its deadline) changed. */
+void conn_timer_reset(struct shard *sh, struct conn *c);
 
 /* Adopt a socket handed over by an edge shard: slot in our table, session. */
 void conn_adopt(struct shard *sh, struct handoff *ho);

@@ -44,6 +44,7 @@ static void start_session(struct shard *sh, struct conn *c, struct strv user, st
     c->state = CONN_HOME;
     c->flags |= CONN_F_CHAT;
     c->last_rx = sh->tick;
+    conn_timer_reset(sh, c);
     sh->stats.hello_ok++;
     chat_on_hello(sh->chat, conn_id(sh, c, conn_slot(sh, c)), user, device, resume, hello_id);
 }

@@ -1,0 +1,125 @@
+/*
+ * The home role: for every user U with hash(U) % nshards == this shard, U's
+ * sessions (one per device), presence, ack and read cursors, friends, and the
+ * online index "group conversation -> local users with a session".
+ *
+ * A user's state is read from storage when its first session arrives (its
+ * conversation list, read cursors, friends and each conversation's last
+ * seq/ts) and dropped when its last session closes. Requests of its sessions
+ * are answered here when the home holds what they need (ack, read, sync,
+ * history, group.list, friends) and forwarded to the conversation's owner
+ * otherwise (send, recall, group ops).
+ *
+ * Thread: the shard's thread.
+ */
+#ifndef RP_CHAT_HOME_H
+#define RP_CHAT_HOME_H
+
+#include "engine/chat/map.h"
+#include "engine/chat/xfer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct chat;
+
+#define HOME_HELD_MAX    4096u  /* live pushes held per session during catch-up */
+#define HOME_CONVS_MAX   10000u /* conversations of a user read at login */
+#define HOME_FRIENDS_MAX 10000u
+
+enum user_state { U_LOADING, U_READY, U_FAILED };
+enum session_state { S_WAIT_USER, S_CATCHUP, S_LIVE };
+
+/* One of a user's conversations, as its home knows it. */
+struct uconv {
+    uint8_t kind, role;
+    uint64_t joined_seq;
+    uint64_t last_seq, last_ts; /* from storage at login, then from deliveries */
+    uint64_t read_seq;
+};
+
+struct ufriend {
+    uint8_t state; /* enum friend_state */
+    uint64_t ts;
+    char *note;
+};
+
+struct held;
+struct cu_part;
+
+struct session {
+    conn_id_t conn;
+    struct user *u;
+    struct session *next; /* the user's sessions */
+    char dev[33];
+    uint32_t devlen;
+    uint8_t state;
+    bool resume, closed;
+    uint32_t hello_id;
+    uint32_t refs;     /* reads in flight that hold it */
+    struct map acks;   /* conv -> ack seq of this device */
+    struct map sent;   /* conv -> highest seq pushed in this session */
+    struct held *held_head, *held_tail;
+    uint32_t nheld;
+    struct cu_part *cu; /* catch-up results, one per conversation read */
+    uint32_t ncu, cu_pending;
+};
+
+struct user {
+    char id[65];
+    uint32_t idlen;
+    uint8_t state;
+    uint32_t refs; /* sessions + reads in flight */
+    uint32_t pending;
+    struct session *sessions;
+    uint32_t nsessions;
+    struct map convs;   /* conv -> struct uconv * */
+    struct map gone;    /* convs left while loading: ignored in the loaded list */
+    struct map friends; /* peer -> struct ufriend * */
+};
+
+struct home {
+    struct map users;   /* id -> struct user * */
+    struct map conns;   /* conn id (8 bytes) -> struct session * */
+    struct map index;   /* group conv -> struct idx * */
+    struct map cursors; /* encoded cursor key -> seq, to be written */
+};
+
+int home_init(struct chat *c);
+void home_deinit(struct chat *c);
+
+void home_on_request(struct chat *c, conn_id_t conn, const struct req *req);
+void home_on_reply(struct chat *c, struct rpl *r);
+void home_on_deliver(struct chat *c, struct dlv *d);
+void home_on_user_frame(struct chat *c, struct ufr *u);
+
+/* Stage dirty cursors into the batch. */
+void home_stage(struct chat *c);
+
+/* The user if loaded here. */
+struct user *home_user(struct chat *c, struct strv id);
+
+/* A session by connection, or NULL. */
+struct session *home_session(struct chat *c, conn_id_t conn);
+
+/* Online index maintenance (session.c and home.c). */
+int home_index_add(struct chat *c, struct strv conv, struct user *u);
+void home_index_del(struct chat *c, struct strv conv, struct user *u);
+
+/* Add or update one of u's conversations. NULL on ENOMEM. */
+struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, uint8_t kind,
+                             uint64_t joined_seq);
+void home_uconv_del(struct chat *c, struct user *u, struct strv conv);
+
+/* Queue a cursor write (seq only moves forward). device "*" is the read cursor. */
+void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct strv conv,
+                     uint64_t seq);
+
+/* Push an entry frame to a session: held while it catches up; never a seq twice. */
+void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64_t seq,
+                     struct rbuf *frame);
+
+/* Send a frame to every session of u except the device `except` (may be empty). */
+void home_push_user(struct chat *c, struct user *u, struct strv except, struct rbuf *frame);
+
+#endif

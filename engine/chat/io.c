@@ -1,0 +1,303 @@
+/*
+ * Read slots are a slab with a generation per slot: the tag of a read is
+ * (generation << 32 | slot), so a completion that arrives after io_deinit
+ * reused nothing. Write tags have bit 63 set.
+ */
+#include "engine/chat/io.h"
+
+#include "engine/chat/core.h"
+
+#include "base/buf.h"
+#include "base/err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAG_WRITE (1ull << 63)
+#define NIL       UINT32_MAX
+
+struct io_read_slot {
+    io_read_cb cb;
+    void *ctx;
+    uint64_t arg;
+    uint32_t gen;
+    uint32_t next; /* free list or retry FIFO */
+    bool used;
+    struct stg_read q; /* kept only while waiting for a retry */
+    struct buf bytes;
+};
+
+struct io_commit {
+    io_write_cb cb;
+    void *ctx;
+};
+
+int io_init(struct io *io)
+{
+    memset(io, 0, sizeof(*io));
+    io->free_head = NIL;
+    io->retry_head = io->retry_tail = NIL;
+    return 0;
+}
+
+void io_deinit(struct io *io)
+{
+    for (uint32_t i = 0; i < io->nslots; i++)
+        buf_deinit(&io->slots[i].bytes);
+    free(io->slots);
+    stg_batch_free(io->staged);
+    free(io->staged_cbs);
+    free(io->flight_cbs);
+    memset(io, 0, sizeof(*io));
+}
+
+static int slot_alloc(struct io *io, uint32_t *out)
+{
+    if (io->free_head != NIL) {
+        *out = io->free_head;
+        io->free_head = io->slots[*out].next;
+        return 0;
+    }
+    if (io->nslots >= IO_READS_MAX)
+        return -RP_EFULL;
+    if (io->nslots == io->cap) {
+        uint32_t nc = io->cap ? io->cap * 2 : 64;
+        struct io_read_slot *s = realloc(io->slots, nc * sizeof(*s));
+        if (!s)
+            return -ENOMEM;
+        io->slots = s;
+        io->cap = nc;
+    }
+    memset(&io->slots[io->nslots], 0, sizeof(io->slots[0]));
+    buf_init(&io->slots[io->nslots].bytes);
+    *out = io->nslots++;
+    return 0;
+}
+
+static void slot_free(struct io *io, uint32_t i)
+{
+    struct io_read_slot *s = &io->slots[i];
+    s->used = false;
+    s->gen++;
+    buf_reset(&s->bytes);
+    s->next = io->free_head;
+    io->free_head = i;
+    io->used--;
+}
+
+/* Copy the read's bytes into the slot so it can be retried after the call. */
+static int slot_keep(struct io_read_slot *s, const struct stg_read *q)
+{
+    buf_reset(&s->bytes);
+    buf_append(&s->bytes, q->key, q->klen);
+    if (q->upper)
+        buf_append(&s->bytes, q->upper, q->ulen);
+    if (buf_failed(&s->bytes))
+        return -ENOMEM;
+    s->q = *q;
+    return 0;
+}
+
+static void retry_push(struct io *io, uint32_t i)
+{
+    io->slots[i].next = NIL;
+    if (io->retry_tail == NIL)
+        io->retry_head = i;
+    else
+        io->slots[io->retry_tail].next = i;
+    io->retry_tail = i;
+}
+
+int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg)
+{
+    struct io *io = &c->io;
+    uint32_t i;
+    int rc = slot_alloc(io, &i);
+    if (rc < 0)
+        return rc;
+    struct io_read_slot *s = &io->slots[i];
+    s->cb = cb;
+    s->ctx = ctx;
+    s->arg = arg;
+    s->used = true;
+    io->used++;
+    uint64_t tag = (uint64_t)s->gen << 32 | i;
+    /* Reads refused earlier go first, so that reads are submitted in call order. */
+    rc = io->retry_head == NIL ? c->env.read(c->env.rt, q, tag) : -RP_EFULL;
+    if (rc == 0)
+        return 0;
+    if (rc == -RP_EFULL && slot_keep(s, q) == 0) {
+        retry_push(io, i);
+        return 0;
+    }
+    slot_free(io, i);
+    return rc == -RP_EFULL ? -ENOMEM : rc;
+}
+
+int io_get(struct chat *c, enum stg_cf cf, const void *key, size_t klen, io_read_cb cb, void *ctx,
+           uint64_t arg)
+{
+    struct stg_read q = {.kind = STG_GET, .cf = cf, .key = key, .klen = klen};
+    return io_read(c, &q, cb, ctx, arg);
+}
+
+int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
+                   const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
+                   uint64_t arg)
+{
+    struct buf up;
+    buf_init(&up);
+    buf_append(&up, prefix, plen);
+    int rc = buf_failed(&up) ? -ENOMEM : stg_key_successor(&up);
+    if (rc == 0) {
+        struct stg_read q = {.kind = STG_SCAN,
+                             .cf = cf,
+                             .key = lower ? lower : prefix,
+                             .klen = lower ? llen : plen,
+                             .upper = up.data,
+                             .ulen = up.len,
+                             .limit = limit};
+        rc = io_read(c, &q, cb, ctx, arg);
+    }
+    buf_deinit(&up);
+    return rc;
+}
+
+static void retry_reads(struct chat *c)
+{
+    struct io *io = &c->io;
+    while (io->retry_head != NIL) {
+        uint32_t i = io->retry_head;
+        struct io_read_slot *s = &io->slots[i];
+        struct stg_read q = s->q;
+        q.key = s->bytes.data;
+        q.upper = s->q.upper ? s->bytes.data + s->q.klen : NULL;
+        int rc = c->env.read(c->env.rt, &q, (uint64_t)s->gen << 32 | i);
+        if (rc == -RP_EFULL)
+            return;
+        io->retry_head = s->next;
+        if (io->retry_head == NIL)
+            io->retry_tail = NIL;
+        if (rc < 0) {
+            io_read_cb cb = s->cb;
+            void *ctx = s->ctx;
+            uint64_t arg = s->arg;
+            slot_free(io, i);
+            cb(c, ctx, arg, rc, NULL);
+        }
+    }
+}
+
+bool io_write_idle(const struct chat *c)
+{
+    return !c->io.in_flight;
+}
+
+struct stg_batch *io_batch(struct chat *c)
+{
+    if (!c->io.staged)
+        c->io.staged = stg_batch_new();
+    return c->io.staged;
+}
+
+int io_on_commit(struct chat *c, io_write_cb cb, void *ctx)
+{
+    struct io *io = &c->io;
+    if (io->nstaged == io->cap_staged) {
+        uint32_t nc = io->cap_staged ? io->cap_staged * 2 : 64;
+        struct io_commit *n = realloc(io->staged_cbs, nc * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        io->staged_cbs = n;
+        io->cap_staged = nc;
+    }
+    io->staged_cbs[io->nstaged++] = (struct io_commit){cb, ctx};
+    return 0;
+}
+
+void io_poison(struct chat *c)
+{
+    c->io.poisoned = true;
+}
+
+static void fail_staged(struct chat *c)
+{
+    struct io *io = &c->io;
+    uint32_t n = io->nstaged;
+    struct io_commit *cbs = io->staged_cbs;
+    io->staged_cbs = NULL;
+    io->nstaged = io->cap_staged = 0;
+    io->poisoned = false;
+    stg_batch_free(io->staged);
+    io->staged = NULL;
+    for (uint32_t i = 0; i < n; i++)
+        cbs[i].cb(c, cbs[i].ctx, -RP_ESTORAGE);
+    free(cbs);
+}
+
+void io_flush(struct chat *c)
+{
+    struct io *io = &c->io;
+    retry_reads(c);
+    if (io->poisoned && !io->in_flight) {
+        fail_staged(c);
+        return;
+    }
+    if (io->in_flight || !io->staged || (stg_batch_count(io->staged) == 0 && io->nstaged == 0))
+        return;
+    if (stg_batch_count(io->staged) == 0) {
+        /* Nothing to write (e.g. only dup replies): complete at once. */
+        uint32_t n = io->nstaged;
+        struct io_commit *cbs = io->staged_cbs;
+        io->staged_cbs = NULL;
+        io->nstaged = io->cap_staged = 0;
+        for (uint32_t i = 0; i < n; i++)
+            cbs[i].cb(c, cbs[i].ctx, 0);
+        free(cbs);
+        return;
+    }
+    uint64_t tag = TAG_WRITE | ++io->write_tag;
+    if (c->env.write(c->env.rt, io->staged, tag) < 0)
+        return; /* the queue is full: the batch stays staged and is retried next flush */
+    io->staged = NULL;
+    io->in_flight = true;
+    struct io_commit *t = io->flight_cbs;
+    io->flight_cbs = io->staged_cbs;
+    io->nflight = io->nstaged;
+    io->staged_cbs = t;
+    uint32_t tc = io->cap_flight;
+    io->cap_flight = io->cap_staged;
+    io->cap_staged = tc;
+    io->nstaged = 0;
+}
+
+bool io_on_storage(struct chat *c, struct stg_done *d)
+{
+    struct io *io = &c->io;
+    if (d->tag & TAG_WRITE) {
+        if (!io->in_flight || (d->tag & ~TAG_WRITE) != io->write_tag)
+            return false;
+        io->in_flight = false;
+        uint32_t n = io->nflight;
+        io->nflight = 0;
+        for (uint32_t i = 0; i < n; i++)
+            io->flight_cbs[i].cb(c, io->flight_cbs[i].ctx, d->err);
+        return true;
+    }
+    uint32_t i = (uint32_t)d->tag;
+    uint32_t gen = (uint32_t)(d->tag >> 32);
+    if (i >= io->nslots || !io->slots[i].used || io->slots[i].gen != gen) {
+        stg_result_free(d->res);
+        return false;
+    }
+    struct io_read_slot *s = &io->slots[i];
+    io_read_cb cb = s->cb;
+    void *ctx = s->ctx;
+    uint64_t arg = s->arg;
+    slot_free(io, i);
+    struct stg_result *res = d->res;
+    d->res = NULL;
+    cb(c, ctx, arg, d->err, res);
+    return true;
+}

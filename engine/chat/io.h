@@ -1,0 +1,95 @@
+/*
+ * Storage access of the chat layer: reads with completion callbacks, and the
+ * shard's group commit.
+ *
+ * Reads: io_read() queues a read through env->read and remembers which
+ * callback the completion goes to. When the storage queue is full the read is
+ * kept (bytes copied) and retried on every io_flush, in order; at most
+ * IO_READS_MAX reads are pending at once.
+ *
+ * Writes: the shard stages all of one loop iteration's puts into one batch
+ * (io_batch) and registers a callback per staged unit of work (io_on_commit).
+ * io_flush submits it. At most ONE batch is in flight per shard: a batch that
+ * fails must not leave a later one succeeding with higher seqs (the log stays
+ * gapless), and what is staged while a batch is in flight simply waits for the
+ * next one, which is exactly group commit.
+ *
+ * Thread: the shard's thread.
+ */
+#ifndef RP_CHAT_IO_H
+#define RP_CHAT_IO_H
+
+#include "storage/storage.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct chat;
+
+#define IO_READS_MAX 65536u
+
+/*
+ * A read completion: err 0 with res (transferred: free it with
+ * stg_result_free), or a negative code with res NULL (-ENOENT for a GET that
+ * found nothing, -RP_ESTORAGE, -ENOMEM).
+ */
+typedef void (*io_read_cb)(struct chat *c, void *ctx, uint64_t arg, int err,
+                           struct stg_result *res);
+/* A write completion: 0 (durable) or -RP_ESTORAGE (nothing of it was written). */
+typedef void (*io_write_cb)(struct chat *c, void *ctx, int err);
+
+struct io_read_slot;
+struct io_commit;
+
+struct io {
+    struct io_read_slot *slots;
+    uint32_t nslots, cap, free_head, used;
+    uint32_t retry_head, retry_tail; /* FIFO of slots whose submit was refused */
+    struct stg_batch *staged;
+    struct io_commit *staged_cbs, *flight_cbs;
+    uint32_t nstaged, cap_staged, nflight, cap_flight;
+    bool in_flight, poisoned;
+    uint64_t write_tag;
+};
+
+int io_init(struct io *io);
+/* Drops pending work without calling callbacks (shutdown). */
+void io_deinit(struct io *io);
+
+/*
+ * Queue a read; cb runs later, from chat_on_storage (never from inside this
+ * call). q and its bytes are borrowed for the call. Returns 0, -RP_EFULL
+ * (IO_READS_MAX reads pending) or -ENOMEM; on error cb never runs.
+ */
+int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg);
+
+/* A GET of key in cf. Same contract as io_read. */
+int io_get(struct chat *c, enum stg_cf cf, const void *key, size_t klen, io_read_cb cb, void *ctx,
+           uint64_t arg);
+
+/* A forward SCAN of every key that starts with prefix, from lower (inclusive,
+ * NULL: the prefix itself). Same contract as io_read. */
+int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
+                   const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
+                   uint64_t arg);
+
+/* True when no batch is in flight: staging now goes into the next submit. */
+bool io_write_idle(const struct chat *c);
+
+/* The batch being staged (created on demand); NULL on ENOMEM. */
+struct stg_batch *io_batch(struct chat *c);
+
+/* Register cb to run when the staged batch completes. 0 or -ENOMEM. */
+int io_on_commit(struct chat *c, io_write_cb cb, void *ctx);
+
+/* The staged batch is unusable (a put failed half-way): at the next flush it
+ * is dropped and every staged callback gets -RP_ESTORAGE. */
+void io_poison(struct chat *c);
+
+/* Submit the staged batch when none is in flight, and retry refused reads. */
+void io_flush(struct chat *c);
+
+/* Route a storage completion to its callback. Returns false for a tag not ours. */
+bool io_on_storage(struct chat *c, struct stg_done *d);
+
+#endif

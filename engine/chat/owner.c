@@ -1,0 +1,953 @@
+/*
+ * The owner role (see owner.h for the invariants). A conversation moves
+ * through: LOADING (its metadata and members are being read; requests queue)
+ * -> READY. Each queued request may need one storage read before it can be
+ * staged (a send: its dedup record; a recall: the target entry); those reads
+ * are issued as soon as the conversation is READY and run in parallel, but
+ * staging always takes the queue head first, so requests are sequenced in
+ * arrival order.
+ */
+#include "engine/chat/owner.h"
+
+#include "engine/chat/core.h"
+#include "engine/chat/group.h"
+#include "engine/chat/values.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "protocol/ident.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DD_NONE, DD_PENDING, DD_MISS, DD_HIT };
+
+/* A dedup record in memory; rec is set while its entry is not yet durable. */
+struct odedup {
+    uint64_t seq, ts;
+    struct orec *rec;
+};
+
+/* One staged unit: an entry (or a change with no entry) awaiting durability. */
+struct orec {
+    struct oconv *cv;
+    struct fwd *f;        /* the request; freed with the record */
+    struct fwd *dups;     /* sends with the same cmid, answered with dup:true */
+    uint64_t seq, ts;     /* 0: no entry */
+    struct rbuf *entry;   /* the msg push frame, when seq */
+    struct rbuf *reply;   /* the ok frame */
+    struct ochange *chg;  /* group change, applied when durable */
+    bool barrier, is_send;
+};
+
+static void conv_free(struct chat *c, struct oconv *cv);
+
+#define DD_KEY_MAX (1 + 64 + 64)
+
+/* The in-memory dedup key: len(sender) | sender | cmid; returns its length. */
+static uint32_t dedup_key(char *k, struct strv user, struct strv cmid)
+{
+    uint32_t ul = user.len > 64 ? 64 : user.len, cl = cmid.len > 64 ? 64 : cmid.len;
+    k[0] = (char)ul;
+    memcpy(k + 1, user.p, ul);
+    memcpy(k + 1 + ul, cmid.p, cl);
+    return 1 + ul + cl;
+}
+static void mark_ready(struct chat *c, struct oconv *cv);
+static void aux_reads(struct chat *c, struct oconv *cv);
+
+int owner_init(struct chat *c)
+{
+    map_init(&c->owner.convs);
+    c->owner.ready_head = NULL;
+    c->owner.ndedup = 0;
+    return 0;
+}
+
+void owner_deinit(struct chat *c)
+{
+    struct map_iter it;
+    map_iter_init(&it, &c->owner.convs);
+    struct map_node *n;
+    while ((n = map_next(&it)))
+        conv_free(c, n->val);
+    map_deinit(&c->owner.convs);
+}
+
+static void members_clear(struct oconv *cv)
+{
+    struct map_iter it;
+    map_iter_init(&it, &cv->members);
+    struct map_node *n;
+    while ((n = map_next(&it))) {
+        struct omember *m = n->val;
+        free(m->nick);
+        free(m->remark);
+        free(m);
+    }
+    map_deinit(&cv->members);
+}
+
+static void conv_free(struct chat *c, struct oconv *cv)
+{
+    struct map_iter it;
+    map_iter_init(&it, &cv->dedup);
+    struct map_node *n;
+    while ((n = map_next(&it))) {
+        free(n->val);
+        c->owner.ndedup--;
+    }
+    map_deinit(&cv->dedup);
+    members_clear(cv);
+    while (cv->qhead) {
+        struct fwd *f = cv->qhead;
+        cv->qhead = f->next;
+        if (f->extra_ptr)
+            stg_result_free(f->extra_ptr);
+        free(f);
+    }
+    free(cv->name);
+    free(cv->notice);
+    free(cv->owner);
+    free(cv->home_count);
+    free(cv);
+}
+
+struct omember *owner_member(struct oconv *cv, struct strv user)
+{
+    return map_get(&cv->members, user.p, user.len);
+}
+
+/* ---- loading ---- */
+
+static void fail_queue(struct chat *c, struct oconv *cv, int err)
+{
+    while (cv->qhead) {
+        struct fwd *f = cv->qhead;
+        cv->qhead = f->next;
+        cv->qlen--;
+        chat_fwd_err(c, f, err, NULL);
+        if (f->extra_ptr)
+            stg_result_free(f->extra_ptr);
+        free(f);
+    }
+    cv->qtail = NULL;
+}
+
+static void load_failed(struct chat *c, struct oconv *cv)
+{
+    log_warn("chat_conv_load_failed", "conv=%.*s", (int)cv->idlen, cv->id);
+    fail_queue(c, cv, -RP_ESTORAGE);
+    map_del(&c->owner.convs, cv->id, cv->idlen);
+    conv_free(c, cv);
+}
+
+static void load_done(struct chat *c, struct oconv *cv)
+{
+    cv->state = OC_READY;
+    cv->staged_seq = cv->last_seq;
+    cv->staged_ts = cv->last_ts;
+    aux_reads(c, cv);
+    mark_ready(c, cv);
+}
+
+static char *dup_strv(struct strv s)
+{
+    char *p = malloc(s.len + 1);
+    if (p) {
+        memcpy(p, s.p, s.len);
+        p[s.len] = 0;
+    }
+    return p;
+}
+
+static int member_set(struct chat *c, struct oconv *cv, struct strv user, const struct member_rec *r)
+{
+    struct omember *m = owner_member(cv, user);
+    bool fresh = !m;
+    if (fresh) {
+        m = calloc(1, sizeof(*m));
+        if (!m || !map_put(&cv->members, user.p, user.len, m)) {
+            free(m);
+            return -ENOMEM;
+        }
+        cv->home_count[xfer_home(c, user)]++;
+    }
+    m->role = r->role;
+    m->joined_seq = r->joined_seq;
+    free(m->nick);
+    free(m->remark);
+    m->nick = r->nick.len ? dup_strv(r->nick) : NULL;
+    m->remark = r->remark.len ? dup_strv(r->remark) : NULL;
+    return 0;
+}
+
+void owner_member_del(struct chat *c, struct oconv *cv, struct strv user)
+{
+    struct omember *m = map_del(&cv->members, user.p, user.len);
+    if (!m)
+        return;
+    cv->home_count[xfer_home(c, user)]--;
+    free(m->nick);
+    free(m->remark);
+    free(m);
+}
+
+int owner_member_put(struct chat *c, struct oconv *cv, struct strv user, const struct member_rec *r)
+{
+    return member_set(c, cv, user, r);
+}
+
+static int scan_members(struct chat *c, struct oconv *cv, const void *lower, size_t llen);
+
+static void on_members(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct oconv *cv = ctx;
+    if (err < 0)
+        goto fail;
+    for (uint32_t i = 0; i < res->n; i++) {
+        struct stg_view parts[2];
+        struct member_rec r;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, parts, 2, NULL) < 0 ||
+            val_member_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
+            continue;
+        struct strv u = {parts[1].p, (uint32_t)parts[1].len};
+        if (member_set(c, cv, u, &r) < 0)
+            goto fail;
+    }
+    if (res->more && res->n) {
+        /* the next page starts just above the last key: the key with a 0 byte appended */
+        struct buf k;
+        buf_init(&k);
+        buf_append(&k, res->kv[res->n - 1].key, res->kv[res->n - 1].klen);
+        buf_put_u8(&k, 0);
+        int rc = buf_failed(&k) ? -ENOMEM : scan_members(c, cv, k.data, k.len);
+        buf_deinit(&k);
+        stg_result_free(res);
+        if (rc < 0)
+            load_failed(c, cv);
+        return;
+    }
+    stg_result_free(res);
+    load_done(c, cv);
+    return;
+fail:
+    stg_result_free(res);
+    load_failed(c, cv);
+}
+
+static int scan_members(struct chat *c, struct oconv *cv, const void *lower, size_t llen)
+{
+    struct buf p;
+    buf_init(&p);
+    int rc = stg_key_prefix(&p, cv->id, cv->idlen);
+    if (rc == 0)
+        rc = io_scan_prefix(c, STG_CF_MEMBER, p.data, p.len, lower, llen, OWNER_MEMBER_PAGE,
+                            on_members, cv, 0);
+    buf_deinit(&p);
+    return rc;
+}
+
+static void on_meta(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct oconv *cv = ctx;
+    struct conv_meta m;
+    if (err == -ENOENT) {
+        cv->exists = cv->kind == CONV_DIRECT;
+        load_done(c, cv);
+        return;
+    }
+    if (err < 0 || val_conv_decode(res->kv[0].val, res->kv[0].vlen, &m) < 0) {
+        stg_result_free(res);
+        load_failed(c, cv);
+        return;
+    }
+    cv->exists = true;
+    cv->last_seq = m.last_seq;
+    cv->last_ts = m.last_ts;
+    if (cv->kind == CONV_GROUP) {
+        cv->dismissed = m.dismissed;
+        cv->open = m.open;
+        cv->name = dup_strv(m.name);
+        cv->notice = dup_strv(m.notice);
+        cv->owner = dup_strv(m.owner);
+    }
+    stg_result_free(res);
+    if (cv->kind == CONV_GROUP && (!cv->name || !cv->notice || !cv->owner)) {
+        load_failed(c, cv);
+        return;
+    }
+    if (cv->kind == CONV_GROUP && !cv->dismissed) {
+        if (scan_members(c, cv, NULL, 0) < 0)
+            load_failed(c, cv);
+        return;
+    }
+    load_done(c, cv);
+}
+
+/* The loaded (or now loading) conversation; NULL on ENOMEM or a bad id. */
+static struct oconv *conv_get(struct chat *c, struct strv id)
+{
+    struct oconv *cv = map_get(&c->owner.convs, id.p, id.len);
+    if (cv)
+        return cv;
+    enum conv_kind kind = ident_conv_parse(id, NULL, NULL);
+    if (kind == CONV_BAD || id.len >= sizeof(cv->id))
+        return NULL;
+    cv = calloc(1, sizeof(*cv));
+    if (!cv)
+        return NULL;
+    cv->home_count = calloc(c->env.nshards, sizeof(*cv->home_count));
+    memcpy(cv->id, id.p, id.len);
+    cv->idlen = id.len;
+    cv->kind = (uint8_t)kind;
+    cv->state = OC_LOADING;
+    map_init(&cv->members);
+    map_init(&cv->dedup);
+    if (!cv->home_count || !map_put(&c->owner.convs, id.p, id.len, cv))
+        goto fail;
+    if (stg_key_conv(&c->kb, id.p, id.len) < 0 ||
+        io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_meta, cv, 0) < 0) {
+        map_del(&c->owner.convs, id.p, id.len);
+        goto fail;
+    }
+    return cv;
+fail:
+    free(cv->home_count);
+    free(cv);
+    return NULL;
+}
+
+/* ---- per-request reads (dedup lookups, recall targets) ---- */
+
+static void on_aux(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct fwd *f = ctx;
+    struct oconv *cv = (struct oconv *)(uintptr_t)arg;
+    f->dd_state = DD_MISS;
+    if (err == 0 && f->req.op == OP_SEND) {
+        if (val_dedup_decode(res->kv[0].val, res->kv[0].vlen, &f->dd_ts, &f->dd_seq) == 0)
+            f->dd_state = DD_HIT;
+        stg_result_free(res);
+    } else if (err == 0) {
+        f->extra_ptr = res; /* the recall target entry */
+        f->dd_state = DD_HIT;
+    } else if (err != -ENOENT) {
+        f->extra = (uint64_t)-err; /* a failed read: the request gets `unavailable` */
+    }
+    if (cv->qhead == f)
+        mark_ready(c, cv);
+}
+
+static void aux_read(struct chat *c, struct oconv *cv, struct fwd *f)
+{
+    int rc;
+    if (f->dd_state != DD_NONE)
+        return;
+    if (f->req.op == OP_SEND) {
+        char k[DD_KEY_MAX];
+        if (map_get(&cv->dedup, k, dedup_key(k, f->user, f->req.cmid)))
+            return; /* known here: no need to ask storage */
+        rc = stg_key_dedup(&c->kb, cv->id, cv->idlen, f->user.p, f->user.len, f->req.cmid.p,
+                           f->req.cmid.len);
+    } else if (f->req.op == OP_RECALL) {
+        rc = stg_key_log(&c->kb, cv->id, cv->idlen, f->req.seq);
+    } else {
+        return;
+    }
+    f->dd_state = DD_PENDING;
+    if (rc == 0)
+        rc = io_get(c, f->req.op == OP_SEND ? STG_CF_DEDUP : STG_CF_LOG, c->kb.data, c->kb.len,
+                    on_aux, f, (uint64_t)(uintptr_t)cv);
+    if (rc < 0) {
+        f->dd_state = DD_MISS;
+        f->extra = (uint64_t)-rc;
+    }
+}
+
+static void aux_reads(struct chat *c, struct oconv *cv)
+{
+    for (struct fwd *f = cv->qhead; f; f = f->next)
+        aux_read(c, cv, f);
+}
+
+static void mark_ready(struct chat *c, struct oconv *cv)
+{
+    if (cv->queued_ready || !cv->qhead)
+        return;
+    cv->queued_ready = true;
+    cv->next_ready = c->owner.ready_head;
+    c->owner.ready_head = cv;
+}
+
+void owner_on_fwd(struct chat *c, struct fwd *f)
+{
+    struct oconv *cv = conv_get(c, f->conv);
+    if (!cv) {
+        chat_fwd_err(c, f, -ENOMEM, NULL);
+        free(f);
+        return;
+    }
+    cv->used_ms = chat_now(c);
+    if (cv->qlen >= OWNER_QUEUE_MAX) {
+        chat_fwd_err(c, f, -RP_EFULL, "conversation busy");
+        free(f);
+        return;
+    }
+    f->next = NULL;
+    if (cv->qtail)
+        cv->qtail->next = f;
+    else
+        cv->qhead = f;
+    cv->qtail = f;
+    cv->qlen++;
+    if (cv->state == OC_READY) {
+        aux_read(c, cv, f);
+        mark_ready(c, cv);
+    }
+}
+
+/* ---- completion and fan-out ---- */
+
+static void dlv_add_users(char **cur, struct dlv_user *dst, uint32_t *n, struct chat *c,
+                          unsigned home, const struct ochange_member *src, uint32_t nsrc,
+                          const struct strv *dsrc, uint32_t ndsrc, uint64_t joined)
+{
+    for (uint32_t i = 0; i < nsrc + ndsrc; i++) {
+        struct strv u = i < nsrc ? src[i].user : dsrc[i - nsrc];
+        if (xfer_home(c, u) != home)
+            continue;
+        struct dlv_user *d = &dst[(*n)++];
+        d->user = u;
+        d->joined_seq = joined;
+        d->role = i < nsrc ? src[i].role : 0;
+        memcpy(*cur, u.p, u.len);
+        d->user.p = *cur;
+        *cur += u.len;
+    }
+}
+
+static void deliver_to(struct chat *c, struct orec *r, unsigned home)
+{
+    const struct ochange *chg = r->chg;
+    size_t n = r->cv->idlen + r->f->user.len + r->f->dev.len;
+    uint32_t nusers = chg ? chg->nadds + chg->ndels : 0;
+    for (uint32_t i = 0; chg && i < chg->nadds; i++)
+        n += chg->adds[i].user.len;
+    for (uint32_t i = 0; chg && i < chg->ndels; i++)
+        n += chg->dels[i].len;
+    struct dlv *d = calloc(1, sizeof(*d) + nusers * sizeof(struct dlv_user) + n);
+    if (!d)
+        goto oom;
+    d->adds = (struct dlv_user *)(void *)d->data;
+    char *cur = d->data + nusers * sizeof(struct dlv_user);
+    if (chg) {
+        dlv_add_users(&cur, d->adds, &d->nadds, c, home, chg->adds, chg->nadds, NULL, 0, r->seq);
+        d->dels = d->adds + d->nadds;
+        dlv_add_users(&cur, d->dels, &d->ndels, c, home, NULL, 0, chg->dels, chg->ndels, 0);
+        d->dismissed = chg->dismiss;
+    }
+    struct strv s[3] = {{r->cv->id, r->cv->idlen}, r->f->user, r->f->dev};
+    struct strv *dst[3] = {&d->conv, &d->from, &d->dev};
+    for (int i = 0; i < 3; i++) {
+        memcpy(cur, s[i].p, s[i].len);
+        *dst[i] = (struct strv){cur, s[i].len};
+        cur += s[i].len;
+    }
+    d->seq = r->seq;
+    d->ts = r->ts;
+    d->frame = rbuf_ref(r->entry);
+    if (xfer_send(c, home, XK_DELIVER, 0, d) == 0)
+        return;
+    rbuf_unref(d->frame);
+    free(d);
+oom:
+    log_error("chat_deliver_oom", "conv=%.*s seq=%llu", (int)r->cv->idlen, r->cv->id,
+              (unsigned long long)r->seq);
+}
+
+static void fanout(struct chat *c, struct orec *r)
+{
+    struct oconv *cv = r->cv;
+    unsigned ns = c->env.nshards;
+    if (cv->kind == CONV_DIRECT) {
+        struct strv a, b;
+        ident_conv_parse((struct strv){cv->id, cv->idlen}, &a, &b);
+        unsigned ha = xfer_home(c, a), hb = xfer_home(c, b);
+        deliver_to(c, r, ha);
+        if (hb != ha)
+            deliver_to(c, r, hb);
+        return;
+    }
+    /* after group_apply: members hold the adds; the removed ones' homes are added here */
+    bool *to = calloc(ns, sizeof(*to));
+    if (!to)
+        return;
+    for (unsigned s = 0; s < ns; s++)
+        to[s] = cv->home_count[s] > 0;
+    for (uint32_t i = 0; r->chg && i < r->chg->ndels; i++)
+        to[xfer_home(c, r->chg->dels[i])] = true;
+    for (unsigned s = 0; s < ns; s++)
+        if (to[s])
+            deliver_to(c, r, s);
+    free(to);
+}
+
+static void reply_dups(struct chat *c, struct orec *r, int err)
+{
+    while (r->dups) {
+        struct fwd *d = r->dups;
+        r->dups = d->next;
+        if (err < 0) {
+            chat_fwd_err(c, d, err, NULL);
+        } else if (enc_send_ok(&c->fb, d->req.id, (struct strv){r->cv->id, r->cv->idlen}, r->seq,
+                               r->ts, true) == 0) {
+            chat_fwd_frame(c, d, chat_frame(&c->fb));
+        } else {
+            buf_reset(&c->fb);
+            chat_fwd_err(c, d, -ENOMEM, NULL);
+        }
+        free(d);
+    }
+}
+
+static void dedup_forget(struct chat *c, struct oconv *cv, struct orec *r);
+
+static void rec_done(struct chat *c, void *ctx, int err)
+{
+    struct orec *r = ctx;
+    struct oconv *cv = r->cv;
+    cv->busy--;
+    if (r->barrier)
+        cv->barrier = false;
+    if (err < 0) {
+        /* give the seqs back: nothing of the batch was written */
+        cv->staged_seq = cv->last_seq;
+        cv->staged_ts = cv->last_ts;
+        if (r->is_send)
+            dedup_forget(c, cv, r);
+        chat_fwd_err(c, r->f, err, "storage unavailable");
+        reply_dups(c, r, err);
+        if (r->reply)
+            rbuf_unref(r->reply);
+    } else {
+        if (r->seq > cv->last_seq) {
+            cv->last_seq = r->seq;
+            cv->last_ts = r->ts;
+        }
+        if (r->chg && group_apply(c, cv, r->chg) < 0)
+            log_error("chat_group_apply_oom", "conv=%.*s", (int)cv->idlen, cv->id);
+        if (r->seq)
+            fanout(c, r);
+        if (r->is_send && r->f->admin_tag == 0) {
+            /* sending implies reading: the home moves the sender's read cursor */
+            struct rpl *p = rpl_new(r->f->conn, r->reply, r->f->user, r->f->conv, r->seq);
+            if (!p || xfer_send(c, r->f->home, XK_REPLY, 0, p) < 0) {
+                rbuf_unref(r->reply);
+                free(p);
+            }
+        } else {
+            chat_fwd_frame(c, r->f, r->reply);
+        }
+        reply_dups(c, r, 0);
+    }
+    if (r->is_send) {
+        /* the record is durable (or forgotten): the dedup entry no longer points here */
+        char k[DD_KEY_MAX];
+        struct odedup *d = map_get(&cv->dedup, k, dedup_key(k, r->f->user, r->f->req.cmid));
+        if (d && d->rec == r)
+            d->rec = NULL;
+    }
+    if (r->entry)
+        rbuf_unref(r->entry);
+    if (r->chg) {
+        ochange_free(r->chg);
+        free(r->chg);
+    }
+    free(r->f);
+    free(r);
+    mark_ready(c, cv);
+}
+
+/* ---- staging ---- */
+
+static void dedup_forget(struct chat *c, struct oconv *cv, struct orec *r)
+{
+    char k[DD_KEY_MAX];
+    uint32_t kl = dedup_key(k, r->f->user, r->f->req.cmid);
+    struct odedup *d = map_get(&cv->dedup, k, kl);
+    if (d && d->rec == r) {
+        map_del(&cv->dedup, k, kl);
+        free(d);
+        c->owner.ndedup--;
+    }
+}
+
+static struct orec *rec_new(struct chat *c, struct oconv *cv, struct fwd *f)
+{
+    struct orec *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->cv = cv;
+    r->f = f;
+    if (io_on_commit(c, rec_done, r) < 0) {
+        free(r);
+        return NULL;
+    }
+    cv->busy++;
+    return r;
+}
+
+static int put_userconv(struct chat *c, struct strv user, struct oconv *cv,
+                        const struct userconv_rec *u)
+{
+    struct buf *v = &c->vb;
+    buf_reset(v);
+    int rc = stg_key_userconv(&c->kb, user.p, user.len, cv->id, cv->idlen);
+    if (rc == 0)
+        rc = val_userconv_encode(v, u);
+    if (rc == 0)
+        rc = stg_batch_put(io_batch(c), STG_CF_USERCONV, c->kb.data, c->kb.len, v->data, v->len);
+    return rc;
+}
+
+int owner_stage_entry(struct chat *c, struct oconv *cv, struct fwd *f, struct strv type,
+                      const uint8_t *data, uint32_t dlen, bool has_target, uint64_t target,
+                      struct ochange *chg, struct rbuf *reply, struct orec **out)
+{
+    struct stg_batch *b = io_batch(c);
+    if (!b)
+        return -ENOMEM;
+    uint64_t now = chat_now(c);
+    uint64_t seq = cv->staged_seq + 1;
+    uint64_t ts = now > cv->staged_ts ? now : cv->staged_ts;
+    struct entry e = {.conv = {cv->id, cv->idlen},
+                      .seq = seq,
+                      .from = f->user,
+                      .dev = f->dev,
+                      .cmid = f->req.cmid,
+                      .type = type,
+                      .body = f->req.body,
+                      .body_bin = f->req.body_bin,
+                      .ts = ts,
+                      .data_raw = data,
+                      .data_len = dlen,
+                      .has_target = has_target,
+                      .target = target};
+    buf_reset(&c->fb);
+    if (enc_entry_frame(&c->fb, &e) < 0) {
+        buf_reset(&c->fb);
+        return -ENOMEM;
+    }
+    struct rbuf *frame = chat_frame(&c->fb);
+    if (!frame)
+        return -ENOMEM;
+    int rc = stg_key_log(&c->kb, cv->id, cv->idlen, seq);
+    if (rc == 0)
+        rc = stg_batch_put(b, STG_CF_LOG, c->kb.data, c->kb.len, frame->data + 4, frame->len - 4);
+    if (rc == 0 && f->req.op == OP_SEND) {
+        buf_reset(&c->vb);
+        rc = stg_key_dedup(&c->kb, cv->id, cv->idlen, f->user.p, f->user.len, f->req.cmid.p,
+                           f->req.cmid.len);
+        if (rc == 0)
+            rc = val_dedup_encode(&c->vb, ts, seq);
+        if (rc == 0)
+            rc = stg_batch_put(b, STG_CF_DEDUP, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
+    }
+    if (rc == 0 && cv->kind == CONV_DIRECT && seq == 1) {
+        /* the conversation starts: it enters both users' conversation lists */
+        struct strv a, bb;
+        ident_conv_parse((struct strv){cv->id, cv->idlen}, &a, &bb);
+        struct userconv_rec u = {.kind = CONV_DIRECT, .joined_seq = 1};
+        rc = put_userconv(c, a, cv, &u);
+        if (rc == 0 && !strv_eq(a, bb))
+            rc = put_userconv(c, bb, cv, &u);
+    }
+    struct orec *r = rc == 0 ? rec_new(c, cv, f) : NULL;
+    if (!r) {
+        rbuf_unref(frame);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    cv->staged_seq = seq;
+    cv->staged_ts = ts;
+    cv->meta_dirty = true;
+    if (chg)
+        cv->meta_chg = chg;
+    r->seq = seq;
+    r->ts = ts;
+    r->entry = frame;
+    r->chg = chg;
+    r->reply = reply;
+    r->is_send = f->req.op == OP_SEND;
+    r->barrier = f->req.op != OP_SEND;
+    if (r->barrier)
+        cv->barrier = true;
+    if (out)
+        *out = r;
+    return 0;
+}
+
+/* A change with no log entry (remark): staged so that it is durable before the ok. */
+int owner_stage_noentry(struct chat *c, struct oconv *cv, struct fwd *f, struct ochange *chg,
+                        struct rbuf *reply)
+{
+    struct orec *r = rec_new(c, cv, f);
+    if (!r)
+        return -ENOMEM;
+    r->chg = chg;
+    r->reply = reply;
+    r->barrier = true;
+    cv->barrier = true;
+    return 0;
+}
+
+int owner_put_meta(struct chat *c, struct oconv *cv, const struct ochange *chg)
+{
+    struct conv_meta m = {.kind = cv->kind,
+                          .last_seq = cv->staged_seq,
+                          .last_ts = cv->staged_ts,
+                          .open = cv->open,
+                          .dismissed = cv->dismissed,
+                          .members = (uint32_t)map_count(&cv->members)};
+    if (cv->kind == CONV_GROUP) {
+        m.name = cv->name ? strv_c(cv->name) : (struct strv){"", 0};
+        m.notice = cv->notice ? strv_c(cv->notice) : (struct strv){"", 0};
+        m.owner = cv->owner ? strv_c(cv->owner) : (struct strv){"", 0};
+        if (chg) {
+            if (chg->create || chg->set_name)
+                m.name = chg->name;
+            if (chg->create || chg->set_notice)
+                m.notice = chg->notice;
+            if (chg->create)
+                m.owner = chg->owner;
+            if (chg->create || chg->set_open)
+                m.open = chg->open;
+            if (chg->dismiss)
+                m.dismissed = true;
+            m.members = m.members + chg->nadds - chg->ndels;
+        }
+    }
+    buf_reset(&c->vb);
+    int rc = val_conv_encode(&c->vb, &m);
+    if (rc == 0)
+        rc = stg_key_conv(&c->kb, cv->id, cv->idlen);
+    if (rc == 0) {
+        struct stg_batch *b = io_batch(c);
+        rc = b ? stg_batch_put(b, STG_CF_CONV, c->kb.data, c->kb.len, c->vb.data, c->vb.len)
+               : -ENOMEM;
+    }
+    return rc;
+}
+
+/* Returns 1 when f was consumed by a record or a reply, <0 to answer f with an error. */
+static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
+{
+    if (cv->kind == CONV_GROUP) {
+        if (!cv->exists || cv->dismissed)
+            return -ENOENT;
+        if (!owner_member(cv, f->user))
+            return -EPERM;
+    }
+    char k[DD_KEY_MAX];
+    uint32_t kl = dedup_key(k, f->user, f->req.cmid);
+    struct odedup *d = map_get(&cv->dedup, k, kl);
+    if (d && d->rec) {
+        /* the original is not durable yet: answer with it */
+        f->next = d->rec->dups;
+        d->rec->dups = f;
+        return 1;
+    }
+    if (d || f->dd_state == DD_HIT) {
+        uint64_t dseq = d ? d->seq : f->dd_seq, dts = d ? d->ts : f->dd_ts;
+        if (enc_send_ok(&c->fb, f->req.id, f->conv, dseq, dts, true) < 0) {
+            buf_reset(&c->fb);
+            return -ENOMEM;
+        }
+        chat_fwd_frame(c, f, chat_frame(&c->fb));
+        free(f);
+        return 1;
+    }
+    if (f->extra)
+        return -RP_ESTORAGE; /* the dedup lookup failed: a dup cannot be ruled out */
+    d = calloc(1, sizeof(*d));
+    if (!d || !map_put(&cv->dedup, k, kl, d)) {
+        free(d);
+        return -ENOMEM;
+    }
+    c->owner.ndedup++;
+    uint64_t seq = cv->staged_seq + 1;
+    uint64_t now = chat_now(c), ts = now > cv->staged_ts ? now : cv->staged_ts;
+    struct rbuf *reply = NULL;
+    struct orec *r = NULL;
+    int rc = enc_send_ok(&c->fb, f->req.id, f->conv, seq, ts, false);
+    if (rc == 0 && !(reply = chat_frame(&c->fb)))
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = owner_stage_entry(c, cv, f, f->req.type, NULL, 0, false, 0, NULL, reply, &r);
+    if (rc < 0) {
+        buf_reset(&c->fb);
+        if (reply)
+            rbuf_unref(reply);
+        map_del(&cv->dedup, k, kl);
+        free(d);
+        c->owner.ndedup--;
+        return rc;
+    }
+    d->seq = seq;
+    d->ts = ts;
+    d->rec = r;
+    d->ts = r->ts;
+    return 1;
+}
+
+/* The recall rules (PROTOCOL §5); f->extra_ptr holds the target entry when found. */
+static int stage_recall(struct chat *c, struct oconv *cv, struct fwd *f)
+{
+    struct stg_result *res = f->extra_ptr;
+    struct entry e;
+    if (f->extra)
+        return -RP_ESTORAGE;
+    if (cv->kind == CONV_GROUP && (!cv->exists || cv->dismissed))
+        return -ENOENT;
+    struct omember *me = cv->kind == CONV_GROUP ? owner_member(cv, f->user) : NULL;
+    if (cv->kind == CONV_GROUP && !me)
+        return -EPERM;
+    if (!res || entry_decode(res->kv[0].val, res->kv[0].vlen, &e) < 0)
+        return -ENOENT;
+    if (!strv_eq_c(e.type, "event") && !strv_eq_c(e.type, "recall") &&
+        !strv_eq_c(e.type, "recalled")) {
+        bool mine = strv_eq(e.from, f->user);
+        bool boss = me && me->role >= ROLE_ADMIN;
+        if (!mine && !boss)
+            return -EPERM;
+        if (!boss && chat_now(c) > e.ts + c->env.cfg->recall_window_ms)
+            return -RP_EEXPIRED;
+    } else {
+        return -ENOENT; /* server entries and recalled ones cannot be recalled */
+    }
+    /* the original now reads back as "recalled" with an empty body of its type */
+    e.type = strv_c("recalled");
+    e.body = (struct strv){"", 0};
+    buf_reset(&c->vb);
+    int rc = enc_entry(&c->vb, &e);
+    if (rc == 0)
+        rc = stg_key_log(&c->kb, cv->id, cv->idlen, e.seq);
+    if (rc == 0)
+        rc = stg_batch_put(io_batch(c), STG_CF_LOG, c->kb.data, c->kb.len, c->vb.data,
+                           c->vb.len);
+    if (rc < 0)
+        return rc;
+    msgpack_packer pk;
+    uint64_t seq = cv->staged_seq + 1;
+    size_t start = c->fb.len;
+    enc_begin(&c->fb, &pk);
+    msgpack_pack_map(&pk, 3);
+    enc_pack_cstr(&pk, "op");
+    enc_pack_cstr(&pk, "ok");
+    enc_pack_cstr(&pk, "id");
+    msgpack_pack_uint32(&pk, f->req.id);
+    enc_pack_cstr(&pk, "seq");
+    msgpack_pack_uint64(&pk, seq);
+    struct rbuf *reply = enc_end(&c->fb, start) == 0 ? chat_frame(&c->fb) : NULL;
+    if (!reply) {
+        buf_reset(&c->fb);
+        io_poison(c);
+        return -ENOMEM;
+    }
+    f->req.body = (struct strv){"", 0};
+    f->req.body_bin = false;
+    f->req.cmid = (struct strv){"", 0};
+    rc = owner_stage_entry(c, cv, f, strv_c("recall"), NULL, 0, true, f->req.seq, NULL, reply,
+                           NULL);
+    if (rc < 0) {
+        rbuf_unref(reply);
+        io_poison(c);
+    }
+    return rc < 0 ? rc : 1;
+}
+
+static void stage_conv(struct chat *c, struct oconv *cv)
+{
+    if (cv->state != OC_READY)
+        return;
+    while (cv->qhead && !cv->barrier) {
+        struct fwd *f = cv->qhead;
+        if (f->req.op == OP_RECALL && f->dd_state == DD_NONE) {
+            /* read the target only now: an earlier recall of it is durable by now */
+            aux_read(c, cv, f);
+        }
+        if (f->dd_state == DD_PENDING)
+            break;
+        cv->qhead = f->next;
+        if (!cv->qhead)
+            cv->qtail = NULL;
+        cv->qlen--;
+        f->next = NULL;
+        struct stg_result *aux = f->req.op == OP_RECALL ? f->extra_ptr : NULL;
+        int rc;
+        if (f->req.op == OP_SEND)
+            rc = stage_send(c, cv, f);
+        else if (f->req.op == OP_RECALL)
+            rc = stage_recall(c, cv, f);
+        else
+            rc = group_stage(c, cv, f);
+        if (aux) {
+            stg_result_free(aux); /* a recall's f is never freed by its staging */
+            f->extra_ptr = NULL;
+        }
+        if (rc < 0) {
+            chat_fwd_err(c, f, rc, NULL);
+            free(f);
+        }
+    }
+    if (cv->meta_dirty && owner_put_meta(c, cv, cv->meta_chg) < 0)
+        io_poison(c);
+    cv->meta_dirty = false;
+    cv->meta_chg = NULL;
+}
+
+void owner_stage(struct chat *c)
+{
+    struct oconv *cv = c->owner.ready_head;
+    c->owner.ready_head = NULL;
+    while (cv) {
+        struct oconv *next = cv->next_ready;
+        cv->queued_ready = false;
+        stage_conv(c, cv);
+        cv = next;
+    }
+}
+
+void owner_tick(struct chat *c)
+{
+    uint64_t now = chat_now(c);
+    uint64_t window = c->env.cfg->dedup_window_ms;
+    bool crowded = c->owner.ndedup > OWNER_DEDUP_MAX;
+    bool many = map_count(&c->owner.convs) > OWNER_CONVS_MAX;
+    struct map_iter it;
+    map_iter_init(&it, &c->owner.convs);
+    struct map_node *n;
+    while ((n = map_next(&it))) {
+        struct oconv *cv = n->val;
+        struct map_iter di;
+        map_iter_init(&di, &cv->dedup);
+        struct map_node *dn;
+        while ((dn = map_next(&di))) {
+            struct odedup *d = dn->val;
+            /* storage keeps every record for the window: memory is only a cache, but a
+             * record is kept a minute at least so that lookups in flight find it */
+            if (d->rec || (d->ts + window > now && !(crowded && d->ts + 60000 < now)))
+                continue;
+            map_del(&cv->dedup, dn->key, dn->klen);
+            free(d);
+            c->owner.ndedup--;
+        }
+        if (many && cv->state == OC_READY && !cv->qhead && !cv->busy && !cv->queued_ready &&
+            cv->used_ms + 60000 < now) {
+            map_del(&c->owner.convs, cv->id, cv->idlen);
+            conv_free(c, cv);
+        }
+    }
+}

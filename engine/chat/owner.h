@@ -1,0 +1,124 @@
+/*
+ * The owner role: for every conversation C with hash(C) % nshards == this
+ * shard, its sequence counter, dedup window, membership and log writes.
+ *
+ * Requests arrive forwarded from the users' homes (struct fwd) and wait in a
+ * bounded per-conversation queue. The conversation's state is read from
+ * storage on first use (requests queue meanwhile). At each flush with no
+ * write in flight, queued requests are validated and staged into the shard's
+ * batch in arrival order: a send takes seq = last seq + 1 and puts the entry,
+ * its dedup record and the conversation's new last_seq/last_ts. A request that
+ * changes membership or rewrites the log (group ops, recall) is a barrier: it
+ * is staged alone at the end of its conversation's part of the batch, and
+ * nothing more of that conversation is staged until it is durable.
+ *
+ * Only when the batch is durable are the replies sent and the entries handed
+ * to the members' homes (one message per home shard). When it fails, every
+ * seq it used is given back (the counters return to their durable values) and
+ * the senders get `unavailable`: the log stays gapless.
+ *
+ * Thread: the shard's thread.
+ */
+#ifndef RP_CHAT_OWNER_H
+#define RP_CHAT_OWNER_H
+
+#include "engine/chat/map.h"
+#include "engine/chat/xfer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct chat;
+
+#define OWNER_QUEUE_MAX 4096u    /* requests waiting per conversation */
+#define OWNER_DEDUP_MAX 262144u  /* dedup records kept in memory per shard */
+#define OWNER_CONVS_MAX 200000u  /* conversations kept loaded before idle ones go */
+#define OWNER_MEMBER_PAGE 4096u  /* member rows per storage scan while loading */
+
+enum oconv_state { OC_LOADING, OC_READY };
+
+struct omember {
+    uint8_t role;
+    uint64_t joined_seq;
+    char *nick, *remark; /* heap, NUL-terminated, may be NULL */
+};
+
+struct orec;
+
+struct oconv {
+    char id[2 + 64 + 1 + 64 + 1];
+    uint32_t idlen;
+    uint8_t kind; /* enum conv_kind */
+    uint8_t state;
+    bool exists; /* direct: always; group: created (and maybe dismissed) */
+    bool dismissed, open;
+    uint64_t last_seq, last_ts;     /* durable */
+    uint64_t staged_seq, staged_ts; /* including what is staged or in flight */
+    char *name, *notice, *owner;    /* group meta, heap */
+    struct map members;             /* user -> struct omember * */
+    uint32_t *home_count;           /* per shard: members homed there */
+    struct fwd *qhead, *qtail;
+    uint32_t qlen;
+    uint32_t busy;      /* records staged or in flight */
+    bool barrier;       /* a barrier request is staged or in flight */
+    bool queued_ready;  /* on the owner's ready list */
+    struct oconv *next_ready;
+    struct map dedup; /* sender|cmid -> struct odedup * */
+    uint64_t used_ms;
+    bool meta_dirty;               /* something of it is staged: write its metadata */
+    const struct ochange *meta_chg; /* the staged barrier's change, if any */
+};
+
+struct owner {
+    struct map convs; /* id -> struct oconv * */
+    struct oconv *ready_head;
+    uint32_t ndedup;
+};
+
+int owner_init(struct chat *c);
+void owner_deinit(struct chat *c);
+
+/* A request forwarded to this owner (f transferred). */
+void owner_on_fwd(struct chat *c, struct fwd *f);
+
+/* Stage queued work into the batch (only called when no write is in flight). */
+void owner_stage(struct chat *c);
+
+/* Once a second: expire dedup records and unload idle conversations. */
+void owner_tick(struct chat *c);
+
+/*
+ * For group.c: the conversation's staged log position and the helpers that
+ * stage an entry and queue its completion. Returns 0 or -ENOMEM.
+ */
+struct ochange;
+struct orec;
+/*
+ * Stage an entry of the given type (data: the raw `data` map for events;
+ * target: for recall entries) written by f's user and device, with chg (a
+ * group change, transferred) applied and reply (transferred) sent to f once
+ * durable; *out (may be NULL) is the record. The conversation becomes a
+ * barrier unless f is a send. On error nothing was kept, but the batch may
+ * hold some of the entry's puts: the caller must io_poison().
+ */
+int owner_stage_entry(struct chat *c, struct oconv *cv, struct fwd *f, struct strv type,
+                      const uint8_t *data, uint32_t dlen, bool has_target, uint64_t target,
+                      struct ochange *chg, struct rbuf *reply, struct orec **out);
+
+/* Stage a change with no entry (group.remark): a barrier, replied to when durable. */
+int owner_stage_noentry(struct chat *c, struct oconv *cv, struct fwd *f, struct ochange *chg,
+                        struct rbuf *reply);
+
+/* Member bookkeeping for group.c (keeps the per-home counts right). */
+struct member_rec;
+int owner_member_put(struct chat *c, struct oconv *cv, struct strv user,
+                     const struct member_rec *r);
+void owner_member_del(struct chat *c, struct oconv *cv, struct strv user);
+
+/* The member record of user in cv, or NULL. */
+struct omember *owner_member(struct oconv *cv, struct strv user);
+
+/* Put the conversation's metadata (with chg applied, when not NULL) into the batch. */
+int owner_put_meta(struct chat *c, struct oconv *cv, const struct ochange *chg);
+
+#endif

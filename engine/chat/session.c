@@ -1,0 +1,588 @@
+/*
+ * Session lifecycle. Sessions and users are refcounted because storage reads
+ * outlive connections: a read holds a reference, and a completion for a
+ * closed session or a dropped user only releases it.
+ */
+#include "engine/chat/session.h"
+
+#include "engine/chat/core.h"
+#include "engine/chat/values.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "protocol/ident.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct held {
+    struct held *next;
+    struct rbuf *frame;
+    uint64_t seq;
+    uint32_t convlen;
+    char conv[];
+};
+
+/* A catch-up read of one conversation. */
+struct cu_part {
+    struct stg_result *res;
+    uint32_t convlen;
+    char conv[2 + 64 + 1 + 64];
+};
+
+static void session_start(struct chat *c, struct session *s);
+
+/* ---- lifetimes ---- */
+
+static void user_free(struct user *u)
+{
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &u->convs);
+    while ((n = map_next(&it)))
+        free(n->val);
+    map_deinit(&u->convs);
+    map_deinit(&u->gone);
+    map_iter_init(&it, &u->friends);
+    while ((n = map_next(&it))) {
+        struct ufriend *f = n->val;
+        free(f->note);
+        free(f);
+    }
+    map_deinit(&u->friends);
+    free(u);
+}
+
+static void user_unref(struct chat *c, struct user *u)
+{
+    if (--u->refs)
+        return;
+    /* the last session and read are gone: leave the index and forget the user */
+    if (home_user(c, (struct strv){u->id, u->idlen}) == u) {
+        struct map_iter it;
+        struct map_node *n;
+        map_iter_init(&it, &u->convs);
+        while ((n = map_next(&it)))
+            if (((struct uconv *)n->val)->kind == CONV_GROUP)
+                home_index_del(c, (struct strv){n->key, n->klen}, u);
+        map_del(&c->home.users, u->id, u->idlen);
+    }
+    user_free(u);
+}
+
+static void session_free(struct session *s)
+{
+    while (s->held_head) {
+        struct held *h = s->held_head;
+        s->held_head = h->next;
+        rbuf_unref(h->frame);
+        free(h);
+    }
+    for (uint32_t i = 0; i < s->ncu; i++)
+        stg_result_free(s->cu[i].res);
+    free(s->cu);
+    map_deinit(&s->acks);
+    map_deinit(&s->sent);
+    free(s);
+}
+
+static void session_unref(struct chat *c, struct session *s)
+{
+    if (--s->refs)
+        return;
+    struct user *u = s->u;
+    session_free(s);
+    user_unref(c, u);
+}
+
+/* Detach a session from its connection and user; it dies with its last read. */
+static void session_detach(struct chat *c, struct session *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    map_del(&c->home.conns, &s->conn, sizeof(s->conn));
+    struct user *u = s->u;
+    for (struct session **pp = &u->sessions; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    u->nsessions--;
+    session_unref(c, s);
+}
+
+void session_close(struct chat *c, conn_id_t conn)
+{
+    struct session *s = home_session(c, conn);
+    if (s)
+        session_detach(c, s);
+}
+
+uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
+{
+    struct user *u = home_user(c, user);
+    uint32_t n = 0;
+    while (u && u->sessions) {
+        struct session *s = u->sessions;
+        c->env.close(c->env.rt, s->conn, reason);
+        u->refs++;
+        session_detach(c, s);
+        n++;
+        if (u->refs == 1) {
+            user_unref(c, u);
+            break;
+        }
+        user_unref(c, u);
+    }
+    return n;
+}
+
+void session_free_all(struct chat *c)
+{
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &c->home.conns);
+    while ((n = map_next(&it))) {
+        struct session *s = n->val;
+        s->closed = true;
+        session_free(s);
+    }
+    map_deinit(&c->home.conns);
+    map_iter_init(&it, &c->home.users);
+    while ((n = map_next(&it)))
+        user_free(n->val);
+    map_deinit(&c->home.users);
+}
+
+/* ---- loading a user ---- */
+
+static void user_loaded(struct chat *c, struct user *u)
+{
+    u->state = U_READY;
+    map_deinit(&u->gone);
+    for (struct session *s = u->sessions; s; s = s->next)
+        if (s->state == S_WAIT_USER)
+            session_start(c, s);
+}
+
+static void user_failed(struct chat *c, struct user *u)
+{
+    log_warn("chat_user_load_failed", "user=%.*s", (int)u->idlen, u->id);
+    u->state = U_FAILED;
+    /* the sessions cannot be served: they end, the clients reconnect */
+    for (struct session *s = u->sessions; s; s = s->next)
+        c->env.close(c->env.rt, s->conn, NULL);
+}
+
+static void load_step_done(struct chat *c, struct user *u, int err)
+{
+    if (err < 0 && u->state == U_LOADING)
+        user_failed(c, u);
+    if (--u->pending == 0 && u->state == U_LOADING)
+        user_loaded(c, u);
+    user_unref(c, u);
+}
+
+static void on_conv_meta(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct user *u = ctx;
+    struct conv_meta m;
+    if (err == 0 && val_conv_decode(res->kv[0].val, res->kv[0].vlen, &m) == 0) {
+        struct stg_view v;
+        if (stg_key_split(res->kv[0].key, res->kv[0].klen, &v, 1, NULL) == 0) {
+            struct uconv *uc = map_get(&u->convs, v.p, (uint32_t)v.len);
+            if (uc && m.last_seq > uc->last_seq) {
+                uc->last_seq = m.last_seq;
+                uc->last_ts = m.last_ts;
+            }
+        }
+    }
+    stg_result_free(res);
+    load_step_done(c, u, err == -ENOENT ? 0 : err);
+}
+
+static void on_read_cursors(struct chat *c, void *ctx, uint64_t arg, int err,
+                            struct stg_result *res)
+{
+    struct user *u = ctx;
+    for (uint32_t i = 0; err == 0 && i < res->n; i++) {
+        struct stg_view p[3];
+        uint64_t v;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 3, NULL) < 0 ||
+            val_u64_decode(res->kv[i].val, res->kv[i].vlen, &v) < 0)
+            continue;
+        struct uconv *uc = map_get(&u->convs, p[2].p, (uint32_t)p[2].len);
+        if (uc && v > uc->read_seq)
+            uc->read_seq = v;
+    }
+    stg_result_free(res);
+    load_step_done(c, u, err);
+}
+
+static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct user *u = ctx;
+    for (uint32_t i = 0; err == 0 && i < res->n; i++) {
+        struct stg_view p[2];
+        struct friend_rec r;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
+            val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 || r.state == FRIEND_NONE)
+            continue;
+        struct ufriend *f = calloc(1, sizeof(*f));
+        if (!f || !map_put(&u->friends, p[1].p, (uint32_t)p[1].len, f)) {
+            free(f);
+            err = -ENOMEM;
+            break;
+        }
+        f->state = r.state;
+        f->ts = r.ts;
+        f->note = r.note.len ? strndup(r.note.p, r.note.len) : NULL;
+    }
+    stg_result_free(res);
+    load_step_done(c, u, err);
+}
+
+/* Issue one load read holding a user reference; on failure count it as a failed step. */
+static void load_read(struct chat *c, struct user *u, int rc)
+{
+    u->pending++;
+    u->refs++;
+    if (rc < 0)
+        load_step_done(c, u, rc);
+}
+
+static int cursor_prefix(struct buf *k, struct strv user, struct strv dev)
+{
+    struct buf t;
+    buf_init(&t);
+    int rc = stg_key_prefix(k, user.p, user.len);
+    if (rc == 0)
+        rc = stg_key_prefix(&t, dev.p, dev.len);
+    if (rc == 0)
+        rc = buf_append(k, t.data, t.len);
+    buf_deinit(&t);
+    return rc;
+}
+
+static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct user *u = ctx;
+    struct strv uid = {u->id, u->idlen};
+    for (uint32_t i = 0; err == 0 && i < res->n; i++) {
+        struct stg_view p[2];
+        struct userconv_rec r;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
+            val_userconv_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
+            continue;
+        struct strv conv = {p[1].p, (uint32_t)p[1].len};
+        if (map_get(&u->gone, conv.p, conv.len))
+            continue;
+        struct uconv *uc = home_uconv_put(c, u, conv, r.kind, r.joined_seq);
+        if (!uc) {
+            err = -ENOMEM;
+            break;
+        }
+        uc->role = r.role;
+    }
+    stg_result_free(res);
+    if (err == 0 && u->state == U_LOADING) {
+        /* registered in the index: now read where each conversation stands */
+        struct map_iter it;
+        struct map_node *n;
+        map_iter_init(&it, &u->convs);
+        while ((n = map_next(&it))) {
+            int rc = stg_key_conv(&c->kb, n->key, n->klen);
+            if (rc == 0)
+                rc = io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_conv_meta, u, 0);
+            load_read(c, u, rc);
+        }
+        int rc = cursor_prefix(&c->kb, uid, strv_c(VAL_READ_DEVICE));
+        if (rc == 0)
+            rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0,
+                                HOME_CONVS_MAX, on_read_cursors, u, 0);
+        load_read(c, u, rc);
+        rc = stg_key_prefix(&c->kb, uid.p, uid.len);
+        if (rc == 0)
+            rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0,
+                                HOME_FRIENDS_MAX, on_friends, u, 0);
+        load_read(c, u, rc);
+    }
+    load_step_done(c, u, err);
+}
+
+static struct user *user_new(struct chat *c, struct strv id)
+{
+    struct user *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    memcpy(u->id, id.p, id.len);
+    u->idlen = id.len;
+    u->state = U_LOADING;
+    map_init(&u->convs);
+    map_init(&u->gone);
+    map_init(&u->friends);
+    if (!map_put(&c->home.users, id.p, id.len, u)) {
+        free(u);
+        return NULL;
+    }
+    u->refs = 1; /* dropped once the first session holds it */
+    int rc = stg_key_prefix(&c->kb, id.p, id.len);
+    if (rc == 0)
+        rc = io_scan_prefix(c, STG_CF_USERCONV, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
+                            on_userconvs, u, 0);
+    load_read(c, u, rc);
+    return u;
+}
+
+/* ---- catch-up ---- */
+
+static void finish_catchup(struct chat *c, struct session *s)
+{
+    for (uint32_t i = 0; i < s->ncu && !s->closed; i++) {
+        struct cu_part *p = &s->cu[i];
+        uint64_t top = map_as_u64(map_get(&s->sent, p->conv, p->convlen));
+        for (uint32_t j = p->res ? p->res->n : 0; j-- > 0;) { /* reverse scan: oldest last */
+            struct stg_kv *kv = &p->res->kv[j];
+            struct stg_view cv;
+            uint64_t seq;
+            if (stg_key_split_log(kv->key, kv->klen, &cv, &seq) < 0 || seq <= top)
+                continue;
+            if (enc_frame_raw(&c->fb, kv->val, kv->vlen) < 0) {
+                buf_reset(&c->fb);
+                continue;
+            }
+            struct rbuf *f = chat_frame(&c->fb);
+            if (!f)
+                continue;
+            top = seq;
+            int rc = c->env.send(c->env.rt, s->conn, f);
+            rbuf_unref(f);
+            if (rc < 0)
+                break;
+        }
+        map_put(&s->sent, p->conv, p->convlen, map_u64(top));
+        stg_result_free(p->res);
+        p->res = NULL;
+    }
+    if (s->closed)
+        return;
+    /* what the device acked needs no push either */
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &s->acks);
+    while ((n = map_next(&it)))
+        if (map_as_u64(map_get(&s->sent, n->key, n->klen)) < map_as_u64(n->val))
+            map_put(&s->sent, n->key, n->klen, n->val);
+    if (enc_synced(&c->fb) == 0)
+        chat_send(c, s->conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+    s->state = S_LIVE;
+    struct held *h = s->held_head;
+    s->held_head = s->held_tail = NULL;
+    s->nheld = 0;
+    while (h) {
+        struct held *next = h->next;
+        home_push_entry(c, s, (struct strv){h->conv, h->convlen}, h->seq, h->frame);
+        rbuf_unref(h->frame);
+        free(h);
+        h = next;
+    }
+}
+
+static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct session *s = ctx;
+    if (!s->closed) {
+        s->cu[arg].res = res;
+        res = NULL;
+        if (err < 0 && err != -ENOENT)
+            log_warn("chat_catchup_read_failed", "err=%d", err);
+        if (--s->cu_pending == 0)
+            finish_catchup(c, s);
+    }
+    stg_result_free(res);
+    session_unref(c, s);
+}
+
+static void read_catchup(struct chat *c, struct session *s)
+{
+    struct user *u = s->u;
+    uint32_t n = 0;
+    s->cu = calloc(map_count(&u->convs) + 1, sizeof(*s->cu));
+    if (!s->cu) {
+        c->env.close(c->env.rt, s->conn, NULL);
+        return;
+    }
+    s->cu_pending = 1; /* held until every read is issued */
+    struct map_iter it;
+    struct map_node *nd;
+    map_iter_init(&it, &u->convs);
+    while ((nd = map_next(&it))) {
+        struct uconv *uc = nd->val;
+        uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
+        uint64_t lo = ack + 1 > uc->joined_seq ? ack + 1 : uc->joined_seq;
+        if (uc->last_seq < lo)
+            continue;
+        struct cu_part *p = &s->cu[n];
+        memcpy(p->conv, nd->key, nd->klen);
+        p->convlen = nd->klen;
+        struct buf pre;
+        buf_init(&pre);
+        int rc = stg_key_prefix(&pre, nd->key, nd->klen);
+        if (rc == 0)
+            rc = stg_key_log(&c->kb, nd->key, nd->klen, lo);
+        if (rc == 0)
+            rc = buf_append(&pre, "", 0);
+        if (rc == 0) {
+            struct buf up;
+            buf_init(&up);
+            buf_append(&up, pre.data, pre.len);
+            rc = buf_failed(&up) ? -ENOMEM : stg_key_successor(&up);
+            struct stg_read q = {.kind = STG_SCAN,
+                                 .cf = STG_CF_LOG,
+                                 .key = c->kb.data,
+                                 .klen = c->kb.len,
+                                 .upper = up.data,
+                                 .ulen = up.len,
+                                 .limit = c->env.cfg->catchup_limit,
+                                 .reverse = true};
+            if (rc == 0)
+                rc = io_read(c, &q, on_catchup, s, n);
+            buf_deinit(&up);
+        }
+        buf_deinit(&pre);
+        if (rc == 0) {
+            s->refs++;
+            s->cu_pending++;
+            n++;
+        }
+    }
+    s->ncu = n;
+    if (--s->cu_pending == 0)
+        finish_catchup(c, s);
+}
+
+static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct session *s = ctx;
+    for (uint32_t i = 0; err == 0 && !s->closed && i < res->n; i++) {
+        struct stg_view p[3];
+        uint64_t v;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 3, NULL) < 0 ||
+            val_u64_decode(res->kv[i].val, res->kv[i].vlen, &v) < 0)
+            continue;
+        if (v > map_as_u64(map_get(&s->acks, p[2].p, (uint32_t)p[2].len)))
+            map_put(&s->acks, p[2].p, (uint32_t)p[2].len, map_u64(v));
+    }
+    stg_result_free(res);
+    if (!s->closed && s->state == S_CATCHUP) {
+        if (err < 0)
+            c->env.close(c->env.rt, s->conn, NULL);
+        else
+            read_catchup(c, s);
+    }
+    session_unref(c, s);
+}
+
+static void session_start(struct chat *c, struct session *s)
+{
+    s->state = s->resume ? S_CATCHUP : S_LIVE;
+    int rc = cursor_prefix(&c->kb, (struct strv){s->u->id, s->u->idlen},
+                           (struct strv){s->dev, s->devlen});
+    if (rc == 0)
+        rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
+                            on_acks, s, 0);
+    if (rc == 0)
+        s->refs++;
+    else if (s->resume)
+        c->env.close(c->env.rt, s->conn, NULL);
+}
+
+/* ---- hello ---- */
+
+void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv device,
+                   bool resume, uint32_t hello_id)
+{
+    struct user *u = home_user(c, user);
+    bool fresh = !u;
+    if (!u && !(u = user_new(c, user))) {
+        chat_reply_err(c, conn, true, hello_id, -ENOMEM, NULL);
+        c->env.close(c->env.rt, conn, NULL);
+        return;
+    }
+    u->refs++;
+    if (fresh)
+        u->refs--; /* user_new's own reference becomes this call's */
+    for (struct session *o = u->sessions; o; o = o->next) {
+        if (o->devlen == device.len && memcmp(o->dev, device.p, device.len) == 0) {
+            c->env.close(c->env.rt, o->conn, "replaced");
+            session_detach(c, o);
+            break;
+        }
+    }
+    if (u->nsessions >= c->env.cfg->max_devices) {
+        chat_reply_err(c, conn, true, hello_id, -EEXIST, "too many devices");
+        c->env.close(c->env.rt, conn, NULL);
+        user_unref(c, u);
+        return;
+    }
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s || !map_put(&c->home.conns, &conn, sizeof(conn), s)) {
+        free(s);
+        chat_reply_err(c, conn, true, hello_id, -ENOMEM, NULL);
+        c->env.close(c->env.rt, conn, NULL);
+        user_unref(c, u);
+        return;
+    }
+    s->conn = conn;
+    s->u = u; /* the call's user reference passes to the session */
+    s->refs = 1;
+    memcpy(s->dev, device.p, device.len);
+    s->devlen = device.len;
+    s->resume = resume;
+    s->hello_id = hello_id;
+    s->state = S_WAIT_USER;
+    map_init(&s->acks);
+    map_init(&s->sent);
+    s->next = u->sessions;
+    u->sessions = s;
+    u->nsessions++;
+    if (enc_hello_ok(&c->fb, hello_id, user, device, c->env.cfg->heartbeat_ms, chat_now(c),
+                     c->env.cfg->max_frame, c->env.shard) == 0)
+        chat_send(c, conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+    if (u->state == U_READY)
+        session_start(c, s);
+    else if (u->state == U_FAILED)
+        c->env.close(c->env.rt, conn, NULL);
+}
+
+/* ---- holding ---- */
+
+int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t seq,
+                 struct rbuf *frame)
+{
+    if (s->nheld >= HOME_HELD_MAX) {
+        /* nothing is lost: the client reconnects and resumes from its ack cursor */
+        c->env.close(c->env.rt, s->conn, "slow");
+        return -RP_EFULL;
+    }
+    struct held *h = malloc(sizeof(*h) + conv.len);
+    if (!h)
+        return -ENOMEM;
+    h->next = NULL;
+    h->frame = rbuf_ref(frame);
+    h->seq = seq;
+    h->convlen = conv.len;
+    memcpy(h->conv, conv.p, conv.len);
+    if (s->held_tail)
+        s->held_tail->next = h;
+    else
+        s->held_head = h;
+    s->held_tail = h;
+    s->nheld++;
+    return 0;
+}

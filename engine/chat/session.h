@@ -1,0 +1,34 @@
+/*
+ * Sessions and presence at the user's home: hello (replacement, max_devices,
+ * the ok reply), loading a user's state at its first session, catch-up with
+ * register-then-read, and closing.
+ *
+ * Register, then read: a session is attached to its user (so deliveries reach
+ * it, and are held) before anything of its catch-up range is read; a user's
+ * group conversations enter the online index before their last seqs are read.
+ * Every entry made durable before a read is in that read; every one made
+ * durable after it reaches the session as a delivery, held until `synced` has
+ * gone out and then pushed unless its seq was already sent.
+ *
+ * Thread: the shard's thread.
+ */
+#ifndef RP_CHAT_SESSION_H
+#define RP_CHAT_SESSION_H
+
+#include "engine/chat/home.h"
+
+struct chat;
+
+void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv device,
+                   bool resume, uint32_t hello_id);
+
+/* The connection is gone: detach its session (no-op for an unknown conn). */
+void session_close(struct chat *c, conn_id_t conn);
+
+/* Close every session of user with `bye reason`; returns how many. */
+uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason);
+
+/* Free everything at shutdown. */
+void session_free_all(struct chat *c);
+
+#endif
