@@ -75,6 +75,12 @@ static void print_obj(const msgpack_object *o)
     fflush(stdout);
 }
 
+static int fail_errno(const char *what, int err)
+{
+    fprintf(stderr, "ringpush: %s: %s\n", what, err_str(err));
+    return EXIT_FAIL;
+}
+
 /* Prints an ok reply (without op and id) and returns 0, or reports an error reply and returns 1. */
 static int report(const struct rp_msg *m)
 {
@@ -86,7 +92,9 @@ static int report(const struct rp_msg *m)
                 msg ? msg : "");
         return EXIT_FAIL;
     }
-    msgpack_object_kv kvs[m->obj.via.map.size ? m->obj.via.map.size : 1];
+    msgpack_object_kv *kvs = calloc(m->obj.via.map.size + 1u, sizeof(*kvs));
+    if (!kvs)
+        return fail_errno("print", -ENOMEM);
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->obj.via.map.size; i++) {
         const msgpack_object_kv *kv = &m->obj.via.map.ptr[i];
@@ -98,6 +106,7 @@ static int report(const struct rp_msg *m)
     }
     msgpack_object o = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = n, .ptr = kvs}};
     print_obj(&o);
+    free(kvs);
     return 0;
 }
 
@@ -109,12 +118,6 @@ static void print_each(const struct rp_msg *m, const char *key)
         return;
     for (uint32_t i = 0; i < a->via.array.size; i++)
         print_obj(&a->via.array.ptr[i]);
-}
-
-static int fail_errno(const char *what, int err)
-{
-    fprintf(stderr, "ringpush: %s: %s\n", what, err_str(err));
-    return EXIT_FAIL;
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -599,7 +602,14 @@ static int cmd_chat(struct opts *o)
             {.fd = rp_client_fd(c), .events = POLLIN | (rp_client_want_write(c) ? POLLOUT : 0)},
             {.fd = in.eof ? -1 : STDIN_FILENO, .events = POLLIN},
         };
-        if (poll(p, 2, in.eof ? o->timeout_ms : -1) <= 0 && in.eof)
+        int wait = rp_client_tick(c);
+        if (wait < 0) {
+            rc = fail_errno("send", wait);
+            break;
+        }
+        if (in.eof && wait > o->timeout_ms)
+            wait = o->timeout_ms;
+        if (poll(p, 2, wait == INT32_MAX ? -1 : wait) <= 0 && in.eof)
             break; /* replies to the last lines did not come in time */
         if (p[0].revents & POLLOUT)
             rp_client_flush(c);

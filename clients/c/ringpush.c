@@ -39,6 +39,9 @@ struct rp_client {
     int err;     /* sticky decode or socket error; 0 while healthy */
     bool closed; /* the server closed its side */
     int shard;
+    uint32_t heartbeat_ms; /* from the hello reply; 0: no keepalive */
+    uint32_t keepalive_id; /* id of the keepalive ping in flight, 0 if none */
+    int64_t last_send_ms;  /* when a frame was last queued */
     struct frame_dec dec;
     struct buf out;
     size_t out_off;               /* bytes of out already written */
@@ -205,6 +208,14 @@ static int consume(struct rp_client *c, const uint8_t *data, size_t len)
         int err = msg_decode(f, flen, &m);
         if (err < 0)
             return err;
+        uint64_t id;
+        if (c->keepalive_id && rp_msg_is(m, "pong") && rp_obj_uint(&m->obj, "id", &id) &&
+            id == c->keepalive_id) {
+            /* The answer to our own keepalive is nobody's business. */
+            c->keepalive_id = 0;
+            rp_msg_free(m);
+            continue;
+        }
         *c->tailp = m;
         c->tailp = &m->next;
         frames++;
@@ -351,6 +362,7 @@ int rp_client_send(struct rp_client *c, const char *op, const struct rp_field *f
     h[1] = (uint8_t)(len >> 16);
     h[2] = (uint8_t)(len >> 8);
     h[3] = (uint8_t)len;
+    c->last_send_ms = now_ms();
     if (id_out) {
         /* An id is used up only by a frame that is actually queued. */
         *id_out = id;
@@ -372,19 +384,22 @@ static int wait_once(struct rp_client *c, int64_t deadline)
     int r = rp_client_flush(c);
     if (r < 0)
         return r;
-    int left = -1;
+    int left = rp_client_tick(c);
+    if (left < 0)
+        return left;
     if (deadline >= 0) {
         int64_t d = deadline - now_ms();
         if (d <= 0)
             return -ETIMEDOUT;
-        left = d > 1000000 ? 1000000 : (int)d;
+        if (left == INT32_MAX || d < left)
+            left = d > INT32_MAX - 1 ? INT32_MAX - 1 : (int)d;
     }
     struct pollfd p = {.fd = c->fd, .events = POLLIN | (rp_client_want_write(c) ? POLLOUT : 0)};
-    r = poll(&p, 1, left);
+    r = poll(&p, 1, left == INT32_MAX ? -1 : left);
     if (r < 0)
         return errno == EINTR ? 0 : -errno;
     if (r == 0)
-        return -ETIMEDOUT;
+        return deadline >= 0 && now_ms() >= deadline ? -ETIMEDOUT : 0;
     if (p.revents & POLLOUT) {
         r = rp_client_flush(c);
         if (r < 0)
@@ -393,6 +408,22 @@ static int wait_once(struct rp_client *c, int64_t deadline)
     if (p.revents & (POLLIN | POLLHUP | POLLERR))
         return rp_client_feed(c);
     return 0;
+}
+
+int rp_client_tick(struct rp_client *c)
+{
+    if (c->heartbeat_ms == 0 || c->closed || c->err)
+        return INT32_MAX;
+    int64_t due = c->last_send_ms + c->heartbeat_ms;
+    int64_t now = now_ms();
+    if (now < due)
+        return (int)(due - now);
+    uint32_t id;
+    int r = rp_client_send(c, "ping", NULL, 0, &id);
+    if (r < 0)
+        return r;
+    c->keepalive_id = id;
+    return (int)c->heartbeat_ms;
 }
 
 static int64_t deadline_in(int timeout_ms)
@@ -683,6 +714,9 @@ int rp_hello(struct rp_client *c, const char *token, const char *device, bool re
         c->dec.max_frame = (uint32_t)v;
     }
     c->shard = rp_obj_uint(&(*reply)->obj, "shard", &v) && v <= INT32_MAX ? (int)v : -1;
+    /* Pinging once per heartbeat keeps well inside the server's idle timeout. */
+    c->heartbeat_ms =
+        rp_obj_uint(&(*reply)->obj, "heartbeat_ms", &v) && v > 0 && v < INT32_MAX ? (uint32_t)v : 0;
     return 0;
 }
 

@@ -108,6 +108,17 @@ int rp_client_feed(struct rp_client *c);
  */
 int rp_client_flush(struct rp_client *c);
 
+/*
+ * Keepalive. After an ok hello the client pings once per heartbeat_ms of
+ * silence on its side (the server closes connections idle for its
+ * idle_timeout); the pong is consumed internally and never queued. Blocking
+ * calls do this by themselves; a poll-driven user calls rp_client_tick()
+ * before each poll and uses its result as the poll timeout. Returns the ms
+ * until the next call is due (INT32_MAX: no keepalive, before hello), or a
+ * negative error of rp_client_send.
+ */
+int rp_client_tick(struct rp_client *c);
+
 /* True while outgoing bytes are queued (poll for POLLOUT then). */
 bool rp_client_want_write(const struct rp_client *c);
 
@@ -160,7 +171,9 @@ int rp_call(struct rp_client *c, const char *op, const struct rp_field *fields, 
 /*
  * Waits for the next push (a frame without id) up to timeout_ms (< 0:
  * forever, 0: only what is already readable). 0 and *out, -ETIMEDOUT,
- * -RP_ECLOSED, or a feed error. Replies to calls not yet waited for stay queued.
+ * -RP_ECLOSED, or a feed error. Replies to calls not yet waited for stay
+ * queued (rp_client_next takes them), as does a reply that arrives after its
+ * rp_call timed out.
  */
 int rp_client_push(struct rp_client *c, int timeout_ms, struct rp_msg **out);
 
@@ -208,7 +221,8 @@ int rp_token_mint(const char *user, uint64_t ttl_s, const void *key, size_t keyl
 
 /*
  * Sends hello and waits for the reply (*reply on 0, as rp_call). On an ok
- * reply the client also adopts the announced max_frame and records the shard.
+ * reply the client also adopts the announced max_frame, records the shard,
+ * and starts its keepalive (rp_client_tick) at the announced heartbeat_ms.
  */
 int rp_hello(struct rp_client *c, const char *token, const char *device, bool resume,
              struct rp_msg **reply);

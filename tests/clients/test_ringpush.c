@@ -380,6 +380,55 @@ static void test_hello_and_send_encoding(void)
     peer_close(&p);
 }
 
+static void test_keepalive(void)
+{
+    struct peer p;
+    peer_open(&p);
+    CHECK(rp_client_tick(p.c) == INT32_MAX); /* no keepalive before hello */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pk_str(&pk, "op");
+    pk_str(&pk, "ok");
+    pk_str(&pk, "id");
+    msgpack_pack_uint32(&pk, 1);
+    pk_str(&pk, "heartbeat_ms");
+    msgpack_pack_uint32(&pk, 100);
+    write_frame(p.fd, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    struct rp_msg *m;
+    CHECK(rp_hello(p.c, "tok", "dev", false, &m) == 0 && rp_msg_is(m, "ok"));
+    rp_msg_free(m);
+    int t = rp_client_tick(p.c);
+    CHECK(t > 0 && t <= 100);
+    /* a blocking wait of 350 ms pings about every 100 ms of silence */
+    CHECK(rp_client_push(p.c, 350, &m) == -ETIMEDOUT);
+    msgpack_unpacked up;
+    char store[256];
+    read_request(p.fd, &up, store, sizeof(store));
+    CHECK(str_is(&up.data, "op", "hello"));
+    msgpack_unpacked_destroy(&up);
+    uint64_t id, last = 0;
+    int pings = 0;
+    for (; pings < 3; pings++) {
+        read_request(p.fd, &up, store, sizeof(store));
+        CHECK(str_is(&up.data, "op", "ping") && rp_obj_uint(&up.data, "id", &id));
+        CHECK(id > last);
+        last = id;
+        msgpack_unpacked_destroy(&up);
+    }
+    /* the pong to the last keepalive is swallowed, an unrelated one is not */
+    send_simple(p.fd, "pong", (uint32_t)last, NULL, NULL);
+    send_simple(p.fd, "pong", 777, NULL, NULL);
+    CHECK(rp_client_push(p.c, 100, &m) == -ETIMEDOUT);
+    CHECK(rp_client_next(p.c, &m) == 0 && rp_obj_uint(&m->obj, "id", &id) && id == 777);
+    rp_msg_free(m);
+    CHECK(rp_client_next(p.c, &m) == -EAGAIN);
+    peer_close(&p);
+}
+
 static void test_token(void)
 {
     const char key[] = "k3y";
@@ -455,6 +504,7 @@ int main(void)
     test_bad_input_from_server();
     test_timeout();
     test_hello_and_send_encoding();
+    test_keepalive();
     test_token();
     test_json();
     test_connect_refused();
