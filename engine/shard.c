@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "engine/admin/admin.h"
 #include "engine/server.h"
 #include "engine/uring.h"
 #include "engine/xkind.h"
@@ -267,6 +268,8 @@ static int ring_setup(struct shard *sh)
     if (r)
         return r;
     sh->ring_fd = sh->ring.ring_fd;
+    if (sh->id == 0 && (r = admin_start(sh)))
+        return r;
     arm_accept(sh);
     arm_tick(sh);
     arm_eventfd(sh);
@@ -304,6 +307,8 @@ static void begin_stop(struct shard *sh)
     struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
     io_uring_prep_cancel64(sqe, ud_pack(UOP_ACCEPT, 0, 0), 0);
     io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+    if (sh->admin)
+        admin_stop(sh);
     for (uint32_t i = 0; i < sh->nconns; i++) {
         struct conn *c = &sh->conns[i];
         if (c->state == CONN_HOME || c->state == CONN_EDGE)
@@ -346,6 +351,9 @@ static unsigned reap(struct shard *sh, bool *ticked)
             if (atomic_load(&sh->srv->stop))
                 begin_stop(sh);
             arm_eventfd(sh);
+            break;
+        case UOP_ADMIN:
+            admin_on_cqe(sh, cqe);
             break;
         case UOP_WAKE:
         case UOP_CANCEL:
@@ -504,6 +512,8 @@ void shard_deinit(struct shard *sh)
         discard_inbox(sh);
     if (sh->ring_fd >= 0)
         io_uring_queue_exit(&sh->ring);
+    if (sh->admin)
+        admin_free(sh);
     if (sh->listen_fd >= 0)
         close(sh->listen_fd);
     if (sh->event_fd > 0)

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 
 struct server;
+struct admin;
 
 struct shard {
     unsigned id;
@@ -70,6 +71,7 @@ struct shard {
     struct req_decoder dec;
     struct req_limits lim;
     struct chat *chat;
+    struct admin *admin; /* shard 0 only: the admin HTTP server */
     uint64_t now_ms; /* wall clock, read once per iteration */
     struct shard_stats stats;
 };

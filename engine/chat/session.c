@@ -125,18 +125,16 @@ uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
 {
     struct user *u = home_user(c, user);
     uint32_t n = 0;
-    while (u && u->sessions) {
-        struct session *s = u->sessions;
-        c->env.close(c->env.rt, s->conn, reason);
-        u->refs++;
-        session_detach(c, s);
+    if (!u)
+        return 0;
+    u->refs++; /* u outlives its last session within this loop */
+    while (u->sessions) {
+        conn_id_t conn = u->sessions->conn;
+        session_detach(c, u->sessions);
+        c->env.close(c->env.rt, conn, reason);
         n++;
-        if (u->refs == 1) {
-            user_unref(c, u);
-            break;
-        }
-        user_unref(c, u);
     }
+    user_unref(c, u);
     return n;
 }
 
@@ -173,8 +171,7 @@ static void user_failed(struct chat *c, struct user *u)
     log_warn("chat_user_load_failed", "user=%.*s", (int)u->idlen, u->id);
     u->state = U_FAILED;
     /* the sessions cannot be served: they end, the clients reconnect */
-    for (struct session *s = u->sessions; s; s = s->next)
-        c->env.close(c->env.rt, s->conn, NULL);
+    session_kick_user(c, (struct strv){u->id, u->idlen}, NULL);
 }
 
 static void load_step_done(struct chat *c, struct user *u, int err)
@@ -434,8 +431,6 @@ static void read_catchup(struct chat *c, struct session *s)
         int rc = stg_key_prefix(&pre, nd->key, nd->klen);
         if (rc == 0)
             rc = stg_key_log(&c->kb, nd->key, nd->klen, lo);
-        if (rc == 0)
-            rc = buf_append(&pre, "", 0);
         if (rc == 0) {
             struct buf up;
             buf_init(&up);
@@ -518,8 +513,9 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
         u->refs--; /* user_new's own reference becomes this call's */
     for (struct session *o = u->sessions; o; o = o->next) {
         if (o->devlen == device.len && memcmp(o->dev, device.p, device.len) == 0) {
-            c->env.close(c->env.rt, o->conn, "replaced");
+            conn_id_t oc = o->conn;
             session_detach(c, o);
+            c->env.close(c->env.rt, oc, "replaced");
             break;
         }
     }

@@ -1,0 +1,1 @@
+set(RP_ADMIN_SOURCES admin/admin.c)
