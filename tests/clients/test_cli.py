@@ -111,6 +111,20 @@ def test_tail_synced_then_bye_replaced():
         assert tail.returncode == 0, (tail.returncode, err)
 
 
+def test_tail_keeps_session_alive():
+    _require_cli()
+    with Server(shards=1, args=["--heartbeat", "1", "--idle-timeout", "2"]) as srv:
+        tail = _tail(srv, "kim")
+        assert json.loads(tail.stdout.readline()) == {"op": "synced"}
+        silent = srv.login("kim", "other")
+        time.sleep(5)  # well past the idle timeout: only the pinging tail survives
+        assert silent.closed(0.5), "a silent session was not closed"
+        assert tail.poll() is None, "tail lost its session"
+        expect_ok(Client(srv).hello("kim", "cli", resume=False))
+        lines, err = _lines(tail)
+        assert lines == [{"op": "bye", "reason": "replaced"}], (lines, err)
+
+
 def test_tail_bye_shutdown():
     _require_cli()
     srv = Server(shards=2)
