@@ -713,7 +713,8 @@ async def _swarm_run(host, port, job, resume, ping, hold, parallel, barrier):
 
     await asyncio.gather(*(login(*j) for j in job))
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, barrier.wait)
+    # Bounded, so that a worker that died cannot leave this thread (and the process) hanging.
+    await loop.run_in_executor(None, barrier.wait, 60.0)
     if ping:
         await asyncio.gather(*(do_ping(j[0]) for j in job))
     if hold:
