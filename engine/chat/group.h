@@ -24,6 +24,7 @@ struct ochange_member {
     bool set_nick;
     struct strv remark;
     bool set_remark;
+    bool set_role;
     uint64_t joined_seq; /* for adds: the event's seq, filled in when staged */
 };
 
@@ -37,6 +38,7 @@ struct ochange {
     struct ochange_member *adds; /* new members */
     struct strv *dels;           /* removed members */
     struct ochange_member *upds; /* role / nick / remark of existing members */
+    char *arena;                 /* copies of the removed users' ids */
 };
 
 void ochange_free(struct ochange *chg);

@@ -56,9 +56,9 @@ struct session {
     uint8_t state;
     bool resume, closed;
     uint32_t hello_id;
-    uint32_t refs;     /* reads in flight that hold it */
-    struct map acks;   /* conv -> ack seq of this device */
-    struct map sent;   /* conv -> highest seq pushed in this session */
+    uint32_t refs;   /* reads in flight that hold it */
+    struct map acks; /* conv -> ack seq of this device */
+    struct map sent; /* conv -> highest seq pushed in this session */
     struct held *held_head, *held_tail;
     uint32_t nheld;
     struct cu_part *cu; /* catch-up results, one per conversation read */

@@ -289,6 +289,7 @@ bool io_on_storage(struct chat *c, struct stg_done *d)
     uint32_t gen = (uint32_t)(d->tag >> 32);
     if (i >= io->nslots || !io->slots[i].used || io->slots[i].gen != gen) {
         stg_result_free(d->res);
+        d->res = NULL;
         return false;
     }
     struct io_read_slot *s = &io->slots[i];

@@ -33,12 +33,12 @@ struct odedup {
 /* One staged unit: an entry (or a change with no entry) awaiting durability. */
 struct orec {
     struct oconv *cv;
-    struct fwd *f;        /* the request; freed with the record */
-    struct fwd *dups;     /* sends with the same cmid, answered with dup:true */
-    uint64_t seq, ts;     /* 0: no entry */
-    struct rbuf *entry;   /* the msg push frame, when seq */
-    struct rbuf *reply;   /* the ok frame */
-    struct ochange *chg;  /* group change, applied when durable */
+    struct fwd *f;       /* the request; freed with the record */
+    struct fwd *dups;    /* sends with the same cmid, answered with dup:true */
+    uint64_t seq, ts;    /* 0: no entry */
+    struct rbuf *entry;  /* the msg push frame, when seq */
+    struct rbuf *reply;  /* the ok frame */
+    struct ochange *chg; /* group change, applied when durable */
     bool barrier, is_send;
 };
 
@@ -163,7 +163,8 @@ static char *dup_strv(struct strv s)
     return p;
 }
 
-static int member_set(struct chat *c, struct oconv *cv, struct strv user, const struct member_rec *r)
+static int member_set(struct chat *c, struct oconv *cv, struct strv user,
+                      const struct member_rec *r)
 {
     struct omember *m = owner_member(cv, user);
     bool fresh = !m;
@@ -433,11 +434,13 @@ static void deliver_to(struct chat *c, struct orec *r, unsigned home)
 {
     const struct ochange *chg = r->chg;
     size_t n = r->cv->idlen + r->f->user.len + r->f->dev.len;
-    uint32_t nusers = chg ? chg->nadds + chg->ndels : 0;
+    uint32_t nusers = chg ? chg->nadds + chg->ndels + chg->nupds : 0;
     for (uint32_t i = 0; chg && i < chg->nadds; i++)
         n += chg->adds[i].user.len;
     for (uint32_t i = 0; chg && i < chg->ndels; i++)
         n += chg->dels[i].len;
+    for (uint32_t i = 0; chg && i < chg->nupds; i++)
+        n += chg->upds[i].user.len;
     struct dlv *d = calloc(1, sizeof(*d) + nusers * sizeof(struct dlv_user) + n);
     if (!d)
         goto oom;
@@ -445,6 +448,11 @@ static void deliver_to(struct chat *c, struct orec *r, unsigned home)
     char *cur = d->data + nusers * sizeof(struct dlv_user);
     if (chg) {
         dlv_add_users(&cur, d->adds, &d->nadds, c, home, chg->adds, chg->nadds, NULL, 0, r->seq);
+        /* a role change reaches the member's home as a re-add with the old joined_seq */
+        for (uint32_t i = 0; i < chg->nupds; i++)
+            if (chg->upds[i].set_role)
+                dlv_add_users(&cur, d->adds, &d->nadds, c, home, &chg->upds[i], 1, NULL, 0,
+                              chg->upds[i].joined_seq);
         d->dels = d->adds + d->nadds;
         dlv_add_users(&cur, d->dels, &d->ndels, c, home, NULL, 0, chg->dels, chg->ndels, 0);
         d->dismissed = chg->dismiss;
@@ -835,8 +843,7 @@ static int stage_recall(struct chat *c, struct oconv *cv, struct fwd *f)
     if (rc == 0)
         rc = stg_key_log(&c->kb, cv->id, cv->idlen, e.seq);
     if (rc == 0)
-        rc = stg_batch_put(io_batch(c), STG_CF_LOG, c->kb.data, c->kb.len, c->vb.data,
-                           c->vb.len);
+        rc = stg_batch_put(io_batch(c), STG_CF_LOG, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
     if (rc < 0)
         return rc;
     msgpack_packer pk;
@@ -859,8 +866,8 @@ static int stage_recall(struct chat *c, struct oconv *cv, struct fwd *f)
     f->req.body = (struct strv){"", 0};
     f->req.body_bin = false;
     f->req.cmid = (struct strv){"", 0};
-    rc = owner_stage_entry(c, cv, f, strv_c("recall"), NULL, 0, true, f->req.seq, NULL, reply,
-                           NULL);
+    rc =
+        owner_stage_entry(c, cv, f, strv_c("recall"), NULL, 0, true, f->req.seq, NULL, reply, NULL);
     if (rc < 0) {
         rbuf_unref(reply);
         io_poison(c);

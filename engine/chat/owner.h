@@ -30,10 +30,10 @@
 
 struct chat;
 
-#define OWNER_QUEUE_MAX 4096u    /* requests waiting per conversation */
-#define OWNER_DEDUP_MAX 262144u  /* dedup records kept in memory per shard */
-#define OWNER_CONVS_MAX 200000u  /* conversations kept loaded before idle ones go */
-#define OWNER_MEMBER_PAGE 4096u  /* member rows per storage scan while loading */
+#define OWNER_QUEUE_MAX   4096u   /* requests waiting per conversation */
+#define OWNER_DEDUP_MAX   262144u /* dedup records kept in memory per shard */
+#define OWNER_CONVS_MAX   200000u /* conversations kept loaded before idle ones go */
+#define OWNER_MEMBER_PAGE 4096u   /* member rows per storage scan while loading */
 
 enum oconv_state { OC_LOADING, OC_READY };
 
@@ -59,13 +59,13 @@ struct oconv {
     uint32_t *home_count;           /* per shard: members homed there */
     struct fwd *qhead, *qtail;
     uint32_t qlen;
-    uint32_t busy;      /* records staged or in flight */
-    bool barrier;       /* a barrier request is staged or in flight */
-    bool queued_ready;  /* on the owner's ready list */
+    uint32_t busy;     /* records staged or in flight */
+    bool barrier;      /* a barrier request is staged or in flight */
+    bool queued_ready; /* on the owner's ready list */
     struct oconv *next_ready;
     struct map dedup; /* sender|cmid -> struct odedup * */
     uint64_t used_ms;
-    bool meta_dirty;               /* something of it is staged: write its metadata */
+    bool meta_dirty;                /* something of it is staged: write its metadata */
     const struct ochange *meta_chg; /* the staged barrier's change, if any */
 };
 

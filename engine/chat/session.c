@@ -32,6 +32,7 @@ struct cu_part {
 };
 
 static void session_start(struct chat *c, struct session *s);
+static void session_unref(struct chat *c, struct session *s);
 
 /* ---- lifetimes ---- */
 
@@ -85,6 +86,11 @@ static void session_free(struct session *s)
     map_deinit(&s->acks);
     map_deinit(&s->sent);
     free(s);
+}
+
+void session_put(struct chat *c, struct session *s)
+{
+    session_unref(c, s);
 }
 
 static void session_unref(struct chat *c, struct session *s)
@@ -298,13 +304,13 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
         }
         int rc = cursor_prefix(&c->kb, uid, strv_c(VAL_READ_DEVICE));
         if (rc == 0)
-            rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0,
-                                HOME_CONVS_MAX, on_read_cursors, u, 0);
+            rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
+                                on_read_cursors, u, 0);
         load_read(c, u, rc);
         rc = stg_key_prefix(&c->kb, uid.p, uid.len);
         if (rc == 0)
-            rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0,
-                                HOME_FRIENDS_MAX, on_friends, u, 0);
+            rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0, HOME_FRIENDS_MAX,
+                                on_friends, u, 0);
         load_read(c, u, rc);
     }
     load_step_done(c, u, err);

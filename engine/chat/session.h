@@ -28,6 +28,14 @@ void session_close(struct chat *c, conn_id_t conn);
 /* Close every session of user with `bye reason`; returns how many. */
 uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason);
 
+/* Drop a reference taken on s for a read (s->refs++). */
+void session_put(struct chat *c, struct session *s);
+
+/* Hold a live push for a session that is not live yet; closes it `slow` past
+ * HOME_HELD_MAX. 0, -RP_EFULL or -ENOMEM. */
+int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t seq,
+                 struct rbuf *frame);
+
 /* Free everything at shutdown. */
 void session_free_all(struct chat *c);
 

@@ -31,12 +31,14 @@ static void copy_sv(char **cur, struct strv *s)
 struct fwd *fwd_new(const struct req *req, struct strv user, struct strv dev, struct strv conv,
                     conn_id_t conn, uint32_t home)
 {
-    static const size_t fields[] = {
-        offsetof(struct req, token), offsetof(struct req, device), offsetof(struct req, to),
-        offsetof(struct req, group), offsetof(struct req, cmid),   offsetof(struct req, type),
-        offsetof(struct req, conv),  offsetof(struct req, name),   offsetof(struct req, notice),
-        offsetof(struct req, user),  offsetof(struct req, nick),   offsetof(struct req, remark),
-        offsetof(struct req, note),  offsetof(struct req, body),   offsetof(struct req, after_user)};
+    static const size_t fields[] = {offsetof(struct req, token),     offsetof(struct req, device),
+                                    offsetof(struct req, to),        offsetof(struct req, group),
+                                    offsetof(struct req, cmid),      offsetof(struct req, type),
+                                    offsetof(struct req, conv),      offsetof(struct req, name),
+                                    offsetof(struct req, notice),    offsetof(struct req, user),
+                                    offsetof(struct req, nick),      offsetof(struct req, remark),
+                                    offsetof(struct req, note),      offsetof(struct req, body),
+                                    offsetof(struct req, after_user)};
     size_t nf = sizeof(fields) / sizeof(fields[0]);
     size_t n = user.len + dev.len + conv.len + req->nusers * sizeof(struct strv);
     for (size_t i = 0; i < nf; i++)

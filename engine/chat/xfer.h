@@ -42,9 +42,9 @@ enum xkind {
  * copied out of the frame. req's views point into the payload.
  */
 struct fwd {
-    struct fwd *next; /* the owner's per-conversation queue */
-    conn_id_t conn;   /* 0 for admin requests */
-    uint32_t home;    /* the shard to reply to */
+    struct fwd *next;   /* the owner's per-conversation queue */
+    conn_id_t conn;     /* 0 for admin requests */
+    uint32_t home;      /* the shard to reply to */
     uint64_t admin_tag; /* non-zero: an admin request; the reply goes to env->admin_done */
     uint32_t admin_shard;
     struct strv user, dev, conv;

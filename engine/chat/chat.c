@@ -1,0 +1,194 @@
+/*
+ * Entry points of the chat layer and the helpers shared by its modules. The
+ * runtime calls in here; everything is routed to the home role (session.c,
+ * home.c, query.c, friend.c) or the owner role (owner.c, group.c), and the
+ * effects leave through struct chat_env.
+ */
+#include "engine/chat/chat.h"
+
+#include "engine/chat/core.h"
+#include "engine/chat/friend.h"
+#include "engine/chat/session.h"
+
+#include "base/err.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct chat *chat_new(const struct chat_env *env)
+{
+    struct chat *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->env = *env;
+    buf_init(&c->fb);
+    buf_init(&c->kb);
+    buf_init(&c->vb);
+    if (io_init(&c->io) < 0 || xfer_init(&c->xfer, env->nshards) < 0) {
+        free(c);
+        return NULL;
+    }
+    home_init(c);
+    owner_init(c);
+    return c;
+}
+
+void chat_free(struct chat *c)
+{
+    if (!c)
+        return;
+    owner_deinit(c);
+    home_deinit(c);
+    chat_xfer_release(c);
+    io_deinit(&c->io);
+    buf_deinit(&c->fb);
+    buf_deinit(&c->kb);
+    buf_deinit(&c->vb);
+    free(c);
+}
+
+/* ---- helpers ---- */
+
+struct rbuf *chat_frame(struct buf *b)
+{
+    struct rbuf *f = NULL;
+    if (!buf_failed(b) && b->len && b->len <= UINT32_MAX)
+        f = rbuf_copy(b->data, (uint32_t)b->len);
+    buf_reset(b);
+    return f;
+}
+
+void chat_send(struct chat *c, conn_id_t conn, struct rbuf *f)
+{
+    if (!f)
+        return;
+    c->env.send(c->env.rt, conn, f);
+    rbuf_unref(f);
+}
+
+struct rbuf *chat_err_frame(struct chat *c, bool has_id, uint32_t id, int err, const char *msg)
+{
+    enum err_code code = code_from_err(err);
+    if (!msg && err < 0 && (code == CODE_INTERNAL || code == CODE_UNAVAILABLE))
+        msg = err_str(err);
+    if (enc_error(&c->fb, has_id, id, code, msg) < 0) {
+        buf_reset(&c->fb);
+        return NULL;
+    }
+    return chat_frame(&c->fb);
+}
+
+void chat_reply_err(struct chat *c, conn_id_t conn, bool has_id, uint32_t id, int err,
+                    const char *msg)
+{
+    chat_send(c, conn, chat_err_frame(c, has_id, id, err, msg));
+}
+
+void chat_reply_ok(struct chat *c, conn_id_t conn, uint32_t id)
+{
+    if (enc_ok(&c->fb, id) == 0)
+        chat_send(c, conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+}
+
+void chat_reply_remote(struct chat *c, unsigned home, conn_id_t conn, struct rbuf *f)
+{
+    if (!f)
+        return;
+    struct rpl *r = rpl_new(conn, f, (struct strv){"", 0}, (struct strv){"", 0}, 0);
+    if (!r || xfer_send(c, home, XK_REPLY, 0, r) < 0) {
+        free(r);
+        rbuf_unref(f);
+    }
+}
+
+void chat_fwd_frame(struct chat *c, const struct fwd *f, struct rbuf *fr)
+{
+    if (!fr) {
+        fr = chat_err_frame(c, f->req.has_id, f->req.id, -ENOMEM, NULL);
+        if (!fr)
+            return;
+    }
+    chat_reply_remote(c, f->home, f->conn, fr);
+}
+
+void chat_fwd_err(struct chat *c, const struct fwd *f, int err, const char *msg)
+{
+    struct rbuf *fr = chat_err_frame(c, f->req.has_id, f->req.id, err, msg);
+    if (fr)
+        chat_reply_remote(c, f->home, f->conn, fr);
+}
+
+void chat_fwd_ok(struct chat *c, const struct fwd *f)
+{
+    if (enc_ok(&c->fb, f->req.id) == 0)
+        chat_reply_remote(c, f->home, f->conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+}
+
+/* ---- entry points ---- */
+
+void chat_on_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv device,
+                   bool resume, uint32_t hello_id)
+{
+    session_hello(c, conn, user, device, resume, hello_id);
+}
+
+void chat_on_request(struct chat *c, conn_id_t conn, const struct req *req)
+{
+    home_on_request(c, conn, req);
+}
+
+void chat_on_close(struct chat *c, conn_id_t conn)
+{
+    session_close(c, conn);
+}
+
+void chat_on_xmsg(struct chat *c, const struct xmsg *m)
+{
+    switch (m->kind) {
+    case XK_FWD:
+        owner_on_fwd(c, m->ptr);
+        break;
+    case XK_REPLY:
+        home_on_reply(c, m->ptr);
+        break;
+    case XK_DELIVER:
+        home_on_deliver(c, m->ptr);
+        break;
+    case XK_USER_FRAME:
+        home_on_user_frame(c, m->ptr);
+        break;
+    case XK_FRIEND:
+        friend_on_peer(c, m->ptr);
+        break;
+    default:
+        log_warn("chat_xmsg_unknown", "kind=%u src=%u", m->kind, m->src);
+        xfer_free_payload(m->kind, m->ptr);
+        break;
+    }
+}
+
+void chat_on_storage(struct chat *c, struct stg_done *d)
+{
+    if (!io_on_storage(c, d)) {
+        stg_result_free(d->res);
+        d->res = NULL;
+    }
+}
+
+void chat_on_tick(struct chat *c)
+{
+    owner_tick(c);
+}
+
+void chat_flush(struct chat *c)
+{
+    if (io_write_idle(c))
+        owner_stage(c);
+    home_stage(c);
+    io_flush(c);
+    xfer_flush(c);
+}

@@ -1,0 +1,481 @@
+/*
+ * The home role's requests and deliveries. Deliveries from owners arrive in
+ * seq order per conversation (one owner, one ordered ring); home_push_entry
+ * keeps, per session and conversation, the highest seq pushed, so that a seq
+ * never goes out twice and never goes backwards, whatever catch-up already
+ * sent.
+ */
+#include "engine/chat/home.h"
+
+#include "engine/chat/core.h"
+#include "engine/chat/friend.h"
+#include "engine/chat/query.h"
+#include "engine/chat/session.h"
+#include "engine/chat/values.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "protocol/ident.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The local users with a session who are members of one group conversation. */
+struct idx {
+    uint32_t n, cap;
+    struct user **u;
+};
+
+int home_init(struct chat *c)
+{
+    map_init(&c->home.users);
+    map_init(&c->home.conns);
+    map_init(&c->home.index);
+    map_init(&c->home.cursors);
+    return 0;
+}
+
+void home_deinit(struct chat *c)
+{
+    session_free_all(c);
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &c->home.index);
+    while ((n = map_next(&it))) {
+        struct idx *x = n->val;
+        free(x->u);
+        free(x);
+    }
+    map_deinit(&c->home.index);
+    map_deinit(&c->home.cursors);
+}
+
+struct user *home_user(struct chat *c, struct strv id)
+{
+    return map_get(&c->home.users, id.p, id.len);
+}
+
+struct session *home_session(struct chat *c, conn_id_t conn)
+{
+    return map_get(&c->home.conns, &conn, sizeof(conn));
+}
+
+int home_index_add(struct chat *c, struct strv conv, struct user *u)
+{
+    struct idx *x = map_get(&c->home.index, conv.p, conv.len);
+    if (!x) {
+        x = calloc(1, sizeof(*x));
+        if (!x || !map_put(&c->home.index, conv.p, conv.len, x)) {
+            free(x);
+            return -ENOMEM;
+        }
+    }
+    for (uint32_t i = 0; i < x->n; i++)
+        if (x->u[i] == u)
+            return 0;
+    if (x->n == x->cap) {
+        uint32_t nc = x->cap ? x->cap * 2 : 4;
+        struct user **nu = realloc(x->u, nc * sizeof(*nu));
+        if (!nu)
+            return -ENOMEM;
+        x->u = nu;
+        x->cap = nc;
+    }
+    x->u[x->n++] = u;
+    return 0;
+}
+
+void home_index_del(struct chat *c, struct strv conv, struct user *u)
+{
+    struct idx *x = map_get(&c->home.index, conv.p, conv.len);
+    if (!x)
+        return;
+    for (uint32_t i = 0; i < x->n; i++) {
+        if (x->u[i] == u) {
+            x->u[i] = x->u[--x->n];
+            break;
+        }
+    }
+    if (!x->n) {
+        map_del(&c->home.index, conv.p, conv.len);
+        free(x->u);
+        free(x);
+    }
+}
+
+struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, uint8_t kind,
+                             uint64_t joined_seq)
+{
+    struct uconv *uc = map_get(&u->convs, conv.p, conv.len);
+    if (!uc) {
+        uc = calloc(1, sizeof(*uc));
+        if (!uc || !map_put(&u->convs, conv.p, conv.len, uc)) {
+            free(uc);
+            return NULL;
+        }
+        if (kind == CONV_GROUP && home_index_add(c, conv, u) < 0) {
+            map_del(&u->convs, conv.p, conv.len);
+            free(uc);
+            return NULL;
+        }
+    }
+    uc->kind = kind;
+    uc->joined_seq = joined_seq;
+    map_del(&u->gone, conv.p, conv.len);
+    return uc;
+}
+
+void home_uconv_del(struct chat *c, struct user *u, struct strv conv)
+{
+    struct uconv *uc = map_del(&u->convs, conv.p, conv.len);
+    if (u->state == U_LOADING)
+        map_put(&u->gone, conv.p, conv.len, map_u64(1));
+    if (!uc)
+        return;
+    if (uc->kind == CONV_GROUP)
+        home_index_del(c, conv, u);
+    free(uc);
+}
+
+void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct strv conv,
+                     uint64_t seq)
+{
+    if (stg_key_cursor(&c->kb, user.p, user.len, dev.p, dev.len, conv.p, conv.len) < 0)
+        return;
+    struct map_node *n = map_find(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len);
+    if (n && map_as_u64(n->val) >= seq)
+        return;
+    if (!map_put(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len, map_u64(seq)))
+        log_warn("chat_cursor_oom", "user=%.*s", (int)user.len, user.p);
+}
+
+static void on_cursors_done(struct chat *c, void *ctx, int err)
+{
+    struct map *m = ctx;
+    if (err < 0) {
+        /* keep them for the next batch (never moving a newer value back) */
+        struct map_iter it;
+        struct map_node *n;
+        map_iter_init(&it, m);
+        while ((n = map_next(&it))) {
+            struct map_node *cur = map_find(&c->home.cursors, n->key, n->klen);
+            if (!cur || map_as_u64(cur->val) < map_as_u64(n->val))
+                map_put(&c->home.cursors, n->key, n->klen, n->val);
+        }
+    }
+    map_deinit(m);
+    free(m);
+}
+
+void home_stage(struct chat *c)
+{
+    if (!map_count(&c->home.cursors))
+        return;
+    struct map *m = malloc(sizeof(*m));
+    struct stg_batch *b = io_batch(c);
+    if (!m || !b) {
+        free(m);
+        return;
+    }
+    *m = c->home.cursors;
+    if (io_on_commit(c, on_cursors_done, m) < 0) {
+        free(m);
+        return;
+    }
+    map_init(&c->home.cursors);
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, m);
+    while ((n = map_next(&it))) {
+        buf_reset(&c->vb);
+        if (val_u64_encode(&c->vb, map_as_u64(n->val)) < 0 ||
+            stg_batch_put(b, STG_CF_CURSOR, n->key, n->klen, c->vb.data, c->vb.len) < 0) {
+            io_poison(c);
+            return;
+        }
+    }
+}
+
+/* ---- pushing ---- */
+
+void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64_t seq,
+                     struct rbuf *frame)
+{
+    if (s->closed)
+        return;
+    if (s->state != S_LIVE) {
+        session_hold(c, s, conv, seq, frame);
+        return;
+    }
+    struct map_node *n = map_find(&s->sent, conv.p, conv.len);
+    if (n && map_as_u64(n->val) >= seq)
+        return;
+    if (n)
+        n->val = map_u64(seq);
+    else
+        map_put(&s->sent, conv.p, conv.len, map_u64(seq));
+    c->env.send(c->env.rt, s->conn, frame);
+}
+
+void home_push_user(struct chat *c, struct user *u, struct strv except, struct rbuf *frame)
+{
+    for (struct session *s = u->sessions; s; s = s->next)
+        if (!strv_eq((struct strv){s->dev, s->devlen}, except))
+            c->env.send(c->env.rt, s->conn, frame);
+}
+
+static void push_to_user(struct chat *c, struct user *u, const struct dlv *d)
+{
+    struct uconv *uc = map_get(&u->convs, d->conv.p, d->conv.len);
+    if (!uc && d->conv.p[0] == 'd')
+        uc = home_uconv_put(c, u, d->conv, CONV_DIRECT, 1);
+    if (uc && d->seq > uc->last_seq) {
+        uc->last_seq = d->seq;
+        uc->last_ts = d->ts;
+    }
+    bool self = strv_eq((struct strv){u->id, u->idlen}, d->from);
+    for (struct session *s = u->sessions; s; s = s->next) {
+        if (self && d->dev.len && strv_eq((struct strv){s->dev, s->devlen}, d->dev))
+            continue; /* the sending device has it already */
+        home_push_entry(c, s, d->conv, d->seq, d->frame);
+    }
+}
+
+void home_on_deliver(struct chat *c, struct dlv *d)
+{
+    for (uint32_t i = 0; i < d->nadds; i++) {
+        struct user *u = home_user(c, d->adds[i].user);
+        struct uconv *uc =
+            u ? home_uconv_put(c, u, d->conv, CONV_GROUP, d->adds[i].joined_seq) : NULL;
+        if (uc)
+            uc->role = d->adds[i].role;
+    }
+    if (d->conv.p[0] == 'd') {
+        struct strv a, b;
+        if (ident_conv_parse(d->conv, &a, &b) == CONV_DIRECT) {
+            struct user *ua = home_user(c, a), *ub = strv_eq(a, b) ? NULL : home_user(c, b);
+            if (ua)
+                push_to_user(c, ua, d);
+            if (ub)
+                push_to_user(c, ub, d);
+        }
+    } else {
+        struct idx *x = map_get(&c->home.index, d->conv.p, d->conv.len);
+        for (uint32_t i = 0; x && i < x->n; i++)
+            push_to_user(c, x->u[i], d);
+    }
+    for (uint32_t i = 0; i < d->ndels; i++) {
+        struct user *u = home_user(c, d->dels[i].user);
+        if (u)
+            home_uconv_del(c, u, d->conv);
+    }
+    rbuf_unref(d->frame);
+    free(d);
+}
+
+void home_on_reply(struct chat *c, struct rpl *r)
+{
+    if (r->read_seq) {
+        struct session *s = home_session(c, r->conn);
+        struct user *u = s ? s->u : home_user(c, r->user);
+        struct uconv *uc = u ? map_get(&u->convs, r->conv.p, r->conv.len) : NULL;
+        if (u && !uc && r->conv.p[0] == 'd')
+            uc = home_uconv_put(c, u, r->conv, CONV_DIRECT, 1);
+        if (uc) {
+            if (r->read_seq > uc->last_seq)
+                uc->last_seq = r->read_seq;
+            if (r->read_seq > uc->read_seq)
+                uc->read_seq = r->read_seq;
+        }
+        home_cursor_set(c, r->user, strv_c(VAL_READ_DEVICE), r->conv, r->read_seq);
+    }
+    if (r->frame)
+        c->env.send(c->env.rt, r->conn, r->frame);
+    if (r->frame)
+        rbuf_unref(r->frame);
+    free(r);
+}
+
+void home_on_user_frame(struct chat *c, struct ufr *f)
+{
+    struct user *u = home_user(c, f->user);
+    if (u)
+        home_push_user(c, u, f->except_dev, f->frame);
+    rbuf_unref(f->frame);
+    free(f);
+}
+
+/* ---- requests answered here ---- */
+
+static void do_ack(struct chat *c, struct session *s, const struct req *r)
+{
+    struct strv me = {s->u->id, s->u->idlen};
+    struct map_node *n = map_find(&s->acks, r->conv.p, r->conv.len);
+    if (n && map_as_u64(n->val) >= r->seq)
+        return;
+    if (!n && !map_get(&s->u->convs, r->conv.p, r->conv.len))
+        return; /* not one of the user's conversations: ignored (ack has no reply) */
+    if (n)
+        n->val = map_u64(r->seq);
+    else if (!map_put(&s->acks, r->conv.p, r->conv.len, map_u64(r->seq)))
+        return;
+    home_cursor_set(c, me, (struct strv){s->dev, s->devlen}, r->conv, r->seq);
+}
+
+static void do_read(struct chat *c, struct session *s, const struct req *r)
+{
+    struct user *u = s->u;
+    struct strv me = {u->id, u->idlen};
+    struct uconv *uc = map_get(&u->convs, r->conv.p, r->conv.len);
+    if (!uc) {
+        chat_reply_err(c, s->conn, true, r->id, -ENOENT, "no such conversation");
+        return;
+    }
+    uint64_t seq = r->seq < uc->last_seq ? r->seq : uc->last_seq;
+    if (seq > uc->read_seq) {
+        uc->read_seq = seq;
+        home_cursor_set(c, me, strv_c(VAL_READ_DEVICE), r->conv, seq);
+        if (enc_read_push(&c->fb, r->conv, me, seq) == 0) {
+            struct rbuf *f = chat_frame(&c->fb);
+            if (f) {
+                home_push_user(c, u, (struct strv){s->dev, s->devlen}, f);
+                struct strv a, b;
+                if (uc->kind == CONV_DIRECT && ident_conv_parse(r->conv, &a, &b) == CONV_DIRECT &&
+                    !strv_eq(a, b)) {
+                    struct strv peer = strv_eq(a, me) ? b : a;
+                    struct ufr *p = ufr_new(rbuf_ref(f), peer, (struct strv){"", 0});
+                    if (!p || xfer_send(c, xfer_home(c, peer), XK_USER_FRAME, 0, p) < 0) {
+                        if (p)
+                            rbuf_unref(p->frame);
+                        else
+                            rbuf_unref(f);
+                        free(p);
+                    }
+                }
+                rbuf_unref(f);
+            }
+        }
+        buf_reset(&c->fb);
+    }
+    chat_reply_ok(c, s->conn, r->id);
+}
+
+/* Forward a request to the owner of conv. */
+static void forward(struct chat *c, struct session *s, const struct req *r, struct strv conv)
+{
+    if (xfer_congested(c)) {
+        chat_reply_err(c, s->conn, r->has_id, r->id, -RP_EFULL, "server busy");
+        return;
+    }
+    struct fwd *f = fwd_new(r, (struct strv){s->u->id, s->u->idlen},
+                            (struct strv){s->dev, s->devlen}, conv, s->conn, c->env.shard);
+    if (!f || xfer_send(c, xfer_owner(c, conv), XK_FWD, 0, f) < 0) {
+        free(f);
+        chat_reply_err(c, s->conn, r->has_id, r->id, -ENOMEM, NULL);
+    }
+}
+
+static void do_send(struct chat *c, struct session *s, const struct req *r)
+{
+    char conv[IDENT_CONV_MAX];
+    struct strv me = {s->u->id, s->u->idlen};
+    uint32_t n;
+    if (r->to.len) {
+        if (c->env.cfg->dm_friends_only && !strv_eq(r->to, me)) {
+            struct ufriend *f = map_get(&s->u->friends, r->to.p, r->to.len);
+            if (!f || f->state != FRIEND_YES) {
+                chat_reply_err(c, s->conn, true, r->id, -EPERM, "not friends");
+                return;
+            }
+        }
+        n = ident_conv_direct(conv, me, r->to);
+    } else {
+        n = ident_conv_group(conv, r->group);
+    }
+    forward(c, s, r, (struct strv){conv, n});
+}
+
+static void do_conv_op(struct chat *c, struct session *s, const struct req *r)
+{
+    struct strv a, b, me = {s->u->id, s->u->idlen};
+    enum conv_kind k = ident_conv_parse(r->conv, &a, &b);
+    if (k == CONV_BAD) {
+        chat_reply_err(c, s->conn, true, r->id, -RP_EREQUEST, "bad conv");
+        return;
+    }
+    if (k == CONV_DIRECT && !strv_eq(a, me) && !strv_eq(b, me)) {
+        chat_reply_err(c, s->conn, true, r->id, -EPERM, "not a member");
+        return;
+    }
+    forward(c, s, r, r->conv);
+}
+
+static void do_group_op(struct chat *c, struct session *s, const struct req *r)
+{
+    char conv[IDENT_CONV_MAX];
+    struct req copy = *r;
+    char gid[40];
+    if (r->op == OP_GROUP_CREATE && !r->group.len) {
+        /* a generated id: unique per shard and time, so no lookup is needed */
+        int n = snprintf(gid, sizeof(gid), "g%llx-%u-%llx", (unsigned long long)chat_now(c),
+                         c->env.shard, (unsigned long long)++c->gid_counter);
+        copy.group = (struct strv){gid, (uint32_t)n};
+    }
+    uint32_t n = ident_conv_group(conv, copy.group);
+    forward(c, s, &copy, (struct strv){conv, n});
+}
+
+void home_on_request(struct chat *c, conn_id_t conn, const struct req *r)
+{
+    struct session *s = home_session(c, conn);
+    if (!s)
+        return;
+    switch (r->op) {
+    case OP_SEND:
+        do_send(c, s, r);
+        break;
+    case OP_ACK:
+        do_ack(c, s, r);
+        break;
+    case OP_READ:
+        do_read(c, s, r);
+        break;
+    case OP_RECALL:
+        do_conv_op(c, s, r);
+        break;
+    case OP_SYNC:
+        query_sync(c, s, r);
+        break;
+    case OP_HISTORY:
+        query_history(c, s, r);
+        break;
+    case OP_GROUP_LIST:
+        query_group_list(c, s, r);
+        break;
+    case OP_FRIEND_REQUEST:
+    case OP_FRIEND_ACCEPT:
+    case OP_FRIEND_REMOVE:
+    case OP_FRIEND_LIST:
+        friend_on_request(c, s, r);
+        break;
+    case OP_GROUP_CREATE:
+    case OP_GROUP_INVITE:
+    case OP_GROUP_JOIN:
+    case OP_GROUP_KICK:
+    case OP_GROUP_LEAVE:
+    case OP_GROUP_DISMISS:
+    case OP_GROUP_UPDATE:
+    case OP_GROUP_ADMIN:
+    case OP_GROUP_NICK:
+    case OP_GROUP_REMARK:
+    case OP_GROUP_INFO:
+    case OP_GROUP_MEMBERS:
+        do_group_op(c, s, r);
+        break;
+    default:
+        chat_reply_err(c, conn, r->has_id, r->id, -RP_EREQUEST, "unexpected op");
+        break;
+    }
+}

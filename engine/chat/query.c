@@ -1,0 +1,331 @@
+/*
+ * Queries. A storage read holds a session reference; a reply whose session
+ * has closed meanwhile is dropped.
+ */
+#include "engine/chat/query.h"
+
+#include "engine/chat/core.h"
+#include "engine/chat/session.h"
+#include "engine/chat/values.h"
+
+#include "base/err.h"
+#include "protocol/ident.h"
+#include "protocol/req.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bound of one sync element or group.list element, to fit max_frame. */
+#define ELEM_MAX       400u
+#define REPLY_OVERHEAD 64u
+
+struct sync_row {
+    const char *conv;
+    uint32_t convlen;
+    const struct uconv *uc;
+};
+
+static int by_ts_desc(const void *a, const void *b)
+{
+    const struct sync_row *x = a, *y = b;
+    if (x->uc->last_ts != y->uc->last_ts)
+        return x->uc->last_ts < y->uc->last_ts ? 1 : -1;
+    return x->uc->last_seq < y->uc->last_seq ? 1 : x->uc->last_seq > y->uc->last_seq ? -1 : 0;
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    enc_pack_cstr(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+void query_sync(struct chat *c, struct session *s, const struct req *r)
+{
+    struct user *u = s->u;
+    size_t n = map_count(&u->convs), i = 0;
+    struct sync_row *rows = calloc(n ? n : 1, sizeof(*rows));
+    if (!rows) {
+        chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+        return;
+    }
+    struct map_iter it;
+    struct map_node *nd;
+    map_iter_init(&it, &u->convs);
+    while ((nd = map_next(&it)))
+        rows[i++] = (struct sync_row){nd->key, nd->klen, nd->val};
+    qsort(rows, n, sizeof(*rows), by_ts_desc);
+    size_t fit = (c->env.cfg->max_frame - REPLY_OVERHEAD) / ELEM_MAX;
+    if (n > fit)
+        n = fit;
+    msgpack_packer pk;
+    size_t start = c->fb.len;
+    enc_begin(&c->fb, &pk);
+    msgpack_pack_map(&pk, 3);
+    enc_pack_cstr(&pk, "op");
+    enc_pack_cstr(&pk, "ok");
+    kv_u64(&pk, "id", r->id);
+    enc_pack_cstr(&pk, "convs");
+    msgpack_pack_array(&pk, n);
+    for (i = 0; i < n; i++) {
+        const struct uconv *uc = rows[i].uc;
+        uint64_t rd = uc->read_seq < uc->last_seq ? uc->read_seq : uc->last_seq;
+        msgpack_pack_map(&pk, 6);
+        enc_pack_cstr(&pk, "conv");
+        enc_pack_strv(&pk, (struct strv){rows[i].conv, rows[i].convlen});
+        kv_u64(&pk, "last_seq", uc->last_seq);
+        kv_u64(&pk, "last_ts", uc->last_ts);
+        kv_u64(&pk, "read_seq", rd);
+        kv_u64(&pk, "ack_seq", map_as_u64(map_get(&s->acks, rows[i].conv, rows[i].convlen)));
+        kv_u64(&pk, "unread", uc->last_seq - rd);
+    }
+    free(rows);
+    if (enc_end(&c->fb, start) == 0)
+        chat_send(c, s->conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+}
+
+/* ---- history ---- */
+
+struct hist {
+    struct session *s;
+    uint32_t id;
+    bool backward; /* `before` (or neither): the page is the newest below the bound */
+};
+
+static void on_history(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct hist *h = ctx;
+    struct session *s = h->s;
+    struct strv conv = {(const char *)(h + 1), (uint32_t)arg};
+    if (s->closed)
+        goto out;
+    if (err < 0) {
+        chat_reply_err(c, s->conn, true, h->id, err, NULL);
+        goto out;
+    }
+    /* ascending order: a backward scan came newest first */
+    uint32_t n = res->n, first = 0;
+    bool more = res->more;
+    size_t total = REPLY_OVERHEAD + conv.len;
+    for (uint32_t k = 0; k < n; k++) {
+        /* keep the entries nearest the bound: for a backward page the newest */
+        uint32_t i = k;
+        if (total + res->kv[i].vlen > c->env.cfg->max_frame) {
+            n = k;
+            more = true;
+            break;
+        }
+        total += res->kv[i].vlen;
+    }
+    msgpack_packer pk;
+    size_t start = c->fb.len;
+    enc_begin(&c->fb, &pk);
+    msgpack_pack_map(&pk, 5);
+    enc_pack_cstr(&pk, "op");
+    enc_pack_cstr(&pk, "ok");
+    kv_u64(&pk, "id", h->id);
+    enc_pack_cstr(&pk, "conv");
+    enc_pack_strv(&pk, conv);
+    enc_pack_cstr(&pk, "msgs");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = h->backward ? first + n - 1 - k : first + k;
+        enc_raw(&c->fb, res->kv[i].val, res->kv[i].vlen);
+    }
+    enc_pack_cstr(&pk, "more");
+    if (more)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    if (enc_end(&c->fb, start) == 0)
+        chat_send(c, s->conn, chat_frame(&c->fb));
+    else
+        chat_reply_err(c, s->conn, true, h->id, -ENOMEM, NULL);
+    buf_reset(&c->fb);
+out:
+    stg_result_free(res);
+    session_put(c, s);
+    free(h);
+}
+
+void query_history(struct chat *c, struct session *s, const struct req *r)
+{
+    struct strv a, b, me = {s->u->id, s->u->idlen};
+    enum conv_kind k = ident_conv_parse(r->conv, &a, &b);
+    uint64_t joined = 1;
+    struct uconv *uc = map_get(&s->u->convs, r->conv.p, r->conv.len);
+    if (k == CONV_BAD) {
+        chat_reply_err(c, s->conn, true, r->id, -RP_EREQUEST, "bad conv");
+        return;
+    }
+    if ((k == CONV_DIRECT && !strv_eq(a, me) && !strv_eq(b, me)) || (k == CONV_GROUP && !uc)) {
+        chat_reply_err(c, s->conn, true, r->id, -EPERM, "not a member");
+        return;
+    }
+    if (uc && uc->joined_seq > joined)
+        joined = uc->joined_seq;
+    uint32_t limit = r->has_limit ? r->limit : 50;
+    if (limit > REQ_HISTORY_LIMIT_MAX)
+        limit = REQ_HISTORY_LIMIT_MAX;
+    struct hist *h = malloc(sizeof(*h) + r->conv.len);
+    struct buf lo, hi;
+    buf_init(&lo);
+    buf_init(&hi);
+    if (!h)
+        goto oom;
+    h->s = s;
+    h->id = r->id;
+    h->backward = !r->has_after;
+    memcpy(h + 1, r->conv.p, r->conv.len);
+    uint64_t from = joined;
+    if (r->has_after && r->after + 1 > from)
+        from = r->after + 1;
+    int rc = stg_key_log(&lo, r->conv.p, r->conv.len, from);
+    if (rc == 0 && r->has_before && !r->has_after) {
+        rc = stg_key_log(&hi, r->conv.p, r->conv.len, r->before);
+    } else if (rc == 0) {
+        rc = stg_key_prefix(&hi, r->conv.p, r->conv.len);
+        if (rc == 0)
+            rc = stg_key_successor(&hi);
+    }
+    if (rc < 0)
+        goto oom;
+    if (r->has_before && !r->has_after && r->before <= from) {
+        /* nothing below the bound: an empty page, read nothing */
+        struct stg_result *empty = calloc(1, sizeof(*empty));
+        if (!empty)
+            goto oom;
+        s->refs++;
+        on_history(c, h, r->conv.len, 0, empty);
+        goto done;
+    }
+    struct stg_read q = {.kind = STG_SCAN,
+                         .cf = STG_CF_LOG,
+                         .key = lo.data,
+                         .klen = lo.len,
+                         .upper = hi.data,
+                         .ulen = hi.len,
+                         .limit = limit,
+                         .reverse = h->backward};
+    rc = io_read(c, &q, on_history, h, r->conv.len);
+    if (rc < 0) {
+        chat_reply_err(c, s->conn, true, r->id, rc, NULL);
+        free(h);
+        goto done;
+    }
+    s->refs++;
+    goto done;
+oom:
+    free(h);
+    chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+done:
+    buf_deinit(&lo);
+    buf_deinit(&hi);
+}
+
+/* ---- group.list ---- */
+
+struct glist {
+    struct session *s;
+    uint32_t id, pending, n;
+    int err;
+    struct glist_row {
+        char gid[65];
+        uint32_t gidlen;
+        uint8_t role;
+        char *name;
+    } rows[];
+};
+
+static void glist_finish(struct chat *c, struct glist *g)
+{
+    struct session *s = g->s;
+    if (!s->closed) {
+        if (g->err < 0) {
+            chat_reply_err(c, s->conn, true, g->id, g->err, NULL);
+        } else {
+            size_t fit = (c->env.cfg->max_frame - REPLY_OVERHEAD) / ELEM_MAX;
+            uint32_t n = g->n < fit ? g->n : (uint32_t)fit;
+            msgpack_packer pk;
+            size_t start = c->fb.len;
+            enc_begin(&c->fb, &pk);
+            msgpack_pack_map(&pk, 3);
+            enc_pack_cstr(&pk, "op");
+            enc_pack_cstr(&pk, "ok");
+            kv_u64(&pk, "id", g->id);
+            enc_pack_cstr(&pk, "groups");
+            msgpack_pack_array(&pk, n);
+            for (uint32_t i = 0; i < n; i++) {
+                msgpack_pack_map(&pk, 3);
+                enc_pack_cstr(&pk, "group");
+                enc_pack_strv(&pk, (struct strv){g->rows[i].gid, g->rows[i].gidlen});
+                enc_pack_cstr(&pk, "name");
+                enc_pack_cstr(&pk, g->rows[i].name ? g->rows[i].name : "");
+                enc_pack_cstr(&pk, "role");
+                enc_pack_cstr(&pk, role_name(g->rows[i].role));
+            }
+            if (enc_end(&c->fb, start) == 0)
+                chat_send(c, s->conn, chat_frame(&c->fb));
+            buf_reset(&c->fb);
+        }
+    }
+    for (uint32_t i = 0; i < g->n; i++)
+        free(g->rows[i].name);
+    session_put(c, s);
+    free(g);
+}
+
+static void on_group_meta(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct glist *g = ctx;
+    struct conv_meta m;
+    if (err == 0 && val_conv_decode(res->kv[0].val, res->kv[0].vlen, &m) == 0)
+        g->rows[arg].name = strndup(m.name.p, m.name.len);
+    else if (err < 0 && err != -ENOENT)
+        g->err = err;
+    stg_result_free(res);
+    if (--g->pending == 0)
+        glist_finish(c, g);
+}
+
+void query_group_list(struct chat *c, struct session *s, const struct req *r)
+{
+    struct user *u = s->u;
+    uint32_t n = 0;
+    struct map_iter it;
+    struct map_node *nd;
+    map_iter_init(&it, &u->convs);
+    while ((nd = map_next(&it)))
+        n += ((struct uconv *)nd->val)->kind == CONV_GROUP;
+    struct glist *g = calloc(1, sizeof(*g) + n * sizeof(g->rows[0]));
+    if (!g) {
+        chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+        return;
+    }
+    g->s = s;
+    g->id = r->id;
+    g->pending = 1;
+    s->refs++;
+    map_iter_init(&it, &u->convs);
+    while ((nd = map_next(&it))) {
+        struct uconv *uc = nd->val;
+        if (uc->kind != CONV_GROUP || nd->klen < 3 || g->n == n)
+            continue;
+        struct glist_row *row = &g->rows[g->n];
+        row->gidlen = nd->klen - 2;
+        memcpy(row->gid, nd->key + 2, row->gidlen);
+        row->role = uc->role;
+        int rc = stg_key_conv(&c->kb, nd->key, nd->klen);
+        if (rc == 0)
+            rc = io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_group_meta, g, g->n);
+        if (rc < 0) {
+            g->err = rc;
+            break;
+        }
+        g->pending++;
+        g->n++;
+    }
+    if (--g->pending == 0)
+        glist_finish(c, g);
+}
