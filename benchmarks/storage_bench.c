@@ -1,0 +1,254 @@
+/*
+ * storage_bench: durable appends per second and commit latency of the storage
+ * layer, against the group size the writer can form.
+ *
+ * Each shard is a thread that behaves like a shard loop: it keeps `window`
+ * submits in flight, each holding `batch` appends (a 200-byte log entry plus
+ * the conversation's last_seq record), sleeps on a futex until storage
+ * notifies it, and measures each submit's commit latency (submit to
+ * completion). The writer groups whatever is queued into one rocksdb_write,
+ * so the window bounds the group size; the average measured group size is
+ * printed next to the throughput.
+ *
+ *   storage_bench [--dir D] [--seconds S] [--durability sync|wal|none]
+ *                 [--shards N] [--window W] [--batch B]
+ * Without --durability/--shards/--window it runs the whole matrix
+ * (sync, wal) x (1, 2 shards) x window (1, 4, 16, 64, 256) with batch 1.
+ */
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "storage/storage.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ENTRY_BYTES 200
+#define MAX_SHARDS  8
+#define MAX_SAMPLES (1u << 22)
+
+struct shard_ctx {
+    _Alignas(64) _Atomic uint32_t futex;
+    struct storage *st;
+    unsigned id;
+    unsigned window, batch;
+    uint64_t deadline_ns;
+    uint64_t appends, submits, errors;
+    uint64_t *lat_ns; /* one sample per completed submit, up to MAX_SAMPLES */
+    size_t nlat;
+    pthread_t thread;
+};
+
+static struct shard_ctx shards[MAX_SHARDS];
+
+static void on_notify(void *arg, unsigned shard)
+{
+    struct shard_ctx *s = &shards[shard];
+    atomic_fetch_add_explicit(&s->futex, 1, memory_order_release);
+    syscall(SYS_futex, &s->futex, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static struct stg_batch *make_batch(unsigned shard, unsigned batch, uint64_t *seq)
+{
+    static _Thread_local uint8_t body[ENTRY_BYTES];
+    struct stg_batch *b = stg_batch_new();
+    struct buf k, meta;
+    char conv[32];
+    buf_init(&k);
+    buf_init(&meta);
+    for (unsigned i = 0; i < batch; i++) {
+        /* 64 conversations per shard, round robin. */
+        uint64_t s = (*seq)++;
+        int n =
+            snprintf(conv, sizeof(conv), "g:bench-%u-%llu", shard, (unsigned long long)(s % 64));
+        for (unsigned j = 0; j < ENTRY_BYTES; j += 8)
+            memcpy(body + j, &(uint64_t){s * 0x9e3779b97f4a7c15ull + j}, 8);
+        stg_key_log(&k, conv, (size_t)n, s / 64 + 1);
+        stg_batch_put(b, STG_CF_LOG, k.data, k.len, body, ENTRY_BYTES);
+        stg_key_conv(&k, conv, (size_t)n);
+        buf_reset(&meta);
+        buf_put_be64(&meta, s / 64 + 1);
+        buf_put_be64(&meta, clock_wall_ms());
+        stg_batch_put(b, STG_CF_CONV, k.data, k.len, meta.data, meta.len);
+    }
+    buf_deinit(&k);
+    buf_deinit(&meta);
+    return b;
+}
+
+static void *shard_main(void *arg)
+{
+    struct shard_ctx *s = arg;
+    uint64_t *sent_at = calloc(s->window, sizeof(uint64_t));
+    uint64_t seq = 0, next_tag = 0, inflight = 0;
+    struct stg_done done[256];
+    while (clock_mono_ns() < s->deadline_ns || inflight > 0) {
+        while (inflight < s->window && clock_mono_ns() < s->deadline_ns) {
+            struct stg_batch *b = make_batch(s->id, s->batch, &seq);
+            uint64_t tag = next_tag;
+            sent_at[tag % s->window] = clock_mono_ns();
+            if (storage_write(s->st, s->id, b, tag) < 0) {
+                stg_batch_free(b);
+                break;
+            }
+            next_tag++;
+            inflight++;
+        }
+        uint32_t seen = atomic_load_explicit(&s->futex, memory_order_acquire);
+        unsigned n = storage_poll(s->st, s->id, done, 256);
+        if (n == 0) {
+            struct timespec ts = {.tv_nsec = 2000000};
+            syscall(SYS_futex, &s->futex, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+            continue;
+        }
+        uint64_t now = clock_mono_ns();
+        for (unsigned i = 0; i < n; i++) {
+            inflight--;
+            if (done[i].err < 0) {
+                s->errors++;
+                continue;
+            }
+            s->submits++;
+            s->appends += s->batch;
+            if (s->nlat < MAX_SAMPLES)
+                s->lat_ns[s->nlat++] = now - sent_at[done[i].tag % s->window];
+        }
+    }
+    free(sent_at);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsigned window,
+               unsigned batch, double seconds)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s-s%u-w%u-b%u", dir, stg_durability_name(dur), nshards,
+             window, batch);
+    struct storage_config cfg = {.path = path,
+                                 .durability = dur,
+                                 .nshards = nshards,
+                                 .queue_depth = window < 64 ? 64 : window,
+                                 .notify = on_notify};
+    struct storage *st;
+    int rc = storage_open(&cfg, &st);
+    if (rc < 0) {
+        fprintf(stderr, "storage_open %s: %s\n", path, err_str(rc));
+        return 1;
+    }
+    uint64_t start = clock_mono_ns();
+    for (unsigned i = 0; i < nshards; i++) {
+        shards[i] = (struct shard_ctx){.st = st,
+                                       .id = i,
+                                       .window = window,
+                                       .batch = batch,
+                                       .deadline_ns = start + (uint64_t)(seconds * 1e9),
+                                       .lat_ns = malloc(MAX_SAMPLES * sizeof(uint64_t))};
+        pthread_create(&shards[i].thread, NULL, shard_main, &shards[i]);
+    }
+    uint64_t appends = 0, errors = 0, submits = 0;
+    size_t nlat = 0;
+    for (unsigned i = 0; i < nshards; i++) {
+        pthread_join(shards[i].thread, NULL);
+        appends += shards[i].appends;
+        submits += shards[i].submits;
+        errors += shards[i].errors;
+        nlat += shards[i].nlat;
+    }
+    double elapsed = (double)(clock_mono_ns() - start) / 1e9;
+    uint64_t *all = malloc((nlat + 1) * sizeof(uint64_t));
+    size_t off = 0;
+    for (unsigned i = 0; i < nshards; i++) {
+        memcpy(all + off, shards[i].lat_ns, shards[i].nlat * sizeof(uint64_t));
+        off += shards[i].nlat;
+        free(shards[i].lat_ns);
+    }
+    qsort(all, nlat, sizeof(uint64_t), cmp_u64);
+    struct storage_stats ss;
+    storage_stats_get(st, &ss);
+    storage_close(st);
+    double p50 = nlat ? (double)all[nlat / 2] / 1e6 : 0;
+    double p99 = nlat ? (double)all[nlat * 99 / 100] / 1e6 : 0;
+    printf("%-4s shards=%u window=%-3u batch=%-3u appends/s=%9.0f group_submits=%6.1f "
+           "group_appends=%7.1f p50_ms=%6.3f p99_ms=%6.3f errors=%llu\n",
+           stg_durability_name(dur), nshards, window, batch, (double)appends / elapsed,
+           ss.groups ? (double)ss.submits / (double)ss.groups : 0,
+           ss.groups ? (double)ss.submits * batch / (double)ss.groups : 0, p50, p99,
+           (unsigned long long)errors);
+    fflush(stdout);
+    free(all);
+    (void)submits;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = "/tmp/rp_storage_bench";
+    double seconds = 3;
+    int dur = -1;
+    unsigned nshards = 0, window = 0, batch = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--dir") == 0) {
+            dir = argv[i + 1];
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            seconds = atof(argv[i + 1]);
+        } else if (strcmp(argv[i], "--durability") == 0) {
+            enum stg_durability d;
+            if (stg_durability_parse(argv[i + 1], &d) < 0)
+                goto usage;
+            dur = (int)d;
+        } else if (strcmp(argv[i], "--shards") == 0) {
+            nshards = (unsigned)atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--window") == 0) {
+            window = (unsigned)atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--batch") == 0) {
+            batch = (unsigned)atoi(argv[i + 1]);
+        } else {
+            goto usage;
+        }
+    }
+    if (nshards > MAX_SHARDS || batch == 0 || (argc - 1) % 2)
+        goto usage;
+    log_set_level(LOG_WARN);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        perror(dir);
+        return 1;
+    }
+    if (dur >= 0 && nshards && window)
+        return run(dir, (enum stg_durability)dur, nshards, window, batch, seconds);
+
+    static const enum stg_durability durs[] = {STG_SYNC, STG_WAL};
+    static const unsigned windows[] = {1, 4, 16, 64, 256};
+    for (unsigned d = 0; d < 2; d++) {
+        if (dur >= 0 && (enum stg_durability)dur != durs[d])
+            continue;
+        for (unsigned s = 1; s <= 2; s++) {
+            if (nshards && s != nshards)
+                continue;
+            for (unsigned w = 0; w < 5; w++)
+                if (!window || windows[w] == window)
+                    if (run(dir, durs[d], s, windows[w], batch, seconds))
+                        return 1;
+        }
+    }
+    return 0;
+usage:
+    fprintf(stderr,
+            "usage: %s [--dir D] [--seconds S] [--durability sync|wal|none] "
+            "[--shards N] [--window W] [--batch B]\n",
+            argv[0]);
+    return 2;
+}
