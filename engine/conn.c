@@ -21,6 +21,7 @@
 #include "engine/shard.h"
 #include "engine/uring.h"
 #include "protocol/enc.h"
+#include "protocol/ws.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -50,6 +51,24 @@ int conn_table_init(struct shard *sh, uint32_t capacity)
 
 static void outq_free(struct outq *q);
 
+static void wsx_free(struct conn_ws *wsx)
+{
+    if (!wsx)
+        return;
+    ws_free(wsx->ws);
+    buf_deinit(&wsx->hs);
+    free(wsx);
+}
+
+void handoff_free(struct handoff *ho)
+{
+    if (!ho)
+        return;
+    free(ho->leftover);
+    wsx_free(ho->wsx);
+    free(ho);
+}
+
 void conn_table_deinit(struct shard *sh)
 {
     for (uint32_t i = 0; sh->conns && i < sh->nconns; i++) {
@@ -58,9 +77,8 @@ void conn_table_deinit(struct shard *sh)
             continue;
         outq_free(c->oq);
         frame_dec_deinit(&c->dec);
-        if (c->ho)
-            free(c->ho->leftover);
-        free(c->ho);
+        handoff_free(c->ho);
+        wsx_free(c->wsx);
     }
     free(sh->conns);
     free(sh->wheel);
@@ -206,9 +224,8 @@ void conn_free_dead(struct shard *sh)
         wheel_remove(sh, c);
         outq_free(c->oq);
         frame_dec_deinit(&c->dec);
-        if (c->ho)
-            free(c->ho->leftover);
-        free(c->ho);
+        handoff_free(c->ho);
+        wsx_free(c->wsx);
         uint32_t gen = c->gen;
         memset(c, 0, sizeof(*c));
         c->gen = gen;
@@ -277,6 +294,12 @@ static void queue_flush(struct shard *sh, struct conn *c)
 }
 
 static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame);
+static int queue_raw(struct shard *sh, struct conn *c, const void *p, size_t len);
+
+static bool ws_live(const struct conn *c)
+{
+    return c->wsx && c->wsx->upgraded && !(c->flags & CONN_F_HANDED);
+}
 
 void conn_close(struct shard *sh, struct conn *c, const char *reason)
 {
@@ -298,6 +321,13 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
         }
         buf_deinit(&b);
     }
+    if (ws_live(c) && !ws_closing(c->wsx->ws)) {
+        size_t n;
+        ws_close(c->wsx->ws, reason ? 1001 : 1000);
+        const uint8_t *out = ws_take_output(c->wsx->ws, &n);
+        if (out)
+            queue_raw(sh, c, out, n);
+    }
     c->state = CONN_CLOSING;
     c->last_rx = sh->tick; /* the grace period for the last frames starts now */
     bool pending = c->oq && c->oq->n;
@@ -309,7 +339,7 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
 
 /* ---- sending ---- */
 
-static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame)
+static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item)
 {
     struct outq *q = c->oq;
     if (!q) {
@@ -329,11 +359,34 @@ static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame)
         q->head = 0;
         q->cap = cap;
     }
-    q->items[(q->head + q->n) % q->cap] = (struct oitem){rbuf_ref(frame), 0};
+    q->items[(q->head + q->n) % q->cap] = *item;
+    rbuf_ref(item->b);
     q->n++;
-    q->bytes += frame->len;
+    q->bytes += oitem_len(item);
     queue_flush(sh, c);
     return 0;
+}
+
+static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame)
+{
+    struct oitem it = {.b = frame};
+    if (ws_live(c)) {
+        it.skip = FRAME_HDR;
+        it.hlen = (uint8_t)ws_frame_header(it.hdr, frame->len - FRAME_HDR);
+    }
+    return queue_item(sh, c, &it);
+}
+
+/* Bytes that go out as they are (an HTTP response, WebSocket control frames). */
+static int queue_raw(struct shard *sh, struct conn *c, const void *p, size_t len)
+{
+    struct rbuf *rb = rbuf_copy(p, (uint32_t)len);
+    if (!rb)
+        return -ENOMEM;
+    struct oitem it = {.b = rb};
+    int r = queue_item(sh, c, &it);
+    rbuf_unref(rb);
+    return r;
 }
 
 /* Drop what is queued but not yet handed to the kernel. */
@@ -341,7 +394,7 @@ static void outq_drop_unsent(struct outq *q, uint32_t keep)
 {
     while (q->n > keep) {
         struct oitem *it = &q->items[(q->head + q->n - 1) % q->cap];
-        q->bytes -= it->b->len - it->off;
+        q->bytes -= oitem_len(it) - it->off;
         rbuf_unref(it->b);
         q->n--;
     }
@@ -352,7 +405,7 @@ int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return -ENOENT;
     uint32_t queued = c->oq ? c->oq->bytes : 0;
-    if (queued + frame->len > sh->cfg->outbound_limit) {
+    if (queued + frame->len + 10 > sh->cfg->outbound_limit) {
         /* The client does not keep up. Everything it misses is durable: it
          * reconnects and resumes from its ack cursor. */
         sh->stats.bye_slow++;
@@ -384,11 +437,18 @@ void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id,
 static void send_start(struct shard *sh, struct conn *c)
 {
     struct outq *q = c->oq;
-    uint32_t n = q->n < OUTQ_IOV ? q->n : OUTQ_IOV;
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < q->n && n + 2 <= OUTQ_IOV; i++) {
         struct oitem *it = &q->items[(q->head + i) % q->cap];
-        q->iov[i].iov_base = it->b->data + it->off;
-        q->iov[i].iov_len = it->b->len - it->off;
+        uint32_t off = it->off;
+        if (off < it->hlen) {
+            q->iov[n].iov_base = it->hdr + off;
+            q->iov[n++].iov_len = it->hlen - off;
+            off = it->hlen;
+        }
+        uint32_t body = off - it->hlen + it->skip;
+        q->iov[n].iov_base = it->b->data + body;
+        q->iov[n++].iov_len = it->b->len - body;
     }
     memset(&q->msg, 0, sizeof(q->msg));
     q->msg.msg_iov = q->iov;
@@ -444,12 +504,12 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
     sh->stats.bytes_out += sent;
     while (q->n && sent) {
         struct oitem *it = &q->items[q->head];
-        uint32_t left = it->b->len - it->off;
+        uint32_t left = oitem_len(it) - it->off;
         uint32_t take = sent < left ? sent : left;
         it->off += take;
         sent -= take;
         q->bytes -= take;
-        if (it->off == it->b->len) {
+        if (it->off == oitem_len(it)) {
             rbuf_unref(it->b);
             q->head = (q->head + 1) % q->cap;
             q->n--;
@@ -572,9 +632,121 @@ static bool on_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uin
     return c->state == CONN_HOME;
 }
 
+/* ---- WebSocket clients ---- */
+
+static void ws_send_output(struct shard *sh, struct conn *c)
+{
+    size_t n;
+    const uint8_t *out = ws_take_output(c->wsx->ws, &n);
+    if (out)
+        queue_raw(sh, c, out, n);
+}
+
+static bool on_ws_msg(void *arg, const uint8_t *msg, size_t len)
+{
+    struct conn_ws *wsx = arg;
+    struct shard *sh = wsx->sh;
+    struct conn *c = &sh->conns[wsx->slot];
+    if (c->state == CONN_HANDOFF)
+        return hello_buffer_frame(sh, c, msg, len);
+    if (c->state != CONN_EDGE && c->state != CONN_HOME)
+        return false;
+    /* Answer control frames that came before this message first. */
+    ws_send_output(sh, c);
+    if (len > sh->cfg->max_frame) {
+        conn_send_error(sh, c, false, 0, CODE_TOO_LARGE, "frame over max_frame");
+        conn_close(sh, c, NULL);
+        return false;
+    }
+    if (!on_frame(sh, c, msg, (uint32_t)len))
+        return c->state == CONN_HANDOFF;
+    return true;
+}
+
+static void ws_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    struct conn_ws *wsx = c->wsx;
+    if (!wsx->upgraded) {
+        if (buf_append(&wsx->hs, data, len)) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+        struct buf reply;
+        buf_init(&reply);
+        int r = ws_handshake(wsx->hs.data, wsx->hs.len, &reply);
+        if (reply.len)
+            queue_raw(sh, c, reply.data, reply.len);
+        buf_deinit(&reply);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+        wsx->ws = ws_new(sh->cfg->max_frame, on_ws_msg, wsx);
+        if (!wsx->ws) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+        wsx->upgraded = true;
+        /* Frames may follow the request in the same read. */
+        struct buf rest = wsx->hs;
+        buf_init(&wsx->hs);
+        if (rest.len > (size_t)r)
+            ws_input(sh, c, rest.data + r, rest.len - (size_t)r);
+        buf_deinit(&rest);
+        return;
+    }
+    int r = ws_feed(wsx->ws, data, len);
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return;
+    if (!(c->flags & CONN_F_HANDED))
+        ws_send_output(sh, c);
+    if (r)
+        conn_close(sh, c, NULL);
+}
+
+void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    if (!c->wsx) {
+        conn_input(sh, c, data, len);
+        return;
+    }
+    /* A WebSocket client's leftovers are whole frames with a length prefix. */
+    while (len >= FRAME_HDR && c->state == CONN_HOME) {
+        uint32_t n =
+            (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+        if (n > len - FRAME_HDR)
+            break;
+        on_frame(sh, c, data + FRAME_HDR, n);
+        data += FRAME_HDR + n;
+        len -= FRAME_HDR + n;
+    }
+}
+
 void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
     sh->stats.bytes_in += len;
+    if (!(c->flags & CONN_F_PROBED) && len) {
+        /* A frame's length prefix never starts with 'G' (it would be over
+         * max_frame), so one byte tells an HTTP upgrade from TCP frames. */
+        c->flags |= CONN_F_PROBED;
+        if (data[0] == 'G') {
+            c->wsx = calloc(1, sizeof(*c->wsx));
+            if (!c->wsx) {
+                conn_close(sh, c, NULL);
+                return;
+            }
+            c->wsx->sh = sh;
+            c->wsx->slot = conn_slot(sh, c);
+            buf_init(&c->wsx->hs);
+        }
+    }
+    if (c->wsx) {
+        if (c->state == CONN_EDGE || c->state == CONN_HOME || c->state == CONN_HANDOFF)
+            ws_input(sh, c, data, len);
+        return;
+    }
     while (len) {
         if (c->state == CONN_HANDOFF) {
             if (!hello_buffer(sh, c, data, len))

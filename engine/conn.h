@@ -14,6 +14,7 @@
 #ifndef RP_ENGINE_CONN_H
 #define RP_ENGINE_CONN_H
 
+#include "base/buf.h"
 #include "base/rbuf.h"
 #include "engine/chat/chat.h"
 #include "protocol/frame.h"
@@ -37,14 +38,36 @@ enum {
     CONN_F_SHUT = 1u << 5,       /* the socket was shut down */
     CONN_F_FD_CLOSING = 1u << 6, /* the direct descriptor is being closed */
     CONN_F_HANDED = 1u << 7,     /* the socket now belongs to another shard */
+    CONN_F_PROBED = 1u << 8,     /* the first byte told TCP frames from WebSocket */
 };
 
 #define CONN_NONE UINT32_MAX
 #define OUTQ_IOV  64u
 
+/* One queued item: hlen header bytes, then b->data[skip .. b->len). A frame
+ * goes to a TCP client whole (4-byte length prefix included); to a WebSocket
+ * client its prefix is skipped and a WebSocket header written in front. */
 struct oitem {
     struct rbuf *b;
-    uint32_t off; /* bytes of b already sent */
+    uint32_t off; /* bytes of the item already sent */
+    uint8_t skip;
+    uint8_t hlen;
+    uint8_t hdr[10];
+};
+
+static inline uint32_t oitem_len(const struct oitem *it)
+{
+    return it->hlen + it->b->len - it->skip;
+}
+
+/* A WebSocket client: the upgrade request until it is complete, then the
+ * framing state (protocol/ws.h). */
+struct conn_ws {
+    struct shard *sh;
+    uint32_t slot;
+    bool upgraded;
+    struct buf hs;
+    struct ws *ws;
 };
 
 /* Outbound queue, allocated while a connection has frames to send. */
@@ -71,7 +94,8 @@ struct handoff {
     int32_t target_slot;   /* the descriptor's slot in the home's table, once sent */
     uint32_t leftover_len; /* bytes received after the hello, replayed at home */
     uint32_t leftover_cap;
-    uint8_t *leftover;
+    uint8_t *leftover;   /* raw bytes (TCP) or length-prefixed frames (WebSocket) */
+    struct conn_ws *wsx; /* a WebSocket client's framing state, moved along */
 };
 
 struct conn {
@@ -89,6 +113,7 @@ struct conn {
     struct frame_dec dec;
     struct outq *oq;
     struct handoff *ho;
+    struct conn_ws *wsx;
 };
 
 static inline conn_id_t conn_id(const struct shard *sh, const struct conn *c, uint32_t slot)
@@ -143,6 +168,15 @@ void conn_timer_reset(struct shard *sh, struct conn *c);
 
 /* Adopt a socket handed over by an edge shard: slot in our table, session. */
 void conn_adopt(struct shard *sh, struct handoff *ho);
+
+/* Frees a handoff and everything it carries; NULL is accepted. */
+void handoff_free(struct handoff *ho);
+
+/* Appends a complete frame (prefix + payload) to a handoff's leftover bytes. */
+bool hello_buffer_frame(struct shard *sh, struct conn *c, const uint8_t *msg, size_t len);
+
+/* Replays a handoff's leftover bytes on the adopting shard. */
+void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
 
 /* Handoff phase and completion (engine/hello.c). */
 void hello_on_frame(struct shard *sh, struct conn *c, const struct req *req);

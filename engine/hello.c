@@ -93,6 +93,13 @@ void hello_on_frame(struct shard *sh, struct conn *c, const struct req *req)
     handoff_push(sh, c);
 }
 
+bool hello_buffer_frame(struct shard *sh, struct conn *c, const uint8_t *msg, size_t len)
+{
+    uint8_t hdr[FRAME_HDR] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                              (uint8_t)len};
+    return hello_buffer(sh, c, hdr, sizeof(hdr)) && hello_buffer(sh, c, msg, len);
+}
+
 bool hello_buffer(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
     (void)sh;
@@ -117,9 +124,13 @@ bool hello_buffer(struct shard *sh, struct conn *c, const uint8_t *data, size_t 
 static bool send_adopt(struct shard *sh, struct conn *c)
 {
     struct xmsg m = {.kind = XK_ADOPT, .ptr = c->ho};
-    if (shard_xsend(sh, c->ho->home, &m))
+    c->ho->wsx = c->wsx;
+    if (shard_xsend(sh, c->ho->home, &m)) {
+        c->ho->wsx = NULL;
         return false;
+    }
     c->ho = NULL;
+    c->wsx = NULL;
     sh->stats.handoffs_out++;
     conn_close(sh, c, NULL); /* HANDED: closes our descriptor only */
     return true;
@@ -193,16 +204,22 @@ void conn_adopt(struct shard *sh, struct handoff *ho)
         struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
         io_uring_prep_close_direct(sqe, (unsigned)ho->target_slot);
         io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
-        free(ho->leftover);
-        free(ho);
+        handoff_free(ho);
         return;
     }
     sh->stats.handoffs_in++;
+    c->flags |= CONN_F_PROBED;
+    if (ho->wsx) {
+        c->wsx = ho->wsx;
+        ho->wsx = NULL;
+        c->wsx->sh = sh;
+        c->wsx->slot = conn_slot(sh, c);
+    }
     conn_arm_recv(sh, c);
     struct strv user = {ho->user, ho->user_len}, device = {ho->device, ho->device_len};
     start_session(sh, c, user, device, ho->resume, ho->hello_id);
     if (ho->leftover_len && c->state == CONN_HOME)
-        conn_input(sh, c, ho->leftover, ho->leftover_len);
+        conn_replay(sh, c, ho->leftover, ho->leftover_len);
     free(ho->leftover);
     free(ho);
 }

@@ -125,8 +125,7 @@ static void xmsg_dispatch(struct shard *sh, const struct xmsg *m)
     case XK_ADOPT:
         if (sh->stopping) {
             struct handoff *ho = m->ptr;
-            free(ho->leftover);
-            free(ho);
+            handoff_free(ho);
         } else {
             conn_adopt(sh, m->ptr);
         }
@@ -497,8 +496,7 @@ static void discard_inbox(struct shard *sh)
                 chat_discard_xmsg(sh->chat, m);
             } else if (m->kind == XK_ADOPT) {
                 struct handoff *ho = m->ptr;
-                free(ho->leftover);
-                free(ho);
+                handoff_free(ho);
             }
             spsc_pop(r);
         }

@@ -1,0 +1,235 @@
+"""
+WebSocket transport (PROTOCOL §1): the upgrade on the client port, one msgpack
+map per binary message, text -> close 1003, oversize -> close 1009, pings
+answered, fragmented messages and control frames between fragments, unmasked
+client frames refused, many messages in one read, the handoff to the home
+shard, and a WebSocket client talking to a TCP client.
+
+The client here is written by hand on purpose: the tests need to send frames
+that a well-behaved library never would.
+"""
+
+import base64
+import hashlib
+import os
+import socket
+import struct
+import time
+
+import msgpack
+
+import rptest
+from rptest import Client, Server
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_frame(opcode, payload, fin=True, mask=True):
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+class WS:
+    def __init__(self, srv, path="/ws", timeout=5.0, headers=None):
+        self.sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
+        self.buf = b""
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        hdrs = headers if headers is not None else {
+            "Host": "localhost", "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": self.key, "Sec-WebSocket-Version": "13"}
+        req = "GET %s HTTP/1.1\r\n" % path + "".join("%s: %s\r\n" % kv for kv in hdrs.items())
+        self.sock.sendall((req + "\r\n").encode())
+        while b"\r\n\r\n" not in self.buf:
+            d = self.sock.recv(4096)
+            if not d:
+                break
+            self.buf += d
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status_line = head.split(b"\r\n")[0].decode()
+        self.headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.decode().partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.next_id = 1
+
+    @property
+    def status(self):
+        return int(self.status_line.split()[1])
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        self.sock.sendall(ws_frame(2, msgpack.packb(obj, use_bin_type=True)))
+
+    def request(self, op, **fields):
+        rid = self.next_id
+        self.next_id += 1
+        self.send(dict(op=op, id=rid, **fields))
+        while True:
+            m = self.recv()
+            if m.get("id") == rid:
+                return m
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise rptest.ConnectionClosed()
+            self.buf += d
+
+    def frame(self):
+        """The next frame: (opcode, fin, payload)."""
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        assert not (b1 & 0x80), "server frames must not be masked"
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10)
+            n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+        self._need(off + n)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return b0 & 0x0F, bool(b0 & 0x80), payload
+
+    def recv(self):
+        op, fin, payload = self.frame()
+        assert op == 2 and fin, "expected one binary message, got opcode %d" % op
+        return msgpack.unpackb(payload, raw=False)
+
+    def close_code(self):
+        """Read until a close frame; return its status code."""
+        while True:
+            op, _, payload = self.frame()
+            if op == 8:
+                return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+
+    def hello(self, srv, user, device="w1", resume=False):
+        return self.request("hello", token=srv.token(user), device=device, resume=resume)
+
+
+def test_upgrade_and_hello():
+    with Server(shards=2) as srv:
+        ws = WS(srv)
+        assert ws.status == 101, ws.status_line
+        want = base64.b64encode(hashlib.sha1(ws.key.encode() + GUID).digest()).decode()
+        assert ws.headers["sec-websocket-accept"] == want
+        assert ws.request("ping")["op"] == "pong"
+        for user in ["ana", "ben", "cai", "dov"]:
+            w = WS(srv)
+            r = w.hello(srv, user)
+            assert r["op"] == "ok" and r["user"] == user, r
+            assert w.request("ping")["op"] == "pong"
+
+
+def test_other_gets_are_refused():
+    with Server(shards=1) as srv:
+        assert WS(srv, path="/other").status == 404
+        assert WS(srv, headers={"Host": "x"}).status == 400
+        bad = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
+               "Sec-WebSocket-Key": "short", "Sec-WebSocket-Version": "13"}
+        assert WS(srv, headers=bad).status == 400
+        # the server keeps serving
+        Client(srv).ping()
+
+
+def test_text_message_closes_1003():
+    with Server(shards=1) as srv:
+        ws = WS(srv)
+        ws.send_raw(ws_frame(1, b"hello"))
+        assert ws.close_code() == 1003
+
+
+def test_oversize_closes_1009():
+    with Server(shards=1, args=["--max-frame", "1024"]) as srv:
+        ws = WS(srv)
+        ws.send_raw(ws_frame(2, b"\x80" * 2000))
+        assert ws.close_code() == 1009
+
+
+def test_unmasked_client_frame_refused():
+    with Server(shards=1) as srv:
+        ws = WS(srv)
+        ws.send_raw(ws_frame(2, msgpack.packb({"op": "ping", "id": 1}), mask=False))
+        assert ws.close_code() == 1002
+
+
+def test_ping_and_fragments_with_control_frames_between():
+    with Server(shards=1) as srv:
+        ws = WS(srv)
+        ws.send_raw(ws_frame(9, b"are you there"))
+        op, fin, payload = ws.frame()
+        assert op == 10 and payload == b"are you there"
+        msg = msgpack.packb({"op": "ping", "id": 7})
+        ws.send_raw(ws_frame(2, msg[:3], fin=False) + ws_frame(9, b"mid") +
+                    ws_frame(0, msg[3:5], fin=False) + ws_frame(0, msg[5:], fin=True))
+        op, _, payload = ws.frame()
+        assert op == 10 and payload == b"mid"
+        assert ws.recv() == {"op": "pong", "id": 7}
+
+
+def test_many_messages_in_one_write_and_byte_by_byte():
+    with Server(shards=2) as srv:
+        ws = WS(srv)
+        data = ws_frame(2, msgpack.packb({"op": "hello", "id": 1, "token": srv.token("eva"),
+                                          "device": "w1", "resume": False}))
+        data += b"".join(ws_frame(2, msgpack.packb({"op": "ping", "id": i})) for i in range(2, 60))
+        ws.send_raw(data)
+        assert ws.recv()["op"] == "ok"
+        for i in range(2, 60):
+            assert ws.recv() == {"op": "pong", "id": i}
+        ws2 = WS(srv)
+        for b in ws_frame(2, msgpack.packb({"op": "ping", "id": 99})):
+            ws2.send_raw(bytes([b]))
+        assert ws2.recv() == {"op": "pong", "id": 99}
+
+
+def test_bad_frame_inside_websocket():
+    with Server(shards=1) as srv:
+        ws = WS(srv)
+        ws.send_raw(ws_frame(2, b"\xdd\x97\x00\x00\x00"))
+        m = ws.recv()
+        assert m["op"] == "error" and m["code"] == "bad_frame", m
+
+
+def test_abrupt_close_keeps_server_up():
+    with Server(shards=2) as srv:
+        for _ in range(20):
+            ws = WS(srv)
+            ws.send_raw(ws_frame(2, msgpack.packb({"op": "ping", "id": 1}))[:5])
+            ws.sock.close()
+        ws = WS(srv)
+        assert ws.hello(srv, "fay")["op"] == "ok"
+
+
+def test_shutdown_sends_bye_then_close():
+    srv = Server(shards=2)
+    srv.start()
+    try:
+        ws = WS(srv)
+        ws.hello(srv, "gus")
+        srv.send_signal(15)
+        m = ws.recv()
+        assert m == {"op": "bye", "reason": "shutdown"}, m
+        assert ws.close_code() in (1000, 1001)
+        assert srv.stop() == 0
+    finally:
+        srv.cleanup()
+
+
+if __name__ == "__main__":
+    rptest.main()
