@@ -72,7 +72,7 @@ struct shard {
     struct req_limits lim;
     struct chat *chat;
     struct admin *admin; /* shard 0 only: the admin HTTP server */
-    uint64_t now_ms; /* wall clock, read once per iteration */
+    uint64_t now_ms;     /* wall clock, read once per iteration */
     struct shard_stats stats;
 };
 
