@@ -1,0 +1,389 @@
+/*
+ * The fake runtime. One thread drives every shard in turn: poll storage
+ * completions, drain the shard's inbox, run chat_flush; closes requested by
+ * the chat layer are delivered as chat_on_close on the next turn, as the real
+ * runtime does.
+ */
+#include "harness.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "storage/storage.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct chat_config h_cfg = {.heartbeat_ms = 30000,
+                            .max_frame = 65536,
+                            .max_body = 32768,
+                            .catchup_limit = 200,
+                            .dedup_window_ms = 86400000,
+                            .recall_window_ms = 120000,
+                            .max_devices = 10,
+                            .max_group_size = 100000};
+uint64_t h_now; /* set from the wall clock: storage ages dedup records by it */
+int h_fail_writes;
+
+struct qmsg {
+    struct qmsg *next;
+    struct xmsg m;
+};
+
+struct shard_rt {
+    unsigned idx;
+    struct chat *chat;
+    struct qmsg *head, *tail;
+    uint64_t failed_tags[64];
+    int nfailed;
+};
+
+static struct storage *st;
+static struct shard_rt rts[H_SHARDS];
+static struct hconn conns[H_CONNS];
+static int pending_close[H_CONNS * 4];
+static int npending_close;
+
+static conn_id_t cid(int i)
+{
+    return ((conn_id_t)(i + 1) << 32) | 7u;
+}
+
+static int cidx(conn_id_t c)
+{
+    int i = (int)(c >> 32) - 1;
+    return i >= 0 && i < H_CONNS && (uint32_t)c == 7u ? i : -1;
+}
+
+static int rt_send(void *rt, conn_id_t conn, struct rbuf *frame)
+{
+    int i = cidx(conn);
+    if (i < 0 || !conns[i].open)
+        return -ENOENT;
+    struct hconn *c = &conns[i];
+    CHECK(c->shard == ((struct shard_rt *)rt)->idx);
+    CHECK(frame->len >= 5);
+    uint32_t l = (uint32_t)frame->data[0] << 24 | (uint32_t)frame->data[1] << 16 |
+                 (uint32_t)frame->data[2] << 8 | frame->data[3];
+    CHECK(l + 4 == frame->len);
+    CHECK(l <= h_cfg.max_frame);
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->frames = realloc(c->frames, c->cap * sizeof(*c->frames));
+        CHECK(c->frames);
+    }
+    struct hframe *f = &c->frames[c->n++];
+    msgpack_zone_init(&f->zone, 256);
+    size_t off = 0;
+    /* the decoded object refers to its bytes: keep a copy */
+    f->bytes = malloc(l);
+    CHECK(f->bytes);
+    memcpy(f->bytes, frame->data + 4, l);
+    CHECK(msgpack_unpack(f->bytes, l, &off, &f->zone, &f->o) == MSGPACK_UNPACK_SUCCESS);
+    CHECK(off == l && f->o.type == MSGPACK_OBJECT_MAP);
+    return 0;
+}
+
+static void rt_close(void *rt, conn_id_t conn, const char *reason)
+{
+    int i = cidx(conn);
+    if (i < 0 || !conns[i].open)
+        return;
+    conns[i].open = false;
+    conns[i].closed_by_server = true;
+    snprintf(conns[i].reason, sizeof(conns[i].reason), "%s", reason ? reason : "");
+    pending_close[npending_close++] = i;
+}
+
+static int rt_xsend(void *rt, unsigned dst, const struct xmsg *m)
+{
+    CHECK(dst < H_SHARDS);
+    struct qmsg *q = malloc(sizeof(*q));
+    CHECK(q);
+    q->next = NULL;
+    q->m = *m;
+    q->m.src = (uint16_t)((struct shard_rt *)rt)->idx;
+    struct shard_rt *d = &rts[dst];
+    if (d->tail)
+        d->tail->next = q;
+    else
+        d->head = q;
+    d->tail = q;
+    return 0;
+}
+
+static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
+{
+    struct shard_rt *s = rt;
+    if (h_fail_writes > 0) {
+        h_fail_writes--;
+        stg_batch_free(b);
+        s->failed_tags[s->nfailed++] = tag;
+        return 0;
+    }
+    return storage_write(st, s->idx, b, tag);
+}
+
+static int rt_read(void *rt, const struct stg_read *q, uint64_t tag)
+{
+    return storage_read(st, ((struct shard_rt *)rt)->idx, q, tag);
+}
+
+static uint64_t rt_now(void *rt)
+{
+    return h_now;
+}
+
+void h_start(const char *dir, bool keep)
+{
+    if (!keep) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0);
+    }
+    if (!h_now)
+        h_now = clock_wall_ms();
+    struct storage_config sc = {.path = dir, .durability = STG_WAL, .nshards = H_SHARDS};
+    CHECK(storage_open(&sc, &st) == 0);
+    for (unsigned i = 0; i < H_SHARDS; i++) {
+        rts[i].idx = i;
+        struct chat_env env = {.rt = &rts[i],
+                               .shard = i,
+                               .nshards = H_SHARDS,
+                               .cfg = &h_cfg,
+                               .send = rt_send,
+                               .close = rt_close,
+                               .xsend = rt_xsend,
+                               .write = rt_write,
+                               .read = rt_read,
+                               .now_ms = rt_now};
+        rts[i].chat = chat_new(&env);
+        CHECK(rts[i].chat);
+    }
+}
+
+static bool step(void)
+{
+    bool any = false;
+    for (int k = 0; k < npending_close; k++) {
+        int i = pending_close[k];
+        chat_on_close(rts[conns[i].shard].chat, cid(i));
+        any = true;
+    }
+    npending_close = 0;
+    for (unsigned i = 0; i < H_SHARDS; i++) {
+        struct shard_rt *s = &rts[i];
+        for (int k = 0; k < s->nfailed; k++) {
+            struct stg_done d = {.tag = s->failed_tags[k], .err = -RP_ESTORAGE};
+            chat_on_storage(s->chat, &d);
+            any = true;
+        }
+        s->nfailed = 0;
+        struct stg_done done[64];
+        unsigned n;
+        while ((n = storage_poll(st, i, done, 64)) > 0) {
+            for (unsigned k = 0; k < n; k++)
+                chat_on_storage(s->chat, &done[k]);
+            any = true;
+        }
+        struct qmsg *q = s->head;
+        s->head = s->tail = NULL;
+        while (q) {
+            struct qmsg *next = q->next;
+            chat_on_xmsg(s->chat, &q->m);
+            free(q);
+            q = next;
+            any = true;
+        }
+        chat_flush(s->chat);
+    }
+    return any;
+}
+
+void h_settle(void)
+{
+    int idle = 0;
+    while (idle < 30) {
+        if (step())
+            idle = 0;
+        else {
+            idle++;
+            usleep(1000);
+        }
+    }
+}
+
+void h_stop(void)
+{
+    h_settle();
+    for (unsigned i = 0; i < H_SHARDS; i++) {
+        chat_free(rts[i].chat);
+        rts[i].chat = NULL;
+    }
+    storage_close(st);
+    st = NULL;
+    for (int i = 0; i < H_CONNS; i++) {
+        for (uint32_t k = 0; k < conns[i].n; k++) {
+            msgpack_zone_destroy(&conns[i].frames[k].zone);
+            free(conns[i].frames[k].bytes);
+        }
+        free(conns[i].frames);
+        memset(&conns[i], 0, sizeof(conns[i]));
+    }
+}
+
+int h_hello(const char *user, const char *dev, bool resume)
+{
+    int i = 0;
+    while (i < H_CONNS && conns[i].used)
+        i++;
+    CHECK(i < H_CONNS);
+    unsigned shard = (unsigned)(hash_bytes(user, strlen(user)) % H_SHARDS);
+    conns[i] = (struct hconn){.used = true, .open = true, .shard = shard};
+    chat_on_hello(rts[shard].chat, cid(i), strv_c(user), strv_c(dev), resume, 1);
+    h_settle();
+    return i;
+}
+
+void h_close(int conn)
+{
+    if (!conns[conn].open)
+        return;
+    conns[conn].open = false;
+    chat_on_close(rts[conns[conn].shard].chat, cid(conn));
+    h_settle();
+}
+
+struct hconn *h_conn(int conn)
+{
+    return &conns[conn];
+}
+
+struct req h_req(int op, uint32_t id)
+{
+    return (struct req){.op = (enum op)op, .has_id = true, .id = id, .resume = true};
+}
+
+void h_request(int conn, const struct req *r)
+{
+    chat_on_request(rts[conns[conn].shard].chat, cid(conn), r);
+    h_settle();
+}
+
+const msgpack_object *h_next(int conn)
+{
+    struct hconn *c = &conns[conn];
+    return c->rd < c->n ? &c->frames[c->rd++].o : NULL;
+}
+
+const msgpack_object *h_get(const msgpack_object *m, const char *k)
+{
+    if (!m || m->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t kl = strlen(k);
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object_kv *kv = &m->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == kl &&
+            memcmp(kv->key.via.str.ptr, k, kl) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+bool h_is_str(const msgpack_object *m, const char *k, const char *v)
+{
+    const msgpack_object *o = h_get(m, k);
+    return o && (o->type == MSGPACK_OBJECT_STR || o->type == MSGPACK_OBJECT_BIN) &&
+           o->via.str.size == strlen(v) && memcmp(o->via.str.ptr, v, o->via.str.size) == 0;
+}
+
+uint64_t h_u(const msgpack_object *m, const char *k)
+{
+    const msgpack_object *o = h_get(m, k);
+    CHECK(o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+    return o->via.u64;
+}
+
+bool h_is_ok(const msgpack_object *m)
+{
+    return m && h_is_str(m, "op", "ok");
+}
+
+bool h_is_err(const msgpack_object *m, const char *code)
+{
+    return m && h_is_str(m, "op", "error") && h_is_str(m, "code", code);
+}
+
+const msgpack_object *h_next_op(int conn, const char *op)
+{
+    struct hconn *c = &conns[conn];
+    for (uint32_t i = c->rd; i < c->n; i++) {
+        if (h_is_str(&c->frames[i].o, "op", op)) {
+            /* take it out of order: later frames stay unread */
+            struct hframe t = c->frames[i];
+            memmove(&c->frames[c->rd + 1], &c->frames[c->rd], (i - c->rd) * sizeof(t));
+            c->frames[c->rd] = t;
+            return &c->frames[c->rd++].o;
+        }
+    }
+    return NULL;
+}
+
+const msgpack_object *h_reply(int conn, uint32_t id)
+{
+    struct hconn *c = &conns[conn];
+    for (uint32_t i = c->rd; i < c->n; i++) {
+        const msgpack_object *o = &c->frames[i].o;
+        const msgpack_object *oid = h_get(o, "id");
+        if ((h_is_str(o, "op", "ok") || h_is_str(o, "op", "error")) && oid &&
+            oid->type == MSGPACK_OBJECT_POSITIVE_INTEGER && oid->via.u64 == id) {
+            struct hframe t = c->frames[i];
+            memmove(&c->frames[c->rd + 1], &c->frames[c->rd], (i - c->rd) * sizeof(t));
+            c->frames[c->rd] = t;
+            return &c->frames[c->rd++].o;
+        }
+    }
+    return NULL;
+}
+
+void h_drain(int conn)
+{
+    conns[conn].rd = conns[conn].n;
+}
+
+int h_count_op(int conn, const char *op)
+{
+    int n = 0;
+    for (uint32_t i = conns[conn].rd; i < conns[conn].n; i++)
+        n += h_is_str(&conns[conn].frames[i].o, "op", op);
+    return n;
+}
+
+static uint32_t next_id = 1000;
+
+uint32_t h_send_to(int conn, const char *to, const char *cmid, const char *body)
+{
+    struct req r = h_req(OP_SEND, ++next_id);
+    r.to = strv_c(to);
+    r.cmid = strv_c(cmid);
+    r.type = strv_c("text");
+    r.body = strv_c(body);
+    h_request(conn, &r);
+    return r.id;
+}
+
+uint32_t h_send_group(int conn, const char *gid, const char *cmid, const char *body)
+{
+    struct req r = h_req(OP_SEND, ++next_id);
+    r.group = strv_c(gid);
+    r.has_group = true;
+    r.cmid = strv_c(cmid);
+    r.type = strv_c("text");
+    r.body = strv_c(body);
+    h_request(conn, &r);
+    return r.id;
+}

@@ -1,0 +1,84 @@
+/*
+ * A fake runtime for the chat layer: several struct chat shards in one
+ * thread, a real storage (storage_open on a temporary directory) whose
+ * completions are polled, cross-shard messages through in-memory FIFOs, and
+ * connections that record every frame sent to them (decoded with msgpack-c).
+ * Writes can be made to fail (-RP_ESTORAGE) to test the gapless rule.
+ */
+#ifndef RP_TEST_CHAT_HARNESS_H
+#define RP_TEST_CHAT_HARNESS_H
+
+#include "engine/chat/chat.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define H_SHARDS 2
+#define H_CONNS  64
+
+struct hframe {
+    msgpack_zone zone;
+    msgpack_object o;
+    char *bytes;
+};
+
+struct hconn {
+    bool used, open, closed_by_server;
+    unsigned shard;
+    char reason[16];
+    struct hframe *frames;
+    uint32_t n, cap, rd; /* rd: next frame to take */
+};
+
+extern struct chat_config h_cfg;
+extern uint64_t h_now;
+extern int h_fail_writes; /* > 0: the next N write submits complete with -RP_ESTORAGE */
+
+/* Start shards with storage in dir (created fresh unless keep). */
+void h_start(const char *dir, bool keep);
+void h_stop(void);
+
+/* Run every shard's loop until nothing happens for a while. */
+void h_settle(void);
+
+/* hello as (user, dev) on the user's home; returns the connection index. */
+int h_hello(const char *user, const char *dev, bool resume);
+void h_close(int conn);
+struct hconn *h_conn(int conn);
+
+/* Requests (views into static storage are fine: the chat copies). */
+struct req h_req(int op, uint32_t id);
+void h_request(int conn, const struct req *r);
+
+/* The next frame on conn (NULL if none); frames with op in skip_ops are passed over when skip. */
+const msgpack_object *h_next(int conn);
+/* The next frame with op == op, skipping others; NULL if none. */
+const msgpack_object *h_next_op(int conn, const char *op);
+/* The reply (ok or error) with this id, skipping pushes. */
+const msgpack_object *h_reply(int conn, uint32_t id);
+/* Drop every unread frame of conn. */
+void h_drain(int conn);
+/* How many unread frames with op. */
+int h_count_op(int conn, const char *op);
+
+const msgpack_object *h_get(const msgpack_object *m, const char *k);
+bool h_is_str(const msgpack_object *m, const char *k, const char *v);
+uint64_t h_u(const msgpack_object *m, const char *k);
+bool h_is_ok(const msgpack_object *m);
+bool h_is_err(const msgpack_object *m, const char *code);
+
+/* A direct send, a group send, both returning the id used. */
+uint32_t h_send_to(int conn, const char *to, const char *cmid, const char *body);
+uint32_t h_send_group(int conn, const char *gid, const char *cmid, const char *body);
+
+#endif
