@@ -171,6 +171,12 @@ void chat_on_xmsg(struct chat *c, const struct xmsg *m)
     }
 }
 
+void chat_discard_xmsg(struct chat *c, const struct xmsg *m)
+{
+    (void)c;
+    xfer_free_payload(m->kind, m->ptr);
+}
+
 void chat_on_storage(struct chat *c, struct stg_done *d)
 {
     if (!io_on_storage(c, d)) {
