@@ -524,6 +524,7 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
             goto oom;
         kind = r->op == OP_GROUP_LEAVE ? "leave" : "kick";
         rc = users_of(v, n, &users);
+        nusers = n;
         if (rc == 0)
             rc = set_dels(chg, users, n);
         free(v);

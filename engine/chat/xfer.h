@@ -54,7 +54,7 @@ struct fwd {
     uint64_t dd_seq, dd_ts;
     uint64_t extra; /* op-specific (e.g. the recall target's ts) */
     void *extra_ptr;
-    char data[];
+    _Alignas(8) char data[]; /* the users array comes first */
 };
 
 /* A copy of req plus the routing fields; NULL on ENOMEM. Free with free(). */
@@ -95,7 +95,7 @@ struct dlv {
     uint32_t nadds, ndels;
     struct dlv_user *adds, *dels;
     bool dismissed;
-    char data[];
+    _Alignas(8) char data[]; /* the users arrays come first */
 };
 
 /* A frame for every device of `user` on its home (read and friend pushes). */

@@ -1,0 +1,221 @@
+/* Groups through the chat layer: create/invite/join/kick/leave/dismiss/update/
+ * admin/nick/remark/info/members/list, their permission rules and events, a
+ * kicked member receiving the kick event and nothing after, joined_seq. */
+#include "harness.h"
+
+#include "protocol/req.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+static uint32_t nid = 1;
+
+static const msgpack_object *greq(int conn, struct req *r)
+{
+    r->id = ++nid;
+    r->has_id = true;
+    h_request(conn, r);
+    return h_reply(conn, r->id);
+}
+
+static struct req gr(int op, const char *gid)
+{
+    struct req r = h_req(op, 0);
+    r.group = strv_c(gid);
+    r.has_group = true;
+    return r;
+}
+
+static const msgpack_object *event(int conn, const char *kind)
+{
+    const msgpack_object *m;
+    while ((m = h_next_op(conn, "msg")))
+        if (h_is_str(m, "type", "event") && h_is_str(h_get(m, "data"), "kind", kind))
+            return m;
+    return NULL;
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_group.%d", (int)getpid());
+    h_start(dir, false);
+    int o = h_hello("owner", "d", false), a = h_hello("ann", "d", false);
+    int b = h_hello("ben", "d", false), x = h_hello("xavier", "d", false);
+    h_drain(o);
+    h_drain(a);
+    h_drain(b);
+    h_drain(x);
+
+    /* create with members; conflict on a taken id */
+    struct strv mem[2] = {strv_c("ann"), strv_c("ben")};
+    struct req r = gr(OP_GROUP_CREATE, "g1");
+    r.name = strv_c("Team");
+    r.has_name = true;
+    r.users = mem;
+    r.nusers = 2;
+    const msgpack_object *ok = greq(o, &r);
+    CHECK(h_is_ok(ok) && h_is_str(ok, "group", "g1") && h_is_str(ok, "conv", "g:g1"));
+    const msgpack_object *ev = event(a, "create");
+    CHECK(ev && h_u(ev, "seq") == 1 && h_is_str(ev, "from", "owner"));
+    CHECK(h_u(h_get(ev, "data"), "count") == 3);
+    CHECK(h_is_str(h_get(ev, "data"), "by", "owner"));
+    CHECK(event(o, "create") == NULL); /* not to the acting device */
+    CHECK(h_is_err(greq(x, &r), "conflict"));
+    /* a generated id */
+    struct req r2 = h_req(OP_GROUP_CREATE, 0);
+    r2.name = strv_c("Solo");
+    r2.has_name = true;
+    ok = greq(x, &r2);
+    CHECK(h_is_ok(ok) && h_get(ok, "group") && h_get(ok, "group")->via.str.size > 0);
+
+    /* sends: members only; no such group */
+    CHECK(event(b, "create"));
+    uint32_t id = h_send_group(a, "g1", "m1", "hello");
+    CHECK(h_u(h_reply(a, id), "seq") == 2);
+    CHECK(h_u(h_next_op(b, "msg"), "seq") == 2 && h_u(h_next_op(o, "msg"), "seq") == 2);
+    id = h_send_group(x, "g1", "m1", "intruder");
+    CHECK(h_is_err(h_reply(x, id), "forbidden"));
+    id = h_send_group(x, "nope", "m1", "?");
+    CHECK(h_is_err(h_reply(x, id), "not_found"));
+
+    /* permissions */
+    struct strv xs[1] = {strv_c("xavier")};
+    r = gr(OP_GROUP_KICK, "g1");
+    r.users = mem + 1;
+    r.nusers = 1;
+    CHECK(h_is_err(greq(a, &r), "forbidden")); /* a plain member cannot kick */
+    r = gr(OP_GROUP_LEAVE, "g1");
+    CHECK(h_is_err(greq(o, &r), "forbidden")); /* the owner cannot leave */
+    r = gr(OP_GROUP_JOIN, "g1");
+    CHECK(h_is_err(greq(x, &r), "forbidden")); /* not open */
+    r = gr(OP_GROUP_UPDATE, "g1");
+    r.open = true;
+    r.has_open = true;
+    CHECK(h_is_err(greq(a, &r), "forbidden"));
+    r = gr(OP_GROUP_ADMIN, "g1");
+    r.user = strv_c("ann");
+    r.admin = true;
+    r.has_admin = true;
+    CHECK(h_is_err(greq(a, &r), "forbidden"));
+    CHECK(h_is_ok(greq(o, &r)));
+    ev = event(b, "admin");
+    CHECK(ev && h_get(h_get(ev, "data"), "admin")->via.boolean);
+    /* an admin updates; the event carries the changed fields */
+    r = gr(OP_GROUP_UPDATE, "g1");
+    r.open = true;
+    r.has_open = true;
+    r.notice = strv_c("be nice");
+    r.has_notice = true;
+    CHECK(h_is_ok(greq(a, &r)));
+    ev = event(b, "update");
+    CHECK(ev && h_is_str(h_get(ev, "data"), "notice", "be nice"));
+    CHECK(h_get(h_get(ev, "data"), "open")->via.boolean && !h_get(h_get(ev, "data"), "name"));
+
+    /* open: xavier joins and reads from his joined_seq */
+    r = gr(OP_GROUP_JOIN, "g1");
+    CHECK(h_is_ok(greq(x, &r)));
+    ev = event(o, "join");
+    uint64_t joined = h_u(ev, "seq");
+    CHECK(h_u(h_get(ev, "data"), "count") == 1);
+    struct req hr = h_req(OP_HISTORY, 0);
+    hr.conv = strv_c("g:g1");
+    ok = greq(x, &hr);
+    const msgpack_object *msgs = h_get(ok, "msgs");
+    CHECK(msgs->via.array.size == 1 && h_u(&msgs->via.array.ptr[0], "seq") == joined);
+    ok = greq(o, &hr);
+    CHECK(h_get(ok, "msgs")->via.array.size == joined);
+
+    /* members and info */
+    r = gr(OP_GROUP_MEMBERS, "g1");
+    ok = greq(x, &r);
+    const msgpack_object *ms = h_get(ok, "members");
+    CHECK(ms->via.array.size == 4 && !h_get(ok, "more")->via.boolean);
+    CHECK(h_is_str(&ms->via.array.ptr[0], "user", "ann")); /* sorted by id */
+    CHECK(h_is_str(&ms->via.array.ptr[0], "role", "admin"));
+    CHECK(h_is_str(&ms->via.array.ptr[2], "role", "owner"));
+    CHECK(h_u(&ms->via.array.ptr[3], "joined_seq") == joined);
+    r = gr(OP_GROUP_MEMBERS, "g1");
+    r.limit = 2;
+    r.has_limit = true;
+    r.after_user = strv_c("ann");
+    r.has_after = true;
+    ok = greq(x, &r);
+    ms = h_get(ok, "members");
+    CHECK(ms->via.array.size == 2 && h_get(ok, "more")->via.boolean);
+    CHECK(h_is_str(&ms->via.array.ptr[0], "user", "ben"));
+    r = gr(OP_GROUP_REMARK, "g1");
+    r.remark = strv_c("my note");
+    CHECK(h_is_ok(greq(b, &r)));
+    r = gr(OP_GROUP_NICK, "g1");
+    r.nick = strv_c("benny");
+    CHECK(h_is_ok(greq(b, &r)));
+    CHECK(event(o, "nick"));
+    r = gr(OP_GROUP_INFO, "g1");
+    ok = greq(b, &r);
+    CHECK(h_is_str(ok, "name", "Team") && h_is_str(ok, "owner", "owner") && h_u(ok, "count") == 4 &&
+          h_is_str(ok, "remark", "my note"));
+    uint64_t last = h_u(ok, "last_seq");
+    ok = greq(o, &r);
+    CHECK(h_is_str(ok, "remark", "")); /* the remark is private */
+    CHECK(h_u(ok, "last_seq") == last);
+    r = h_req(OP_GROUP_LIST, 0);
+    ok = greq(b, &r);
+    const msgpack_object *gl = h_get(ok, "groups");
+    CHECK(gl->via.array.size == 1 && h_is_str(&gl->via.array.ptr[0], "name", "Team") &&
+          h_is_str(&gl->via.array.ptr[0], "role", "member"));
+
+    /* kick: the kicked member gets the kick event and nothing after */
+    h_drain(x);
+    r = gr(OP_GROUP_KICK, "g1");
+    r.users = xs;
+    r.nusers = 1;
+    CHECK(h_is_ok(greq(a, &r)));
+    ev = event(x, "kick");
+    CHECK(ev);
+    const msgpack_object *ku = &h_get(h_get(ev, "data"), "users")->via.array.ptr[0];
+    CHECK(ku->type == MSGPACK_OBJECT_STR && ku->via.str.size == 6 &&
+          memcmp(ku->via.str.ptr, "xavier", 6) == 0);
+    id = h_send_group(o, "g1", "after-kick", "secret");
+    CHECK(h_is_ok(h_reply(o, id)));
+    CHECK(h_count_op(x, "msg") == 0);
+    id = h_send_group(x, "g1", "x2", "let me in");
+    CHECK(h_is_err(h_reply(x, id), "forbidden"));
+    ok = greq(x, &hr);
+    CHECK(h_is_err(ok, "forbidden"));
+    /* an admin cannot kick the owner */
+    struct strv os[1] = {strv_c("owner")};
+    r = gr(OP_GROUP_KICK, "g1");
+    r.users = os;
+    r.nusers = 1;
+    CHECK(h_is_err(greq(a, &r), "forbidden"));
+
+    /* leave, then dismiss: later sends and joins are not_found */
+    r = gr(OP_GROUP_LEAVE, "g1");
+    CHECK(h_is_ok(greq(b, &r)));
+    CHECK(event(o, "leave"));
+    r = gr(OP_GROUP_DISMISS, "g1");
+    CHECK(h_is_err(greq(a, &r), "forbidden"));
+    CHECK(h_is_ok(greq(o, &r)));
+    CHECK(event(a, "dismiss"));
+    id = h_send_group(o, "g1", "post", "x");
+    CHECK(h_is_err(h_reply(o, id), "not_found"));
+    r = gr(OP_GROUP_JOIN, "g1");
+    CHECK(h_is_err(greq(x, &r), "not_found"));
+
+    /* state survives a restart (loaded lazily) */
+    h_stop();
+    h_start(dir, true);
+    o = h_hello("owner", "d", false);
+    h_drain(o);
+    id = h_send_group(o, "g1", "post2", "x");
+    CHECK(h_is_err(h_reply(o, id), "not_found"));
+    h_stop();
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return 1;
+    printf("ok\n");
+    return 0;
+}
