@@ -1,0 +1,109 @@
+/* Sessions and friends: replacement (bye replaced), max_devices (conflict and
+ * close), live pushes held during catch-up without duplicates, friend
+ * request/accept/list/remove with pushes, dm_policy friends. */
+#include "harness.h"
+
+#include "protocol/req.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static const msgpack_object *freq(int conn, int op, const char *user, uint32_t id)
+{
+    struct req r = h_req(op, id);
+    r.user = strv_c(user);
+    h_request(conn, &r);
+    return h_reply(conn, id);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_session.%d", (int)getpid());
+    h_start(dir, false);
+
+    /* replacement */
+    int a1 = h_hello("amy", "phone", false);
+    int a2 = h_hello("amy", "phone", false);
+    CHECK(!h_conn(a1)->open && strcmp(h_conn(a1)->reason, "replaced") == 0);
+    CHECK(h_conn(a2)->open && h_is_ok(h_next(a2)));
+    /* max_devices */
+    h_cfg.max_devices = 2;
+    int a3 = h_hello("amy", "laptop", false);
+    int a4 = h_hello("amy", "tablet", false);
+    CHECK(h_conn(a3)->open);
+    const msgpack_object *e = h_next(a4);
+    CHECK(h_is_err(e, "conflict") && h_u(e, "id") == 1 && !h_conn(a4)->open);
+    h_cfg.max_devices = 10;
+    h_drain(a3);
+
+    /* friends */
+    int b1 = h_hello("bill", "d", false);
+    h_drain(b1);
+    CHECK(h_is_err(freq(a2, OP_FRIEND_ACCEPT, "bill", 1), "not_found"));
+    struct req r = h_req(OP_FRIEND_REQUEST, 2);
+    r.user = strv_c("bill");
+    r.note = strv_c("hi, it's amy");
+    r.has_note = true;
+    h_request(a2, &r);
+    CHECK(h_is_ok(h_reply(a2, 2)));
+    e = h_next_op(b1, "friend");
+    CHECK(e && h_is_str(e, "event", "request") && h_is_str(e, "from", "amy") &&
+          h_is_str(e, "note", "hi, it's amy"));
+    r = h_req(OP_FRIEND_LIST, 3);
+    h_request(b1, &r);
+    e = h_reply(b1, 3);
+    CHECK(h_get(e, "requests")->via.array.size == 1 && h_get(e, "friends")->via.array.size == 0);
+    /* dm_policy friends: not yet */
+    h_cfg.dm_friends_only = true;
+    uint32_t id = h_send_to(a2, "bill", "f1", "x");
+    CHECK(h_is_err(h_reply(a2, id), "forbidden"));
+    CHECK(h_is_ok(freq(b1, OP_FRIEND_ACCEPT, "amy", 4)));
+    e = h_next_op(a2, "friend");
+    CHECK(e && h_is_str(e, "event", "added") && h_is_str(e, "user", "bill"));
+    CHECK(h_is_str(h_next_op(a3, "friend"), "user", "bill"));
+    e = h_next_op(b1, "friend");
+    CHECK(e && h_is_str(e, "event", "added") && h_is_str(e, "user", "amy"));
+    id = h_send_to(a2, "bill", "f2", "now we can");
+    CHECK(h_is_ok(h_reply(a2, id)));
+    r = h_req(OP_FRIEND_LIST, 5);
+    h_request(a2, &r);
+    e = h_reply(a2, 5);
+    CHECK(h_get(e, "friends")->via.array.size == 1 && h_get(e, "requests")->via.array.size == 0);
+    /* friendships survive a fresh login (read from storage) */
+    h_close(b1);
+    b1 = h_hello("bill", "d", false);
+    h_drain(b1);
+    id = h_send_to(b1, "amy", "f3", "back");
+    CHECK(h_is_ok(h_reply(b1, id)));
+    CHECK(h_is_ok(freq(b1, OP_FRIEND_REMOVE, "amy", 6)));
+    CHECK(h_is_str(h_next_op(a2, "friend"), "event", "removed"));
+    id = h_send_to(a2, "bill", "f4", "?");
+    CHECK(h_is_err(h_reply(a2, id), "forbidden"));
+    CHECK(h_is_err(freq(b1, OP_FRIEND_REMOVE, "amy", 7), "not_found"));
+    h_cfg.dm_friends_only = false;
+
+    /* a live push during catch-up is held, then not duplicated */
+    h_close(b1);
+    b1 = h_hello("bill", "d2", true); /* settles: catch-up done */
+    int n = 0;
+    uint64_t last = 0;
+    const msgpack_object *m;
+    while ((m = h_next(b1))) {
+        if (h_is_str(m, "op", "msg")) {
+            CHECK(h_u(m, "seq") > last);
+            last = h_u(m, "seq");
+            n++;
+        }
+    }
+    CHECK(n == 2 && last == 2);
+    h_stop();
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return 1;
+    printf("ok\n");
+    return 0;
+}
