@@ -173,13 +173,12 @@ static int index_map(const uint8_t *frame, uint32_t len, struct slots *s, const 
         return -RP_EFRAME;
     for (uint32_t i = 0; i < pairs; i++) {
         struct strv k;
-        int err = mpr_str(&r, &k);
-        if (err == -RP_EREQUEST) {
+        /* PROTOCOL §2: a frame is a map with string keys; anything else is
+         * not a frame of this protocol at all. */
+        if (mpr_str(&r, &k)) {
             *msg = "keys must be strings";
-            return err;
-        }
-        if (err)
             return -RP_EFRAME;
+        }
         int key = find_key(k);
         if (key >= 0)
             s->at[key] = r.p;

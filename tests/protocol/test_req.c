@@ -200,9 +200,9 @@ static void test_id_and_op(void)
     CHECK(DEC(S("op", "ping"), {"zzz", 'M', NULL, 0}, U("id", 1), {"n", 'n', NULL, 0},
               U("id", 2)) == 0);
     CHECK(rq.id == 2);
-    /* keys must be strings */
+    /* keys must be strings: anything else is not a frame (bad_frame) */
     static const uint8_t intkey[] = {0x82, 0xa2, 'o', 'p', 0xa4, 'p', 'i', 'n', 'g', 0x01, 0x01};
-    CHECK(req_decode(&dec, &lim, intkey, sizeof(intkey), &rq, &msg) == -RP_EREQUEST);
+    CHECK(req_decode(&dec, &lim, intkey, sizeof(intkey), &rq, &msg) == -RP_EFRAME);
     /* op names round trip */
     for (int i = 0; i < OP__COUNT; i++)
         CHECK(op_from_name(strv_c(op_name((enum op)i))) == i);
