@@ -87,6 +87,7 @@ struct storage {
     struct stg_db_group *group; /* writer: the group's batches */
     atomic_bool stopping;
     _Atomic uint64_t groups, submits, ops, write_errors, reads, read_errors;
+    _Atomic uint64_t group_submits_hist[STG_HIST_N], commit_us_hist[STG_HIST_N], commit_us_sum;
 };
 
 static const char *const durability_names[] = {
@@ -172,6 +173,24 @@ static bool writer_has_work(struct worker *w)
     return false;
 }
 
+/* Bucket of v in a histogram whose bucket i holds values <= base << i. */
+static unsigned hist_bucket(uint64_t v, uint64_t base)
+{
+    unsigned i = 0;
+    while (i < STG_HIST_N - 1 && v > base << i)
+        i++;
+    return i;
+}
+
+static void hist_record(struct storage *st, uint32_t submits, uint64_t us)
+{
+    atomic_fetch_add_explicit(&st->group_submits_hist[hist_bucket(submits, 1)], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->commit_us_hist[hist_bucket(us, STG_HIST_COMMIT_US)], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->commit_us_sum, us, memory_order_relaxed);
+}
+
 /* Commit the n submits in st->grp as one write, then complete each in its lane. */
 static void writer_commit(struct storage *st, uint32_t n)
 {
@@ -181,8 +200,13 @@ static void writer_commit(struct storage *st, uint32_t n)
         err = stg_db_group_add(st->group, st->grp[i].b) < 0 ? -RP_ESTORAGE : 0;
         ops += stg_batch_count(st->grp[i].b);
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (err == 0)
         err = stg_db_group_commit(st->group);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    hist_record(st, n,
+                (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
     if (err < 0) {
         atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
         log_warn("storage_group_failed", "submits=%u ops=%llu", n, (unsigned long long)ops);
@@ -548,4 +572,10 @@ void storage_stats_get(struct storage *st, struct storage_stats *out)
     out->write_errors = atomic_load_explicit(&st->write_errors, memory_order_relaxed);
     out->reads = atomic_load_explicit(&st->reads, memory_order_relaxed);
     out->read_errors = atomic_load_explicit(&st->read_errors, memory_order_relaxed);
+    for (unsigned i = 0; i < STG_HIST_N; i++) {
+        out->group_submits_hist[i] =
+            atomic_load_explicit(&st->group_submits_hist[i], memory_order_relaxed);
+        out->commit_us_hist[i] = atomic_load_explicit(&st->commit_us_hist[i], memory_order_relaxed);
+    }
+    out->commit_us_sum = atomic_load_explicit(&st->commit_us_sum, memory_order_relaxed);
 }

@@ -176,6 +176,8 @@ int storage_flush(struct storage *st);
 int storage_compact(struct storage *st, enum stg_cf cf);
 
 /* Counters since open, read racily from any thread. */
+#define STG_HIST_N         16
+#define STG_HIST_COMMIT_US 16u
 struct storage_stats {
     uint64_t groups;       /* rocksdb_write calls issued by writers */
     uint64_t submits;      /* batches completed (ok or failed) */
@@ -183,6 +185,12 @@ struct storage_stats {
     uint64_t write_errors; /* failed groups */
     uint64_t reads;        /* reads completed */
     uint64_t read_errors;
+    /* Per-group histograms; bucket i < STG_HIST_N - 1 holds groups of at most
+     * 1 << i submits / whose commit took at most STG_HIST_COMMIT_US << i
+     * microseconds; the last bucket holds the rest. */
+    uint64_t group_submits_hist[STG_HIST_N];
+    uint64_t commit_us_hist[STG_HIST_N];
+    uint64_t commit_us_sum;
 };
 void storage_stats_get(struct storage *st, struct storage_stats *out);
 

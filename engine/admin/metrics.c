@@ -1,0 +1,159 @@
+/*
+ * The metric families of /metrics (see metrics.h). Names follow Prometheus
+ * conventions: ringpush_ prefix, _total for counters, base units (seconds,
+ * bytes). Each family is written whole before the next, one sample per shard
+ * (label shard="i") where the value is per shard.
+ */
+#include "engine/admin/metrics.h"
+
+#include "base/spsc.h"
+#include "engine/admin/prom.h"
+#include "engine/server.h"
+#include "engine/shard.h"
+#include "storage/storage.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* A field of another shard's stats, read while its thread may be writing it. */
+static uint64_t peek(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+struct per_shard {
+    const char *name;
+    const char *type;
+    const char *help;
+    const char *extra; /* an extra label, e.g. outcome="ok", or NULL */
+    size_t off;        /* offset of the field in struct shard_stats */
+};
+
+#define STAT(f) offsetof(struct shard_stats, f)
+
+/* Families with one sample per shard, or several when consecutive rows share
+ * a name (each with its extra label). */
+static const struct per_shard shard_rows[] = {
+    {"ringpush_connections", "gauge", "Client connections open (edge and home).", NULL,
+     STAT(conns)},
+    {"ringpush_accepts_total", "counter", "Client connections accepted.", NULL, STAT(accepts)},
+    {"ringpush_hellos_total", "counter", "Hello requests by outcome.", "outcome=\"ok\"",
+     STAT(hello_ok)},
+    {"ringpush_hellos_total", NULL, NULL, "outcome=\"unauthorized\"", STAT(hello_unauthorized)},
+    {"ringpush_hellos_total", NULL, NULL, "outcome=\"bad_request\"", STAT(hello_bad)},
+    {"ringpush_handoffs_total", "counter", "Authenticated connections moved between shards.",
+     "dir=\"out\"", STAT(handoffs_out)},
+    {"ringpush_handoffs_total", NULL, NULL, "dir=\"in\"", STAT(handoffs_in)},
+    {"ringpush_frames_total", "counter", "Frames received and sent.", "dir=\"in\"",
+     STAT(frames_in)},
+    {"ringpush_frames_total", NULL, NULL, "dir=\"out\"", STAT(frames_out)},
+    {"ringpush_bytes_total", "counter", "Bytes received and sent on client connections.",
+     "dir=\"in\"", STAT(bytes_in)},
+    {"ringpush_bytes_total", NULL, NULL, "dir=\"out\"", STAT(bytes_out)},
+    {"ringpush_bye_slow_total", "counter",
+     "Connections closed because their outbound queue overflowed.", NULL, STAT(bye_slow)},
+    {"ringpush_rate_limited_total", "counter", "Requests refused by the per-connection rate limit.",
+     NULL, STAT(rate_limited)},
+    {"ringpush_xcore_full_total", "counter",
+     "Cross-shard messages refused because the ring was full.", NULL, STAT(xcore_full)},
+    {"ringpush_closes_total", "counter", "Client connections closed.", NULL, STAT(closes)},
+};
+
+static int render_shards(const struct server *srv, struct buf *out)
+{
+    char labels[96];
+    for (size_t r = 0; r < sizeof(shard_rows) / sizeof(shard_rows[0]); r++) {
+        const struct per_shard *row = &shard_rows[r];
+        if (row->type)
+            prom_family(out, row->name, row->type, row->help);
+        for (unsigned i = 0; i < srv->nshards; i++) {
+            const struct shard_stats *st = &srv->shards[i].stats;
+            const uint64_t *field = (const uint64_t *)((const char *)st + row->off);
+            snprintf(labels, sizeof(labels), "shard=\"%u\"%s%s", i, row->extra ? "," : "",
+                     row->extra ? row->extra : "");
+            prom_sample(out, row->name, labels, peek(field));
+        }
+    }
+    return buf_failed(out) ? -ENOMEM : 0;
+}
+
+static int render_rings(const struct server *srv, struct buf *out)
+{
+    char labels[64];
+    prom_family(out, "ringpush_xcore_ring_depth", "gauge",
+                "Messages published and not yet consumed in the ring from one shard to another.");
+    for (unsigned f = 0; f < srv->nshards; f++) {
+        for (unsigned t = 0; t < srv->nshards; t++) {
+            snprintf(labels, sizeof(labels), "from=\"%u\",to=\"%u\"", f, t);
+            prom_sample(out, "ringpush_xcore_ring_depth", labels,
+                        spsc_depth(&srv->rings[f * srv->nshards + t]));
+        }
+    }
+    return buf_failed(out) ? -ENOMEM : 0;
+}
+
+static int render_storage(const struct server *srv, struct buf *out)
+{
+    struct storage_stats s;
+    storage_stats_get(srv->storage, &s);
+    prom_family(out, "ringpush_storage_groups_total", "counter",
+                "Group commits (one RocksDB write each) issued by the storage writer.");
+    prom_sample(out, "ringpush_storage_groups_total", NULL, s.groups);
+    prom_family(out, "ringpush_storage_batches_total", "counter",
+                "Write batches completed (one per shard submit).");
+    prom_sample(out, "ringpush_storage_batches_total", NULL, s.submits);
+    prom_family(out, "ringpush_storage_ops_total", "counter", "Puts and deletes written.");
+    prom_sample(out, "ringpush_storage_ops_total", NULL, s.ops);
+    prom_family(out, "ringpush_storage_write_errors_total", "counter",
+                "Group commits that failed.");
+    prom_sample(out, "ringpush_storage_write_errors_total", NULL, s.write_errors);
+    prom_family(out, "ringpush_storage_reads_total", "counter", "Reads completed.");
+    prom_sample(out, "ringpush_storage_reads_total", NULL, s.reads);
+    prom_family(out, "ringpush_storage_read_errors_total", "counter", "Reads that failed.");
+    prom_sample(out, "ringpush_storage_read_errors_total", NULL, s.read_errors);
+
+    double size_bounds[STG_HIST_N - 1], commit_bounds[STG_HIST_N - 1];
+    for (unsigned i = 0; i < STG_HIST_N - 1; i++) {
+        size_bounds[i] = (double)(1u << i);
+        commit_bounds[i] = (double)(STG_HIST_COMMIT_US << i) / 1e6;
+    }
+    prom_family(out, "ringpush_storage_group_batches", "histogram",
+                "Write batches per group commit.");
+    prom_histogram(out, "ringpush_storage_group_batches", NULL, size_bounds, s.group_submits_hist,
+                   STG_HIST_N - 1, (double)s.submits);
+    prom_family(out, "ringpush_storage_commit_seconds", "histogram",
+                "Duration of one group commit (RocksDB write, WAL fsync under durability=sync).");
+    prom_histogram(out, "ringpush_storage_commit_seconds", NULL, commit_bounds, s.commit_us_hist,
+                   STG_HIST_N - 1, (double)s.commit_us_sum / 1e6);
+    return buf_failed(out) ? -ENOMEM : 0;
+}
+
+static int render_admin(const struct admin_counters *ac, struct buf *out)
+{
+    prom_family(out, "ringpush_admin_requests_total", "counter",
+                "Admin HTTP requests answered, by result.");
+    prom_sample(out, "ringpush_admin_requests_total", "result=\"ok\"",
+                ac->requests - ac->unauthorized - ac->errors);
+    prom_sample(out, "ringpush_admin_requests_total", "result=\"unauthorized\"", ac->unauthorized);
+    prom_sample(out, "ringpush_admin_requests_total", "result=\"error\"", ac->errors);
+    prom_family(out, "ringpush_admin_timeouts_total", "counter",
+                "Admin connections closed for being slow or idle.");
+    prom_sample(out, "ringpush_admin_timeouts_total", NULL, ac->timeouts);
+    prom_family(out, "ringpush_admin_connections", "gauge", "Admin HTTP connections open.");
+    prom_sample(out, "ringpush_admin_connections", NULL, ac->conns);
+    prom_family(out, "ringpush_backups_total", "counter", "Backups (checkpoints) by result.");
+    prom_sample(out, "ringpush_backups_total", "result=\"ok\"", ac->backups_ok);
+    prom_sample(out, "ringpush_backups_total", "result=\"failed\"", ac->backups_failed);
+    return buf_failed(out) ? -ENOMEM : 0;
+}
+
+int metrics_render(const struct server *srv, const struct admin_counters *ac, struct buf *out)
+{
+    prom_family(out, "ringpush_shards", "gauge", "Shard threads.");
+    prom_sample(out, "ringpush_shards", NULL, srv->nshards);
+    if (render_shards(srv, out) || render_rings(srv, out) || render_storage(srv, out) ||
+        render_admin(ac, out))
+        return -ENOMEM;
+    return 0;
+}
