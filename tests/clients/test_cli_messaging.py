@@ -41,7 +41,7 @@ def test_send_tail_ack_history_sync():
         r = run(srv, "send", "alice", "bob", "hello bob")
         assert len(r) == 1 and r[0]["conv"] == "d:alice:bob" and r[0]["seq"] == 1, r
         assert isinstance(r[0]["ts"], int)
-        r = run(srv, "send", "alice", "bob", "\x00\x01", "--bin", "--type", "file", "--cmid", "c2")
+        r = run(srv, "send", "alice", "bob", "AB", "--bin", "--type", "file", "--cmid", "c2")
         assert r[0]["seq"] == 2, r
         out, err = tail.communicate(timeout=10)
         assert tail.returncode == 0, err
@@ -49,10 +49,10 @@ def test_send_tail_ack_history_sync():
         assert [m["seq"] for m in msgs] == [1, 2], msgs
         assert msgs[0]["op"] == "msg" and msgs[0]["from"] == "alice" and msgs[0]["dev"] == "cli"
         assert msgs[0]["body"] == "hello bob" and msgs[0]["type"] == "text", msgs[0]
-        assert msgs[1]["body"] == {"$bin": "0001"} and msgs[1]["cmid"] == "c2", msgs[1]
+        assert msgs[1]["body"] == {"$bin": "4142"} and msgs[1]["cmid"] == "c2", msgs[1]
 
         # the same cmid again: a duplicate, nothing new appended
-        r = run(srv, "send", "alice", "bob", "\x00\x01", "--bin", "--type", "file", "--cmid", "c2")
+        r = run(srv, "send", "alice", "bob", "AB", "--bin", "--type", "file", "--cmid", "c2")
         assert r[0]["seq"] == 2 and r[0].get("dup") is True, r
 
         # tail acked both: a new session of the same device gets nothing to catch up
