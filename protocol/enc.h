@@ -98,6 +98,8 @@ int enc_send_ok(struct buf *b, uint32_t id, struct strv conv, uint64_t seq, uint
  * "body","ts"} plus "data" (raw msgpack map bytes, for type "event") when
  * data_raw is not NULL, plus "target" (for type "recall") when has_target.
  * `dev` is empty for entries with no sending device (admin API, server events).
+ * data_raw, when set, must hold exactly one msgpack map of data_len bytes
+ * (it is copied as is); views are borrowed for the call.
  */
 struct entry {
     struct strv conv;

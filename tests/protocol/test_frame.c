@@ -114,6 +114,9 @@ static void test_zero_copy(void)
           (int)(ends[1] - ends[0]));
     CHECK(f == stream + ends[0] + 4 && fl == 5);
     CHECK(frame_next(&d, stream, 0, &f, &fl) == 0 && f == NULL && fl == 0);
+    /* a chunk holding exactly one frame is zero copy too */
+    CHECK(frame_next(&d, stream + ends[2], ends[3] - ends[2], &f, &fl) == (int)(ends[3] - ends[2]));
+    CHECK(f == stream + ends[2] + 4 && fl == 300);
     frame_dec_deinit(&d);
 }
 
