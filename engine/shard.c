@@ -431,6 +431,11 @@ void *shard_main(void *arg)
         return NULL;
     }
     atomic_fetch_add(&srv->ready, 1);
+    /* Every peer's ring must exist before this shard hands a socket to it. */
+    while (atomic_load(&srv->ready) < srv->nshards)
+        usleep(1000);
+    if (atomic_load(&srv->failed))
+        return NULL;
     loop(sh);
     return NULL;
 }
