@@ -56,6 +56,8 @@ struct chat_config {
     bool dm_friends_only; /* dm_policy = friends */
 };
 
+struct chat_admin_result;
+
 /* What the runtime does for the chat layer. All calls on the shard's thread. */
 struct chat_env {
     void *rt;
@@ -92,9 +94,54 @@ struct chat_env {
 
     /* Wall clock, milliseconds since the epoch (read once per loop iteration). */
     uint64_t (*now_ms)(void *rt);
+
+    /* The answer to a chat_admin_* call made on this shard with `tag`. res and
+     * every view in it are valid for the call only. May be NULL on shards that
+     * never make admin calls. */
+    void (*admin_done)(void *rt, uint64_t tag, const struct chat_admin_result *res);
 };
 
 struct chat;
+
+/* ---- Admin API (PROTOCOL §7) ---- */
+
+#define CHAT_ADMIN_DEVICES_MAX 64
+
+struct chat_admin_result {
+    /* 0, or: -RP_EREQUEST 400, -EPERM/-EACCES 403, -ENOENT 404, -EEXIST 409,
+     * -RP_ETOOLARGE 413, -EAGAIN 429, -RP_ESTORAGE/-RP_EFULL/-RP_ECLOSED 503,
+     * anything else 500 (see code_from_err in protocol/enc.h). */
+    int err;
+    const char *msg; /* a short static text when err != 0 */
+    /* chat_admin_send */
+    struct strv conv;
+    uint64_t seq, ts;
+    bool dup;
+    /* chat_admin_presence */
+    bool online;
+    uint32_t ndevices;
+    struct strv devices[CHAT_ADMIN_DEVICES_MAX];
+    /* chat_admin_kick: sessions closed */
+    uint32_t kicked;
+};
+
+/*
+ * The backend API. Each may be called on any shard; the chat layer routes it
+ * to the user's home or the conversation's owner and answers through
+ * env->admin_done(tag, result) on the calling shard.
+ *
+ * chat_admin_send: a send on behalf of `from` with the same rules as §5 (req
+ * is a decoded, valid OP_SEND: to or group, cmid, type, body); there is no
+ * sending device, so every device of `from` gets the push too. Result: conv,
+ * seq, ts, dup.
+ * chat_admin_presence: online and the devices of `user`'s sessions.
+ * chat_admin_kick: closes every session of `user` with `bye kicked`; kicked =
+ * how many.
+ * Views in the arguments are valid for the call only.
+ */
+void chat_admin_send(struct chat *c, uint64_t tag, struct strv from, const struct req *req);
+void chat_admin_presence(struct chat *c, uint64_t tag, struct strv user);
+void chat_admin_kick(struct chat *c, uint64_t tag, struct strv user);
 
 /* env is copied. NULL on ENOMEM. */
 struct chat *chat_new(const struct chat_env *env);
