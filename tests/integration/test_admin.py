@@ -1,0 +1,403 @@
+"""
+Admin HTTP API (PROTOCOL §7) against a live ringpushd: /healthz, the bearer key
+on every other endpoint (401 and no effect), 404, 400 and 413 paths, bounded
+heads and bodies, keep-alive and pipelining on one connection, a slow client
+closed after the request timeout while others are served, /metrics as
+Prometheus text, and POST /v1/backup with a restore from the checkpoint.
+"""
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+import rptest
+from rptest import Server, expect_ok
+
+REQUEST_TIMEOUT = 5.0  # ADMIN_REQUEST_MS: a request must arrive whole within this
+
+
+# ---------------------------------------------------------------------------
+# A raw HTTP/1.1 client, for what http.client will not do (pipelining,
+# trickling bytes, oversized heads) and to read several responses on one socket.
+
+
+class Raw:
+    def __init__(self, srv, timeout=10.0):
+        self.sock = socket.create_connection((srv.host, srv.admin_port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("admin server closed the connection")
+        self.buf += data
+
+    def response(self):
+        """(status, headers dict lower-case, body bytes) of the next response."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        assert lines[0].startswith("HTTP/1.1 "), lines[0]
+        headers = {}
+        for ln in lines[1:]:
+            k, v = ln.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers["content-length"])
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body
+
+    def closed(self, timeout):
+        """True once the server closes (EOF or reset) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.buf += data
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+def req(method, path, key=None, body=None, extra=""):
+    head = "%s %s HTTP/1.1\r\nHost: x\r\n" % (method, path)
+    if key is not None:
+        head += "Authorization: Bearer %s\r\n" % key
+    data = b""
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data)
+    return head.encode() + extra.encode() + b"\r\n" + data
+
+
+def expect_error_body(status, body, want_status, want_code):
+    assert status == want_status, (status, body)
+    assert isinstance(body, dict), body
+    assert body.get("code") == want_code, body
+    assert isinstance(body.get("msg"), str) and body["msg"], body
+
+
+def metrics(srv):
+    status, text = srv.admin("GET", "/metrics")
+    assert status == 200, (status, text)
+    assert isinstance(text, str), text
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sample(fams, family, name, **labels):
+    for s in fams[family].samples:
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise AssertionError("no sample %s%r in %s" % (name, labels, family))
+
+
+def settle(srv, shards):
+    """Wait until no client connection is open (sessions ended before a stop)."""
+    rptest.wait_until(lambda: sum(
+        sample(metrics(srv), "ringpush_connections", "ringpush_connections", shard=str(i))
+        for i in range(shards)) == 0, what="client connections closed")
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_healthz_without_key():
+    with Server(shards=2) as srv:
+        status, body = srv.admin("GET", "/healthz", key="")
+        assert status == 200 and body == {"status": "ok"}, (status, body)
+        status, body = srv.admin("GET", "/healthz", key="wrong")
+        assert status == 200, (status, body)
+
+
+def test_missing_or_wrong_key_401_and_nothing_happens():
+    with Server(shards=2) as srv:
+        target = os.path.join(tempfile.mkdtemp(prefix="rptest-bk-"), "snap")
+        try:
+            for key in ("", "wrong", srv.admin_key + "x", srv.admin_key[:-1]):
+                for method, path, body in (("GET", "/metrics", None),
+                                           ("POST", "/v1/backup", {"dir": target}),
+                                           ("POST", "/v1/messages", {"from": "a", "to": "b"}),
+                                           ("GET", "/v1/users/alice", None),
+                                           ("POST", "/v1/users/alice/kick", None),
+                                           ("GET", "/no/such/path", None)):
+                    status, resp = srv.admin(method, path, body=body, key=key)
+                    expect_error_body(status, resp, 401, "unauthorized")
+            assert not os.path.exists(target), "a refused backup left a checkpoint"
+            # Another scheme carrying the right key is refused too.
+            r = Raw(srv)
+            r.send("GET /metrics HTTP/1.1\r\nAuthorization: Basic %s\r\n\r\n" % srv.admin_key)
+            status, headers, body = r.response()
+            assert status == 401 and headers.get("www-authenticate") == "Bearer", headers
+            r.close()
+            # A refused request leaves the connection usable, and counts.
+            fams = metrics(srv)
+            assert sample(fams, "ringpush_admin_requests", "ringpush_admin_requests_total",
+                          result="unauthorized") >= 25
+        finally:
+            shutil.rmtree(os.path.dirname(target), ignore_errors=True)
+
+
+def test_not_found():
+    with Server(shards=1) as srv:
+        for method, path in (("GET", "/"), ("GET", "/v1/nothing"), ("POST", "/metrics"),
+                             ("GET", "/v1/backup"), ("GET", "/v1/users/bad%20id"),
+                             ("POST", "/v1/users/alice/kick/now")):
+            status, body = srv.admin(method, path)
+            expect_error_body(status, body, 404, "not_found")
+
+
+def test_bad_requests_400():
+    with Server(shards=1) as srv:
+        for body in ({}, {"dir": "relative/path"}, {"dir": 5}, ["x"]):
+            status, resp = srv.admin("POST", "/v1/backup", body=body)
+            expect_error_body(status, resp, 400, "bad_request")
+        bad_messages = [
+            {"to": "b", "type": "text", "body": "x", "cmid": "c"},
+            {"from": "a", "type": "text", "body": "x", "cmid": "c"},
+            {"from": "a", "to": "b", "group": "g", "type": "text", "body": "x", "cmid": "c"},
+            {"from": "a", "to": "b", "type": "event", "body": "x", "cmid": "c"},
+            {"from": "a", "to": "b", "type": "x" * 17, "body": "x", "cmid": "c"},
+            {"from": "a", "to": "b", "type": "text", "body": 3, "cmid": "c"},
+            {"from": "a", "to": "b", "type": "text", "body": "x", "cmid": "c" * 65},
+            {"from": "a b", "to": "b", "type": "text", "body": "x", "cmid": "c"},
+        ]
+        for body in bad_messages:
+            status, resp = srv.admin("POST", "/v1/messages", body=body)
+            expect_error_body(status, resp, 400, "bad_request")
+        # Not JSON at all.
+        r = Raw(srv)
+        r.send(req("POST", "/v1/backup", srv.admin_key, body=b"{not json"))
+        status, _, body = r.response()
+        expect_error_body(status, json.loads(body), 400, "bad_request")
+        r.close()
+        # Not HTTP: 400, then the connection is closed.
+        r = Raw(srv)
+        r.send(b"HELLO THERE\r\n\r\n")
+        status, headers, body = r.response()
+        expect_error_body(status, json.loads(body), 400, "bad_request")
+        assert headers["connection"] == "close", headers
+        assert r.closed(5.0), "connection left open after a malformed request"
+        r.close()
+
+
+def test_body_over_limit_413():
+    with Server(shards=1) as srv:
+        # Declared over 64 KiB: refused from the head, the body is never read.
+        big = json.dumps({"dir": "/tmp/" + "a" * 70000}).encode()
+        r = Raw(srv)
+        r.send(req("POST", "/v1/backup", srv.admin_key, body=big))
+        status, headers, body = r.response()
+        expect_error_body(status, json.loads(body), 413, "too_large")
+        assert headers["connection"] == "close", headers
+        assert r.closed(5.0)
+        r.close()
+        # Through http.client as well (it sends the whole body first).
+        status, resp = srv.admin("POST", "/v1/messages",
+                                 body={"from": "a", "to": "b", "type": "text",
+                                       "body": "x" * 70000, "cmid": "c"})
+        expect_error_body(status, resp, 413, "too_large")
+        # Chunked, growing past the bound.
+        r = Raw(srv)
+        chunk = b"x" * 40000
+        r.send(b"POST /v1/messages HTTP/1.1\r\nAuthorization: Bearer " + srv.admin_key.encode()
+               + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(2):
+            r.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        status, _, body = r.response()
+        expect_error_body(status, json.loads(body), 413, "too_large")
+        r.close()
+        # A message body over max_body (but within the HTTP bound) is too large too.
+        status, resp = srv.admin("POST", "/v1/messages",
+                                 body={"from": "a", "to": "b", "type": "text",
+                                       "body": "x" * 40000, "cmid": "c"})
+        expect_error_body(status, resp, 413, "too_large")
+        # Just under the HTTP bound is read whole (and then judged on content).
+        status, resp = srv.admin("POST", "/v1/backup",
+                                 body={"dir": "rel/" + "a" * 60000})
+        expect_error_body(status, resp, 400, "bad_request")
+        # The server still serves.
+        assert srv.admin("GET", "/healthz")[0] == 200
+
+
+def test_head_over_limit_413():
+    with Server(shards=1) as srv:
+        r = Raw(srv)
+        r.send(req("GET", "/metrics", srv.admin_key, extra="X-Pad: %s\r\n" % ("p" * 9000)))
+        status, headers, body = r.response()
+        expect_error_body(status, json.loads(body), 413, "too_large")
+        assert r.closed(5.0)
+        r.close()
+        # A head just under 8 KiB is fine.
+        r = Raw(srv)
+        r.send(req("GET", "/healthz", extra="X-Pad: %s\r\n" % ("p" * 8000)))
+        status, _, _ = r.response()
+        assert status == 200
+        r.close()
+
+
+def test_keep_alive_and_pipelining():
+    with Server(shards=2) as srv:
+        r = Raw(srv)
+        key = srv.admin_key
+        # Several requests one after another on one connection.
+        for i in range(5):
+            r.send(req("GET", "/healthz"))
+            status, headers, body = r.response()
+            assert status == 200 and headers["connection"] == "keep-alive", (i, headers)
+        r.send(req("GET", "/metrics", key))
+        status, headers, body = r.response()
+        assert status == 200 and headers["content-type"].startswith("text/plain"), headers
+        r.send(req("GET", "/metrics", "bad"))
+        assert r.response()[0] == 401
+        r.send(req("GET", "/nowhere", key))
+        assert r.response()[0] == 404
+        r.send(req("POST", "/v1/backup", key, body={"dir": "x"}))
+        assert r.response()[0] == 400
+        # Pipelined: three requests in one write, answered in order.
+        r.send(req("GET", "/healthz") + req("GET", "/nope", key) + req("GET", "/metrics", key))
+        assert r.response()[0] == 200
+        assert r.response()[0] == 404
+        assert r.response()[0] == 200
+        # Connection: close is honoured.
+        r.send(req("GET", "/healthz", extra="Connection: close\r\n"))
+        status, headers, _ = r.response()
+        assert status == 200 and headers["connection"] == "close", headers
+        assert r.closed(5.0)
+        r.close()
+
+
+def test_slow_client_closed_others_served():
+    with Server(shards=2) as srv:
+        slow = Raw(srv)
+        never = Raw(srv)
+        never.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finishes its head
+        t0 = time.monotonic()
+        closed_at = None
+        data = req("GET", "/metrics", srv.admin_key)
+        i = 0
+        # Trickle one byte every 0.25 s: the whole request would take ~15 s.
+        while time.monotonic() - t0 < REQUEST_TIMEOUT + 4:
+            try:
+                slow.send(data[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                closed_at = time.monotonic()
+                break
+            i += 1
+            assert i < len(data), "the slow request completed before the timeout"
+            # Others are served meanwhile.
+            if i % 4 == 0:
+                assert srv.admin("GET", "/healthz")[0] == 200
+            if slow.closed(0.25):
+                closed_at = time.monotonic()
+                break
+        assert closed_at is not None, "slow client still connected after %.1fs" % (
+            time.monotonic() - t0)
+        took = closed_at - t0
+        assert REQUEST_TIMEOUT - 0.5 <= took <= REQUEST_TIMEOUT + 2.0, took
+        assert never.closed(3.0), "client that never finished its head still connected"
+        slow.close()
+        never.close()
+        fams = metrics(srv)
+        assert sample(fams, "ringpush_admin_timeouts", "ringpush_admin_timeouts_total") >= 2
+
+
+def test_metrics_prometheus_text():
+    with Server(shards=2) as srv:
+        c = srv.login("mallory", "d1")
+        c.ping()
+        bad = rptest.Client(srv)
+        r = bad.hello("eve", token=rptest.token("eve", bad_signature=True))
+        assert r.get("op") == "error", r
+        fams = metrics(srv)
+        for name in ("ringpush_shards", "ringpush_connections", "ringpush_accepts",
+                     "ringpush_hellos", "ringpush_frames", "ringpush_bytes", "ringpush_bye_slow",
+                     "ringpush_rate_limited", "ringpush_xcore_full", "ringpush_xcore_ring_depth",
+                     "ringpush_storage_groups", "ringpush_storage_commit_seconds",
+                     "ringpush_storage_group_batches", "ringpush_admin_requests",
+                     "ringpush_backups"):
+            assert name in fams, "missing family %s (have %s)" % (name, sorted(fams))
+        assert fams["ringpush_connections"].type == "gauge"
+        assert fams["ringpush_hellos"].type == "counter"
+        assert fams["ringpush_storage_commit_seconds"].type == "histogram"
+        assert sample(fams, "ringpush_shards", "ringpush_shards") == 2
+        conns = sum(sample(fams, "ringpush_connections", "ringpush_connections", shard=str(i))
+                    for i in range(2))
+        assert conns >= 1, conns
+        ok = sum(sample(fams, "ringpush_hellos", "ringpush_hellos_total", shard=str(i),
+                        outcome="ok") for i in range(2))
+        unauth = sum(sample(fams, "ringpush_hellos", "ringpush_hellos_total", shard=str(i),
+                            outcome="unauthorized") for i in range(2))
+        assert ok >= 1 and unauth >= 1, (ok, unauth)
+        frames_in = sum(sample(fams, "ringpush_frames", "ringpush_frames_total", shard=str(i),
+                               dir="in") for i in range(2))
+        assert frames_in >= 2, frames_in
+        # One ring per ordered pair of shards.
+        depths = [s for s in fams["ringpush_xcore_ring_depth"].samples]
+        assert len(depths) == 4, depths
+        # Histogram buckets are cumulative and end in +Inf == _count.
+        h = fams["ringpush_storage_commit_seconds"].samples
+        buckets = [s for s in h if s.name.endswith("_bucket")]
+        assert buckets[-1].labels["le"] == "+Inf"
+        vals = [s.value for s in buckets]
+        assert vals == sorted(vals), vals
+        count = [s.value for s in h if s.name.endswith("_count")][0]
+        assert count == vals[-1]
+        c.close()
+        bad.close()
+        settle(srv, 2)
+
+
+def test_backup_and_restore():
+    work = tempfile.mkdtemp(prefix="rptest-bk-")
+    target = os.path.join(work, "snap")
+    try:
+        with Server(shards=2) as srv:
+            a = srv.login("alice", "d1")
+            sent = expect_ok(a.send_message(to="bob", body="kept across restore", cmid="bk-1"))
+            status, body = srv.admin("POST", "/v1/backup", body={"dir": target})
+            assert status == 200, (status, body)
+            assert body["dir"] == target and isinstance(body["ms"], (int, float)), body
+            assert os.path.isfile(os.path.join(target, "CURRENT")), os.listdir(target)
+            # The same dir again: it exists.
+            status, body = srv.admin("POST", "/v1/backup", body={"dir": target})
+            expect_error_body(status, body, 409, "conflict")
+            # A parent that does not exist.
+            status, body = srv.admin("POST", "/v1/backup",
+                                     body={"dir": os.path.join(work, "no", "such")})
+            expect_error_body(status, body, 400, "bad_request")
+            fams = metrics(srv)
+            assert sample(fams, "ringpush_backups", "ringpush_backups_total", result="ok") == 1
+            a.close()
+            settle(srv, 2)
+        # Restore: a server started on the checkpoint directory.
+        with Server(shards=3, data=target) as srv2:
+            assert srv2.admin("GET", "/healthz")[0] == 200
+            b = srv2.login("bob", "d1")
+            r = expect_ok(b.request("history", conv=sent["conv"]))
+            bodies = [m["body"] for m in r["msgs"]]
+            assert "kept across restore" in bodies, r
+            b.close()
+            settle(srv2, 3)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    rptest.main()
