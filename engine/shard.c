@@ -83,6 +83,11 @@ static uint64_t env_now_ms(void *rt)
     return ((struct shard *)rt)->now_ms;
 }
 
+static void env_admin_done(void *rt, uint64_t tag, const struct chat_admin_result *res)
+{
+    admin_chat_done(rt, tag, res);
+}
+
 /* ---- cross-shard rings ---- */
 
 int shard_xsend(struct shard *sh, unsigned dst, const struct xmsg *m)
@@ -484,6 +489,7 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .write = env_write,
         .read = env_read,
         .now_ms = env_now_ms,
+        .admin_done = env_admin_done,
     };
     sh->chat = chat_new(&env);
     return sh->chat ? 0 : -ENOMEM;

@@ -16,6 +16,8 @@
  *     (a client trickling its headers byte by byte is closed then);
  *   - a response must be taken by the client within ADMIN_REQUEST_MS;
  *   - an idle keep-alive connection is closed after ADMIN_IDLE_MS.
+ *   - a request carried to the chat layer must be answered within
+ *     ADMIN_CHAT_MS (503 otherwise; a late answer is dropped).
  * A connection waiting for a backup has no deadline.
  *
  * Closing after an error response is "lingering": the write side is shut
@@ -34,6 +36,7 @@
 #include "engine/server.h"
 #include "engine/shard.h"
 #include "engine/uring.h"
+#include "protocol/req.h"
 
 #include <arpa/inet.h>
 #include <cJSON.h>
@@ -50,6 +53,7 @@
 #define ADMIN_REQUEST_MS 5000u
 #define ADMIN_IDLE_MS    15000u
 #define ADMIN_LINGER_MS  2000u
+#define ADMIN_CHAT_MS    10000u
 #define ADMIN_TICK_NS    250000000L
 
 enum aop { AOP_ACCEPT, AOP_RECV, AOP_SEND, AOP_TICK, AOP_EVENT, AOP_IGNORE };
@@ -63,6 +67,8 @@ struct aconn {
     bool waiting;              /* a request is being answered asynchronously */
     bool close_after;          /* close once the response has gone out */
     bool req_timed;            /* the current request's deadline is set */
+    uint32_t req_no;           /* requests answered so far: ties a chat result to its request */
+    enum route_id chat_route;  /* the endpoint a chat result answers */
     uint64_t deadline_ms;
     struct http_reader rd;
     struct buf pend; /* received bytes behind the request being answered */
@@ -200,6 +206,7 @@ static bool respond_prepare(struct admin *a, struct aconn *c, int status, bool k
     c->out_off = 0;
     c->close_after = !keep_alive;
     c->waiting = false;
+    c->req_no++;
     c->deadline_ms = a->sh->now_ms + ADMIN_REQUEST_MS;
     return keep_alive;
 }
@@ -311,24 +318,167 @@ static void backup_answer(struct admin *a, int res, uint64_t took_ms)
     }
 }
 
-/* POST /v1/messages, GET /v1/users/<u>, POST /v1/users/<u>/kick: these act on
- * the chat state of other shards, and the chat layer offers no admin entry
- * point to carry them there yet. The request is validated, then refused. */
+/*
+ * POST /v1/messages, GET /v1/users/<u>, POST /v1/users/<u>/kick act on the
+ * chat state of whichever shard is the user's home or the conversation's
+ * owner: the chat layer carries them there and answers through
+ * env->admin_done, which lands in admin_chat_done with the tag made here.
+ * A tag names (connection, generation, request number), so an answer that
+ * arrives after its request timed out is recognised and dropped.
+ */
+static uint64_t chat_tag(const struct admin *a, const struct aconn *c)
+{
+    return (uint64_t)c->req_no << 32 | (uint64_t)(c->gen & 0xffffffu) << 8 | aconn_idx(a, c);
+}
+
+static void chat_wait(struct admin *a, struct aconn *c, const struct http_req *req)
+{
+    c->waiting = true;
+    c->close_after = !req->keep_alive;
+    c->deadline_ms = a->sh->now_ms + ADMIN_CHAT_MS;
+}
+
+/* Referenced weakly: in a build whose chat layer does not implement its
+ * admin entry points (chat.h declares them), these endpoints answer 503. */
+#pragma weak chat_admin_send
+#pragma weak chat_admin_presence
+#pragma weak chat_admin_kick
+
+static bool chat_admin_linked(void)
+{
+    return chat_admin_send && chat_admin_presence && chat_admin_kick;
+}
+
 static void handle_chat(struct admin *a, struct aconn *c, const struct http_req *req,
                         const struct route_match *m)
 {
-    if (m->id == ROUTE_MESSAGES) {
-        struct route_message msg;
-        const char *why = NULL;
-        int r = route_parse_message(req->body, req->body_len, a->sh->cfg->max_body, &msg, &why);
-        if (r == -RP_EREQUEST || r == -RP_ETOOLARGE) {
-            respond_error(a, c, r == -RP_EREQUEST ? 400 : 413, why, req->keep_alive);
-            return;
-        }
-        route_message_deinit(&msg);
+    struct chat *chat = a->sh->chat;
+    if (!chat_admin_linked() && m->id != ROUTE_MESSAGES) {
+        respond_error(a, c, 503, "not available: the chat layer has no admin operations",
+                      req->keep_alive);
+        return;
     }
-    respond_error(a, c, 503, "not available: the chat layer has no admin operations in this build",
-                  req->keep_alive);
+    if (m->id == ROUTE_USER) {
+        chat_wait(a, c, req);
+        chat_admin_presence(chat, chat_tag(a, c), (struct strv){m->user, (uint32_t)m->user_len});
+        return;
+    }
+    if (m->id == ROUTE_KICK) {
+        chat_wait(a, c, req);
+        chat_admin_kick(chat, chat_tag(a, c), (struct strv){m->user, (uint32_t)m->user_len});
+        return;
+    }
+    struct route_message msg;
+    const char *why = NULL;
+    int r = route_parse_message(req->body, req->body_len, a->sh->cfg->max_body, &msg, &why);
+    if (r) {
+        respond_error(a, c,
+                      r == -RP_EREQUEST    ? 400
+                      : r == -RP_ETOOLARGE ? 413
+                                           : 503,
+                      why ? why : "out of memory", req->keep_alive);
+        return;
+    }
+    if (!chat_admin_linked()) {
+        route_message_deinit(&msg);
+        respond_error(a, c, 503, "not available: the chat layer has no admin operations",
+                      req->keep_alive);
+        return;
+    }
+    struct req send = {.op = OP_SEND};
+    if (msg.to[0])
+        send.to = strv_c(msg.to);
+    else
+        send.group = strv_c(msg.group);
+    send.cmid = strv_c(msg.cmid);
+    send.type = strv_c(msg.type);
+    send.body = (struct strv){msg.body, (uint32_t)msg.body_len};
+    chat_wait(a, c, req);
+    chat_admin_send(chat, chat_tag(a, c), strv_c(msg.from), &send);
+    route_message_deinit(&msg);
+}
+
+/* The HTTP status of a chat_admin_result error (see chat.h). */
+static int chat_status(int err)
+{
+    switch (err) {
+    case -RP_EREQUEST:
+        return 400;
+    case -EPERM:
+    case -EACCES:
+        return 403;
+    case -ENOENT:
+        return 404;
+    case -EEXIST:
+        return 409;
+    case -RP_ETOOLARGE:
+        return 413;
+    case -EAGAIN:
+        return 429;
+    case -RP_ESTORAGE:
+    case -RP_EFULL:
+    case -RP_ECLOSED:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static char *chat_json(enum route_id id, const struct chat_admin_result *res)
+{
+    char *text = NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    bool ok = true;
+    if (id == ROUTE_MESSAGES) {
+        char *conv = strndup(res->conv.p, res->conv.len); /* a view, not NUL-terminated */
+        ok = conv && cJSON_AddStringToObject(o, "conv", conv);
+        free(conv);
+        ok = ok && cJSON_AddNumberToObject(o, "seq", (double)res->seq) &&
+             cJSON_AddNumberToObject(o, "ts", (double)res->ts);
+        if (ok && res->dup)
+            ok = cJSON_AddTrueToObject(o, "dup") != NULL;
+    } else if (id == ROUTE_USER) {
+        cJSON *devs = NULL;
+        ok = cJSON_AddBoolToObject(o, "online", res->online) &&
+             (devs = cJSON_AddArrayToObject(o, "devices"));
+        for (uint32_t i = 0; ok && i < res->ndevices && i < CHAT_ADMIN_DEVICES_MAX; i++) {
+            char *v = strndup(res->devices[i].p, res->devices[i].len);
+            cJSON *d = v ? cJSON_CreateString(v) : NULL;
+            free(v);
+            ok = d && cJSON_AddItemToArray(devs, d);
+        }
+    } else {
+        ok = cJSON_AddNumberToObject(o, "kicked", res->kicked) != NULL;
+    }
+    if (ok)
+        text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+void admin_chat_done(struct shard *sh, uint64_t tag, const struct chat_admin_result *res)
+{
+    struct admin *a = sh->admin;
+    uint32_t idx = (uint32_t)tag & 0xffu, gen = (uint32_t)(tag >> 8) & 0xffffffu;
+    if (!a || idx >= ADMIN_MAX_CONNS)
+        return;
+    struct aconn *c = &a->conns[idx];
+    if (c->fd < 0 || c->closing || !c->waiting || (c->gen & 0xffffffu) != gen ||
+        c->req_no != (uint32_t)(tag >> 32))
+        return; /* timed out or gone */
+    bool keep = !c->close_after;
+    if (res->err) {
+        respond_error(a, c, chat_status(res->err), res->msg ? res->msg : err_str(res->err), keep);
+        return;
+    }
+    char *text = chat_json(c->chat_route, res);
+    if (text)
+        respond_json(a, c, 200, text, keep);
+    else
+        respond_error(a, c, 503, "out of memory", keep);
+    cJSON_free(text);
 }
 
 static void handle(struct admin *a, struct aconn *c, const struct http_req *req)
@@ -358,6 +508,7 @@ static void handle(struct admin *a, struct aconn *c, const struct http_req *req)
     case ROUTE_MESSAGES:
     case ROUTE_USER:
     case ROUTE_KICK:
+        c->chat_route = m.id;
         handle_chat(a, c, req, &m);
         break;
     default:
@@ -465,8 +616,14 @@ static void on_tick(struct admin *a)
     uint64_t now = a->sh->now_ms;
     for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++) {
         struct aconn *c = &a->conns[i];
-        if (c->fd < 0 || c->closing || c->waiting || now < c->deadline_ms)
+        if (c->fd < 0 || c->closing || now < c->deadline_ms)
             continue;
+        if (c->waiting) {
+            bool backup = a->backup.running && a->backup_idx == i && a->backup_gen == c->gen;
+            if (!backup)
+                respond_error(a, c, 503, "the request was not answered in time", !c->close_after);
+            continue;
+        }
         if (!c->lingering) {
             a->ctr.timeouts++;
             log_info("admin_timeout", "conn=%u started=%d", i, (int)http_reader_started(&c->rd));

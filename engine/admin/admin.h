@@ -22,6 +22,11 @@ int admin_start(struct shard *sh);
 /* A completion whose user_data carries UOP_ADMIN. */
 void admin_on_cqe(struct shard *sh, struct io_uring_cqe *cqe);
 
+/* The chat layer's answer to a chat_admin_* call made by the admin server
+ * (env->admin_done of shard 0): answers the HTTP request named by tag. res is
+ * borrowed for the call. */
+void admin_chat_done(struct shard *sh, uint64_t tag, const struct chat_admin_result *res);
+
 /* Stop accepting and close admin connections (graceful shutdown). */
 void admin_stop(struct shard *sh);
 

@@ -21,6 +21,22 @@ from rptest import Server, expect_ok
 REQUEST_TIMEOUT = 5.0  # ADMIN_REQUEST_MS: a request must arrive whole within this
 
 
+class AdminServer(Server):
+    """A Server that is ready once its admin port accepts too (the admin
+    listener opens on shard 0 independently of the client listeners)."""
+
+    def wait_ready(self):
+        super().wait_ready()
+
+        def admin_up():
+            try:
+                socket.create_connection((self.host, self.admin_port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        rptest.wait_until(admin_up, timeout=10.0, what="the admin port")
+
+
 # ---------------------------------------------------------------------------
 # A raw HTTP/1.1 client, for what http.client will not do (pipelining,
 # trickling bytes, oversized heads) and to read several responses on one socket.
@@ -119,7 +135,7 @@ def settle(srv, shards):
 
 
 def test_healthz_without_key():
-    with Server(shards=2) as srv:
+    with AdminServer(shards=2) as srv:
         status, body = srv.admin("GET", "/healthz", key="")
         assert status == 200 and body == {"status": "ok"}, (status, body)
         status, body = srv.admin("GET", "/healthz", key="wrong")
@@ -127,7 +143,7 @@ def test_healthz_without_key():
 
 
 def test_missing_or_wrong_key_401_and_nothing_happens():
-    with Server(shards=2) as srv:
+    with AdminServer(shards=2) as srv:
         target = os.path.join(tempfile.mkdtemp(prefix="rptest-bk-"), "snap")
         try:
             for key in ("", "wrong", srv.admin_key + "x", srv.admin_key[:-1]):
@@ -155,7 +171,7 @@ def test_missing_or_wrong_key_401_and_nothing_happens():
 
 
 def test_not_found():
-    with Server(shards=1) as srv:
+    with AdminServer(shards=1) as srv:
         for method, path in (("GET", "/"), ("GET", "/v1/nothing"), ("POST", "/metrics"),
                              ("GET", "/v1/backup"), ("GET", "/v1/users/bad%20id"),
                              ("POST", "/v1/users/alice/kick/now")):
@@ -164,7 +180,7 @@ def test_not_found():
 
 
 def test_bad_requests_400():
-    with Server(shards=1) as srv:
+    with AdminServer(shards=1) as srv:
         for body in ({}, {"dir": "relative/path"}, {"dir": 5}, ["x"]):
             status, resp = srv.admin("POST", "/v1/backup", body=body)
             expect_error_body(status, resp, 400, "bad_request")
@@ -198,7 +214,7 @@ def test_bad_requests_400():
 
 
 def test_body_over_limit_413():
-    with Server(shards=1) as srv:
+    with AdminServer(shards=1) as srv:
         # Declared over 64 KiB: refused from the head, the body is never read.
         big = json.dumps({"dir": "/tmp/" + "a" * 70000}).encode()
         r = Raw(srv)
@@ -237,7 +253,7 @@ def test_body_over_limit_413():
 
 
 def test_head_over_limit_413():
-    with Server(shards=1) as srv:
+    with AdminServer(shards=1) as srv:
         r = Raw(srv)
         r.send(req("GET", "/metrics", srv.admin_key, extra="X-Pad: %s\r\n" % ("p" * 9000)))
         status, headers, body = r.response()
@@ -253,7 +269,7 @@ def test_head_over_limit_413():
 
 
 def test_keep_alive_and_pipelining():
-    with Server(shards=2) as srv:
+    with AdminServer(shards=2) as srv:
         r = Raw(srv)
         key = srv.admin_key
         # Several requests one after another on one connection.
@@ -284,7 +300,7 @@ def test_keep_alive_and_pipelining():
 
 
 def test_slow_client_closed_others_served():
-    with Server(shards=2) as srv:
+    with AdminServer(shards=2) as srv:
         slow = Raw(srv)
         never = Raw(srv)
         never.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finishes its head
@@ -319,7 +335,7 @@ def test_slow_client_closed_others_served():
 
 
 def test_metrics_prometheus_text():
-    with Server(shards=2) as srv:
+    with AdminServer(shards=2) as srv:
         c = srv.login("mallory", "d1")
         c.ping()
         bad = rptest.Client(srv)
@@ -368,7 +384,7 @@ def test_backup_and_restore():
     work = tempfile.mkdtemp(prefix="rptest-bk-")
     target = os.path.join(work, "snap")
     try:
-        with Server(shards=2) as srv:
+        with AdminServer(shards=2) as srv:
             a = srv.login("alice", "d1")
             sent = expect_ok(a.send_message(to="bob", body="kept across restore", cmid="bk-1"))
             status, body = srv.admin("POST", "/v1/backup", body={"dir": target})
@@ -387,7 +403,7 @@ def test_backup_and_restore():
             a.close()
             settle(srv, 2)
         # Restore: a server started on the checkpoint directory.
-        with Server(shards=3, data=target) as srv2:
+        with AdminServer(shards=3, data=target) as srv2:
             assert srv2.admin("GET", "/healthz")[0] == 200
             b = srv2.login("bob", "d1")
             r = expect_ok(b.request("history", conv=sent["conv"]))
