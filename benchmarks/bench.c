@@ -49,6 +49,7 @@ struct mem {
     long rss_kb;     /* server VmRSS */
     long sock_pages; /* TCP socket memory of the whole machine */
     long tcp_inuse;
+    long slab_kb; /* kernel slab of the whole machine: sockets of both ends */
 };
 
 static void usage(void)
@@ -80,7 +81,15 @@ static void mem_read(const struct run *r, struct mem *m)
     char line[256];
     m->rss_kb = r->server_pid > 0 ? status_kb(r->server_pid, "VmRSS:") : -1;
     m->sock_pages = m->tcp_inuse = -1;
-    FILE *f = fopen("/proc/net/sockstat", "r");
+    m->slab_kb = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        while (fgets(line, sizeof(line), f))
+            if (strncmp(line, "Slab:", 5) == 0)
+                m->slab_kb = strtol(line + 5, NULL, 10);
+        fclose(f);
+    }
+    f = fopen("/proc/net/sockstat", "r");
     if (!f)
         return;
     while (fgets(line, sizeof(line), f)) {
@@ -293,6 +302,10 @@ static void print_json(const struct run *r, struct gen_shared *sh, const struct 
     if (n > 0 && before->rss_kb >= 0 && after->rss_kb >= 0)
         printf("\"rss_bytes_per_conn\":%.1f,",
                (double)(after->rss_kb - before->rss_kb) * 1024.0 / (double)n);
+    printf("\"slab_kb_before\":%ld,\"slab_kb_after\":%ld,", before->slab_kb, after->slab_kb);
+    if (n > 0 && before->slab_kb >= 0 && after->slab_kb >= 0)
+        printf("\"slab_bytes_per_conn\":%.1f,",
+               (double)(after->slab_kb - before->slab_kb) * 1024.0 / (double)n);
     if (n > 0 && before->sock_pages >= 0)
         printf("\"sock_bytes_per_conn\":%.1f,",
                (double)(after->sock_pages - before->sock_pages) * 4096.0 / (double)n);
@@ -326,7 +339,7 @@ static uint64_t wait_connected(const struct run *r, struct gen_shared *sh, uint6
 int main(int argc, char **argv)
 {
     struct run r;
-    struct mem before = {-1, -1, -1}, after = {-1, -1, -1};
+    struct mem before = {-1, -1, -1, -1}, after = {-1, -1, -1, -1};
     pid_t pids[GEN_MAX_WORKERS];
     uint64_t failed = 0, ready = 0;
     double connect_s = 0, elapsed = 0;
