@@ -6,6 +6,7 @@
  */
 #include "engine/chat/chat.h"
 
+#include "engine/chat/backend.h"
 #include "engine/chat/core.h"
 #include "engine/chat/friend.h"
 #include "engine/chat/session.h"
@@ -106,6 +107,14 @@ void chat_reply_remote(struct chat *c, unsigned home, conn_id_t conn, struct rbu
 
 void chat_fwd_frame(struct chat *c, const struct fwd *f, struct rbuf *fr)
 {
+    if (f->admin) {
+        /* admin requests are answered with results, never frames (backend.h) */
+        if (fr)
+            rbuf_unref(fr);
+        log_error("chat_admin_frame_reply", "op=%d", (int)f->req.op);
+        backend_reply_err(c, f, -EINVAL, "unexpected reply");
+        return;
+    }
     if (!fr) {
         fr = chat_err_frame(c, f->req.has_id, f->req.id, -ENOMEM, NULL);
         if (!fr)
@@ -116,6 +125,10 @@ void chat_fwd_frame(struct chat *c, const struct fwd *f, struct rbuf *fr)
 
 void chat_fwd_err(struct chat *c, const struct fwd *f, int err, const char *msg)
 {
+    if (f->admin) {
+        backend_reply_err(c, f, err, msg);
+        return;
+    }
     struct rbuf *fr = chat_err_frame(c, f->req.has_id, f->req.id, err, msg);
     if (fr)
         chat_reply_remote(c, f->home, f->conn, fr);
@@ -123,6 +136,10 @@ void chat_fwd_err(struct chat *c, const struct fwd *f, int err, const char *msg)
 
 void chat_fwd_ok(struct chat *c, const struct fwd *f)
 {
+    if (f->admin) {
+        backend_reply_err(c, f, -EINVAL, "unexpected reply");
+        return;
+    }
     if (enc_ok(&c->fb, f->req.id) == 0)
         chat_reply_remote(c, f->home, f->conn, chat_frame(&c->fb));
     buf_reset(&c->fb);
@@ -163,6 +180,12 @@ void chat_on_xmsg(struct chat *c, const struct xmsg *m)
         break;
     case XK_FRIEND:
         friend_on_peer(c, m->ptr);
+        break;
+    case XK_ADMIN:
+        backend_on_home(c, m->ptr, m->u64);
+        break;
+    case XK_ADMIN_DONE:
+        backend_on_done(c, m->ptr);
         break;
     default:
         log_warn("chat_xmsg_unknown", "kind=%u src=%u", m->kind, m->src);

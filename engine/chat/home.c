@@ -278,7 +278,8 @@ void home_on_deliver(struct chat *c, struct dlv *d)
 void home_on_reply(struct chat *c, struct rpl *r)
 {
     if (r->read_seq) {
-        struct session *s = home_session(c, r->conn);
+        /* an admin send has no frame and no connection (conn 0 is not a session) */
+        struct session *s = r->frame ? home_session(c, r->conn) : NULL;
         struct user *u = s ? s->u : home_user(c, r->user);
         struct uconv *uc = u ? map_get(&u->convs, r->conv.p, r->conv.len) : NULL;
         if (u && !uc && r->conv.p[0] == 'd')

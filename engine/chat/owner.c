@@ -9,6 +9,7 @@
  */
 #include "engine/chat/owner.h"
 
+#include "engine/chat/backend.h"
 #include "engine/chat/core.h"
 #include "engine/chat/group.h"
 #include "engine/chat/recall.h"
@@ -511,6 +512,8 @@ static void reply_dups(struct chat *c, struct orec *r, int err)
         r->dups = d->next;
         if (err < 0) {
             chat_fwd_err(c, d, err, NULL);
+        } else if (d->admin) {
+            backend_reply_send(c, d, (struct strv){r->cv->id, r->cv->idlen}, r->seq, r->ts, true);
         } else if (enc_send_ok(&c->fb, d->req.id, (struct strv){r->cv->id, r->cv->idlen}, r->seq,
                                r->ts, true) == 0) {
             chat_fwd_frame(c, d, chat_frame(&c->fb));
@@ -550,11 +553,17 @@ static void rec_done(struct chat *c, void *ctx, int err)
             log_error("chat_group_apply_oom", "conv=%.*s", (int)cv->idlen, cv->id);
         if (r->seq)
             fanout(c, r);
-        if (r->is_send && r->f->admin_tag == 0) {
+        if (r->is_send) {
             /* sending implies reading: the home moves the sender's read cursor */
+            if (r->f->admin) {
+                backend_reply_send(c, r->f, r->f->conv, r->seq, r->ts, false);
+                rbuf_unref(r->reply);
+                r->reply = NULL;
+            }
             struct rpl *p = rpl_new(r->f->conn, r->reply, r->f->user, r->f->conv, r->seq);
             if (!p || xfer_send(c, r->f->home, XK_REPLY, 0, p) < 0) {
-                rbuf_unref(r->reply);
+                if (r->reply)
+                    rbuf_unref(r->reply);
                 free(p);
             }
         } else {
@@ -770,6 +779,11 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     }
     if (d || f->dd_state == DD_HIT) {
         uint64_t dseq = d ? d->seq : f->dd_seq, dts = d ? d->ts : f->dd_ts;
+        if (f->admin) {
+            backend_reply_send(c, f, f->conv, dseq, dts, true);
+            free(f);
+            return 1;
+        }
         if (enc_send_ok(&c->fb, f->req.id, f->conv, dseq, dts, true) < 0) {
             buf_reset(&c->fb);
             return -ENOMEM;

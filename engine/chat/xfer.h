@@ -31,7 +31,8 @@ enum xkind {
     XK_DELIVER,              /* owner -> home: ptr struct dlv */
     XK_USER_FRAME,           /* any -> home: ptr struct ufr, a frame for all of a user's devices */
     XK_FRIEND,               /* home -> home: ptr struct fwd, the peer's half of a friend op */
-    XK_ADMIN_DONE,           /* home/owner -> origin shard: ptr struct admin_done */
+    XK_ADMIN,                /* caller -> home: ptr struct fwd, an admin call; u64 enum admin_op */
+    XK_ADMIN_DONE,           /* home/owner -> caller: ptr struct admin_done */
     XK__END
 };
 
@@ -42,11 +43,12 @@ enum xkind {
  * copied out of the frame. req's views point into the payload.
  */
 struct fwd {
-    struct fwd *next;   /* the owner's per-conversation queue */
-    conn_id_t conn;     /* 0 for admin requests */
-    uint32_t home;      /* the shard to reply to */
-    uint64_t admin_tag; /* non-zero: an admin request; the reply goes to env->admin_done */
-    uint32_t admin_shard;
+    struct fwd *next;     /* the owner's per-conversation queue */
+    conn_id_t conn;       /* 0 for admin requests */
+    uint32_t home;        /* the shard to reply to */
+    bool admin;           /* an admin request: the answer goes to env->admin_done ... */
+    uint32_t admin_shard; /* ... on this shard ... */
+    uint64_t admin_tag;   /* ... with this tag */
     struct strv user, dev, conv;
     struct req req;
     /* owner-side processing state */
@@ -62,14 +64,13 @@ struct fwd *fwd_new(const struct req *req, struct strv user, struct strv dev, st
                     conn_id_t conn, uint32_t home);
 
 /* A reply frame for a connection of the receiving home; when read_seq is set,
- * the user's read cursor of conv moves to it (sending implies reading). */
+ * the user's read cursor of conv moves to it (sending implies reading). An
+ * admin send has no connection: frame NULL, conn 0, only the cursor moves. */
 struct rpl {
     conn_id_t conn;
     struct rbuf *frame;
     uint64_t read_seq;
     struct strv user, conv;
-    uint64_t admin_tag; /* admin request: the completion goes to env->admin_done */
-    int admin_err;
     char data[];
 };
 

@@ -28,6 +28,7 @@ struct chat_config h_cfg = {.heartbeat_ms = 30000,
                             .max_group_size = 100000};
 uint64_t h_now; /* set from the wall clock: storage ages dedup records by it */
 int h_fail_writes;
+struct hadmin h_admin[H_ADMIN_MAX];
 
 struct qmsg {
     struct qmsg *next;
@@ -133,6 +134,38 @@ static int rt_read(void *rt, const struct stg_read *q, uint64_t tag)
     return storage_read(st, ((struct shard_rt *)rt)->idx, q, tag);
 }
 
+static void rt_admin_done(void *rt, uint64_t tag, const struct chat_admin_result *res)
+{
+    CHECK(tag > 0 && tag < H_ADMIN_MAX);
+    struct hadmin *a = &h_admin[tag];
+    int calls = a->calls;
+    memset(a, 0, sizeof(*a));
+    a->calls = calls + 1;
+    a->shard = ((struct shard_rt *)rt)->idx;
+    a->err = res->err;
+    if (res->err)
+        CHECK(res->msg && strlen(res->msg) > 0);
+    snprintf(a->msg, sizeof(a->msg), "%s", res->msg ? res->msg : "");
+    CHECK(res->conv.len < sizeof(a->conv));
+    memcpy(a->conv, res->conv.p, res->conv.len);
+    a->seq = res->seq;
+    a->ts = res->ts;
+    a->dup = res->dup;
+    a->online = res->online;
+    a->ndevices = res->ndevices;
+    CHECK(res->ndevices <= CHAT_ADMIN_DEVICES_MAX);
+    for (uint32_t i = 0; i < res->ndevices; i++) {
+        CHECK(res->devices[i].len < sizeof(a->devices[i]));
+        memcpy(a->devices[i], res->devices[i].p, res->devices[i].len);
+    }
+    a->kicked = res->kicked;
+}
+
+struct chat *h_chat(unsigned shard)
+{
+    return rts[shard].chat;
+}
+
 static uint64_t rt_now(void *rt)
 {
     return h_now;
@@ -160,7 +193,8 @@ void h_start(const char *dir, bool keep)
                                .xsend = rt_xsend,
                                .write = rt_write,
                                .read = rt_read,
-                               .now_ms = rt_now};
+                               .now_ms = rt_now,
+                               .admin_done = rt_admin_done};
         rts[i].chat = chat_new(&env);
         CHECK(rts[i].chat);
     }

@@ -77,6 +77,25 @@ uint64_t h_u(const msgpack_object *m, const char *k);
 bool h_is_ok(const msgpack_object *m);
 bool h_is_err(const msgpack_object *m, const char *code);
 
+/* The answers of admin calls, by tag (tags 1..H_ADMIN_MAX-1). */
+#define H_ADMIN_MAX 64
+struct hadmin {
+    int calls; /* how many times admin_done ran for the tag */
+    unsigned shard;
+    int err;
+    char msg[64];
+    char conv[160];
+    uint64_t seq, ts;
+    bool dup, online;
+    uint32_t ndevices;
+    char devices[CHAT_ADMIN_DEVICES_MAX][40];
+    uint32_t kicked;
+};
+extern struct hadmin h_admin[H_ADMIN_MAX];
+
+/* The chat of one shard (for the admin entry points). */
+struct chat *h_chat(unsigned shard);
+
 /* A direct send, a group send, both returning the id used. */
 uint32_t h_send_to(int conn, const char *to, const char *cmid, const char *body);
 uint32_t h_send_group(int conn, const char *gid, const char *cmid, const char *body);
