@@ -44,6 +44,7 @@ int conn_table_init(struct shard *sh, uint32_t capacity)
         sh->conns[i].misc_next = i + 1 < capacity ? i + 1 : CONN_NONE;
     sh->free_head = 0;
     sh->flush_head = sh->dead_head = sh->rearm_head = sh->handoff_head = CONN_NONE;
+    sh->ready_head = CONN_NONE;
     for (uint32_t i = 0; i < WHEEL_SLOTS; i++)
         sh->wheel[i] = CONN_NONE;
     return 0;
@@ -58,6 +59,13 @@ static void wsx_free(struct conn_ws *wsx)
     ws_free(wsx->ws);
     buf_deinit(&wsx->hs);
     free(wsx);
+}
+
+static void hold_free(struct hold *h)
+{
+    if (h)
+        free(h->data);
+    free(h);
 }
 
 void handoff_free(struct handoff *ho)
@@ -79,6 +87,7 @@ void conn_table_deinit(struct shard *sh)
         frame_dec_deinit(&c->dec);
         handoff_free(c->ho);
         wsx_free(c->wsx);
+        hold_free(c->hold);
     }
     free(sh->conns);
     free(sh->wheel);
@@ -226,6 +235,7 @@ void conn_free_dead(struct shard *sh)
         frame_dec_deinit(&c->dec);
         handoff_free(c->ho);
         wsx_free(c->wsx);
+        hold_free(c->hold);
         uint32_t gen = c->gen;
         memset(c, 0, sizeof(*c));
         c->gen = gen;
@@ -554,7 +564,8 @@ void conn_rearm_all(struct shard *sh)
         struct conn *c = &sh->conns[sh->rearm_head];
         sh->rearm_head = c->misc_next;
         c->flags &= (uint16_t)~CONN_F_IN_REARM;
-        if ((c->state == CONN_EDGE || c->state == CONN_HOME) && !(c->flags & CONN_F_RECV))
+        if ((c->state == CONN_EDGE || c->state == CONN_HOME) &&
+            !(c->flags & (CONN_F_RECV | CONN_F_HELD)))
             conn_arm_recv(sh, c);
     }
 }
@@ -573,14 +584,50 @@ static bool rate_allow(struct shard *sh, struct conn *c)
     return true;
 }
 
+#define HOLD_PAUSE (256u * 1024u)
+
+/* Keep a frame until the session is ready. Past HOLD_PAUSE bytes the
+ * connection stops reading (its recv is cancelled) until then. */
+static bool hold_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len)
+{
+    struct hold *h = c->hold;
+    if (h->len + FRAME_HDR + len > h->cap) {
+        uint32_t cap = h->cap ? h->cap : 1024;
+        while (cap < h->len + FRAME_HDR + len)
+            cap *= 2;
+        uint8_t *p = realloc(h->data, cap);
+        if (!p) {
+            conn_close(sh, c, NULL);
+            return false;
+        }
+        h->data = p;
+        h->cap = cap;
+    }
+    uint8_t *p = h->data + h->len;
+    p[0] = (uint8_t)(len >> 24);
+    p[1] = (uint8_t)(len >> 16);
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+    memcpy(p + FRAME_HDR, frame, len);
+    h->len += FRAME_HDR + len;
+    if (h->len > HOLD_PAUSE && (c->flags & CONN_F_RECV)) {
+        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+        io_uring_prep_cancel64(sqe, ud_pack(UOP_RECV, conn_slot(sh, c), c->gen), 0);
+        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+    }
+    return true;
+}
+
 /* Handle one complete frame. Returns false when the connection stops reading
  * (closing, or handing over). */
 static bool on_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len)
 {
     struct req req;
     const char *msg = NULL;
-    sh->stats.frames_in++;
     c->last_rx = sh->tick;
+    if (c->flags & CONN_F_HELD)
+        return hold_frame(sh, c, frame, len);
+    sh->stats.frames_in++;
     int r = req_decode(&sh->dec, &sh->lim, frame, len, &req, &msg);
     if (r == -RP_EFRAME) {
         conn_send_error(sh, c, false, 0, CODE_BAD_FRAME, "not exactly one msgpack map");
@@ -706,6 +753,8 @@ static void ws_input(struct shard *sh, struct conn *c, const uint8_t *data, size
         conn_close(sh, c, NULL);
 }
 
+static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
 void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
     if (!c->wsx) {
@@ -713,15 +762,7 @@ void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t l
         return;
     }
     /* A WebSocket client's leftovers are whole frames with a length prefix. */
-    while (len >= FRAME_HDR && c->state == CONN_HOME) {
-        uint32_t n =
-            (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
-        if (n > len - FRAME_HDR)
-            break;
-        on_frame(sh, c, data + FRAME_HDR, n);
-        data += FRAME_HDR + n;
-        len -= FRAME_HDR + n;
-    }
+    replay_frames(sh, c, data, len);
 }
 
 void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
@@ -788,7 +829,7 @@ void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe)
     if (!c || more)
         return;
     c->flags &= (uint16_t)~CONN_F_RECV;
-    if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
+    if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED)) {
         /* End of stream or a socket error: the peer is gone. */
         if (c->state == CONN_EDGE || c->state == CONN_HOME)
             conn_close(sh, c, NULL);
@@ -802,4 +843,42 @@ void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe)
         }
     }
     conn_op_done(sh, c);
+}
+
+void conn_ready(struct shard *sh, struct conn *c)
+{
+    if (!(c->flags & CONN_F_HELD))
+        return;
+    c->flags &= (uint16_t)~CONN_F_HELD;
+    c->hold->next = sh->ready_head;
+    sh->ready_head = conn_slot(sh, c);
+}
+
+static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    while (len >= FRAME_HDR && c->state == CONN_HOME) {
+        uint32_t n =
+            (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+        if (n > len - FRAME_HDR)
+            break;
+        on_frame(sh, c, data + FRAME_HDR, n);
+        data += FRAME_HDR + n;
+        len -= FRAME_HDR + n;
+    }
+}
+
+void conn_ready_all(struct shard *sh)
+{
+    while (sh->ready_head != CONN_NONE) {
+        struct conn *c = &sh->conns[sh->ready_head];
+        struct hold *h = c->hold;
+        sh->ready_head = h->next;
+        c->hold = NULL;
+        if (c->state == CONN_HOME) {
+            replay_frames(sh, c, h->data, h->len);
+            if (c->state == CONN_HOME && !(c->flags & CONN_F_RECV))
+                conn_arm_recv(sh, c);
+        }
+        hold_free(h);
+    }
 }

@@ -39,6 +39,7 @@ enum {
     CONN_F_FD_CLOSING = 1u << 6, /* the direct descriptor is being closed */
     CONN_F_HANDED = 1u << 7,     /* the socket now belongs to another shard */
     CONN_F_PROBED = 1u << 8,     /* the first byte told TCP frames from WebSocket */
+    CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
 };
 
 #define CONN_NONE UINT32_MAX
@@ -98,6 +99,14 @@ struct handoff {
     struct conn_ws *wsx; /* a WebSocket client's framing state, moved along */
 };
 
+/* Frames a hello'd connection sent before its session was ready, kept with
+ * their length prefixes and replayed in order once it is. */
+struct hold {
+    uint32_t next; /* the shard's ready list, by connection slot */
+    uint32_t len, cap;
+    uint8_t *data;
+};
+
 struct conn {
     uint32_t gen;
     uint32_t fd; /* direct descriptor slot */
@@ -114,6 +123,7 @@ struct conn {
     struct outq *oq;
     struct handoff *ho;
     struct conn_ws *wsx;
+    struct hold *hold;
 };
 
 static inline conn_id_t conn_id(const struct shard *sh, const struct conn *c, uint32_t slot)
@@ -171,6 +181,11 @@ void conn_adopt(struct shard *sh, struct handoff *ho);
 
 /* Frees a handoff and everything it carries; NULL is accepted. */
 void handoff_free(struct handoff *ho);
+
+/* The chat layer's session for c is ready: replay what was held (from the
+ * loop's ready phase). */
+void conn_ready(struct shard *sh, struct conn *c);
+void conn_ready_all(struct shard *sh);
 
 /* Appends a complete frame (prefix + payload) to a handoff's leftover bytes. */
 bool hello_buffer_frame(struct shard *sh, struct conn *c, const uint8_t *msg, size_t len);

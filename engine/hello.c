@@ -41,8 +41,14 @@ static void handoff_push(struct shard *sh, struct conn *c)
 static void start_session(struct shard *sh, struct conn *c, struct strv user, struct strv device,
                           bool resume, uint32_t hello_id)
 {
+    c->hold = calloc(1, sizeof(*c->hold));
+    if (!c->hold) {
+        conn_send_error(sh, c, true, hello_id, CODE_UNAVAILABLE, "out of memory");
+        conn_close(sh, c, NULL);
+        return;
+    }
     c->state = CONN_HOME;
-    c->flags |= CONN_F_CHAT;
+    c->flags |= CONN_F_CHAT | CONN_F_HELD;
     c->last_rx = sh->tick;
     conn_timer_reset(sh, c);
     sh->stats.hello_ok++;

@@ -61,6 +61,14 @@ static void env_close(void *rt, conn_id_t id, const char *reason)
         conn_close(sh, c, reason);
 }
 
+static void env_ready(void *rt, conn_id_t id)
+{
+    struct shard *sh = rt;
+    struct conn *c = conn_get(sh, id);
+    if (c && c->state == CONN_HOME)
+        conn_ready(sh, c);
+}
+
 static int env_xsend(void *rt, unsigned dst, const struct xmsg *m)
 {
     return shard_xsend(rt, dst, m);
@@ -383,10 +391,12 @@ static void loop(struct shard *sh)
             chat_on_tick(sh->chat);
         }
         hello_handoffs(sh);
+        conn_ready_all(sh);
         chat_flush(sh->chat);
         conn_flush_all(sh);
         xcore_publish(sh);
         conn_rearm_all(sh);
+        conn_ready_all(sh); /* nothing on the ready list may be freed below */
         conn_free_dead(sh);
 
         if (sh->stopping) {
@@ -485,6 +495,7 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .cfg = &srv->chat_cfg,
         .send = env_send,
         .close = env_close,
+        .ready = env_ready,
         .xsend = env_xsend,
         .write = env_write,
         .read = env_read,

@@ -57,6 +57,7 @@ struct shard {
     uint32_t dead_head;    /* connections whose last operation completed */
     uint32_t rearm_head;   /* connections whose multishot recv must be re-armed */
     uint32_t handoff_head; /* edge connections waiting to be handed to their home */
+    uint32_t ready_head;   /* sessions that became ready: replay their held frames */
 
     /* timing wheel: one slot per second */
     uint32_t *wheel;

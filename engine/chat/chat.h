@@ -75,6 +75,14 @@ struct chat_env {
      */
     int (*send)(void *rt, conn_id_t conn, struct rbuf *frame);
 
+    /*
+     * The session of a hello'd connection may take requests now (its user's
+     * state is loaded). Until then the runtime holds the connection's frames:
+     * nothing reaches chat_on_request before this call. Call it once per
+     * session; calling it for a gone connection is harmless.
+     */
+    void (*ready)(void *rt, conn_id_t conn);
+
     /* Close a connection once what is queued for it has gone out, preceded by
      * {"op":"bye","reason":reason} unless reason is NULL. chat_on_close follows. */
     void (*close)(void *rt, conn_id_t conn, const char *reason);

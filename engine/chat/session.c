@@ -479,11 +479,16 @@ static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
             map_put(&s->acks, p[2].p, (uint32_t)p[2].len, map_u64(v));
     }
     stg_result_free(res);
-    if (!s->closed && s->state == S_CATCHUP) {
-        if (err < 0)
+    if (!s->closed) {
+        if (err < 0) {
+            /* without its cursors the session cannot be served: the client reconnects */
             c->env.close(c->env.rt, s->conn, NULL);
-        else
-            read_catchup(c, s);
+        } else {
+            if (c->env.ready)
+                c->env.ready(c->env.rt, s->conn);
+            if (s->state == S_CATCHUP)
+                read_catchup(c, s);
+        }
     }
     session_unref(c, s);
 }
@@ -498,7 +503,7 @@ static void session_start(struct chat *c, struct session *s)
                             on_acks, s, 0);
     if (rc == 0)
         s->refs++;
-    else if (s->resume)
+    else
         c->env.close(c->env.rt, s->conn, NULL);
 }
 
