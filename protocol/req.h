@@ -116,14 +116,13 @@ void req_decoder_deinit(struct req_decoder *d);
  * into decoder storage for the users array) and are valid until the next
  * req_decode on this decoder or until the frame bytes go.
  *
- * Returns 0; -RP_EFRAME (not exactly one map: fatal); -RP_EREQUEST (missing or
- * mistyped field, bad id charset/length, unknown op, reserved type `event`,
- * `recall` or `recalled`, both or neither of to/group, ...) with *errmsg set to
- * a short static text; -RP_ETOOLARGE (body > max_body, more than max_users
- * ids) with *errmsg set; -ENOMEM (users storage). On -RP_EREQUEST and
- * -RP_ETOOLARGE, out->has_id/out->id/out->op are filled when they could be
- * read, so the error reply can echo the id (out->op is OP__COUNT when unknown).
- * errmsg may be NULL.
+ * Returns 0; -RP_EFRAME (not exactly one map, or a key that is not a string: fatal); -RP_EREQUEST
+ * (missing or mistyped field, bad id charset/length, unknown op, reserved type `event`, `recall` or
+ * `recalled`, both or neither of to/group, ...) with *errmsg set to a short static text;
+ * -RP_ETOOLARGE (body > max_body, more than max_users ids) with *errmsg set; -ENOMEM (users
+ * storage). On -RP_EREQUEST and -RP_ETOOLARGE, out->has_id/out->id/out->op are filled when they
+ * could be read, so the error reply can echo the id (out->op is OP__COUNT when unknown). errmsg may
+ * be NULL.
  */
 int req_decode(struct req_decoder *d, const struct req_limits *lim, const uint8_t *frame,
                uint32_t len, struct req *out, const char **errmsg);
