@@ -56,13 +56,19 @@ def settle_rss(srv, seconds=1.0):
 def catchup(c, timeout=30.0):
     """After a hello with resume: every msg push up to synced, as a dict
     conv -> [seq, ...] in arrival order, and the list of msg frames."""
-    per_conv, frames = {}, []
+    per_conv, frames, others = {}, [], []
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError("no synced within %.0fs" % timeout)
-        p = c.push(timeout=left)
+        try:
+            p = c.push(timeout=left)
+        except ConnectionClosed:
+            raise ConnectionClosed("closed after %d catch-up entries, before synced; "
+                                   "other pushes: %r" % (len(frames), others))
+        if p.get("op") not in ("msg", "synced"):
+            others.append(p)
         if p.get("op") == "synced":
             return per_conv, frames
         if p.get("op") == "msg":
