@@ -1,0 +1,138 @@
+// Groups and friends against a live ringpushd: create, invite, event entries
+// pushed to members, group sends, roles, info, members, list, update, leave,
+// kick, dismiss; friend request, accept, list, remove and their pushes.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { groupConv } from "../dist/index.js";
+import { haveServer, login, Server, sleep, waitFor } from "./helpers.mjs";
+
+const skip = haveServer() ? false : "ringpushd binary not found (set RINGPUSHD)";
+
+describe("groups and friends", { skip }, () => {
+  let srv;
+  before(async () => {
+    srv = await new Server({ shards: 2 }).start();
+  });
+  after(async () => {
+    await srv.dispose();
+  });
+
+  test("a group's life: create, invite, send, roles, update, leave, kick, dismiss", async () => {
+    const own = await login(srv, "gr_own");
+    const m1 = await login(srv, "gr_m1");
+    const m2 = await login(srv, "gr_m2");
+    try {
+      const g = await own.groups.create({ name: "team", members: ["gr_m1"], group: "team-js" });
+      assert.deepEqual(g, { group: "team-js", conv: groupConv("team-js") });
+      await assert.rejects(own.groups.create({ name: "again", group: "team-js" }), (e) => e.code === "conflict");
+
+      await waitFor(() => m1.log.msg.some((m) => m.type === "event"), { what: "create event" });
+      const created = m1.log.msg.find((m) => m.type === "event");
+      assert.equal(created.conv, g.conv);
+      assert.equal(created.from, "gr_own");
+      assert.equal(created.data.kind, "create");
+
+      await m1.groups.invite("team-js", ["gr_m2"]); // any member may invite
+      await waitFor(() => m2.log.msg.some((m) => m.data?.kind === "invite"), { what: "invite event to m2" });
+
+      const sent = await m2.send({ group: "team-js", body: "hi team" });
+      assert.equal(sent.conv, g.conv);
+      await waitFor(() => own.log.msg.some((m) => m.body === "hi team"), { what: "group msg to owner" });
+      await waitFor(() => m1.log.msg.some((m) => m.body === "hi team"), { what: "group msg to m1" });
+
+      const info = await m1.groups.info("team-js");
+      assert.equal(info.name, "team");
+      assert.equal(info.owner, "gr_own");
+      assert.equal(info.count, 3);
+      assert.equal(info.last_seq, sent.seq);
+
+      const { members, more } = await own.groups.members("team-js");
+      assert.equal(more, false);
+      assert.deepEqual(members.map((m) => `${m.user}:${m.role}`).sort(), ["gr_m1:member", "gr_m2:member", "gr_own:owner"]);
+      const page = await own.groups.members("team-js", { limit: 1 });
+      assert.equal(page.members.length, 1);
+      assert.equal(page.more, true);
+
+      const list = await m2.groups.list();
+      assert.deepEqual(list, [{ group: "team-js", name: "team", role: "member" }]);
+
+      await assert.rejects(m1.groups.update("team-js", { name: "mine" }), (e) => e.code === "forbidden");
+      await own.groups.admin("team-js", "gr_m1", true);
+      await m1.groups.update("team-js", { name: "renamed", notice: "be nice" });
+      await waitFor(() => m2.log.msg.some((m) => m.data?.kind === "update"), { what: "update event" });
+      const upd = m2.log.msg.find((m) => m.data?.kind === "update");
+      assert.equal(upd.data.name, "renamed");
+      await m2.groups.nick("team-js", "twoey");
+      await m2.groups.remark("team-js", "my note");
+      const i2 = await m2.groups.info("team-js");
+      assert.equal(i2.remark, "my note");
+      assert.equal(i2.notice, "be nice");
+
+      await assert.rejects(own.groups.leave("team-js"), (e) => e.code === "forbidden");
+      await m2.groups.leave("team-js");
+      await assert.rejects(m2.send({ group: "team-js", body: "x" }), (e) => e.code === "forbidden");
+
+      await m1.groups.kick("team-js", ["gr_own"]).catch((e) => assert.equal(e.code, "forbidden"));
+      await own.groups.kick("team-js", ["gr_m1"]);
+      await waitFor(() => m1.log.msg.some((m) => m.data?.kind === "kick"), { what: "kick event to kicked" });
+
+      await own.groups.dismiss("team-js");
+      await assert.rejects(own.send({ group: "team-js", body: "x" }), (e) => e.code === "not_found");
+      await assert.rejects(m2.groups.join("team-js"), (e) => e.code === "not_found");
+    } finally {
+      own.close();
+      m1.close();
+      m2.close();
+    }
+  });
+
+  test("an open group can be joined; a closed one cannot", async () => {
+    const own = await login(srv, "gj_own");
+    const u = await login(srv, "gj_u");
+    try {
+      const { group } = await own.groups.create({ name: "lobby" });
+      await assert.rejects(u.groups.join(group), (e) => e.code === "forbidden");
+      await own.groups.update(group, { open: true });
+      await u.groups.join(group);
+      await waitFor(() => own.log.msg.some((m) => m.data?.kind === "join"), { what: "join event" });
+      const r = await u.send({ group, body: "joined" });
+      const h = await u.history(r.conv);
+      assert.ok(h.msgs.length >= 1, "a member reads from the entry that added them");
+      assert.equal(h.msgs.at(-1).body, "joined");
+    } finally {
+      own.close();
+      u.close();
+    }
+  });
+
+  test("friends: request, accept, list, remove, each with its push", async () => {
+    const a = await login(srv, "f_ana");
+    const b = await login(srv, "f_ben");
+    try {
+      await a.friends.request("f_ben", "hello there");
+      await waitFor(() => b.log.friend.length === 1, { what: "request push" });
+      assert.deepEqual(b.log.friend[0], { op: "friend", event: "request", from: "f_ana", note: "hello there" });
+      const pending = await b.friends.list();
+      assert.equal(pending.requests.length, 1);
+      assert.equal(pending.requests[0].from, "f_ana");
+      assert.equal(pending.requests[0].note, "hello there");
+
+      await b.friends.accept("f_ana");
+      await waitFor(() => a.log.friend.some((f) => f.event === "added"), { what: "added to a" });
+      await waitFor(() => b.log.friend.some((f) => f.event === "added"), { what: "added to b" });
+      assert.equal(a.log.friend.find((f) => f.event === "added").user, "f_ben");
+      const la = await a.friends.list();
+      assert.deepEqual(la.friends.map((f) => f.user), ["f_ben"]);
+      assert.ok(la.friends[0].since > 0);
+
+      await a.friends.remove("f_ben");
+      await waitFor(() => b.log.friend.some((f) => f.event === "removed"), { what: "removed to b" });
+      await sleep(50);
+      assert.deepEqual((await b.friends.list()).friends, []);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
