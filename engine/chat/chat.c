@@ -36,10 +36,44 @@ struct chat *chat_new(const struct chat_env *env)
     return c;
 }
 
+/* The env of a chat being freed: connections and rings are gone. */
+static int gone_send(void *rt, conn_id_t conn, struct rbuf *frame)
+{
+    return -ENOENT;
+}
+
+static void gone_close(void *rt, conn_id_t conn, const char *reason)
+{
+}
+
+static int gone_xsend(void *rt, unsigned dst, const struct xmsg *m)
+{
+    return -RP_ECLOSED; /* kept in the outbox, freed with it */
+}
+
+static int gone_write(void *rt, struct stg_batch *b, uint64_t tag)
+{
+    return -RP_ECLOSED; /* the batch stays with the caller */
+}
+
+static int gone_read(void *rt, const struct stg_read *q, uint64_t tag)
+{
+    return -RP_ECLOSED;
+}
+
 void chat_free(struct chat *c)
 {
     if (!c)
         return;
+    /* release what outstanding reads and writes hold (the runtime may stop
+     * with storage work in flight) without reaching the runtime */
+    c->env.send = gone_send;
+    c->env.close = gone_close;
+    c->env.xsend = gone_xsend;
+    c->env.write = gone_write;
+    c->env.read = gone_read;
+    c->env.admin_done = NULL;
+    io_abort(c);
     owner_deinit(c);
     home_deinit(c);
     chat_xfer_release(c);

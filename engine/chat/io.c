@@ -113,6 +113,8 @@ int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, 
 {
     struct io *io = &c->io;
     uint32_t i;
+    if (io->closed)
+        return -RP_ECLOSED;
     int rc = slot_alloc(io, &i);
     if (rc < 0)
         return rc;
@@ -204,6 +206,8 @@ struct stg_batch *io_batch(struct chat *c)
 int io_on_commit(struct chat *c, io_write_cb cb, void *ctx)
 {
     struct io *io = &c->io;
+    if (io->closed)
+        return -RP_ECLOSED;
     if (io->nstaged == io->cap_staged) {
         uint32_t nc = io->cap_staged ? io->cap_staged * 2 : 64;
         struct io_commit *n = realloc(io->staged_cbs, nc * sizeof(*n));
@@ -221,7 +225,7 @@ void io_poison(struct chat *c)
     c->io.poisoned = true;
 }
 
-static void fail_staged(struct chat *c)
+static void fail_staged(struct chat *c, int err)
 {
     struct io *io = &c->io;
     uint32_t n = io->nstaged;
@@ -232,8 +236,43 @@ static void fail_staged(struct chat *c)
     stg_batch_free(io->staged);
     io->staged = NULL;
     for (uint32_t i = 0; i < n; i++)
-        cbs[i].cb(c, cbs[i].ctx, -RP_ESTORAGE);
+        cbs[i].cb(c, cbs[i].ctx, err);
     free(cbs);
+}
+
+void io_abort(struct chat *c)
+{
+    struct io *io = &c->io;
+    io->closed = true;
+    io->retry_head = io->retry_tail = NIL;
+    bool any = true;
+    /* a callback may release something whose own callback is still pending: repeat */
+    while (any) {
+        any = false;
+        if (io->in_flight) {
+            io->in_flight = false;
+            uint32_t n = io->nflight;
+            io->nflight = 0;
+            for (uint32_t i = 0; i < n; i++)
+                io->flight_cbs[i].cb(c, io->flight_cbs[i].ctx, -RP_ECLOSED);
+            any = true;
+        }
+        if (io->nstaged || io->staged) {
+            any |= io->nstaged > 0;
+            fail_staged(c, -RP_ECLOSED);
+        }
+        for (uint32_t i = 0; i < io->nslots; i++) {
+            struct io_read_slot *s = &io->slots[i];
+            if (!s->used)
+                continue;
+            io_read_cb cb = s->cb;
+            void *ctx = s->ctx;
+            uint64_t arg = s->arg;
+            slot_free(io, i);
+            cb(c, ctx, arg, -RP_ECLOSED, NULL);
+            any = true;
+        }
+    }
 }
 
 void io_flush(struct chat *c)
@@ -241,7 +280,7 @@ void io_flush(struct chat *c)
     struct io *io = &c->io;
     retry_reads(c);
     if (io->poisoned && !io->in_flight) {
-        fail_staged(c);
+        fail_staged(c, -RP_ESTORAGE);
         return;
     }
     if (io->in_flight || !io->staged || (stg_batch_count(io->staged) == 0 && io->nstaged == 0))

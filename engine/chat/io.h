@@ -48,7 +48,7 @@ struct io {
     struct stg_batch *staged;
     struct io_commit *staged_cbs, *flight_cbs;
     uint32_t nstaged, cap_staged, nflight, cap_flight;
-    bool in_flight, poisoned;
+    bool in_flight, poisoned, closed;
     uint64_t write_tag;
 };
 
@@ -88,6 +88,15 @@ void io_poison(struct chat *c);
 
 /* Submit the staged batch when none is in flight, and retry refused reads. */
 void io_flush(struct chat *c);
+
+/*
+ * Shutdown with work outstanding (the runtime stops without waiting for
+ * storage): every pending read and every staged or in-flight commit callback
+ * runs now with -RP_ECLOSED, so that what they hold is released; from then on
+ * io_read and io_on_commit refuse with -RP_ECLOSED. The env must no longer
+ * reach connections or rings (chat_free swaps it first).
+ */
+void io_abort(struct chat *c);
 
 /* Route a storage completion to its callback. Returns false for a tag not ours. */
 bool io_on_storage(struct chat *c, struct stg_done *d);

@@ -50,6 +50,11 @@ void h_stop(void);
 
 /* Run every shard's loop until nothing happens for a while. */
 void h_settle(void);
+/* One turn of every shard's loop; true if anything happened. */
+bool h_step(void);
+/* Stop as the runtime may: free the shards with reads and writes still in
+ * flight (their completions never arrive), then close storage. */
+void h_stop_abrupt(void);
 
 /* hello as (user, dev) on the user's home; returns the connection index. */
 int h_hello(const char *user, const char *dev, bool resume);
@@ -59,6 +64,8 @@ struct hconn *h_conn(int conn);
 /* Requests (views into static storage are fine: the chat copies). */
 struct req h_req(int op, uint32_t id);
 void h_request(int conn, const struct req *r);
+/* The same without settling afterwards. */
+void h_request_nosettle(int conn, const struct req *r);
 
 /* The next frame on conn (NULL if none); frames with op in skip_ops are passed over when skip. */
 const msgpack_object *h_next(int conn);

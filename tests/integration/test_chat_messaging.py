@@ -1,0 +1,326 @@
+"""
+Messaging (PROTOCOL §4-5) against live ringpushd processes: send and its every
+error, multi-device pushes, offline catch-up with and without acks,
+catchup_limit with history filling the gap, read/unread across devices,
+sync, history, recall rules, and dedup across restarts (SIGTERM and SIGKILL).
+"""
+
+import socket
+import time
+
+import rptest
+from rptest import Server, expect_error, expect_ok
+
+
+def login(srv, user, device="d1", resume=True):
+    """A session; with resume, the catch-up pushes up to synced are returned too."""
+    c = srv.login(user, device, resume=resume)
+    got = []
+    if resume:
+        while True:
+            p = c.push(timeout=10)
+            if p["op"] == "synced":
+                break
+            got.append(p)
+    return c, got
+
+
+def port_released(srv, timeout=10.0):
+    """After a SIGKILL the kernel tears the io_uring instance down asynchronously,
+    and the dead server's listener may accept (and reset) for a moment: wait
+    until the port refuses."""
+    def refused():
+        try:
+            socket.create_connection((srv.host, srv.port), timeout=0.5).close()
+            return False
+        except OSError:
+            return True
+    rptest.wait_until(refused, timeout, what="the killed server's port to close")
+
+
+def msgs(c, n, timeout=10):
+    return [c.push("msg", timeout=timeout) for _ in range(n)]
+
+
+def test_send_push_multi_device_and_errors():
+    with Server(shards=2) as srv:
+        a1, _ = login(srv, "alice", "phone")
+        a2, _ = login(srv, "alice", "laptop")
+        b1, _ = login(srv, "bob", "phone")
+        r = expect_ok(a1.send_message(to="bob", body="hi", cmid="m1"))
+        assert r["conv"] == "d:alice:bob" and r["seq"] == 1 and isinstance(r["ts"], int), r
+        assert "dup" not in r, r
+        for c in (b1, a2):
+            p = c.push("msg")
+            assert p == {"op": "msg", "conv": "d:alice:bob", "seq": 1, "from": "alice",
+                         "dev": "phone", "cmid": "m1", "type": "text", "body": "hi",
+                         "ts": r["ts"]}, p
+        a1.no_push(0.3, op="msg")  # not to the sending device
+        # body keeps its msgpack type; any type name the server does not reserve
+        r = expect_ok(b1.send_message(to="alice", body=b"\x00\xff", type="x-custom"))
+        for c in (a1, a2):
+            p = c.push("msg")
+            assert p["body"] == b"\x00\xff" and p["type"] == "x-custom" and p["seq"] == 2, p
+        # to oneself: one conversation d:bob:bob, the other devices get it
+        b2, _ = login(srv, "bob", "tablet")
+        r = expect_ok(b1.send_message(to="bob", body="note"))
+        assert r["conv"] == "d:bob:bob" and r["seq"] == 1, r
+        assert b2.push("msg")["conv"] == "d:bob:bob"
+        b1.no_push(0.3, op="msg")
+        # every error of send; the connection stays usable after each
+        big = "x" * 32769
+        cases = [
+            ({"to": "bob", "group": "g", "cmid": "e1", "type": "text", "body": "x"}, "bad_request"),
+            ({"cmid": "e2", "type": "text", "body": "x"}, "bad_request"),
+            ({"to": "bob", "type": "text", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e3", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e4", "type": "text"}, "bad_request"),
+            ({"to": "bob", "cmid": "", "type": "text", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "c" * 65, "type": "text", "body": "x"}, "bad_request"),
+            ({"to": "bo b", "cmid": "e5", "type": "text", "body": "x"}, "bad_request"),
+            ({"to": "b" * 65, "cmid": "e6", "type": "text", "body": "x"}, "bad_request"),
+            ({"to": 7, "cmid": "e7", "type": "text", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e8", "type": "t" * 17, "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e9", "type": "event", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e10", "type": "recall", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e11", "type": "recalled", "body": "x"}, "bad_request"),
+            ({"to": "bob", "cmid": "e12", "type": "text", "body": 5}, "bad_request"),
+            ({"to": "bob", "cmid": "e13", "type": "text", "body": big}, "too_large"),
+            ({"group": "nosuch", "cmid": "e14", "type": "text", "body": "x"}, "not_found"),
+        ]
+        for fields, code in cases:
+            rid = a1.new_id()
+            expect_error(a1.request("send", fields, _id=rid), code, rid)
+        a1.ping()
+        b1.no_push(0.3, op="msg")
+        # nothing of the refused sends was appended
+        r = expect_ok(a1.send_message(to="bob", body="after"))
+        assert r["seq"] == 3, r
+        # an unknown op, and a known op with a missing field
+        expect_error(a1.request("frobnicate"), "bad_request")
+        expect_error(a1.request("read", conv="d:alice:bob"), "bad_request")
+        expect_error(a1.request("history", conv="not-a-conv"), "bad_request")
+        a1.ping()
+
+
+def test_offline_catchup_with_and_without_acks():
+    with Server(shards=2) as srv:
+        a, _ = login(srv, "alice")
+        sent = [expect_ok(a.send_message(to="bob", body="m%d" % i)) for i in range(5)]
+        assert [r["seq"] for r in sent] == [1, 2, 3, 4, 5]
+        # bob's phone has acked nothing: everything, oldest first, then synced
+        b, got = login(srv, "bob", "phone")
+        assert [(p["seq"], p["body"]) for p in got] == [(i + 1, "m%d" % i) for i in range(5)], got
+        b.ack("d:alice:bob", 3)
+        b.ping()  # the ack is handled before the ping
+        b.close()
+        time.sleep(0.3)
+        b, got = login(srv, "bob", "phone")
+        assert [p["seq"] for p in got] == [4, 5], got
+        # a stale ack never moves the cursor back
+        b.ack("d:alice:bob", 1)
+        b.ack("d:alice:bob", 5)
+        b.ping()
+        b.close()
+        time.sleep(0.3)
+        b, got = login(srv, "bob", "phone")
+        assert got == [], got
+        # the cursor is per device: the tablet acked nothing
+        t, got = login(srv, "bob", "tablet")
+        assert [p["seq"] for p in got] == [1, 2, 3, 4, 5], got
+        # resume false: no catch-up, no synced, live pushes at once
+        n = srv.login("bob", "watch", resume=False)
+        expect_ok(a.send_message(to="bob", body="live"))
+        assert n.push("msg")["seq"] == 6
+        assert [p["op"] for p in n.drain(0.3)] == []
+        for c in (b, t):
+            assert c.push("msg")["seq"] == 6
+        # acks survive a restart (the cursor is persisted)
+        b.ack("d:alice:bob", 6)
+        b.ping()
+        time.sleep(0.3)
+        for c in (a, b, t, n):
+            c.close()
+        srv.restart()
+        b, got = login(srv, "bob", "phone")
+        assert got == [], got
+        t, got = login(srv, "bob", "tablet")
+        assert [p["seq"] for p in got] == [1, 2, 3, 4, 5, 6], got
+
+
+def test_catchup_limit_and_history_fill_the_gap():
+    with Server(shards=2, args=["--catchup-limit", "5"]) as srv:
+        a, _ = login(srv, "alice")
+        for i in range(12):
+            expect_ok(a.send_message(to="carol", body="n%d" % i))
+        for i in range(3):
+            expect_ok(a.send_message(to="dave", body="d%d" % i))
+        c, got = login(srv, "carol")
+        # the newest five, oldest first; the client sees the gap below seq 8
+        assert [p["seq"] for p in got] == [8, 9, 10, 11, 12], got
+        h = expect_ok(c.request("history", conv="d:alice:carol", before=8))
+        assert [m["seq"] for m in h["msgs"]] == list(range(1, 8)) and h["more"] is False, h
+        assert h["msgs"][0]["body"] == "n0" and h["msgs"][0]["op"] == "msg", h
+        # paging both ways
+        h = expect_ok(c.request("history", conv="d:alice:carol", before=8, limit=3))
+        assert [m["seq"] for m in h["msgs"]] == [5, 6, 7] and h["more"] is True, h
+        h = expect_ok(c.request("history", conv="d:alice:carol", after=9, limit=2))
+        assert [m["seq"] for m in h["msgs"]] == [10, 11] and h["more"] is True, h
+        h = expect_ok(c.request("history", conv="d:alice:carol", after=10))
+        assert [m["seq"] for m in h["msgs"]] == [11, 12] and h["more"] is False, h
+        h = expect_ok(c.request("history", conv="d:alice:carol"))
+        assert [m["seq"] for m in h["msgs"]] == list(range(1, 13)) and h["more"] is False, h
+        h = expect_ok(c.request("history", conv="d:alice:carol", before=1))
+        assert h["msgs"] == [] and h["more"] is False, h
+        expect_error(c.request("history", conv="d:alice:carol", limit=201), "bad_request")
+        expect_error(c.request("history", conv="d:alice:carol", limit=0), "bad_request")
+        expect_error(c.request("history", conv="d:alice:carol", before=3, after=1),
+                     "bad_request")
+        # not a member of that direct conversation
+        expect_error(c.request("history", conv="d:alice:dave"), "forbidden")
+        # a page that would not fit in max_frame is shortened, with more
+    with Server(shards=2, args=["--max-frame", "4096", "--max-body", "1000"]) as srv:
+        a, _ = login(srv, "alice")
+        for i in range(10):
+            expect_ok(a.send_message(to="erin", body="y" * 900))
+        h = expect_ok(a.request("history", conv="d:alice:erin"))
+        seqs = [m["seq"] for m in h["msgs"]]
+        assert h["more"] is True and 1 <= len(seqs) < 10 and seqs[-1] == 10, seqs
+        assert seqs == list(range(seqs[0], 11)), seqs
+
+
+def test_read_unread_across_devices_and_sync():
+    with Server(shards=2) as srv:
+        a1, _ = login(srv, "alice", "phone")
+        a2, _ = login(srv, "alice", "laptop")
+        b1, _ = login(srv, "bob", "phone")
+        for i in range(4):
+            expect_ok(b1.send_message(to="alice", body="x%d" % i))
+        time.sleep(0.05)
+        expect_ok(b1.send_message(to="carol", body="later"))  # newer last_ts
+        for c in (a1, a2):
+            msgs(c, 4)
+        s = expect_ok(a1.request("sync"))["convs"]
+        assert s == [{"conv": "d:alice:bob", "last_seq": 4, "last_ts": s[0]["last_ts"],
+                      "read_seq": 0, "ack_seq": 0, "unread": 4}], s
+        a1.ack("d:alice:bob", 2)
+        r = expect_ok(a1.request("read", conv="d:alice:bob", seq=3))
+        assert r == {"op": "ok", "id": r["id"]}, r
+        # the user's other device and the peer get a read push; not the reader
+        for c in (a2, b1):
+            p = c.push("read")
+            assert p == {"op": "read", "conv": "d:alice:bob", "user": "alice", "seq": 3}, p
+        a1.no_push(0.3, op="read")
+        s = expect_ok(a1.request("sync"))["convs"][0]
+        assert (s["read_seq"], s["ack_seq"], s["unread"]) == (3, 2, 1), s
+        s = expect_ok(a2.request("sync"))["convs"][0]
+        assert (s["read_seq"], s["ack_seq"], s["unread"]) == (3, 0, 1), s
+        # a read that does not move the cursor: ok, no push; above last_seq: clamped
+        expect_ok(a2.request("read", conv="d:alice:bob", seq=2))
+        a1.no_push(0.3, op="read")
+        expect_ok(a2.request("read", conv="d:alice:bob", seq=99))
+        assert a1.push("read")["seq"] == 4
+        assert b1.push("read")["seq"] == 4
+        s = expect_ok(a1.request("sync"))["convs"][0]
+        assert (s["read_seq"], s["unread"]) == (4, 0), s
+        expect_error(a1.request("read", conv="d:alice:zoe", seq=1), "not_found")
+        expect_error(a1.request("read", conv="d:bob:carol", seq=1), "not_found")
+        # sending implies reading, with no read push
+        expect_ok(b1.send_message(to="alice", body="more"))
+        r = expect_ok(a1.send_message(to="bob", body="reply"))
+        a2.push("msg")
+        a2.push("msg")
+        s = expect_ok(a2.request("sync"))["convs"][0]
+        assert (s["last_seq"], s["read_seq"], s["unread"]) == (6, 6, 0), s
+        a2.no_push(0.3, op="read")
+        # bob's sync: newest last_ts first
+        s = expect_ok(b1.request("sync"))["convs"]
+        assert [x["conv"] for x in s] == ["d:alice:bob", "d:bob:carol"], s
+        assert s[0]["last_ts"] >= s[1]["last_ts"], s
+        # the read cursor is persisted across a restart
+        for c in (a1, a2, b1):
+            c.close()
+        time.sleep(0.3)
+        srv.restart()
+        a3, _ = login(srv, "alice", "tablet")
+        s = expect_ok(a3.request("sync"))["convs"][0]
+        assert (s["last_seq"], s["read_seq"], s["unread"], s["ack_seq"]) == (6, 6, 0, 0), s
+
+
+def test_recall_rules():
+    with Server(shards=2, args=["--recall-window", "1"]) as srv:
+        a1, _ = login(srv, "alice", "phone")
+        a2, _ = login(srv, "alice", "laptop")
+        b, _ = login(srv, "bob")
+        s1 = expect_ok(a1.send_message(to="bob", body="oops", cmid="r1"))["seq"]
+        s2 = expect_ok(a1.send_message(to="bob", body=b"bin", cmid="r2"))["seq"]
+        msgs(b, 2)
+        msgs(a2, 2)
+        expect_error(b.request("recall", conv="d:alice:bob", seq=s1), "forbidden")
+        r = expect_ok(a1.request("recall", conv="d:alice:bob", seq=s1))
+        assert r["seq"] == 3, r
+        for c in (b, a2):
+            p = c.push("msg")
+            assert (p["type"], p["target"], p["seq"], p["from"], p["body"]) == \
+                ("recall", s1, 3, "alice", ""), p
+        a1.no_push(0.3, op="msg")
+        h = expect_ok(b.request("history", conv="d:alice:bob"))["msgs"]
+        assert (h[0]["type"], h[0]["body"], h[0]["cmid"]) == ("recalled", "", "r1"), h
+        assert h[1]["body"] == b"bin" and h[2]["type"] == "recall", h
+        # recalled, recall entries and missing seqs: not_found
+        expect_error(a1.request("recall", conv="d:alice:bob", seq=s1), "not_found")
+        expect_error(a1.request("recall", conv="d:alice:bob", seq=3), "not_found")
+        expect_error(a1.request("recall", conv="d:alice:bob", seq=99), "not_found")
+        expect_error(a1.request("recall", conv="d:bob:carol", seq=1), "forbidden")
+        expect_error(a1.request("recall", conv="bad", seq=1), "bad_request")
+        time.sleep(1.3)
+        expect_error(a1.request("recall", conv="d:alice:bob", seq=s2), "expired")
+        # a bin body is recalled as an empty bin
+        s4 = expect_ok(a1.send_message(to="bob", body=b"zz"))["seq"]
+        expect_ok(a1.request("recall", conv="d:alice:bob", seq=s4))
+        h = expect_ok(b.request("history", conv="d:alice:bob", after=s4 - 1, limit=1))["msgs"]
+        assert (h[0]["type"], h[0]["body"]) == ("recalled", b""), h
+
+
+def test_dedup_across_restarts():
+    with Server(shards=2) as srv:
+        a, _ = login(srv, "alice")
+        b, _ = login(srv, "bob")
+        first = expect_ok(a.send_message(to="bob", body="once", cmid="same"))
+        other = expect_ok(a.send_message(to="bob", body="two", cmid="other"))
+        msgs(b, 2)
+        again = expect_ok(a.send_message(to="bob", body="retry", cmid="same"))
+        assert again == dict(first, id=again["id"], dup=True), (first, again)
+        b.no_push(0.3, op="msg")
+        # the same cmid from another sender, or in another conversation, is new
+        r = expect_ok(b.send_message(to="alice", body="b's", cmid="same"))
+        assert r["seq"] == 3 and "dup" not in r, r
+        r = expect_ok(a.send_message(to="carol", body="c's", cmid="same"))
+        assert r["seq"] == 1 and "dup" not in r, r
+        for c in (a, b):
+            c.close()
+        for how in ("term", "kill"):
+            if how == "term":
+                srv.restart()
+            else:
+                srv.kill()
+                port_released(srv)
+                srv.start()
+            a, _ = login(srv, "alice", "d2")
+            b = srv.login("bob", "d9", resume=False)
+            again = expect_ok(a.send_message(to="bob", body="after " + how, cmid="same"))
+            assert (again["conv"], again["seq"], again["ts"], again.get("dup")) == \
+                (first["conv"], first["seq"], first["ts"], True), (first, again)
+            again = expect_ok(a.send_message(to="bob", body="x", cmid="other"))
+            assert (again["seq"], again["ts"], again.get("dup")) == \
+                (other["seq"], other["ts"], True), again
+            b.no_push(0.3, op="msg")
+            a.close()
+            b.close()
+        # the counter survived: a new cmid takes the next seq
+        a, _ = login(srv, "alice", "d3")
+        assert expect_ok(a.send_message(to="bob", body="new", cmid="new"))["seq"] == 4
+
+
+if __name__ == "__main__":
+    rptest.main()
