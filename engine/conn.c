@@ -634,9 +634,17 @@ static bool on_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uin
         conn_close(sh, c, NULL);
         return false;
     }
-    if (r && c->state == CONN_EDGE && req.op != OP_HELLO && req.op != OP_PING) {
+    if (c->state == CONN_EDGE && req.op != OP_HELLO && req.op != OP_PING) {
         /* Before hello only hello and ping exist. */
         conn_send_error(sh, c, req.has_id, req.id, CODE_UNAUTHORIZED, "hello first");
+        return true;
+    }
+    /* PROTOCOL §8: every request but ack and ping spends a token, hellos and
+     * malformed requests included (that is what slows a token brute force).
+     * Before hello, anything else is refused above without effect. */
+    if (req.op != OP_ACK && req.op != OP_PING && !rate_allow(sh, c)) {
+        sh->stats.rate_limited++;
+        conn_send_error(sh, c, req.has_id, req.id, CODE_RATE_LIMITED, "slow down");
         return true;
     }
     if (r) {
@@ -668,11 +676,6 @@ static bool on_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uin
     }
     if (req.op == OP_HELLO) {
         conn_send_error(sh, c, req.has_id, req.id, CODE_BAD_REQUEST, "already hello'd");
-        return true;
-    }
-    if (req.op != OP_ACK && !rate_allow(sh, c)) {
-        sh->stats.rate_limited++;
-        conn_send_error(sh, c, req.has_id, req.id, CODE_RATE_LIMITED, "slow down");
         return true;
     }
     chat_on_request(sh->chat, conn_id(sh, c, conn_slot(sh, c)), &req);
