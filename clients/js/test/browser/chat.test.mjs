@@ -49,7 +49,7 @@ test("two pages chat; the one that was offline gets every message in order", { s
   let ctx;
   let cai;
   try {
-    ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 900, height: 560 } });
+    ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 960, height: 640 } });
     const pageErrors = [];
     const ana = await ctx.newPage();
     const ben = await ctx.newPage();
