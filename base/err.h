@@ -8,14 +8,14 @@
 
 enum {
     RP_EBASE = 4096,
-    RP_EFRAME,      /* a frame that is not exactly one well-formed msgpack map */
-    RP_ETOOLARGE,   /* a frame, body or list over its configured limit */
-    RP_EREQUEST,    /* a well-formed frame with a missing or mistyped field */
-    RP_EAUTH,       /* a token that does not verify */
-    RP_EEXPIRED,    /* a token or action past its time limit */
-    RP_ESTORAGE,    /* the storage engine refused or failed a read or write */
-    RP_EFULL,       /* a bounded queue is full: back off and retry later */
-    RP_ECLOSED,     /* the peer or the queue has been shut down */
+    RP_EFRAME,    /* a frame that is not exactly one well-formed msgpack map */
+    RP_ETOOLARGE, /* a frame, body or list over its configured limit */
+    RP_EREQUEST,  /* a well-formed frame with a missing or mistyped field */
+    RP_EAUTH,     /* a token that does not verify */
+    RP_EEXPIRED,  /* a token or action past its time limit */
+    RP_ESTORAGE,  /* the storage engine refused or failed a read or write */
+    RP_EFULL,     /* a bounded queue is full: back off and retry later */
+    RP_ECLOSED,   /* the peer or the queue has been shut down */
     RP_ELAST
 };
 
