@@ -6,6 +6,8 @@
 #include "base/buf.h"
 #include "protocol/enc.h"
 #include "protocol/jwt.h"
+#include "protocol/ws.h"
+#include "storage/key.h"
 
 #include <errno.h>
 #include <msgpack.h>
@@ -234,6 +236,162 @@ static int gen_jwt(void)
     return err;
 }
 
+/* A client frame: FIN, opcode, masked with a fixed key, as browsers send it. */
+static void ws_client_frame(struct buf *b, uint8_t opcode, bool fin, const void *p, size_t n)
+{
+    static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    buf_put_u8(b, (uint8_t)((fin ? 0x80 : 0) | opcode));
+    if (n < 126) {
+        buf_put_u8(b, (uint8_t)(0x80 | n));
+    } else if (n <= 0xffff) {
+        buf_put_u8(b, 0x80 | 126);
+        buf_put_be16(b, (uint16_t)n);
+    } else {
+        buf_put_u8(b, 0x80 | 127);
+        buf_put_be64(b, n);
+    }
+    buf_append(b, mask, 4);
+    for (size_t i = 0; i < n; i++)
+        buf_put_u8(b, ((const uint8_t *)p)[i] ^ mask[i % 4]);
+}
+
+/* fuzz_ws: [mode][max_msg/8][k-1][k sizes][bytes] */
+static int gen_ws(void)
+{
+    static const char hs[] =
+        "GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n";
+    static const char hs404[] = "GET /other HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct buf b, msg;
+    msgpack_packer pk;
+    int err = 0;
+    buf_init(&b);
+    buf_init(&msg);
+    buf_append(&b, "\x01\x00\x01\x10\x40", 5);
+    buf_append(&b, hs, sizeof(hs) - 1);
+    err = save("fuzz_ws", "handshake", b.data, b.len);
+    buf_reset(&b);
+    buf_append(&b, "\x01\x00\x00\x00", 4);
+    buf_append(&b, hs404, sizeof(hs404) - 1);
+    if (!err)
+        err = save("fuzz_ws", "handshake404", b.data, b.len);
+
+    msgpack_packer_init(&pk, &msg, buf_msgpack_write);
+    msgpack_pack_map(&pk, 2);
+    kvs(&pk, "op", "ping");
+    kvu(&pk, "id", 1);
+    /* whole messages, a fragmented one with a ping in between, a close */
+    buf_reset(&b);
+    buf_append(&b, "\x00\x20\x02\x03\x00\x10", 6);
+    ws_client_frame(&b, 0x2, true, msg.data, msg.len);
+    ws_client_frame(&b, 0x2, false, msg.data, 3);
+    ws_client_frame(&b, 0x9, true, "hb", 2);
+    ws_client_frame(&b, 0x0, true, msg.data + 3, msg.len - 3);
+    ws_client_frame(&b, 0x2, true, msg.data, msg.len);
+    ws_client_frame(&b, 0x8, true, "\x03\xe8", 2);
+    if (!err)
+        err = save("fuzz_ws", "frames", b.data, b.len);
+    /* a message over the limit, a text message */
+    buf_reset(&b);
+    buf_append(&b, "\x00\x01\x00\x07", 4);
+    uint8_t big[300];
+    memset(big, 0x61, sizeof(big));
+    ws_client_frame(&b, 0x2, true, big, sizeof(big));
+    if (!err)
+        err = save("fuzz_ws", "too_big", b.data, b.len);
+    buf_reset(&b);
+    buf_append(&b, "\x00\x20\x00\x05", 4);
+    ws_client_frame(&b, 0x1, true, "text", 4);
+    if (!err)
+        err = save("fuzz_ws", "text", b.data, b.len);
+    buf_deinit(&b);
+    buf_deinit(&msg);
+    return err;
+}
+
+/* fuzz_http: [mode][k-1][k sizes][bytes] */
+static int gen_http(void)
+{
+    static const char *const streams[] = {
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nAuthorization: Bearer fuzz-admin-key\r\n\r\n",
+        "POST /v1/messages HTTP/1.1\r\nAuthorization: Bearer k\r\nContent-Type: "
+        "application/json\r\n"
+        "Content-Length: 64\r\n\r\n"
+        "{\"from\":\"alice\",\"to\":\"bob\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"}",
+        "POST /v1/backup HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "8\r\n{\"dir\":\"\r\n8\r\n/tmp/b\"}\r\n0\r\n\r\n",
+        "GET /v1/users/alice HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        "POST /v1/users/bob/kick HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    };
+    static const char *const bodies[] = {
+        "{\"from\":\"alice\",\"group\":\"g1\",\"type\":\"image\",\"body\":\"\\u00e9\\n\",\"cmid\":"
+        "\"c-2\"}",
+        "{\"from\":\"alice\",\"to\":\"bob\",\"type\":\"event\",\"body\":\"x\",\"cmid\":\"c\"}",
+        "{\"dir\":\"/var/backups/rp\"}",
+    };
+    struct buf b;
+    int err = 0;
+    buf_init(&b);
+    for (int i = 0; i < 4 && !err; i++) {
+        char name[32];
+        buf_reset(&b);
+        buf_append(&b, i % 2 ? "\x00\x02\x00\x05\x30" : "\x00\x00\x07", i % 2 ? 5 : 3);
+        buf_append(&b, streams[i], strlen(streams[i]));
+        snprintf(name, sizeof(name), "requests%d", i);
+        err = save("fuzz_http", name, b.data, b.len);
+    }
+    for (int i = 0; i < 3 && !err; i++) {
+        char name[32];
+        buf_reset(&b);
+        buf_append(&b, "\x01\x00\x00", 3);
+        buf_append(&b, bodies[i], strlen(bodies[i]));
+        snprintf(name, sizeof(name), "body%d", i);
+        err = save("fuzz_http", name, b.data, b.len);
+    }
+    buf_deinit(&b);
+    return err;
+}
+
+/* fuzz_key: [mode][...]; even: a key from the encoders, odd: parts */
+static int gen_key(void)
+{
+    struct buf b, k;
+    int err = 0;
+    buf_init(&b);
+    buf_init(&k);
+    for (int i = 0; i < 4 && !err; i++) {
+        switch (i) {
+        case 0:
+            stg_key_log(&k, "d:alice:bob", 11, 42);
+            break;
+        case 1:
+            stg_key_cursor(&k, "alice", 5, "phone", 5, "g:team", 6);
+            break;
+        case 2:
+            stg_key_dedup(&k, "g:team", 6, "bob", 3, "c-1", 3);
+            break;
+        default:
+            stg_key_member(&k, "g:team", 6, "carol", 5);
+        }
+        char name[32];
+        buf_reset(&b);
+        buf_put_u8(&b, 0);
+        buf_append(&b, k.data, k.len);
+        snprintf(name, sizeof(name), "key%d", i);
+        err = save("fuzz_key", name, b.data, b.len);
+    }
+    static const uint8_t parts[] = {1,   6,   'g', ':', 't', 'e', 'a', 'm', 3, 'b',
+                                    'o', 'b', 2,   'c', '1', 0,   0,   0,   0, 0,
+                                    0,   1,   0,   0,   0,   0,   0,   0,   1, 0};
+    if (!err)
+        err = save("fuzz_key", "parts", parts, sizeof(parts));
+    buf_deinit(&b);
+    buf_deinit(&k);
+    return err;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -250,6 +408,12 @@ int main(int argc, char **argv)
         err = gen_entry_and_frames();
     if (!err)
         err = gen_jwt();
+    if (!err)
+        err = gen_ws();
+    if (!err)
+        err = gen_http();
+    if (!err)
+        err = gen_key();
     if (err) {
         fprintf(stderr, "corpus_gen: %s\n", strerror(-err));
         return 1;

@@ -502,6 +502,8 @@ int storage_read(struct storage *st, unsigned shard, const struct stg_read *q, u
     }
     spsc_publish(&l->rq);
     worker_wake(&l->reader);
+    /* r now belongs to the reader thread, through the ring */
+    // cppcheck-suppress memleak
     return 0;
 }
 

@@ -419,6 +419,8 @@ static void dlv_add_users(char **cur, struct dlv_user *dst, uint32_t *n, struct 
                           const struct strv *dsrc, uint32_t ndsrc, uint64_t joined)
 {
     for (uint32_t i = 0; i < nsrc + ndsrc; i++) {
+        /* src is NULL only when nsrc is 0, dsrc only when ndsrc is 0 */
+        // cppcheck-suppress nullPointer
         struct strv u = i < nsrc ? src[i].user : dsrc[i - nsrc];
         if (xfer_home(c, u) != home)
             continue;
