@@ -34,6 +34,7 @@ int home_init(struct chat *c)
     map_init(&c->home.conns);
     map_init(&c->home.index);
     map_init(&c->home.cursors);
+    map_init(&c->home.written);
     return 0;
 }
 
@@ -50,6 +51,7 @@ void home_deinit(struct chat *c)
     }
     map_deinit(&c->home.index);
     map_deinit(&c->home.cursors);
+    map_deinit(&c->home.written);
 }
 
 struct user *home_user(struct chat *c, struct strv id)
@@ -154,6 +156,15 @@ void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct s
 static void on_cursors_done(struct chat *c, void *ctx, int err)
 {
     struct map *m = ctx;
+    struct map_iter wi;
+    struct map_node *wn;
+    map_iter_init(&wi, m);
+    while ((wn = map_next(&wi))) {
+        /* no longer in flight, unless a newer value of the key is */
+        struct map_node *w = map_find(&c->home.written, wn->key, wn->klen);
+        if (w && map_as_u64(w->val) <= map_as_u64(wn->val))
+            map_del(&c->home.written, wn->key, wn->klen);
+    }
     if (err < 0) {
         /* keep them for the next batch (never moving a newer value back) */
         struct map_iter it;
@@ -190,12 +201,57 @@ void home_stage(struct chat *c)
     map_iter_init(&it, m);
     while ((n = map_next(&it))) {
         buf_reset(&c->vb);
+        struct map_node *w = map_find(&c->home.written, n->key, n->klen);
+        if (w && map_as_u64(w->val) < map_as_u64(n->val))
+            w->val = n->val;
+        else if (!w && !map_put(&c->home.written, n->key, n->klen, n->val))
+            log_warn("chat_cursor_oom", "written=%zu", (size_t)map_count(&c->home.written));
         if (val_u64_encode(&c->vb, map_as_u64(n->val)) < 0 ||
             stg_batch_put(b, STG_CF_CURSOR, n->key, n->klen, c->vb.data, c->vb.len) < 0) {
             io_poison(c);
             return;
         }
     }
+}
+
+static int pending_from(struct map *src, const struct buf *prefix, struct map *out)
+{
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, src);
+    while ((n = map_next(&it))) {
+        struct stg_view p[3];
+        if (n->klen <= prefix->len || memcmp(n->key, prefix->data, prefix->len) != 0 ||
+            stg_key_split(n->key, n->klen, p, 3, NULL) < 0)
+            continue;
+        uint64_t v = map_as_u64(n->val);
+        if (v > map_as_u64(map_get(out, p[2].p, (uint32_t)p[2].len)) &&
+            !map_put(out, p[2].p, (uint32_t)p[2].len, map_u64(v)))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int home_cursors_pending(struct chat *c, struct strv user, struct strv dev, struct map *out)
+{
+    if (!map_count(&c->home.cursors) && !map_count(&c->home.written))
+        return 0;
+    /* the (user, dev) prefix of cursor keys: the two encoded strings */
+    struct buf k, t;
+    buf_init(&k);
+    buf_init(&t);
+    int rc = stg_key_prefix(&k, user.p, user.len);
+    if (rc == 0)
+        rc = stg_key_prefix(&t, dev.p, dev.len);
+    if (rc == 0)
+        rc = buf_append(&k, t.data, t.len);
+    buf_deinit(&t);
+    if (rc == 0)
+        rc = pending_from(&c->home.cursors, &k, out);
+    if (rc == 0)
+        rc = pending_from(&c->home.written, &k, out);
+    buf_deinit(&k);
+    return rc;
 }
 
 /* ---- pushing ---- */

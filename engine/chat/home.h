@@ -83,6 +83,7 @@ struct home {
     struct map conns;   /* conn id (8 bytes) -> struct session * */
     struct map index;   /* group conv -> struct idx * */
     struct map cursors; /* encoded cursor key -> seq, to be written */
+    struct map written; /* encoded cursor key -> seq, in a batch not yet durable */
 };
 
 int home_init(struct chat *c);
@@ -114,6 +115,13 @@ void home_uconv_del(struct chat *c, struct user *u, struct strv conv);
 /* Queue a cursor write (seq only moves forward). device "*" is the read cursor. */
 void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct strv conv,
                      uint64_t seq);
+
+/*
+ * Put into out (conv -> seq) the cursors of (user, dev) that are queued or
+ * being written: a login reads cursors from storage, which does not have them
+ * yet. 0 or -ENOMEM.
+ */
+int home_cursors_pending(struct chat *c, struct strv user, struct strv dev, struct map *out);
 
 /* Push an entry frame to a session: held while it catches up; never a seq twice. */
 void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64_t seq,

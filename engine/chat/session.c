@@ -302,7 +302,19 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
                 rc = io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_conv_meta, u, 0);
             load_read(c, u, rc);
         }
-        int rc = cursor_prefix(&c->kb, uid, strv_c(VAL_READ_DEVICE));
+        /* read cursors not yet durable first; the read only moves them forward */
+        struct map pend;
+        map_init(&pend);
+        int rc = home_cursors_pending(c, uid, strv_c(VAL_READ_DEVICE), &pend);
+        map_iter_init(&it, &pend);
+        while (rc == 0 && (n = map_next(&it))) {
+            struct uconv *uc = map_get(&u->convs, n->key, n->klen);
+            if (uc && map_as_u64(n->val) > uc->read_seq)
+                uc->read_seq = map_as_u64(n->val);
+        }
+        map_deinit(&pend);
+        if (rc == 0)
+            rc = cursor_prefix(&c->kb, uid, strv_c(VAL_READ_DEVICE));
         if (rc == 0)
             rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
                                 on_read_cursors, u, 0);
@@ -496,7 +508,12 @@ static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
 static void session_start(struct chat *c, struct session *s)
 {
     s->state = s->resume ? S_CATCHUP : S_LIVE;
-    int rc = cursor_prefix(&c->kb, (struct strv){s->u->id, s->u->idlen},
+    /* acks of an earlier session of this device may not be durable yet: they
+     * are taken now, before the read, and the read only moves them forward */
+    int rc = home_cursors_pending(c, (struct strv){s->u->id, s->u->idlen},
+                                  (struct strv){s->dev, s->devlen}, &s->acks);
+    if (rc == 0)
+        rc = cursor_prefix(&c->kb, (struct strv){s->u->id, s->u->idlen},
                            (struct strv){s->dev, s->devlen});
     if (rc == 0)
         rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,

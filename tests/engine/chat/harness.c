@@ -29,6 +29,7 @@ struct chat_config h_cfg = {.heartbeat_ms = 30000,
 uint64_t h_now; /* set from the wall clock: storage ages dedup records by it */
 int h_fail_writes;
 struct hadmin h_admin[H_ADMIN_MAX];
+bool h_hold_writes;
 
 struct qmsg {
     struct qmsg *next;
@@ -41,6 +42,9 @@ struct shard_rt {
     struct qmsg *head, *tail;
     uint64_t failed_tags[64];
     int nfailed;
+    struct stg_batch *held[64];
+    uint64_t held_tags[64];
+    int nheld;
 };
 
 static struct storage *st;
@@ -124,6 +128,12 @@ static long inflight;
 static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
 {
     struct shard_rt *s = rt;
+    if (h_hold_writes) {
+        CHECK(s->nheld < 64);
+        s->held[s->nheld] = b;
+        s->held_tags[s->nheld++] = tag;
+        return 0;
+    }
     if (h_fail_writes > 0) {
         h_fail_writes--;
         stg_batch_free(b);
@@ -174,6 +184,17 @@ static void rt_admin_done(void *rt, uint64_t tag, const struct chat_admin_result
 struct chat *h_chat(unsigned shard)
 {
     return rts[shard].chat;
+}
+
+void h_release_writes(void)
+{
+    h_hold_writes = false;
+    for (unsigned i = 0; i < H_SHARDS; i++) {
+        for (int k = 0; k < rts[i].nheld; k++)
+            CHECK(storage_write(st, i, rts[i].held[k], rts[i].held_tags[k]) == 0);
+        rts[i].nheld = 0;
+    }
+    h_settle();
 }
 
 static uint64_t rt_now(void *rt)

@@ -42,7 +42,9 @@ struct hconn {
 
 extern struct chat_config h_cfg;
 extern uint64_t h_now;
-extern int h_fail_writes; /* > 0: the next N write submits complete with -RP_ESTORAGE */
+extern int h_fail_writes;  /* > 0: the next N write submits complete with -RP_ESTORAGE */
+extern bool h_hold_writes; /* true: write submits wait (not durable) until h_release_writes */
+void h_release_writes(void);
 
 /* Start shards with storage in dir (created fresh unless keep). */
 void h_start(const char *dir, bool keep);

@@ -100,6 +100,23 @@ int main(void)
     }
     CHECK(n == 2 && last == 2);
 
+    /* an ack not yet durable still counts at the device's next login */
+    h_hold_writes = true;
+    struct req ak = h_req(OP_ACK, 0);
+    ak.has_id = false;
+    ak.conv = strv_c("d:amy:bill");
+    ak.seq = 2;
+    h_request(b1, &ak);
+    h_close(b1);
+    b1 = h_hello("bill", "d2", true);
+    CHECK(h_is_ok(h_next(b1)));
+    CHECK(h_is_str(h_next(b1), "op", "synced")); /* nothing to catch up */
+    h_close(b1);
+    h_release_writes();
+    b1 = h_hello("bill", "d2", true);
+    CHECK(h_is_ok(h_next(b1)) && h_is_str(h_next(b1), "op", "synced"));
+    h_close(b1);
+
     /* stopping with storage work in flight releases everything (LeakSanitizer
      * checks): a send, an ack and a friend request written, a login read */
     h_stop();

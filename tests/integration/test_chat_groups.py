@@ -1,0 +1,187 @@
+"""
+Groups and friends (PROTOCOL §6) against live ringpushd processes, with 2 and
+4 shards: every group op, its events and permission denials, joined_seq, a
+kicked member receiving the kick event and nothing after it, dismiss, the
+list limits; friend requests, accept, remove, list, and dm_policy friends.
+"""
+
+import rptest
+from rptest import Server, expect_error, expect_ok
+
+
+def event(c, kind, timeout=5):
+    """The next group event push of that kind (other pushes stay queued)."""
+    while True:
+        p = c.push("msg", timeout=timeout)
+        if p["type"] == "event" and p["data"]["kind"] == kind:
+            return p
+
+
+def group_scenario(shards):
+    with Server(shards=shards) as srv:
+        o = srv.login("owner", "o1")
+        o2 = srv.login("owner", "o2")
+        a = srv.login("ann")
+        b = srv.login("ben")
+        x = srv.login("xena")
+        r = expect_ok(o.request("group.create", name="Team", members=["ann", "ben", "ann"],
+                                group="team"))
+        assert (r["group"], r["conv"]) == ("team", "g:team"), r
+        for c in (a, b, o2):
+            e = event(c, "create")
+            assert e["seq"] == 1 and e["from"] == "owner" and e["dev"] == "o1", e
+            d = e["data"]
+            assert d["by"] == "owner" and d["count"] == 3 and d["users"][0] == "owner", d
+            assert sorted(d["users"]) == ["ann", "ben", "owner"], d
+        o.no_push(0.2, op="msg")
+        expect_error(x.request("group.create", name="Again", group="team"), "conflict")
+        gen = expect_ok(x.request("group.create", name="Solo"))
+        assert gen["group"] and gen["conv"] == "g:" + gen["group"], gen
+        # members send; outsiders may not; no such group
+        s = expect_ok(a.send_message(group="team", body="hi all"))
+        assert s["seq"] == 2 and s["conv"] == "g:team", s
+        for c in (o, o2, b):
+            p = c.push("msg")
+            assert (p["seq"], p["from"], p["body"]) == (2, "ann", "hi all"), p
+        a.no_push(0.2, op="msg")
+        x.no_push(0.2, op="msg")
+        expect_error(x.send_message(group="team", body="?"), "forbidden")
+        expect_error(x.send_message(group="nosuch", body="?"), "not_found")
+        expect_error(x.request("history", conv="g:team"), "forbidden")
+        expect_error(x.request("group.info", group="team"), "forbidden")
+        expect_error(x.request("group.members", group="team"), "forbidden")
+        expect_error(x.request("group.info", group="nosuch"), "not_found")
+        # join: closed group refused; opened by an update; joined_seq
+        expect_error(x.request("group.join", group="team"), "forbidden")
+        expect_error(b.request("group.update", group="team", open=True), "forbidden")
+        expect_ok(o.request("group.update", group="team", open=True, notice="be nice"))
+        e = event(a, "update")
+        assert e["data"]["open"] is True and e["data"]["notice"] == "be nice", e
+        assert e["data"]["count"] == 0 and e["data"]["users"] == [], e
+        expect_ok(x.request("group.join", group="team"))
+        e = event(a, "join")
+        jseq = e["seq"]
+        assert e["data"]["users"] == ["xena"] and e["from"] == "xena", e
+        h = expect_ok(x.request("history", conv="g:team"))
+        assert [m["seq"] for m in h["msgs"]] == [jseq], h  # reads from its joined_seq
+        expect_ok(x.request("group.join", group="team"))  # a member again: no event
+        # roles: admin by the owner only
+        expect_error(a.request("group.admin", group="team", user="ben", admin=True), "forbidden")
+        expect_error(o.request("group.admin", group="team", user="zed", admin=True), "not_found")
+        expect_error(o.request("group.admin", group="team", user="owner", admin=True),
+                     "forbidden")
+        expect_ok(o.request("group.admin", group="team", user="ann", admin=True))
+        assert event(b, "admin")["data"]["admin"] is True
+        # kick: admins kick plain members only; members kick nobody
+        expect_error(b.request("group.kick", group="team", users=["xena"]), "forbidden")
+        expect_error(a.request("group.kick", group="team", users=["owner"]), "forbidden")
+        expect_ok(a.request("group.kick", group="team", users=["xena"]))
+        e = event(x, "kick")  # the kicked member gets the event that removed it ...
+        assert e["data"]["users"] == ["xena"] and e["data"]["by"] == "ann", e
+        expect_ok(b.send_message(group="team", body="after the kick"))
+        x.no_push(0.5, op="msg")  # ... and nothing after it
+        expect_error(x.send_message(group="team", body="?"), "forbidden")
+        expect_error(x.request("history", conv="g:team"), "forbidden")
+        # invite by any member; nick; remark is private; info; members; list
+        expect_ok(b.request("group.invite", group="team", users=["xena", "yuri"]))
+        e = event(x, "invite")
+        assert sorted(e["data"]["users"]) == ["xena", "yuri"] and e["data"]["count"] == 2, e
+        expect_ok(b.request("group.invite", group="team", users=["xena"]))  # nobody new
+        expect_ok(b.request("group.nick", group="team", nick="Benny"))
+        assert event(a, "nick")["data"]["nick"] == "Benny"
+        expect_ok(b.request("group.remark", group="team", remark="my team"))
+        info = expect_ok(b.request("group.info", group="team"))
+        assert (info["name"], info["notice"], info["owner"], info["open"], info["count"],
+                info["remark"]) == ("Team", "be nice", "owner", True, 5, "my team"), info
+        assert expect_ok(a.request("group.info", group="team"))["remark"] == "", info
+        mem = expect_ok(a.request("group.members", group="team"))
+        roles = {m["user"]: (m["role"], m["nick"]) for m in mem["members"]}
+        assert roles == {"owner": ("owner", ""), "ann": ("admin", ""), "ben": ("member", "Benny"),
+                         "xena": ("member", ""), "yuri": ("member", "")}, roles
+        assert [m["user"] for m in mem["members"]] == sorted(roles) and mem["more"] is False
+        page = expect_ok(a.request("group.members", group="team", limit=2))
+        assert [m["user"] for m in page["members"]] == ["ann", "ben"] and page["more"], page
+        page = expect_ok(a.request("group.members", group="team", after="ben", limit=2))
+        assert [m["user"] for m in page["members"]] == ["owner", "xena"], page
+        lst = expect_ok(a.request("group.list"))["groups"]
+        assert lst == [{"group": "team", "name": "Team", "role": "admin"}], lst
+        # leave; the owner cannot; too many users in one request
+        expect_error(o.request("group.leave", group="team"), "forbidden")
+        expect_ok(b.request("group.leave", group="team"))
+        assert event(a, "leave")["data"]["users"] == ["ben"]
+        expect_error(b.request("group.leave", group="team"), "forbidden")
+        expect_error(o.request("group.invite", group="team",
+                               users=["u%d" % i for i in range(501)]), "too_large")
+        # dismiss: owner only; every member gets the event; then not_found
+        expect_error(a.request("group.dismiss", group="team"), "forbidden")
+        expect_ok(o.request("group.dismiss", group="team"))
+        for c in (a, o2, x):
+            assert event(c, "dismiss")["data"]["by"] == "owner"
+        expect_error(a.send_message(group="team", body="?"), "not_found")
+        expect_error(x.request("group.join", group="team"), "not_found")
+        expect_error(o.request("group.create", name="Reuse", group="team"), "conflict")
+        assert expect_ok(a.request("group.list"))["groups"] == []
+        # the log is gapless: the owner reads every entry up to the dismiss
+        for c in (o, o2, a, b, x):
+            c.close()
+
+
+def test_groups_2_shards():
+    group_scenario(2)
+
+
+def test_groups_4_shards():
+    group_scenario(4)
+
+
+def test_friends_and_dm_policy():
+    with Server(shards=2, args=["--dm-policy", "friends"]) as srv:
+        a = srv.login("amy", "a1")
+        a2 = srv.login("amy", "a2")
+        b = srv.login("bill")
+        expect_error(a.send_message(to="bill", body="hi"), "forbidden")
+        expect_ok(a.send_message(to="amy", body="note to self"))
+        expect_error(a.request("friend.request", user="amy"), "bad_request")
+        expect_error(a.request("friend.accept", user="bill"), "not_found")
+        expect_error(a.request("friend.remove", user="bill"), "not_found")
+        expect_ok(a.request("friend.request", user="bill", note="it's amy"))
+        p = b.push("friend")
+        assert p == {"op": "friend", "event": "request", "from": "amy", "note": "it's amy"}, p
+        lst = expect_ok(b.request("friend.list"))
+        assert lst["friends"] == [] and [(r["from"], r["note"]) for r in lst["requests"]] == \
+            [("amy", "it's amy")] and isinstance(lst["requests"][0]["ts"], int), lst
+        expect_error(a.send_message(to="bill", body="pending"), "forbidden")
+        expect_ok(b.request("friend.accept", user="amy"))
+        for c in (a, a2):
+            assert c.push("friend") == {"op": "friend", "event": "added", "user": "bill"}
+        assert b.push("friend") == {"op": "friend", "event": "added", "user": "amy"}
+        expect_error(a.request("friend.request", user="bill"), "conflict")
+        expect_ok(b.request("friend.accept", user="amy"))  # already friends: ok
+        lst = expect_ok(a.request("friend.list"))
+        assert [f["user"] for f in lst["friends"]] == ["bill"] and lst["requests"] == [], lst
+        r = expect_ok(a.send_message(to="bill", body="friends now"))
+        assert b.push("msg")["seq"] == r["seq"]
+        expect_ok(b.send_message(to="amy", body="yes"))
+        # friendship survives a restart
+        for c in (a, a2, b):
+            c.close()
+        srv.restart()
+        a = srv.login("amy", "a1")
+        b = srv.login("bill")
+        expect_ok(a.send_message(to="bill", body="still friends"))
+        assert [f["user"] for f in expect_ok(b.request("friend.list"))["friends"]] == ["amy"]
+        expect_ok(b.request("friend.remove", user="amy"))
+        assert a.push("friend") == {"op": "friend", "event": "removed", "user": "bill"}
+        assert b.push("friend") == {"op": "friend", "event": "removed", "user": "amy"}
+        expect_error(a.send_message(to="bill", body="gone"), "forbidden")
+        expect_error(b.send_message(to="amy", body="gone"), "forbidden")
+        # a request to someone who already asked is an accept
+        expect_ok(a.request("friend.request", user="bill"))
+        b.push("friend")
+        expect_ok(b.request("friend.request", user="amy"))
+        assert a.push("friend")["event"] == "added"
+        expect_ok(a.send_message(to="bill", body="again"))
+
+
+if __name__ == "__main__":
+    rptest.main()
