@@ -9,12 +9,19 @@
  *   ringpush group <sub> <user> ...             groups
  *   ringpush friend <sub> <user> ...            friends
  *   ringpush chat <user> <peer|--group g>       interactive line chat
+ *   ringpush stats                              a summary of the server's metrics
+ *   ringpush admin <send|presence|kick|backup>  the admin API
  *
  * Each command connects as the user with a token it mints itself from the
  * server's secret (--secret, --secret-file or RINGPUSH_SECRET). Replies and
  * pushes are printed as one JSON line each (bin values as {"$bin":"<hex>"}).
+ * stats and admin speak HTTP to the admin port instead (--admin-host,
+ * --admin-port) with the admin key (--admin-key, --admin-key-file or
+ * RINGPUSH_ADMIN_KEY).
  * Exit status: 0 success, 1 an error reply or a connection failure, 2 usage.
  */
+#include "admin.h"
+#include "cli.h"
 #include "ops.h"
 #include "ringpush.h"
 
@@ -29,34 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_POS      520 /* a group's users list may hold up to 500 ids */
-#define EXIT_FAIL    1
-#define EXIT_USAGE   2
-#define DEFAULT_TTL  3600
-#define SECRET_LIMIT 4096
-
-struct opts {
-    const char *host;
-    uint16_t port;
-    const char *secret;
-    const char *secret_file;
-    const char *device;
-    uint64_t ttl;
-    int timeout_ms;
-    const char *group;
-    const char *type;
-    const char *cmid;
-    const char *note;
-    const char *id;
-    const char *after_user;
-    uint64_t before, after, count;
-    uint32_t limit;
-    bool bin, no_resume, help;
-    const char *pos[MAX_POS];
-    int npos;
-    char secret_buf[SECRET_LIMIT + 1];
-    size_t secret_len;
-};
+#define DEFAULT_TTL 3600
 
 struct command {
     const char *name;
@@ -68,21 +48,21 @@ static const struct command *find_command(const char *name);
 
 /* ---- output ----------------------------------------------------------- */
 
-static void print_obj(const msgpack_object *o)
+void cli_print_obj(const msgpack_object *o)
 {
     rp_obj_print_json(stdout, o);
     fputc('\n', stdout);
     fflush(stdout);
 }
 
-static int fail_errno(const char *what, int err)
+int cli_fail(const char *what, int err)
 {
     fprintf(stderr, "ringpush: %s: %s\n", what, err_str(err));
     return EXIT_FAIL;
 }
 
 /* Prints an ok reply (without op and id) and returns 0, or reports an error reply and returns 1. */
-static int report(const struct rp_msg *m)
+int cli_report(const struct rp_msg *m)
 {
     if (rp_msg_code(m) != RP_CODE_OK) {
         size_t clen = 0, mlen = 0;
@@ -94,7 +74,7 @@ static int report(const struct rp_msg *m)
     }
     msgpack_object_kv *kvs = calloc(m->obj.via.map.size + 1u, sizeof(*kvs));
     if (!kvs)
-        return fail_errno("print", -ENOMEM);
+        return cli_fail("print", -ENOMEM);
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->obj.via.map.size; i++) {
         const msgpack_object_kv *kv = &m->obj.via.map.ptr[i];
@@ -105,7 +85,7 @@ static int report(const struct rp_msg *m)
         kvs[n++] = *kv;
     }
     msgpack_object o = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = n, .ptr = kvs}};
-    print_obj(&o);
+    cli_print_obj(&o);
     free(kvs);
     return 0;
 }
@@ -117,7 +97,7 @@ static void print_each(const struct rp_msg *m, const char *key)
     if (!a || a->type != MSGPACK_OBJECT_ARRAY)
         return;
     for (uint32_t i = 0; i < a->via.array.size; i++)
-        print_obj(&a->via.array.ptr[i]);
+        cli_print_obj(&a->via.array.ptr[i]);
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -137,9 +117,9 @@ static int parse_u64(const char *s, uint64_t *v)
 static int set_opt(struct opts *o, const char *name, const char *val)
 {
     uint64_t v = 0;
-    bool num = !strcmp(name, "port") || !strcmp(name, "ttl") || !strcmp(name, "timeout") ||
-               !strcmp(name, "before") || !strcmp(name, "after") || !strcmp(name, "limit") ||
-               !strcmp(name, "count");
+    bool num = !strcmp(name, "port") || !strcmp(name, "admin-port") || !strcmp(name, "ttl") ||
+               !strcmp(name, "timeout") || !strcmp(name, "before") || !strcmp(name, "after") ||
+               !strcmp(name, "limit") || !strcmp(name, "count");
     if (num && !strcmp(name, "after") && parse_u64(val, &v) < 0) {
         o->after_user = val; /* group members --after takes a user id */
         return 0;
@@ -150,6 +130,14 @@ static int set_opt(struct opts *o, const char *name, const char *val)
         o->host = val;
     else if (!strcmp(name, "port") && v > 0 && v < 65536)
         o->port = (uint16_t)v;
+    else if (!strcmp(name, "admin-port") && v > 0 && v < 65536)
+        o->admin_port = (uint16_t)v;
+    else if (!strcmp(name, "admin-host"))
+        o->admin_host = val;
+    else if (!strcmp(name, "admin-key"))
+        o->admin_key = val;
+    else if (!strcmp(name, "admin-key-file"))
+        o->admin_key_file = val;
     else if (!strcmp(name, "secret"))
         o->secret = val;
     else if (!strcmp(name, "secret-file"))
@@ -188,12 +176,12 @@ static int parse_args(struct opts *o, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {
-            for (i++; i < argc && o->npos < MAX_POS; i++)
+            for (i++; i < argc && o->npos < CLI_MAX_POS; i++)
                 o->pos[o->npos++] = argv[i];
             break;
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-            if (o->npos == MAX_POS) {
+            if (o->npos == CLI_MAX_POS) {
                 fprintf(stderr, "ringpush: too many arguments\n");
                 return -EINVAL;
             }
@@ -235,8 +223,8 @@ static int load_secret(struct opts *o)
     if (o->secret_file) {
         FILE *f = fopen(o->secret_file, "rb");
         if (!f)
-            return fail_errno(o->secret_file, -errno);
-        size_t n = fread(o->secret_buf, 1, SECRET_LIMIT, f);
+            return cli_fail(o->secret_file, -errno);
+        size_t n = fread(o->secret_buf, 1, CLI_SECRET_LIMIT, f);
         fclose(f);
         while (n > 0 && strchr(" \t\r\n", o->secret_buf[n - 1]))
             n--;
@@ -256,14 +244,14 @@ static int load_secret(struct opts *o)
 /* ---- session ---------------------------------------------------------- */
 
 /* Connects and logs in as user; prints the reason and returns NULL on failure. */
-static struct rp_client *session_open(struct opts *o, const char *user, bool resume)
+struct rp_client *cli_session_open(struct opts *o, const char *user, bool resume)
 {
     if (load_secret(o))
         return NULL;
     char *tok = NULL;
     int r = rp_token_mint(user, o->ttl, o->secret, o->secret_len, &tok);
     if (r < 0) {
-        fail_errno(r == -EINVAL ? "not a valid user id" : "token", r);
+        cli_fail(r == -EINVAL ? "not a valid user id" : "token", r);
         return NULL;
     }
     struct rp_client *c = NULL;
@@ -278,11 +266,11 @@ static struct rp_client *session_open(struct opts *o, const char *user, bool res
     r = rp_hello(c, tok, o->device, resume, &m);
     free(tok);
     if (r < 0) {
-        fail_errno("hello", r);
+        cli_fail("hello", r);
         goto fail;
     }
     if (rp_msg_code(m) != RP_CODE_OK) {
-        report(m);
+        cli_report(m);
         goto fail;
     }
     rp_msg_free(m);
@@ -298,21 +286,21 @@ static int finish(struct rp_client *c, int r, struct rp_msg *m, const char *list
 {
     int rc;
     if (r < 0) {
-        rc = fail_errno("request", r);
+        rc = cli_fail("request", r);
     } else if (list_key && rp_msg_code(m) == RP_CODE_OK) {
         print_each(m, list_key);
         if (strcmp(list_key, "msgs") == 0)
             printf("{\"more\":%s}\n", rp_obj_bool(&m->obj, "more", false) ? "true" : "false");
         rc = 0;
     } else {
-        rc = report(m);
+        rc = cli_report(m);
     }
     rp_msg_free(m);
     rp_client_free(c);
     return rc;
 }
 
-static void make_cmid(char *out, size_t n)
+void cli_make_cmid(char *out, size_t n)
 {
     static unsigned counter;
     struct timespec ts;
@@ -326,21 +314,21 @@ static int send_text(struct opts *o, struct rp_client *c, const char *to, const 
 {
     char cmid[64];
     if (!o->cmid)
-        make_cmid(cmid, sizeof(cmid));
+        cli_make_cmid(cmid, sizeof(cmid));
     return rp_send(c, to, to ? NULL : o->group, o->cmid ? o->cmid : cmid, o->type, text,
                    strlen(text), o->bin, m);
 }
 
 /* ---- commands --------------------------------------------------------- */
 
-static int need(struct opts *o, int min, int max)
+bool cli_need(const struct opts *o, int min, int max)
 {
     return o->npos >= min && (max < 0 || o->npos <= max);
 }
 
 static int cmd_token(struct opts *o)
 {
-    if (!need(o, 1, 1))
+    if (!cli_need(o, 1, 1))
         return -1;
     int r = load_secret(o);
     if (r)
@@ -348,7 +336,7 @@ static int cmd_token(struct opts *o)
     char *tok;
     r = rp_token_mint(o->pos[0], o->ttl, o->secret, o->secret_len, &tok);
     if (r < 0)
-        return fail_errno(r == -EINVAL ? "not a valid user id" : "token", r);
+        return cli_fail(r == -EINVAL ? "not a valid user id" : "token", r);
     printf("%s\n", tok);
     free(tok);
     return 0;
@@ -356,9 +344,9 @@ static int cmd_token(struct opts *o)
 
 static int cmd_send(struct opts *o)
 {
-    if (!(o->group ? need(o, 2, 2) : need(o, 3, 3)))
+    if (!(o->group ? cli_need(o, 2, 2) : cli_need(o, 3, 3)))
         return -1;
-    struct rp_client *c = session_open(o, o->pos[0], false);
+    struct rp_client *c = cli_session_open(o, o->pos[0], false);
     if (!c)
         return EXIT_FAIL;
     struct rp_msg *m = NULL;
@@ -369,9 +357,9 @@ static int cmd_send(struct opts *o)
 
 static int cmd_tail(struct opts *o)
 {
-    if (!need(o, 1, 1))
+    if (!cli_need(o, 1, 1))
         return -1;
-    struct rp_client *c = session_open(o, o->pos[0], !o->no_resume);
+    struct rp_client *c = cli_session_open(o, o->pos[0], !o->no_resume);
     if (!c)
         return EXIT_FAIL;
     int rc = 0;
@@ -379,10 +367,10 @@ static int cmd_tail(struct opts *o)
         struct rp_msg *m;
         int r = rp_client_push(c, -1, &m);
         if (r < 0) {
-            rc = r == -RP_ECLOSED ? 0 : fail_errno("receive", r);
+            rc = r == -RP_ECLOSED ? 0 : cli_fail("receive", r);
             break;
         }
-        print_obj(&m->obj);
+        cli_print_obj(&m->obj);
         size_t clen;
         uint64_t seq;
         const char *conv = rp_obj_str(&m->obj, "conv", &clen);
@@ -404,9 +392,9 @@ static int cmd_tail(struct opts *o)
 
 static int cmd_history(struct opts *o)
 {
-    if (!need(o, 2, 2))
+    if (!cli_need(o, 2, 2))
         return -1;
-    struct rp_client *c = session_open(o, o->pos[0], false);
+    struct rp_client *c = cli_session_open(o, o->pos[0], false);
     if (!c)
         return EXIT_FAIL;
     struct rp_msg *m = NULL;
@@ -416,9 +404,9 @@ static int cmd_history(struct opts *o)
 
 static int cmd_sync(struct opts *o)
 {
-    if (!need(o, 1, 1))
+    if (!cli_need(o, 1, 1))
         return -1;
-    struct rp_client *c = session_open(o, o->pos[0], false);
+    struct rp_client *c = cli_session_open(o, o->pos[0], false);
     if (!c)
         return EXIT_FAIL;
     struct rp_msg *m = NULL;
@@ -428,7 +416,7 @@ static int cmd_sync(struct opts *o)
 
 static int cmd_group(struct opts *o)
 {
-    if (!need(o, 2, -1))
+    if (!cli_need(o, 2, -1))
         return -1;
     const char *sub = o->pos[0];
     const char *const *rest = o->pos + 3;
@@ -443,7 +431,7 @@ static int cmd_group(struct opts *o)
         return -1;
     if ((with_users && nrest == 0) || ((simple || !strcmp(sub, "members")) && nrest))
         return -1;
-    struct rp_client *c = session_open(o, o->pos[1], false);
+    struct rp_client *c = cli_session_open(o, o->pos[1], false);
     if (!c)
         return EXIT_FAIL;
     struct rp_msg *m = NULL;
@@ -463,7 +451,7 @@ static int cmd_group(struct opts *o)
 
 static int cmd_friend(struct opts *o)
 {
-    if (!need(o, 2, 3))
+    if (!cli_need(o, 2, 3))
         return -1;
     const char *sub = o->pos[0];
     bool list = !strcmp(sub, "list");
@@ -471,167 +459,13 @@ static int cmd_friend(struct opts *o)
         return -1;
     if (!list && strcmp(sub, "request") && strcmp(sub, "accept") && strcmp(sub, "remove"))
         return -1;
-    struct rp_client *c = session_open(o, o->pos[1], false);
+    struct rp_client *c = cli_session_open(o, o->pos[1], false);
     if (!c)
         return EXIT_FAIL;
     struct rp_msg *m = NULL;
     int r =
         rp_friend(c, sub, list ? NULL : o->pos[2], !strcmp(sub, "request") ? o->note : NULL, &m);
     return finish(c, r, m, NULL);
-}
-
-/* Prints a push for a person: "<from>: <body>" for messages, JSON for the rest. */
-static void chat_print(const struct rp_msg *m)
-{
-    size_t flen, blen;
-    const char *from = rp_obj_str(&m->obj, "from", &flen);
-    const msgpack_object *body = rp_obj_get(&m->obj, "body");
-    if (rp_msg_is(m, "msg") && from && body && body->type == MSGPACK_OBJECT_STR) {
-        blen = body->via.str.size;
-        printf("%.*s: %.*s\n", (int)flen, from, (int)blen, body->via.str.ptr);
-        fflush(stdout);
-        return;
-    }
-    print_obj(&m->obj);
-}
-
-/* Handles every queued frame; returns 1 when the session is over. */
-static int chat_drain(struct rp_client *c, unsigned *pending, unsigned *failed)
-{
-    struct rp_msg *m;
-    int over = 0;
-    while (rp_client_next(c, &m) == 0) {
-        if (rp_obj_get(&m->obj, "id")) {
-            if (rp_msg_code(m) != RP_CODE_OK) {
-                report(m);
-                (*failed)++;
-            }
-            if (*pending)
-                (*pending)--;
-        } else {
-            chat_print(m);
-            uint64_t seq;
-            size_t clen;
-            const char *conv = rp_obj_str(&m->obj, "conv", &clen);
-            if (rp_msg_is(m, "msg") && conv && rp_obj_uint(&m->obj, "seq", &seq)) {
-                char cv[clen + 1];
-                memcpy(cv, conv, clen);
-                cv[clen] = '\0';
-                rp_ack(c, cv, seq);
-            }
-            over |= rp_msg_is(m, "bye") || rp_msg_is(m, "error");
-        }
-        rp_msg_free(m);
-    }
-    return over;
-}
-
-/* Standard input, split into lines without stdio buffering (which would hide lines from poll). */
-struct linebuf {
-    char data[8192];
-    size_t len;
-    bool eof;
-};
-
-/* Sends one chat line as a text (or --bin) message; the reply is handled by chat_drain. */
-static int chat_send(struct opts *o, struct rp_client *c, const char *line, size_t len,
-                     unsigned *pending)
-{
-    if (len == 0)
-        return 0;
-    char cmid[64];
-    make_cmid(cmid, sizeof(cmid));
-    struct rp_field f[] = {
-        o->group ? RP_FSTR("group", o->group) : RP_FSTR("to", o->pos[1]),
-        RP_FSTR("cmid", cmid),
-        RP_FSTR("type", o->type),
-        {.key = "body", .type = o->bin ? RP_F_BIN : RP_F_STR, .str = line, .len = len},
-    };
-    uint32_t id;
-    int r = rp_client_send(c, "send", f, 4, &id);
-    if (r == 0)
-        (*pending)++;
-    return r;
-}
-
-/* Reads what stdin has and sends every complete line (and the rest at end of input). */
-static int chat_input(struct opts *o, struct rp_client *c, struct linebuf *in, unsigned *pending)
-{
-    ssize_t n = read(STDIN_FILENO, in->data + in->len, sizeof(in->data) - in->len);
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 0 : -errno;
-    in->len += (size_t)n;
-    in->eof = n == 0;
-    size_t start = 0;
-    for (size_t i = 0; i < in->len; i++) {
-        if (in->data[i] != '\n')
-            continue;
-        int r = chat_send(o, c, in->data + start, i - start, pending);
-        if (r < 0)
-            return r;
-        start = i + 1;
-    }
-    /* A line longer than the buffer, or the last line without a newline, goes as it is. */
-    if (start == 0 && (in->len == sizeof(in->data) || in->eof)) {
-        int r = chat_send(o, c, in->data, in->len, pending);
-        if (r < 0)
-            return r;
-        start = in->len;
-    }
-    memmove(in->data, in->data + start, in->len - start);
-    in->len -= start;
-    return 0;
-}
-
-static int cmd_chat(struct opts *o)
-{
-    if (!(o->group ? need(o, 1, 1) : need(o, 2, 2)))
-        return -1;
-    struct rp_client *c = session_open(o, o->pos[0], !o->no_resume);
-    if (!c)
-        return EXIT_FAIL;
-    static struct linebuf in;
-    unsigned pending = 0, failed = 0;
-    int rc = 0;
-    for (;;) {
-        if (chat_drain(c, &pending, &failed))
-            break;
-        if (in.eof && pending == 0)
-            break;
-        struct pollfd p[2] = {
-            {.fd = rp_client_fd(c), .events = POLLIN | (rp_client_want_write(c) ? POLLOUT : 0)},
-            {.fd = in.eof ? -1 : STDIN_FILENO, .events = POLLIN},
-        };
-        int wait = rp_client_tick(c);
-        if (wait < 0) {
-            rc = fail_errno("send", wait);
-            break;
-        }
-        if (in.eof && wait > o->timeout_ms)
-            wait = o->timeout_ms;
-        if (poll(p, 2, wait == INT32_MAX ? -1 : wait) <= 0 && in.eof)
-            break; /* replies to the last lines did not come in time */
-        if (p[0].revents & POLLOUT)
-            rp_client_flush(c);
-        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            int r = rp_client_feed(c);
-            if (r < 0) {
-                chat_drain(c, &pending, &failed);
-                rc = r == -RP_ECLOSED ? 0 : fail_errno("receive", r);
-                break;
-            }
-        }
-        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            int r = chat_input(o, c, &in, &pending);
-            if (r < 0) {
-                rc = fail_errno("send", r);
-                break;
-            }
-        }
-    }
-    rp_client_free(c);
-    /* Lines the server refused were reported as they came; the exit status tells a script. */
-    return rc ? rc : failed || pending ? EXIT_FAIL : 0;
 }
 
 static int cmd_help(struct opts *o);
@@ -668,13 +502,28 @@ static const struct command commands[] = {
      "chat <user> <peer> | chat <user> --group <g> [--no-resume]\n"
      "  Sends each line of standard input; prints what arrives. Exits at the end of\n"
      "  input once every line is answered: 1 if any was refused or unanswered.",
-     cmd_chat},
+     cli_chat_run},
+    {"stats",
+     "stats [--admin-host H] [--admin-port P]\n"
+     "  Prints a summary of the server's /metrics: connections per shard, hellos,\n"
+     "  frames and bytes, slow and rate-limited clients, ring depths, storage\n"
+     "  commits and their latency (p50/p99).",
+     cli_stats_run},
+    {"admin",
+     "admin send <from> <to> <text> | admin send <from> --group <g> <text>\n"
+     "  [--type T] [--cmid C]   Sends on behalf of <from>; prints conv, seq, ts.\n"
+     "admin presence <user>     Prints {\"online\":bool,\"devices\":[...]}.\n"
+     "admin kick <user>         Closes every session of <user> (bye kicked).\n"
+     "admin backup <dir>        A checkpoint of the database in <dir> (absolute, new).",
+     cli_admin_run},
     {"help", "help [command]", cmd_help},
 };
 
 static const char common_usage[] =
     "common options: --host H (127.0.0.1) --port P (7400) --device D (cli)\n"
-    "  --secret S | --secret-file F | RINGPUSH_SECRET   --timeout MS (10000) --type T (text)\n";
+    "  --secret S | --secret-file F | RINGPUSH_SECRET   --timeout MS (10000) --type T (text)\n"
+    "admin options: --admin-host H (127.0.0.1) --admin-port P (7401)\n"
+    "  --admin-key K | --admin-key-file F | RINGPUSH_ADMIN_KEY\n";
 
 static void usage(FILE *f, const struct command *cmd)
 {
@@ -711,6 +560,8 @@ int main(int argc, char **argv)
         .ttl = DEFAULT_TTL,
         .timeout_ms = RP_DEFAULT_TIMEOUT,
         .type = "text",
+        .admin_host = "127.0.0.1",
+        .admin_port = RP_ADMIN_DEFAULT_PORT,
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout, NULL);
