@@ -5,6 +5,8 @@ kicked member receiving the kick event and nothing after it, dismiss, the
 list limits; friend requests, accept, remove, list, and dm_policy friends.
 """
 
+import time
+
 import rptest
 from rptest import Server, expect_error, expect_ok
 
@@ -18,7 +20,7 @@ def event(c, kind, timeout=5):
 
 
 def group_scenario(shards):
-    with Server(shards=shards) as srv:
+    with Server(shards=shards, args=["--recall-window", "1"]) as srv:
         o = srv.login("owner", "o1")
         o2 = srv.login("owner", "o2")
         a = srv.login("ann")
@@ -105,6 +107,20 @@ def group_scenario(shards):
         assert [m["user"] for m in page["members"]] == ["owner", "xena"], page
         lst = expect_ok(a.request("group.list"))["groups"]
         assert lst == [{"group": "team", "name": "Team", "role": "admin"}], lst
+        # recall: the sender within the window; the owner and admins at any time
+        s1 = expect_ok(b.send_message(group="team", body="one"))["seq"]
+        s2 = expect_ok(b.send_message(group="team", body="two"))["seq"]
+        s3 = expect_ok(x.send_message(group="team", body="three"))["seq"]
+        expect_error(x.request("recall", conv="g:team", seq=s1), "forbidden")
+        expect_ok(a.request("recall", conv="g:team", seq=s1))
+        time.sleep(1.2)
+        expect_error(b.request("recall", conv="g:team", seq=s2), "expired")
+        expect_error(x.request("recall", conv="g:team", seq=s3), "expired")
+        r = expect_ok(o.request("recall", conv="g:team", seq=s2))
+        p = [m for m in b.drain(0.5) if m.get("op") == "msg" and m["type"] == "recall"]
+        assert [m["target"] for m in p] == [s1, s2] and p[-1]["seq"] == r["seq"], p
+        h = expect_ok(x.request("history", conv="g:team", after=s1 - 1, limit=2))["msgs"]
+        assert [m["type"] for m in h] == ["recalled", "recalled"], h
         # leave; the owner cannot; too many users in one request
         expect_error(o.request("group.leave", group="team"), "forbidden")
         expect_ok(b.request("group.leave", group="team"))

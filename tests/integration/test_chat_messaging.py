@@ -322,5 +322,46 @@ def test_dedup_across_restarts():
         assert expect_ok(a.send_message(to="bob", body="new", cmid="new"))["seq"] == 4
 
 
+def test_admin_send_reaches_every_device_of_the_sender():
+    with Server(shards=2) as srv:
+        status, body = srv.admin("GET", "/v1/users/probe")
+        if status == 503 and "no admin operations" in str(body):
+            raise rptest.Skip("the chat layer has no admin operations in this build")
+        a1, _ = login(srv, "alice", "phone")
+        a2, _ = login(srv, "alice", "laptop")
+        b, _ = login(srv, "bob")
+        first = expect_ok(a1.send_message(to="bob", body="from a client", cmid="k1"))
+        msgs(b, 1)
+        msgs(a2, 1)
+        m = {"from": "alice", "to": "bob", "type": "text", "body": "from the backend",
+             "cmid": "k2"}
+        status, sent = srv.admin("POST", "/v1/messages", body=m)
+        assert status == 200 and (sent["conv"], sent["seq"]) == ("d:alice:bob", 2), sent
+        for c in (a1, a2, b):
+            p = c.push("msg")
+            assert (p["seq"], p["from"], p["dev"], p["body"]) == \
+                (2, "alice", "", "from the backend"), p
+        # dedup is shared with the client's sends of the same sender
+        status, dup = srv.admin("POST", "/v1/messages", body=dict(m, cmid="k1"))
+        assert status == 200 and dup.get("dup") is True and dup["seq"] == first["seq"], dup
+        assert dup["ts"] == first["ts"], (dup, first)
+        b.no_push(0.3, op="msg")
+        # sending implies reading for the sender
+        s = expect_ok(a2.request("sync"))["convs"][0]
+        assert (s["last_seq"], s["read_seq"], s["unread"]) == (2, 2, 0), s
+        # the rules of a client send
+        status, err = srv.admin("POST", "/v1/messages",
+                                body={"from": "carol", "group": "nosuch", "type": "text",
+                                      "body": "x", "cmid": "k3"})
+        assert status == 404 and err["code"] == "not_found", (status, err)
+        status, err = srv.admin("POST", "/v1/messages", body=dict(m, type="event", cmid="k4"))
+        assert status == 400 and err["code"] == "bad_request", (status, err)
+        expect_ok(a1.request("group.create", group="club", name="Club"))
+        status, err = srv.admin("POST", "/v1/messages",
+                                body={"from": "bob", "group": "club", "type": "text",
+                                      "body": "x", "cmid": "k5"})
+        assert status == 403 and err["code"] == "forbidden", (status, err)
+
+
 if __name__ == "__main__":
     rptest.main()
