@@ -326,8 +326,8 @@ static int gen_http(void)
         "POST /v1/users/bob/kick HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     };
     static const char *const bodies[] = {
-        "{\"from\":\"alice\",\"group\":\"g1\",\"type\":\"image\",\"body\":\"\\u00e9\\n\",\"cmid\":"
-        "\"c-2\"}",
+        ("{\"from\":\"alice\",\"group\":\"g1\",\"type\":\"image\",\"body\":\"\\u00e9\\n\","
+         "\"cmid\":\"c-2\"}"),
         "{\"from\":\"alice\",\"to\":\"bob\",\"type\":\"event\",\"body\":\"x\",\"cmid\":\"c\"}",
         "{\"dir\":\"/var/backups/rp\"}",
     };
@@ -392,6 +392,113 @@ static int gen_key(void)
     return err;
 }
 
+/*
+ * fuzz_chat scripts (see fuzz/fuzz_chat.c for the step bytes). Menu ops:
+ * 0/1 send, 2 ack, 3 read, 4 recall, 5 sync, 6 history, 7 group.create,
+ * 8 invite, 9 join, 10 kick, 11 leave, 12 dismiss, 13 update, 14 admin,
+ * 15 info, 16 members, 17 friend.request, 18 friend.accept.
+ */
+#define OPEN(u, d)           0, u, d
+#define CLOSE(c)             1, c
+#define MENU(c, op, a, b, x) 2, c, op, a, b, x
+#define TICK(s)              4, s
+#define STEP                 5
+#define STEP_STORAGE         0x85
+#define SETTLE               6
+#define FAIL(n)              7, n
+
+static int gen_chat(void)
+{
+    /* two users talk; the second reconnects and catches up */
+    static const uint8_t dm[] = {OPEN(0, 0),
+                                 OPEN(1, 0),
+                                 SETTLE,
+                                 MENU(0, 0, 1, 0, 1),
+                                 MENU(1, 0, 0, 0, 2),
+                                 SETTLE,
+                                 CLOSE(1),
+                                 MENU(0, 0, 1, 0, 3),
+                                 SETTLE,
+                                 OPEN(1, 0),
+                                 SETTLE,
+                                 MENU(2, 2, 0, 0, 3),
+                                 MENU(2, 6, 0, 0, 0),
+                                 SETTLE};
+    /* a group: create with members, send, kick, send, leave, dismiss */
+    static const uint8_t group[] = {OPEN(0, 0),           OPEN(1, 1), OPEN(2, 0),           SETTLE,
+                                    MENU(0, 7, 0, 1, 2),  SETTLE,     MENU(0, 1, 0, 1, 1),  SETTLE,
+                                    MENU(0, 10, 0, 1, 0), STEP,       MENU(0, 1, 0, 1, 2),  SETTLE,
+                                    MENU(2, 11, 0, 1, 0), SETTLE,     MENU(0, 12, 0, 1, 0), SETTLE};
+    /* an open group joined, an admin, a recall and history; time moves on */
+    static const uint8_t admin[] = {OPEN(0, 0),
+                                    OPEN(3, 2),
+                                    SETTLE,
+                                    MENU(0, 7, 1, 1, 4),
+                                    SETTLE,
+                                    MENU(0, 13, 1, 1, 1),
+                                    SETTLE,
+                                    MENU(1, 9, 1, 1, 0),
+                                    SETTLE,
+                                    MENU(0, 14, 1, 3, 1),
+                                    MENU(1, 1, 1, 1, 0),
+                                    SETTLE,
+                                    MENU(0, 4, 1, 1, 1),
+                                    TICK(200),
+                                    MENU(1, 4, 1, 1, 2),
+                                    SETTLE,
+                                    MENU(1, 16, 1, 1, 0),
+                                    MENU(1, 6, 1, 1, 3),
+                                    SETTLE};
+    /* friends, and failed writes under a send */
+    static const uint8_t friends[] = {OPEN(0, 0),
+                                      OPEN(1, 0),
+                                      SETTLE,
+                                      MENU(0, 17, 1, 0, 0),
+                                      SETTLE,
+                                      MENU(1, 18, 0, 0, 0),
+                                      SETTLE,
+                                      FAIL(1),
+                                      MENU(0, 0, 1, 0, 1),
+                                      SETTLE,
+                                      MENU(0, 0, 1, 0, 1),
+                                      STEP_STORAGE,
+                                      MENU(1, 5, 0, 0, 0),
+                                      SETTLE};
+    static const struct {
+        const char *name;
+        const uint8_t *p;
+        size_t n;
+    } scripts[] = {{"dm", dm, sizeof(dm)},
+                   {"group", group, sizeof(group)},
+                   {"admin", admin, sizeof(admin)},
+                   {"friends", friends, sizeof(friends)}};
+    int err = 0;
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]) && !err; i++)
+        err = save("fuzz_chat", scripts[i].name, scripts[i].p, scripts[i].n);
+
+    /* a request frame of bytes (step 3): a direct send from the encoders */
+    struct buf b;
+    msgpack_packer pk;
+    buf_init(&b);
+    static const uint8_t head[] = {OPEN(0, 0), OPEN(1, 0), SETTLE, 3, 0, 0};
+    buf_append(&b, head, sizeof(head));
+    size_t at = b.len - 1;
+    msgpack_packer_init(&pk, &b, buf_msgpack_write);
+    msgpack_pack_map(&pk, 6);
+    kvs(&pk, "op", "send");
+    kvu(&pk, "id", 7);
+    kvs(&pk, "to", "u1");
+    kvs(&pk, "cmid", "x");
+    kvs(&pk, "type", "text");
+    kvs(&pk, "body", "hi");
+    b.data[at] = (uint8_t)(b.len - at - 1);
+    buf_put_u8(&b, SETTLE);
+    if (!err)
+        err = save("fuzz_chat", "frame", b.data, b.len);
+    buf_deinit(&b);
+    return err;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -414,6 +521,8 @@ int main(int argc, char **argv)
         err = gen_http();
     if (!err)
         err = gen_key();
+    if (!err)
+        err = gen_chat();
     if (err) {
         fprintf(stderr, "corpus_gen: %s\n", strerror(-err));
         return 1;

@@ -74,6 +74,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_reader *r = reader_of(p);
+    /* http-parser lets a NUL through in a value (RFC 7230 allows none): the
+     * copies handed out are NUL-terminated strings, so refuse it. */
+    if (memchr(at, 0, len))
+        return fail(p, -RP_EREQUEST);
     if (!r->value_started) {
         r->value_started = true;
         r->in_auth = r->hname.len == 13 &&

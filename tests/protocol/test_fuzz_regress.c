@@ -1,5 +1,5 @@
 /*
- * Runs every fuzz target's one-input function, compiled into this test
+ * Runs every protocol fuzz target's one-input function, compiled into this test
  * without libFuzzer, over its regression inputs (fuzz/regress/<target>/) and
  * its seed corpus (fuzz/corpus/<target>/). A target reports a failure by
  * aborting, and sanitizers catch memory errors, so passing means every
@@ -21,15 +21,14 @@ int fuzz_frame_one(const uint8_t *data, size_t size);
 int fuzz_req_one(const uint8_t *data, size_t size);
 int fuzz_jwt_one(const uint8_t *data, size_t size);
 int fuzz_entry_one(const uint8_t *data, size_t size);
+int fuzz_ws_one(const uint8_t *data, size_t size);
 
 static const struct {
     const char *name;
     int (*one)(const uint8_t *, size_t);
 } targets[] = {
-    {"fuzz_frame", fuzz_frame_one},
-    {"fuzz_req", fuzz_req_one},
-    {"fuzz_jwt", fuzz_jwt_one},
-    {"fuzz_entry", fuzz_entry_one},
+    {"fuzz_frame", fuzz_frame_one}, {"fuzz_req", fuzz_req_one}, {"fuzz_jwt", fuzz_jwt_one},
+    {"fuzz_entry", fuzz_entry_one}, {"fuzz_ws", fuzz_ws_one},
 };
 
 static uint8_t input[1 << 20];

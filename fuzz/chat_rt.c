@@ -1,0 +1,461 @@
+/*
+ * The fuzzing runtime. Closes the chat layer asks for are delivered as
+ * chat_on_close on the next turn, as the real runtime does; a connection's
+ * requests reach the chat layer only once env->ready was called for it.
+ * Storage completions are held until a turn that delivers storage, which first
+ * waits for every submit in flight: when a completion arrives relative to
+ * cross-shard messages is then chosen by the script, not by thread timing, so
+ * a failing input replays the same way.
+ */
+#include "chat_rt.h"
+
+#include "base/err.h"
+#include "base/hash.h"
+#include "storage/storage.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct chat_config rt_cfg = {.heartbeat_ms = 30000,
+                             .max_frame = 65536,
+                             .max_body = 32768,
+                             .catchup_limit = 200,
+                             .dedup_window_ms = 86400000,
+                             .recall_window_ms = 120000,
+                             .max_devices = 3,
+                             .max_group_size = 100000};
+uint64_t rt_now;
+int rt_fail_writes;
+struct rt_seq *rt_pushes, *rt_acks;
+uint32_t rt_npushes, rt_nacks;
+static uint32_t cap_pushes, cap_acks;
+
+struct qmsg {
+    struct qmsg *next;
+    struct xmsg m;
+};
+
+struct shard_rt {
+    unsigned idx;
+    struct chat *chat;
+    struct qmsg *head, *tail;
+    uint64_t failed[64];
+    int nfailed;
+    struct stg_done *done; /* completions held until a turn delivers storage */
+    unsigned ndone, cap;
+};
+
+static struct storage *st;
+static char dir[64];
+static struct shard_rt rts[RT_SHARDS];
+static struct rt_conn conns[RT_CONNS];
+static int closing[RT_CONNS * 4];
+static int nclosing;
+static int inflight; /* storage submits whose completion has not been polled */
+
+static conn_id_t cid(int i)
+{
+    return ((conn_id_t)(i + 1) << 32) | 5u;
+}
+
+static int cidx(conn_id_t c)
+{
+    int i = (int)(c >> 32) - 1;
+    return i >= 0 && i < RT_CONNS && (uint32_t)c == 5u ? i : -1;
+}
+
+static void record(struct rt_seq **v, uint32_t *n, uint32_t *cap, const msgpack_object *conv,
+                   const char *user, uint64_t seq)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = realloc(*v, *cap * sizeof(**v));
+        if (!*v)
+            abort();
+    }
+    struct rt_seq *s = &(*v)[(*n)++];
+    if (conv->via.str.size >= sizeof(s->conv))
+        abort();
+    memcpy(s->conv, conv->via.str.ptr, conv->via.str.size);
+    s->conv[conv->via.str.size] = 0;
+    snprintf(s->user, sizeof(s->user), "%s", user);
+    s->seq = seq;
+}
+
+static const msgpack_object *get(const msgpack_object *m, const char *k)
+{
+    size_t kl = strlen(k);
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object_kv *kv = &m->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == kl &&
+            memcmp(kv->key.via.str.ptr, k, kl) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static bool is_str(const msgpack_object *o, const char *v)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(v) &&
+           memcmp(o->via.str.ptr, v, o->via.str.size) == 0;
+}
+
+static uint64_t uint_of(const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        abort();
+    return o->via.u64;
+}
+
+/* A msg push: seqs of one conversation strictly increase within the session. */
+static void on_push(struct rt_conn *c, const msgpack_object *m)
+{
+    const msgpack_object *conv = get(m, "conv");
+    uint64_t seq = uint_of(get(m, "seq"));
+    if (!conv || conv->type != MSGPACK_OBJECT_STR || seq == 0)
+        abort();
+    struct rt_seq *last = NULL;
+    for (uint32_t i = 0; i < c->nlast && !last; i++)
+        if (strlen(c->last[i].conv) == conv->via.str.size &&
+            memcmp(c->last[i].conv, conv->via.str.ptr, conv->via.str.size) == 0)
+            last = &c->last[i];
+    if (last && seq <= last->seq)
+        abort(); /* pushed twice or backwards in one session */
+    if (!last && c->nlast < sizeof(c->last) / sizeof(c->last[0])) {
+        last = &c->last[c->nlast++];
+        memcpy(last->conv, conv->via.str.ptr, conv->via.str.size);
+        last->conv[conv->via.str.size] = 0;
+    }
+    if (last)
+        last->seq = seq;
+    record(&rt_pushes, &rt_npushes, &cap_pushes, conv, c->user, seq);
+}
+
+/* A reply: it answers a request of this session, and a send's carries its seq. */
+static void on_reply(struct rt_conn *c, const msgpack_object *m, bool ok)
+{
+    const msgpack_object *id = get(m, "id");
+    if (!id)
+        return; /* an error about a frame whose id was unknown */
+    uint32_t v = (uint32_t)uint_of(id);
+    if (v == UINT32_MAX)
+        return; /* the hello's */
+    uint32_t i = 0;
+    while (i < c->nasked && c->asked[i] != v)
+        i++;
+    if (i == c->nasked)
+        abort(); /* a reply nobody asked for, or a second reply */
+    c->asked[i] = c->asked[--c->nasked];
+    const msgpack_object *conv = get(m, "conv"), *seq = get(m, "seq");
+    if (ok && conv && seq && !get(m, "msgs"))
+        record(&rt_acks, &rt_nacks, &cap_acks, conv, c->user, uint_of(seq));
+    const msgpack_object *msgs = get(m, "msgs");
+    if (ok && msgs) {
+        if (msgs->type != MSGPACK_OBJECT_ARRAY)
+            abort();
+        uint64_t prev = 0;
+        for (uint32_t k = 0; k < msgs->via.array.size; k++) {
+            uint64_t s = uint_of(get(&msgs->via.array.ptr[k], "seq"));
+            if (s <= prev)
+                abort(); /* history ascends by seq */
+            prev = s;
+        }
+    }
+}
+
+static int env_send(void *rt, conn_id_t conn, struct rbuf *frame)
+{
+    int i = cidx(conn);
+    if (i < 0 || !conns[i].open)
+        return -ENOENT;
+    struct rt_conn *c = &conns[i];
+    if (c->shard != ((struct shard_rt *)rt)->idx || frame->len < 5)
+        abort();
+    uint32_t l = (uint32_t)frame->data[0] << 24 | (uint32_t)frame->data[1] << 16 |
+                 (uint32_t)frame->data[2] << 8 | frame->data[3];
+    if (l + 4 != frame->len || l > rt_cfg.max_frame)
+        abort();
+    msgpack_zone zone;
+    msgpack_object o;
+    size_t off = 0;
+    msgpack_zone_init(&zone, 1024);
+    if (msgpack_unpack((const char *)frame->data + 4, l, &off, &zone, &o) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        off != l || o.type != MSGPACK_OBJECT_MAP)
+        abort();
+    const msgpack_object *op = get(&o, "op");
+    if (is_str(op, "msg"))
+        on_push(c, &o);
+    else if (is_str(op, "ok") || is_str(op, "error"))
+        on_reply(c, &o, is_str(op, "ok"));
+    msgpack_zone_destroy(&zone);
+    return 0;
+}
+
+static void env_ready(void *rt, conn_id_t conn)
+{
+    int i = cidx(conn);
+    if (i >= 0 && conns[i].open)
+        conns[i].ready = true;
+}
+
+static void env_close(void *rt, conn_id_t conn, const char *reason)
+{
+    int i = cidx(conn);
+    if (i < 0 || !conns[i].open)
+        return;
+    conns[i].open = false;
+    conns[i].closed_by_server = true;
+    closing[nclosing++] = i;
+}
+
+static int env_xsend(void *rt, unsigned dst, const struct xmsg *m)
+{
+    if (dst >= RT_SHARDS)
+        abort();
+    struct qmsg *q = malloc(sizeof(*q));
+    if (!q)
+        abort();
+    q->next = NULL;
+    q->m = *m;
+    q->m.src = (uint16_t)((struct shard_rt *)rt)->idx;
+    struct shard_rt *d = &rts[dst];
+    if (d->tail)
+        d->tail->next = q;
+    else
+        d->head = q;
+    d->tail = q;
+    return 0;
+}
+
+static int env_write(void *rt, struct stg_batch *b, uint64_t tag)
+{
+    struct shard_rt *s = rt;
+    if (rt_fail_writes > 0 && s->nfailed < 64) {
+        rt_fail_writes--;
+        stg_batch_free(b);
+        s->failed[s->nfailed++] = tag;
+        return 0;
+    }
+    int r = storage_write(st, s->idx, b, tag);
+    inflight += r == 0;
+    return r;
+}
+
+static int env_read(void *rt, const struct stg_read *q, uint64_t tag)
+{
+    int r = storage_read(st, ((struct shard_rt *)rt)->idx, q, tag);
+    inflight += r == 0;
+    return r;
+}
+
+static uint64_t env_now(void *rt)
+{
+    return rt_now;
+}
+
+static void env_admin_done(void *rt, uint64_t tag, const struct chat_admin_result *res)
+{
+    abort(); /* no admin call is made */
+}
+
+static void cleanup(void)
+{
+    if (st)
+        storage_close(st);
+    st = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+void rt_init(void)
+{
+    if (st)
+        return;
+    snprintf(dir, sizeof(dir), "/tmp/rp-fuzz-chat-XXXXXX");
+    if (!mkdtemp(dir))
+        abort();
+    struct storage_config sc = {.path = dir, .durability = STG_WAL, .nshards = RT_SHARDS};
+    if (storage_open(&sc, &st))
+        abort();
+    atexit(cleanup);
+}
+
+struct storage *rt_storage(void)
+{
+    return st;
+}
+
+void rt_begin(void)
+{
+    rt_npushes = rt_nacks = 0;
+    rt_fail_writes = 0;
+    for (unsigned i = 0; i < RT_SHARDS; i++) {
+        rts[i].idx = i;
+        struct chat_env env = {.rt = &rts[i],
+                               .shard = i,
+                               .nshards = RT_SHARDS,
+                               .cfg = &rt_cfg,
+                               .send = env_send,
+                               .ready = env_ready,
+                               .close = env_close,
+                               .xsend = env_xsend,
+                               .write = env_write,
+                               .read = env_read,
+                               .now_ms = env_now,
+                               .admin_done = env_admin_done};
+        rts[i].chat = chat_new(&env);
+        if (!rts[i].chat)
+            abort();
+    }
+}
+
+/* Waits for every submit in flight and queues its completion for its shard. */
+static void collect(void)
+{
+    /* a storage thread answers within microseconds; ten seconds is a hang */
+    for (long spins = 0; inflight > 0; spins++) {
+        if (spins == 1000000)
+            abort();
+        bool got = false;
+        for (unsigned i = 0; i < RT_SHARDS; i++) {
+            struct shard_rt *s = &rts[i];
+            if (s->cap - s->ndone < 64) {
+                s->cap = s->cap * 2 + 64;
+                s->done = realloc(s->done, s->cap * sizeof(*s->done));
+                if (!s->done)
+                    abort();
+            }
+            unsigned n = storage_poll(st, i, s->done + s->ndone, 64);
+            s->ndone += n;
+            inflight -= (int)n;
+            got = got || n;
+        }
+        if (!got)
+            usleep(10);
+    }
+}
+
+static bool turn(bool with_storage)
+{
+    bool any = false;
+    for (int k = 0; k < nclosing; k++) {
+        int i = closing[k];
+        chat_on_close(rts[conns[i].shard].chat, cid(i));
+        any = true;
+    }
+    nclosing = 0;
+    if (with_storage)
+        collect();
+    for (unsigned i = 0; i < RT_SHARDS; i++) {
+        struct shard_rt *s = &rts[i];
+        for (int k = 0; k < s->nfailed; k++) {
+            struct stg_done d = {.tag = s->failed[k], .err = -RP_ESTORAGE};
+            chat_on_storage(s->chat, &d);
+            any = true;
+        }
+        s->nfailed = 0;
+        if (with_storage) {
+            unsigned n = s->ndone;
+            s->ndone = 0;
+            for (unsigned k = 0; k < n; k++)
+                chat_on_storage(s->chat, &s->done[k]);
+            any = any || n;
+        }
+        struct qmsg *q = s->head;
+        s->head = s->tail = NULL;
+        while (q) {
+            struct qmsg *next = q->next;
+            chat_on_xmsg(s->chat, &q->m);
+            free(q);
+            q = next;
+            any = true;
+        }
+        chat_flush(s->chat);
+    }
+    return any;
+}
+
+bool rt_step(bool with_storage)
+{
+    return turn(with_storage);
+}
+
+void rt_tick(void)
+{
+    for (unsigned i = 0; i < RT_SHARDS; i++)
+        chat_on_tick(rts[i].chat);
+    turn(false);
+}
+
+void rt_settle(void)
+{
+    for (int turns = 0; turn(true) || inflight > 0 || nclosing > 0; turns++)
+        if (turns == 100000)
+            abort(); /* the shards keep each other busy */
+}
+
+void rt_end(void)
+{
+    rt_settle();
+    for (int i = 0; i < RT_CONNS; i++)
+        if (conns[i].open && conns[i].nasked)
+            abort(); /* settled, yet a request of a live session has no answer */
+    for (int i = 0; i < RT_CONNS; i++)
+        rt_close(i);
+    rt_settle();
+    for (unsigned i = 0; i < RT_SHARDS; i++) {
+        if (rts[i].head)
+            abort(); /* settled: every ring is empty */
+        chat_free(rts[i].chat);
+        rts[i].chat = NULL;
+    }
+    memset(conns, 0, sizeof(conns));
+}
+
+int rt_hello(const char *user, const char *device, bool resume)
+{
+    int i = 0;
+    while (i < RT_CONNS && conns[i].used)
+        i++;
+    if (i == RT_CONNS)
+        return -1;
+    unsigned shard = (unsigned)(hash_bytes(user, strlen(user)) % RT_SHARDS);
+    conns[i] = (struct rt_conn){.used = true, .open = true, .shard = shard};
+    snprintf(conns[i].user, sizeof(conns[i].user), "%s", user);
+    chat_on_hello(rts[shard].chat, cid(i), strv_c(user), strv_c(device), resume, UINT32_MAX);
+    return i;
+}
+
+void rt_close(int conn)
+{
+    struct rt_conn *c = &conns[conn];
+    if (!c->open)
+        return;
+    c->open = false;
+    chat_on_close(rts[c->shard].chat, cid(conn));
+}
+
+struct rt_conn *rt_conn(int conn)
+{
+    return &conns[conn];
+}
+
+void rt_request(int conn, const struct req *r)
+{
+    struct rt_conn *c = &conns[conn];
+    if (!c->open || !c->ready)
+        abort();
+    if (r->has_id && r->op != OP_ACK) {
+        if (c->nasked == sizeof(c->asked) / sizeof(c->asked[0]))
+            return; /* too many unanswered: the script waits */
+        c->asked[c->nasked++] = r->id;
+    }
+    chat_on_request(rts[c->shard].chat, cid(conn), r);
+}
