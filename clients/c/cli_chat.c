@@ -10,7 +10,10 @@
  * person at a terminal it also shows a prompt, marks what it has shown as
  * read (so the peer sees "seen by"), tells when the peer has read one's own
  * messages, shows recalls and group events in words, and takes a few slash
- * commands (/recall, /quit, /help).
+ * commands (/recall, /quit, /help). There the terminal's own line editing
+ * is turned off and a small editor takes its place (backspace, Ctrl-U,
+ * Ctrl-W, Ctrl-D, Ctrl-L), so that a message arriving while a line is half
+ * typed is printed above it and the half-typed line is drawn again below.
  *
  * Every reply is matched to its request by id through a small table of what
  * is in flight, so a refused send is counted as a failure while the replies
@@ -24,9 +27,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define CHAT_INFLIGHT 256
@@ -58,14 +63,21 @@ struct chat {
     uint64_t read_seq;   /* the highest seq marked read */
     uint64_t read_want;  /* the highest seq shown on screen */
     struct linebuf in;
+    char edit[4096]; /* at a terminal: the line being typed (the terminal does not echo) */
+    size_t edit_len;
 };
+
+/* The terminal's settings before chat changed them, restored on every way out. */
+static struct termios saved_tio;
+static bool tio_changed;
 
 /* ---- output ----------------------------------------------------------- */
 
+/* The prompt and whatever is typed so far. */
 static void prompt(const struct chat *ch)
 {
     if (ch->tty && !ch->in.eof) {
-        printf("%s> ", ch->me);
+        printf("%s> %.*s", ch->me, (int)ch->edit_len, ch->edit);
         fflush(stdout);
     }
 }
@@ -347,9 +359,132 @@ static int chat_line(struct chat *ch, const char *line, size_t len)
     return chat_send(ch, line, len);
 }
 
+/* ---- the terminal face's line editor ---------------------------------- */
+
+static void tio_restore(void)
+{
+    if (tio_changed)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
+}
+
+static void on_fatal_signal(int sig)
+{
+    tio_restore(); /* tcsetattr is async-signal-safe */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Turns off the terminal's echo and line editing (signals stay: Ctrl-C still ends chat). */
+static void tio_raw(void)
+{
+    struct termios t;
+    if (tcgetattr(STDIN_FILENO, &saved_tio) < 0)
+        return;
+    t = saved_tio;
+    t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0)
+        return;
+    tio_changed = true;
+    atexit(tio_restore);
+    signal(SIGINT, on_fatal_signal);
+    signal(SIGTERM, on_fatal_signal);
+    signal(SIGHUP, on_fatal_signal);
+}
+
+static void redraw(const struct chat *ch)
+{
+    fputs(CLEAR_LINE, stdout);
+    prompt(ch);
+}
+
+/* One typed byte. esc: where an escape sequence (arrow keys...) stands; they are ignored. */
+static int edit_byte(struct chat *ch, unsigned char b, int *esc)
+{
+    if (*esc) {
+        if (*esc == 1 && (b == '[' || b == 'O'))
+            *esc = 2;
+        else if (*esc == 1 || (b >= 0x40 && b <= 0x7e))
+            *esc = 0;
+        return 0;
+    }
+    switch (b) {
+    case '\r':
+    case '\n': {
+        char line[sizeof(ch->edit)];
+        size_t len = ch->edit_len;
+        memcpy(line, ch->edit, len);
+        ch->edit_len = 0;
+        fputc('\n', stdout);
+        int r = chat_line(ch, line, len);
+        prompt(ch);
+        return r;
+    }
+    case 0x7f: /* backspace: one UTF-8 character */
+    case 0x08:
+        while (ch->edit_len && ((unsigned char)ch->edit[ch->edit_len - 1] & 0xc0) == 0x80)
+            ch->edit_len--;
+        if (ch->edit_len)
+            ch->edit_len--;
+        break;
+    case 0x15: /* Ctrl-U */
+        ch->edit_len = 0;
+        break;
+    case 0x17: /* Ctrl-W: the last word */
+        while (ch->edit_len && ch->edit[ch->edit_len - 1] == ' ')
+            ch->edit_len--;
+        while (ch->edit_len && ch->edit[ch->edit_len - 1] != ' ')
+            ch->edit_len--;
+        break;
+    case 0x04: /* Ctrl-D leaves on an empty line, as at a shell */
+        if (ch->edit_len == 0) {
+            ch->in.eof = true;
+            fputs(CLEAR_LINE, stdout);
+        }
+        return 0;
+    case 0x0c: /* Ctrl-L */
+        fputs("\033[H\033[2J", stdout);
+        break;
+    case 0x1b:
+        *esc = 1;
+        return 0;
+    default:
+        if ((b < 0x20 && b != '\t') || ch->edit_len == sizeof(ch->edit) - 1)
+            return 0;
+        ch->edit[ch->edit_len++] = (char)b;
+        fputc(b, stdout);
+        return 0;
+    }
+    redraw(ch);
+    return 0;
+}
+
+static int edit_input(struct chat *ch)
+{
+    unsigned char tmp[512];
+    static int esc;
+    ssize_t n = read(STDIN_FILENO, tmp, sizeof(tmp));
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+    if (n == 0) {
+        ch->in.eof = true; /* the terminal is gone */
+        return 0;
+    }
+    for (ssize_t i = 0; i < n && !ch->in.eof; i++) {
+        int r = edit_byte(ch, tmp[i], &esc);
+        if (r < 0)
+            return r;
+    }
+    fflush(stdout);
+    return 0;
+}
+
 /* Reads what stdin has and handles every complete line (and the rest at end of input). */
 static int chat_input(struct chat *ch)
 {
+    if (ch->tty)
+        return edit_input(ch);
     struct linebuf *in = &ch->in;
     ssize_t n = read(STDIN_FILENO, in->data + in->len, sizeof(in->data) - in->len);
     if (n < 0)
@@ -357,7 +492,6 @@ static int chat_input(struct chat *ch)
     in->len += (size_t)n;
     in->eof = n == 0;
     size_t start = 0;
-    bool any = false;
     for (size_t i = 0; i < in->len; i++) {
         if (in->data[i] != '\n')
             continue;
@@ -365,7 +499,6 @@ static int chat_input(struct chat *ch)
         if (r < 0)
             return r;
         start = i + 1;
-        any = true;
     }
     /* A line longer than the buffer, or the last line without a newline, goes as it is. */
     if (start == 0 && in->len && (in->len == sizeof(in->data) || in->eof)) {
@@ -376,8 +509,6 @@ static int chat_input(struct chat *ch)
     }
     memmove(in->data, in->data + start, in->len - start);
     in->len -= start;
-    if (any)
-        prompt(ch);
     return 0;
 }
 
@@ -393,6 +524,7 @@ int cli_chat_run(struct opts *o)
     if (!ch.c)
         return EXIT_FAIL;
     if (ch.tty) {
+        tio_raw();
         printf("-- %s, chatting with %s%s (/help for commands, Ctrl-D to leave)\n", ch.me,
                o->group ? "group " : "", o->group ? o->group : o->pos[1]);
         prompt(&ch);
@@ -438,6 +570,7 @@ int cli_chat_run(struct opts *o)
     if (ch.tty)
         fputs(CLEAR_LINE, stdout);
     fflush(stdout);
+    tio_restore();
     rp_client_free(ch.c);
     /* Lines the server refused were reported as they came; the exit status tells a script. */
     unsigned reads = 0; /* an unanswered read mark is no failure of the user's */
