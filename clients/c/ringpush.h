@@ -23,8 +23,21 @@
  *
  * Request helpers for the messaging, group and friend ops are in ops.h.
  *
+ * Which calls block: rp_client_connect (up to RP_DEFAULT_TIMEOUT), rp_call,
+ * rp_hello, rp_ping, rp_client_push with a timeout, and every helper of
+ * ops.h except rp_ack (each up to the client's timeout). The others never
+ * block. Both styles may be mixed on one client, but a blocking call reads
+ * frames on its own: a poll loop that also uses it must take what the call
+ * queued with rp_client_next afterwards.
+ *
+ * Ownership: strings and buffers passed in are borrowed for the duration of
+ * the call (the request is encoded before it returns). A struct rp_msg
+ * handed out is the caller's, to free with rp_msg_free; views into it
+ * (rp_obj_get, rp_obj_str) live as long as it does.
+ *
  * Thread: a struct rp_client belongs to one thread at a time. Distinct
- * clients are independent.
+ * clients are independent. rp_token_mint and the rp_obj_ and rp_msg_
+ * accessors touch no client and may be called from any thread.
  */
 #ifndef RP_CLIENTS_RINGPUSH_H
 #define RP_CLIENTS_RINGPUSH_H
@@ -80,16 +93,24 @@ enum rp_code {
  */
 int rp_client_connect(struct rp_client **out, const char *host, uint16_t port, uint32_t max_frame);
 
-/* Closes the socket and frees the client and every frame still queued in it. NULL is fine. */
+/*
+ * Closes the socket and frees the client and every frame still queued in it
+ * (frames already taken stay valid: they are the caller's). Outgoing bytes
+ * not yet written are dropped: call rp_client_flush until it returns 0 first
+ * when they matter (an ack, say). NULL is fine. Never blocks.
+ */
 void rp_client_free(struct rp_client *c);
 
 /* The socket (non-blocking). Borrowed: do not close it, do not read from it. */
 int rp_client_fd(const struct rp_client *c);
 
-/* Timeout in ms of blocking calls (default RP_DEFAULT_TIMEOUT; < 0: forever). */
+/* Timeout in ms of each later blocking call (default RP_DEFAULT_TIMEOUT; < 0: forever). */
 void rp_client_set_timeout(struct rp_client *c, int timeout_ms);
 
-/* True once the server has closed the connection (queued frames can still be taken). */
+/*
+ * True once the server has closed the connection, as seen by the last read
+ * (rp_client_feed or a blocking call); queued frames can still be taken.
+ */
 bool rp_client_closed(const struct rp_client *c);
 
 /* ---- poll-driven use -------------------------------------------------- */
@@ -119,7 +140,7 @@ int rp_client_flush(struct rp_client *c);
  */
 int rp_client_tick(struct rp_client *c);
 
-/* True while outgoing bytes are queued (poll for POLLOUT then). */
+/* True while outgoing bytes are queued (poll for POLLOUT then, and call rp_client_flush). */
 bool rp_client_want_write(const struct rp_client *c);
 
 /*
@@ -154,7 +175,9 @@ struct rp_field {
  * Queues {"op": op, "id": <new id>, fields...} (no id when id_out is NULL:
  * for `ack`) and writes as much as the socket takes without blocking.
  * *id_out receives the id. 0, -RP_ETOOLARGE (the frame would exceed the
- * client's max_frame), -ENOMEM, -errno from the write.
+ * client's max_frame), -ENOMEM, -errno from the write. Never blocks: what the
+ * socket does not take stays queued for rp_client_flush (or the next
+ * blocking call). The reply comes later through rp_client_next.
  */
 int rp_client_send(struct rp_client *c, const char *op, const struct rp_field *fields, size_t n,
                    uint32_t *id_out);
@@ -179,6 +202,7 @@ int rp_client_push(struct rp_client *c, int timeout_ms, struct rp_msg **out);
 
 /* ---- messages --------------------------------------------------------- */
 
+/* Frees a frame taken from the client, and with it every view into it. NULL is fine. */
 void rp_msg_free(struct rp_msg *m);
 
 /* The value of key in map m (a view into m), or NULL when absent or m is no map. */
@@ -193,13 +217,14 @@ const char *rp_obj_str(const msgpack_object *m, const char *key, size_t *len);
 bool rp_obj_uint(const msgpack_object *m, const char *key, uint64_t *v);
 bool rp_obj_bool(const msgpack_object *m, const char *key, bool def);
 
-/* True when the msg's "op" equals op. */
+/* True when the frame's "op" is a string equal to op. */
 bool rp_msg_is(const struct rp_msg *m, const char *op);
 
-/* RP_CODE_OK unless m is an error reply; then its code. */
+/* RP_CODE_OK unless m is an error (reply or fatal push); then its code (RP_CODE_UNKNOWN
+ * for a code this library does not know, or none). */
 enum rp_code rp_msg_code(const struct rp_msg *m);
 
-/* The wire name of a code ("bad_request", ...); "ok" for RP_CODE_OK. */
+/* The wire name of a code ("bad_request", ...); "ok" for RP_CODE_OK. A static string. */
 const char *rp_code_name(enum rp_code code);
 
 /*
@@ -223,12 +248,15 @@ int rp_token_mint(const char *user, uint64_t ttl_s, const void *key, size_t keyl
  * Sends hello and waits for the reply (*reply on 0, as rp_call). On an ok
  * reply the client also adopts the announced max_frame, records the shard,
  * and starts its keepalive (rp_client_tick) at the announced heartbeat_ms.
+ * token and device are borrowed for the call. Blocking; errors as rp_call.
+ * An error reply (unauthorized, conflict: fatal, the server then closes) is a
+ * 0 return with that reply: check rp_msg_code.
  */
 int rp_hello(struct rp_client *c, const char *token, const char *device, bool resume,
              struct rp_msg **reply);
-/* 0 on pong; -RP_EREQUEST for any other reply; errors as rp_call. */
+/* Blocking round trip: 0 on pong; -RP_EREQUEST for any other reply; errors as rp_call. */
 int rp_ping(struct rp_client *c);
-/* The `shard` of the last ok hello, or -1. */
+/* The `shard` field of the last ok hello reply (a server diagnostic), or -1 without one. */
 int rp_client_shard(const struct rp_client *c);
 
 #endif
