@@ -501,7 +501,9 @@ static const struct command commands[] = {
     {"chat",
      "chat <user> <peer> | chat <user> --group <g> [--no-resume]\n"
      "  Sends each line of standard input; prints what arrives. Exits at the end of\n"
-     "  input once every line is answered: 1 if any was refused or unanswered.",
+     "  input once every line is answered: 1 if any was refused or unanswered.\n"
+     "  At a terminal: a prompt, \"-- seen by <peer>\" read receipts, and the commands\n"
+     "  /recall (your last message), /help, /quit (or Ctrl-D).",
      cli_chat_run},
     {"stats",
      "stats [--admin-host H] [--admin-port P]\n"

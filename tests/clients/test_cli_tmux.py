@@ -144,8 +144,11 @@ def test_two_terminals():
             for me in ("alice", "bob"):
                 t.key(me, "C-d")
             for me in ("alice", "bob"):
-                rptest.wait_until(lambda me=me: t.dead_status(me) is not None,
-                                  what="%s's chat to exit" % me)
+                try:
+                    rptest.wait_until(lambda me=me: t.dead_status(me) is not None,
+                                      timeout=15.0, what="%s's chat to exit" % me)
+                except AssertionError as e:
+                    raise AssertionError("%s; screen:\n%s" % (e, t.screen(me)))
                 assert t.dead_status(me) == 0, (me, t.dead_status(me), t.screen(me))
         finally:
             t.kill()
