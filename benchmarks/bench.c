@@ -58,7 +58,8 @@ static void usage(void)
                     "       --scenario idle|ping|fanout|pairs [--conns N] [--subscribers S]\n"
                     "       [--pairs P] [--window W] [--rate R] [--duration S] [--workers N]\n"
                     "       [--src N] [--burst N] [--secret KEY] [--server-pid PID]\n"
-                    "       [--connect-timeout S] [--settle S] [--label TEXT]\n");
+                    "       [--connect-timeout S] [--settle S] [--label TEXT] [--user-base N]\n"
+                    "       [--max-messages N]\n");
 }
 
 static long status_kb(int pid, const char *key)
@@ -125,26 +126,14 @@ static void sleep_s(double s)
 
 static int parse_args(int argc, char **argv, struct run *r)
 {
-    static const struct option opts[] = {{"driver", 1, 0, 'd'},
-                                         {"port", 1, 0, 'p'},
-                                         {"scenario", 1, 0, 's'},
-                                         {"conns", 1, 0, 'n'},
-                                         {"subscribers", 1, 0, 'S'},
-                                         {"pairs", 1, 0, 'P'},
-                                         {"window", 1, 0, 'w'},
-                                         {"rate", 1, 0, 'r'},
-                                         {"duration", 1, 0, 't'},
-                                         {"workers", 1, 0, 'W'},
-                                         {"src", 1, 0, 'a'},
-                                         {"burst", 1, 0, 'b'},
-                                         {"secret", 1, 0, 'k'},
-                                         {"server-pid", 1, 0, 'i'},
-                                         {"connect-timeout", 1, 0, 'c'},
-                                         {"settle", 1, 0, 'e'},
-                                         {"label", 1, 0, 'l'},
-                                         {"max-messages", 1, 0, 'm'},
-                                         {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"driver", 1, 0, 'd'},    {"port", 1, 0, 'p'},        {"scenario", 1, 0, 's'},
+        {"conns", 1, 0, 'n'},     {"subscribers", 1, 0, 'S'}, {"pairs", 1, 0, 'P'},
+        {"window", 1, 0, 'w'},    {"rate", 1, 0, 'r'},        {"duration", 1, 0, 't'},
+        {"workers", 1, 0, 'W'},   {"src", 1, 0, 'a'},         {"burst", 1, 0, 'b'},
+        {"secret", 1, 0, 'k'},    {"server-pid", 1, 0, 'i'},  {"connect-timeout", 1, 0, 'c'},
+        {"settle", 1, 0, 'e'},    {"label", 1, 0, 'l'},       {"max-messages", 1, 0, 'm'},
+        {"user-base", 1, 0, 'u'}, {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
     struct gen_opts *o = &r->o;
     uint32_t n = 1000, subs = 0, pairs = 0;
     int ch;
@@ -215,6 +204,9 @@ static int parse_args(int argc, char **argv, struct run *r)
             break;
         case 'm':
             o->max_messages = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'u':
+            o->user_base = (uint32_t)strtoul(optarg, NULL, 10);
             break;
         default:
             return -1;
@@ -311,7 +303,7 @@ static void print_json(const struct run *r, struct gen_shared *sh, const struct 
                (double)(after->sock_pages - before->sock_pages) * 4096.0 / (double)n);
     printf("\"first_error\":\"");
     for (const char *p = err; *p; p++)
-        putchar(*p == '"' || *p == '\\' ? '\'' : *p);
+        putchar(*p == '"' || *p == '\\' ? '\'' : (unsigned char)*p < 0x20 ? ' ' : *p);
     printf("\"}\n");
     fflush(stdout);
     free(lat);

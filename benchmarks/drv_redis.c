@@ -105,7 +105,7 @@ static long redis_parse(const uint8_t *in, size_t len, struct drv_ev *ev)
         return le - in;
     case '-':
         ev->kind = DRV_EV_ERROR;
-        snprintf(ev->what, sizeof(ev->what), "%.*s", (int)(le - in - 2), in + 1);
+        snprintf(ev->what, sizeof(ev->what), "%.*s", (int)(le - in - 3), in + 1);
         return le - in;
     case ':':
         ev->kind = DRV_EV_ACK;

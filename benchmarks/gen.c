@@ -174,9 +174,9 @@ static void conn_flush(struct worker *w, uint32_t i)
     set_events(w, i, c->out.len > 0);
 }
 
-static void user_name(char *out, uint32_t i)
+static void user_name(const struct worker *w, char *out, uint32_t i)
 {
-    snprintf(out, NAME_MAX_LEN, "u%u", i);
+    snprintf(out, NAME_MAX_LEN, "u%u", w->o->user_base + i);
 }
 
 static void group_name(const struct worker *w, char *out)
@@ -194,7 +194,7 @@ static void publish(struct worker *w, uint32_t i)
     if (group)
         group_name(w, target);
     else
-        user_name(target, i + 1);
+        user_name(w, target, i + 1);
     if (group && c->seq >= w->o->max_messages)
         return;
     struct drv_stamp s = {.seq = c->seq++, .sender = i, .sent_ns = clock_mono_ns()};
@@ -253,7 +253,7 @@ static void setup_next(struct worker *w, uint32_t i)
     }
     group_name(w, group);
     while (n < GROUP_CHUNK && w->group_next < w->o->conns) {
-        user_name(names[n], w->group_next++);
+        user_name(w, names[n], w->group_next++);
         members[n] = names[n];
         n++;
     }
@@ -272,7 +272,7 @@ static void advance(struct worker *w, uint32_t i)
         if (w->o->scenario == GEN_FANOUT)
             group_name(w, topic);
         else
-            user_name(topic, i);
+            user_name(w, topic, i);
         w->o->drv->subscribe(&c->out, topic);
         c->state = C_SUBSCRIBE;
         if (c->out.len > before)
@@ -457,7 +457,7 @@ static void on_connected(struct worker *w, uint32_t i)
         conn_fail(w, i, strerror(err));
         return;
     }
-    user_name(user, i);
+    user_name(w, user, i);
     c->state = C_LOGIN;
     size_t before = c->out.len;
     w->o->drv->login(&c->out, &w->o->cfg, user);

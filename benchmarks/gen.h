@@ -11,7 +11,8 @@
  *   GEN_RUN      the scenario's load; only what happens in this phase counts
  *   GEN_STOP     workers write their counters and exit
  *
- * Connection roles by global index i (0 <= i < conns):
+ * Connection roles by global index i (0 <= i < conns), with users named
+ * u<user_base + i> so that several generators can share one server:
  *   idle    every connection logs in as user u<i> and subscribes to u<i>
  *   ping    every connection logs in and keeps one ping in flight
  *   fanout  0 is the publisher; 1..conns-1 subscribe to the group g<run>
@@ -48,6 +49,7 @@ struct gen_opts {
     double rate;           /* messages/s over all senders; 0: closed loop */
     uint32_t max_messages; /* fan-out: size of delivered[] */
     unsigned burst;        /* connections in progress per worker */
+    uint32_t user_base;    /* first user number */
     char run[24];          /* names this run's group */
 };
 
