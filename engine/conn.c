@@ -174,6 +174,12 @@ void conn_timers(struct shard *sh)
         uint32_t next = c->tw_next;
         c->tw_prev = c->tw_next = c->tw_slot = CONN_NONE;
         uint32_t deadline = conn_deadline(sh, c);
+        if (c->oq && !c->oq->n && !(c->flags & CONN_F_SEND) &&
+            sh->tick - c->last_rx >= WHEEL_SLOTS / 2) {
+            /* Idle connections hold no outbound memory. */
+            outq_free(c->oq);
+            c->oq = NULL;
+        }
         if (deadline > sh->tick) {
             wheel_insert(sh, c, deadline);
         } else if (c->state == CONN_CLOSING) {
@@ -316,8 +322,23 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return;
     if (c->flags & CONN_F_CHAT) {
+        /* Told to the chat layer from the loop, never from inside a call the
+         * chat layer made (a send that overflowed, a close it asked for):
+         * it may be walking the very session list this would change. */
         c->flags &= (uint16_t)~CONN_F_CHAT;
-        chat_on_close(sh->chat, conn_id(sh, c, conn_slot(sh, c)));
+        conn_id_t id = conn_id(sh, c, conn_slot(sh, c));
+        if (sh->nclosed == sh->closed_cap) {
+            uint32_t cap = sh->closed_cap ? sh->closed_cap * 2 : 64;
+            conn_id_t *p = realloc(sh->closed, cap * sizeof(*p));
+            if (p) {
+                sh->closed = p;
+                sh->closed_cap = cap;
+            }
+        }
+        if (sh->nclosed < sh->closed_cap)
+            sh->closed[sh->nclosed++] = id;
+        else
+            chat_on_close(sh->chat, id); /* out of memory: better now than never */
     }
     if (reason && !(c->flags & CONN_F_HANDED)) {
         struct buf b;
@@ -353,9 +374,12 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
 {
     struct outq *q = c->oq;
     if (!q) {
-        q = c->oq = calloc(1, sizeof(*q));
+        /* Not zeroed: the iovecs and msghdr are filled by send_start. */
+        q = c->oq = malloc(sizeof(*q));
         if (!q)
             return -ENOMEM;
+        q->head = q->n = q->cap = q->bytes = 0;
+        q->items = NULL;
     }
     if (q->n == q->cap) {
         uint32_t cap = q->cap ? q->cap * 2 : 8;
@@ -528,9 +552,8 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
     if (q->n) {
         queue_flush(sh, c);
     } else {
-        /* Idle connections hold no outbound memory. */
-        outq_free(q);
-        c->oq = NULL;
+        /* An empty queue stays while the connection is busy; the timer
+         * phase takes it from connections that went idle (conn_timers). */
         if (c->state == CONN_CLOSING)
             conn_teardown(sh, c);
     }
@@ -884,4 +907,12 @@ void conn_ready_all(struct shard *sh)
         }
         hold_free(h);
     }
+}
+
+void conn_chat_closes(struct shard *sh)
+{
+    /* chat_on_close may close more sessions: the list can grow meanwhile */
+    for (uint32_t i = 0; i < sh->nclosed; i++)
+        chat_on_close(sh->chat, sh->closed[i]);
+    sh->nclosed = 0;
 }

@@ -187,6 +187,9 @@ void handoff_free(struct handoff *ho);
 void conn_ready(struct shard *sh, struct conn *c);
 void conn_ready_all(struct shard *sh);
 
+/* Tells the chat layer about the sessions closed since the last call. */
+void conn_chat_closes(struct shard *sh);
+
 /* Appends a complete frame (prefix + payload) to a handoff's leftover bytes. */
 bool hello_buffer_frame(struct shard *sh, struct conn *c, const uint8_t *msg, size_t len);
 

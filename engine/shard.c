@@ -392,17 +392,19 @@ static void loop(struct shard *sh)
         }
         hello_handoffs(sh);
         conn_ready_all(sh);
+        conn_chat_closes(sh);
         chat_flush(sh->chat);
         conn_flush_all(sh);
         xcore_publish(sh);
         conn_rearm_all(sh);
         conn_ready_all(sh); /* nothing on the ready list may be freed below */
+        conn_chat_closes(sh);
         conn_free_dead(sh);
 
         if (sh->stopping) {
             if (!stop_at)
                 stop_at = sh->now_ms + STOP_GRACE_MS;
-            if (sh->live == 0 || sh->now_ms >= stop_at)
+            if ((sh->live == 0 && chat_quiescent(sh->chat)) || sh->now_ms >= stop_at)
                 break;
         }
         /* Announce sleep, then look once more at everything that does not
@@ -543,6 +545,7 @@ void shard_deinit(struct shard *sh)
     free(sh->br_mem);
     conn_table_deinit(sh);
     chat_free(sh->chat);
+    free(sh->closed);
     req_decoder_deinit(&sh->dec);
     free(sh->in);
     free(sh->out);

@@ -58,6 +58,8 @@ struct shard {
     uint32_t rearm_head;   /* connections whose multishot recv must be re-armed */
     uint32_t handoff_head; /* edge connections waiting to be handed to their home */
     uint32_t ready_head;   /* sessions that became ready: replay their held frames */
+    conn_id_t *closed;     /* sessions closed this iteration, told to the chat layer later */
+    uint32_t nclosed, closed_cap;
 
     /* timing wheel: one slot per second */
     uint32_t *wheel;

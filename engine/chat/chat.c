@@ -255,3 +255,8 @@ void chat_flush(struct chat *c)
     io_flush(c);
     xfer_flush(c);
 }
+
+bool chat_quiescent(const struct chat *c)
+{
+    return !c->io.in_flight && c->io.nstaged == 0 && map_count(&c->home.cursors) == 0;
+}

@@ -184,6 +184,12 @@ void chat_discard_xmsg(struct chat *c, const struct xmsg *m);
 /* A storage completion for a tag this chat used. d->res is transferred. */
 void chat_on_storage(struct chat *c, struct stg_done *d);
 
+/* True when nothing of this chat waits to be written: no batch staged or in
+ * flight, no cursor waiting for its batch. A stopping runtime keeps its loop
+ * running until this holds (or its grace time is over), so that the last acks
+ * and reads of departing clients are kept. */
+bool chat_quiescent(const struct chat *c);
+
 /* Called about once a second. */
 void chat_on_tick(struct chat *c);
 
