@@ -9,7 +9,7 @@ import { haveServer, login, Server, sleep, waitFor } from "./helpers.mjs";
 
 const skip = haveServer() ? false : "ringpushd binary not found (set RINGPUSHD)";
 
-describe("groups and friends", { skip }, () => {
+describe("groups and friends", { skip, timeout: 60000 }, () => {
   let srv;
   before(async () => {
     srv = await new Server({ shards: 2 }).start();

@@ -9,7 +9,7 @@ import { haveServer, login, makeClient, mintToken, Server, sleep, waitFor } from
 
 const skip = haveServer() ? false : "ringpushd binary not found (set RINGPUSHD)";
 
-describe("session", { skip }, () => {
+describe("session", { skip, timeout: 60000 }, () => {
   let srv;
   before(async () => {
     srv = await new Server({ shards: 2, args: ["--heartbeat", "1"] }).start();
@@ -113,7 +113,7 @@ describe("session", { skip }, () => {
   });
 });
 
-describe("reconnect", { skip }, () => {
+describe("reconnect", { skip, timeout: 60000 }, () => {
   test("server restart: bye shutdown, backoff while down, resume when back", async () => {
     const srv = await new Server({ shards: 2 }).start();
     try {
