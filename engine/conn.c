@@ -312,6 +312,21 @@ static void queue_flush(struct shard *sh, struct conn *c)
 static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame);
 static int queue_raw(struct shard *sh, struct conn *c, const void *p, size_t len);
 
+/* Appends id to a growable list; -ENOMEM leaves it unchanged. */
+static int id_list_push(conn_id_t **list, uint32_t *n, uint32_t *cap, conn_id_t id)
+{
+    if (*n == *cap) {
+        uint32_t ncap = *cap ? *cap * 2 : 64;
+        conn_id_t *p = realloc(*list, ncap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        *list = p;
+        *cap = ncap;
+    }
+    (*list)[(*n)++] = id;
+    return 0;
+}
+
 static bool ws_live(const struct conn *c)
 {
     return c->wsx && c->wsx->upgraded && !(c->flags & CONN_F_HANDED);
@@ -327,17 +342,7 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
          * it may be walking the very session list this would change. */
         c->flags &= (uint16_t)~CONN_F_CHAT;
         conn_id_t id = conn_id(sh, c, conn_slot(sh, c));
-        if (sh->nclosed == sh->closed_cap) {
-            uint32_t cap = sh->closed_cap ? sh->closed_cap * 2 : 64;
-            conn_id_t *p = realloc(sh->closed, cap * sizeof(*p));
-            if (p) {
-                sh->closed = p;
-                sh->closed_cap = cap;
-            }
-        }
-        if (sh->nclosed < sh->closed_cap)
-            sh->closed[sh->nclosed++] = id;
-        else
+        if (id_list_push(&sh->closed, &sh->nclosed, &sh->closed_cap, id))
             chat_on_close(sh->chat, id); /* out of memory: better now than never */
     }
     if (reason && !(c->flags & CONN_F_HANDED)) {
@@ -548,6 +553,13 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
             q->head = (q->head + 1) % q->cap;
             q->n--;
         }
+    }
+    if ((c->flags & CONN_F_DRAIN) && q->bytes <= sh->cfg->outbound_limit / 4 &&
+        c->state == CONN_HOME) {
+        c->flags &= (uint16_t)~CONN_F_DRAIN;
+        if (id_list_push(&sh->drained, &sh->ndrained, &sh->drained_cap,
+                         conn_id(sh, c, conn_slot(sh, c))))
+            c->flags |= CONN_F_DRAIN; /* out of memory: try at the next send */
     }
     if (q->n) {
         queue_flush(sh, c);
@@ -909,8 +921,19 @@ void conn_ready_all(struct shard *sh)
     }
 }
 
+bool conn_congested(struct shard *sh, struct conn *c)
+{
+    if (!c->oq || c->oq->bytes <= sh->cfg->outbound_limit / 2)
+        return false;
+    c->flags |= CONN_F_DRAIN;
+    return true;
+}
+
 void conn_chat_closes(struct shard *sh)
 {
+    for (uint32_t i = 0; i < sh->ndrained; i++)
+        chat_on_drained(sh->chat, sh->drained[i]);
+    sh->ndrained = 0;
     /* chat_on_close may close more sessions: the list can grow meanwhile */
     for (uint32_t i = 0; i < sh->nclosed; i++)
         chat_on_close(sh->chat, sh->closed[i]);

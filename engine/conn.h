@@ -40,6 +40,7 @@ enum {
     CONN_F_HANDED = 1u << 7,     /* the socket now belongs to another shard */
     CONN_F_PROBED = 1u << 8,     /* the first byte told TCP frames from WebSocket */
     CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
+    CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
 };
 
 #define CONN_NONE UINT32_MAX
@@ -187,8 +188,13 @@ void handoff_free(struct handoff *ho);
 void conn_ready(struct shard *sh, struct conn *c);
 void conn_ready_all(struct shard *sh);
 
-/* Tells the chat layer about the sessions closed since the last call. */
+/* Tells the chat layer about the sessions closed, and the congested queues
+ * drained, since the last call. */
 void conn_chat_closes(struct shard *sh);
+
+/* Is c's outbound queue past half its bound? If so, chat_on_drained follows
+ * once it is below a quarter. */
+bool conn_congested(struct shard *sh, struct conn *c);
 
 /* Appends a complete frame (prefix + payload) to a handoff's leftover bytes. */
 bool hello_buffer_frame(struct shard *sh, struct conn *c, const uint8_t *msg, size_t len);

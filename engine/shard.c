@@ -69,6 +69,13 @@ static void env_ready(void *rt, conn_id_t id)
         conn_ready(sh, c);
 }
 
+static bool env_congested(void *rt, conn_id_t id)
+{
+    struct shard *sh = rt;
+    struct conn *c = conn_get(sh, id);
+    return c && c->state == CONN_HOME && conn_congested(sh, c);
+}
+
 static int env_xsend(void *rt, unsigned dst, const struct xmsg *m)
 {
     return shard_xsend(rt, dst, m);
@@ -498,6 +505,7 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .send = env_send,
         .close = env_close,
         .ready = env_ready,
+        .congested = env_congested,
         .xsend = env_xsend,
         .write = env_write,
         .read = env_read,
@@ -546,6 +554,7 @@ void shard_deinit(struct shard *sh)
     conn_table_deinit(sh);
     chat_free(sh->chat);
     free(sh->closed);
+    free(sh->drained);
     req_decoder_deinit(&sh->dec);
     free(sh->in);
     free(sh->out);

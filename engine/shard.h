@@ -60,6 +60,8 @@ struct shard {
     uint32_t ready_head;   /* sessions that became ready: replay their held frames */
     conn_id_t *closed;     /* sessions closed this iteration, told to the chat layer later */
     uint32_t nclosed, closed_cap;
+    conn_id_t *drained; /* congested connections whose queue drained */
+    uint32_t ndrained, drained_cap;
 
     /* timing wheel: one slot per second */
     uint32_t *wheel;

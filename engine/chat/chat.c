@@ -192,6 +192,11 @@ void chat_on_request(struct chat *c, conn_id_t conn, const struct req *req)
     home_on_request(c, conn, req);
 }
 
+void chat_on_drained(struct chat *c, conn_id_t conn)
+{
+    session_on_drained(c, conn);
+}
+
 void chat_on_close(struct chat *c, conn_id_t conn)
 {
     session_close(c, conn);

@@ -83,6 +83,14 @@ struct chat_env {
      */
     void (*ready)(void *rt, conn_id_t conn);
 
+    /*
+     * True when the connection's outbound queue is past its low-water mark
+     * (half the outbound bound): a sender of many frames (catch-up) should
+     * pause; chat_on_drained follows once the queue is low again. False for a
+     * gone connection. May be NULL (never congested).
+     */
+    bool (*congested)(void *rt, conn_id_t conn);
+
     /* Close a connection once what is queued for it has gone out, preceded by
      * {"op":"bye","reason":reason} unless reason is NULL. chat_on_close follows. */
     void (*close)(void *rt, conn_id_t conn, const char *reason);
@@ -169,6 +177,9 @@ void chat_on_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
 /* A decoded, valid request (any op but hello and ping) from a hello'd connection
  * of this shard. The views in req are valid for the call only. */
 void chat_on_request(struct chat *c, conn_id_t conn, const struct req *req);
+
+/* A connection that was congested (env->congested said so) has drained. */
+void chat_on_drained(struct chat *c, conn_id_t conn);
 
 /* A hello'd connection is closing; its id is invalid after this returns. */
 void chat_on_close(struct chat *c, conn_id_t conn);

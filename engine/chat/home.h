@@ -63,6 +63,10 @@ struct session {
     uint32_t nheld;
     struct cu_part *cu; /* catch-up results, one per conversation read */
     uint32_t ncu, cu_pending;
+    /* where a catch-up paused while the connection's outbound queue drains:
+     * part cu_i, entries below cu_j of it still to push (counting down) */
+    uint32_t cu_i, cu_j;
+    bool cu_started, cu_paused;
 };
 
 struct user {

@@ -356,11 +356,23 @@ static struct user *user_new(struct chat *c, struct strv id)
 
 static void finish_catchup(struct chat *c, struct session *s)
 {
-    for (uint32_t i = 0; i < s->ncu && !s->closed; i++) {
-        struct cu_part *p = &s->cu[i];
+    /* Pushed part by part, pausing whenever the connection's outbound queue
+     * is past its low-water mark: a catch-up larger than the queue bound
+     * must arrive, not end in bye slow (chat_on_drained resumes it). */
+    for (; s->cu_i < s->ncu && !s->closed; s->cu_i++) {
+        struct cu_part *p = &s->cu[s->cu_i];
         uint64_t top = map_as_u64(map_get(&s->sent, p->conv, p->convlen));
-        for (uint32_t j = p->res ? p->res->n : 0; j-- > 0;) { /* reverse scan: oldest last */
-            struct stg_kv *kv = &p->res->kv[j];
+        if (!s->cu_started) {
+            s->cu_j = p->res ? p->res->n : 0;
+            s->cu_started = true;
+        }
+        while (s->cu_j > 0) { /* reverse scan: oldest last */
+            if (c->env.congested && c->env.congested(c->env.rt, s->conn)) {
+                map_put(&s->sent, p->conv, p->convlen, map_u64(top));
+                s->cu_paused = true;
+                return;
+            }
+            struct stg_kv *kv = &p->res->kv[--s->cu_j];
             struct stg_view cv;
             uint64_t seq;
             if (stg_key_split_log(kv->key, kv->klen, &cv, &seq) < 0 || seq <= top)
@@ -375,12 +387,15 @@ static void finish_catchup(struct chat *c, struct session *s)
             top = seq;
             int rc = c->env.send(c->env.rt, s->conn, f);
             rbuf_unref(f);
-            if (rc < 0)
+            if (rc < 0) {
+                s->cu_j = 0;
                 break;
+            }
         }
         map_put(&s->sent, p->conv, p->convlen, map_u64(top));
         stg_result_free(p->res);
         p->res = NULL;
+        s->cu_started = false;
     }
     if (s->closed)
         return;
@@ -609,4 +624,13 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
     s->held_tail = h;
     s->nheld++;
     return 0;
+}
+
+void session_on_drained(struct chat *c, conn_id_t conn)
+{
+    struct session *s = home_session(c, conn);
+    if (!s || s->closed || !s->cu_paused)
+        return;
+    s->cu_paused = false;
+    finish_catchup(c, s);
 }

@@ -39,4 +39,7 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
 /* Free everything at shutdown. */
 void session_free_all(struct chat *c);
 
+/* The connection's outbound queue drained: resume a paused catch-up. */
+void session_on_drained(struct chat *c, conn_id_t conn);
+
 #endif
