@@ -338,26 +338,10 @@ static void chat_wait(struct admin *a, struct aconn *c, const struct http_req *r
     c->deadline_ms = a->sh->now_ms + ADMIN_CHAT_MS;
 }
 
-/* Referenced weakly: in a build whose chat layer does not implement its
- * admin entry points (chat.h declares them), these endpoints answer 503. */
-#pragma weak chat_admin_send
-#pragma weak chat_admin_presence
-#pragma weak chat_admin_kick
-
-static bool chat_admin_linked(void)
-{
-    return chat_admin_send && chat_admin_presence && chat_admin_kick;
-}
-
 static void handle_chat(struct admin *a, struct aconn *c, const struct http_req *req,
                         const struct route_match *m)
 {
     struct chat *chat = a->sh->chat;
-    if (!chat_admin_linked() && m->id != ROUTE_MESSAGES) {
-        respond_error(a, c, 503, "not available: the chat layer has no admin operations",
-                      req->keep_alive);
-        return;
-    }
     if (m->id == ROUTE_USER) {
         chat_wait(a, c, req);
         chat_admin_presence(chat, chat_tag(a, c), (struct strv){m->user, (uint32_t)m->user_len});
@@ -377,12 +361,6 @@ static void handle_chat(struct admin *a, struct aconn *c, const struct http_req 
                       : r == -RP_ETOOLARGE ? 413
                                            : 503,
                       why ? why : "out of memory", req->keep_alive);
-        return;
-    }
-    if (!chat_admin_linked()) {
-        route_message_deinit(&msg);
-        respond_error(a, c, 503, "not available: the chat layer has no admin operations",
-                      req->keep_alive);
         return;
     }
     struct req send = {.op = OP_SEND};
