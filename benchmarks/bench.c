@@ -383,7 +383,15 @@ int main(int argc, char **argv)
     ready = sum_ready(sh, &failed);
     uint64_t start = clock_mono_ns();
     atomic_store(&sh->phase, GEN_RUN);
-    sleep_s(r.duration_s);
+    /* A fan-out run of a fixed number of messages ends when all are delivered,
+     * so its duration is the time to deliver them. */
+    uint64_t end = start + (uint64_t)(r.duration_s * 1e9);
+    while (clock_mono_ns() < end) {
+        if (r.o.scenario == GEN_FANOUT && r.o.max_messages < DEFAULT_MAX_MSGS &&
+            atomic_load(&sh->completed) >= r.o.max_messages)
+            break;
+        sleep_s(0.005);
+    }
     atomic_store(&sh->phase, GEN_STOP);
     elapsed = (double)(clock_mono_ns() - start) / 1e9;
     rc = 0;
