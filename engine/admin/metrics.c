@@ -78,6 +78,55 @@ static int render_shards(const struct server *srv, struct buf *out)
     return buf_failed(out) ? -ENOMEM : 0;
 }
 
+static int render_chat(const struct server *srv, struct buf *out)
+{
+    char labels[32];
+    static const uint32_t lat_ms[CHAT_LAT_N] = CHAT_LAT_BOUNDS_MS;
+    static const uint32_t cu[CHAT_CU_N] = CHAT_CU_BOUNDS;
+    double lat_bounds[CHAT_LAT_N], cu_bounds[CHAT_CU_N];
+    for (unsigned i = 0; i < CHAT_LAT_N; i++)
+        lat_bounds[i] = lat_ms[i] / 1000.0;
+    for (unsigned i = 0; i < CHAT_CU_N; i++)
+        cu_bounds[i] = cu[i];
+    struct chat_stats s[256];
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        /* a racy snapshot, field by field, is what a counter read may see */
+        const struct chat_stats *cs = chat_stats_get(srv->shards[i].chat);
+        const uint64_t *src = (const uint64_t *)cs;
+        uint64_t *dst = (uint64_t *)&s[i];
+        for (size_t k = 0; k < sizeof(*cs) / sizeof(uint64_t); k++)
+            dst[k] = peek(&src[k]);
+    }
+    prom_family(out, "ringpush_entries_total", "counter",
+                "Log entries made durable, by owner shard.");
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+        prom_sample(out, "ringpush_entries_total", labels, s[i].entries);
+    }
+    prom_family(out, "ringpush_deliveries_total", "counter",
+                "Entries pushed to devices (live and catch-up), by home shard.");
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+        prom_sample(out, "ringpush_deliveries_total", labels, s[i].deliveries);
+    }
+    prom_family(out, "ringpush_push_latency_seconds", "histogram",
+                "From an entry's timestamp to its arrival at a home shard with online members "
+                "(sequencing, durable write, cross-shard hop); millisecond resolution.");
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+        prom_histogram(out, "ringpush_push_latency_seconds", labels, lat_bounds,
+                       s[i].push_latency_hist, CHAT_LAT_N, s[i].push_latency_sum_ms / 1000.0);
+    }
+    prom_family(out, "ringpush_catchup_entries", "histogram",
+                "Entries pushed by one login catch-up.");
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+        prom_histogram(out, "ringpush_catchup_entries", labels, cu_bounds, s[i].catchup_hist,
+                       CHAT_CU_N, (double)s[i].catchup_entries);
+    }
+    return buf_failed(out) ? -ENOMEM : 0;
+}
+
 static int render_rings(const struct server *srv, struct buf *out)
 {
     char labels[64];
@@ -152,8 +201,8 @@ int metrics_render(const struct server *srv, const struct admin_counters *ac, st
 {
     prom_family(out, "ringpush_shards", "gauge", "Shard threads.");
     prom_sample(out, "ringpush_shards", NULL, srv->nshards);
-    if (render_shards(srv, out) || render_rings(srv, out) || render_storage(srv, out) ||
-        render_admin(ac, out))
+    if (render_shards(srv, out) || render_chat(srv, out) || render_rings(srv, out) ||
+        render_storage(srv, out) || render_admin(ac, out))
         return -ENOMEM;
     return 0;
 }

@@ -265,3 +265,8 @@ bool chat_quiescent(const struct chat *c)
 {
     return !c->io.in_flight && c->io.nstaged == 0 && map_count(&c->home.cursors) == 0;
 }
+
+const struct chat_stats *chat_stats_get(const struct chat *c)
+{
+    return &c->stats;
+}

@@ -28,7 +28,17 @@ struct chat {
     struct buf kb; /* key scratch */
     struct buf vb; /* value scratch */
     uint64_t gid_counter;
+    struct chat_stats stats;
 };
+
+/* Adds v to the histogram whose upper bounds are bounds[0..n) (+Inf after). */
+static inline void chat_hist_add(uint64_t *hist, const uint32_t *bounds, unsigned n, uint64_t v)
+{
+    unsigned i = 0;
+    while (i < n && v > bounds[i])
+        i++;
+    hist[i]++;
+}
 
 static inline uint64_t chat_now(struct chat *c)
 {

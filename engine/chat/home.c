@@ -272,7 +272,8 @@ void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64
         n->val = map_u64(seq);
     else
         map_put(&s->sent, conv.p, conv.len, map_u64(seq));
-    c->env.send(c->env.rt, s->conn, frame);
+    if (c->env.send(c->env.rt, s->conn, frame) == 0)
+        c->stats.deliveries++;
 }
 
 void home_push_user(struct chat *c, struct user *u, struct strv except, struct rbuf *frame)
@@ -301,6 +302,10 @@ static void push_to_user(struct chat *c, struct user *u, const struct dlv *d)
 
 void home_on_deliver(struct chat *c, struct dlv *d)
 {
+    static const uint32_t bounds[CHAT_LAT_N] = CHAT_LAT_BOUNDS_MS;
+    uint64_t now = chat_now(c), lat = now > d->ts ? now - d->ts : 0;
+    chat_hist_add(c->stats.push_latency_hist, bounds, CHAT_LAT_N, lat);
+    c->stats.push_latency_sum_ms += lat;
     for (uint32_t i = 0; i < d->nadds; i++) {
         struct user *u = home_user(c, d->adds[i].user);
         struct uconv *uc =

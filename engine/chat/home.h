@@ -66,6 +66,7 @@ struct session {
     /* where a catch-up paused while the connection's outbound queue drains:
      * part cu_i, entries below cu_j of it still to push (counting down) */
     uint32_t cu_i, cu_j;
+    uint32_t cu_sent; /* entries pushed by the catch-up so far */
     bool cu_started, cu_paused;
 };
 

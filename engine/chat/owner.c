@@ -553,8 +553,10 @@ static void rec_done(struct chat *c, void *ctx, int err)
         }
         if (r->chg && group_apply(c, cv, r->chg) < 0)
             log_error("chat_group_apply_oom", "conv=%.*s", (int)cv->idlen, cv->id);
-        if (r->seq)
+        if (r->seq) {
+            c->stats.entries++;
             fanout(c, r);
+        }
         if (r->is_send) {
             /* sending implies reading: the home moves the sender's read cursor */
             if (r->f->admin) {

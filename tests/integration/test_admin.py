@@ -380,6 +380,31 @@ def test_metrics_prometheus_text():
         settle(srv, 2)
 
 
+def test_metrics_count_entries_deliveries_and_latency():
+    with AdminServer(shards=2) as srv:
+        a, b1, b2 = srv.login("ann", "d1"), srv.login("ben", "d1"), srv.login("ben", "d2")
+        for i in range(3):
+            expect_ok(a.request("send", to="ben", cmid="m%d" % i, type="text", body="hi"))
+        for c in (b1, b2):
+            for _ in range(3):
+                c.push("msg")
+        late = rptest.Client(srv)
+        expect_ok(late.hello("ben", "d3", resume=True))  # a catch-up of 3 entries
+        assert [late.push("msg")["seq"] for _ in range(3)] == [1, 2, 3]
+        late.push("synced")
+        fams = metrics(srv)
+        def total(fam, name, **labels):
+            return sum(sample(fams, fam, name, shard=str(i), **labels) for i in range(2))
+        assert total("ringpush_entries", "ringpush_entries_total") == 3
+        # 3 entries to 2 live devices, then 3 more in the catch-up
+        assert total("ringpush_deliveries", "ringpush_deliveries_total") == 9
+        assert total("ringpush_push_latency_seconds", "ringpush_push_latency_seconds_count") >= 3
+        assert total("ringpush_catchup_entries", "ringpush_catchup_entries_sum") >= 3
+        for c in (a, b1, b2, late):
+            c.close()
+        settle(srv, 2)
+
+
 def test_backup_and_restore():
     work = tempfile.mkdtemp(prefix="rptest-bk-")
     target = os.path.join(work, "snap")
