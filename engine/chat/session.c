@@ -176,7 +176,11 @@ static void user_failed(struct chat *c, struct user *u)
 {
     log_warn("chat_user_load_failed", "user=%.*s", (int)u->idlen, u->id);
     u->state = U_FAILED;
-    /* the sessions cannot be served: they end, the clients reconnect */
+    /* the sessions cannot be served: they end, the clients reconnect (none
+     * of them had its hello answered yet) */
+    for (struct session *s = u->sessions; s; s = s->next)
+        if (s->state == S_WAIT_USER)
+            chat_reply_err(c, s->conn, true, s->hello_id, -RP_ESTORAGE, "try again");
     session_kick_user(c, (struct strv){u->id, u->idlen}, NULL);
 }
 
@@ -233,6 +237,10 @@ static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct 
         struct friend_rec r;
         if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
             val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 || r.state == FRIEND_NONE)
+            continue;
+        /* a friend op that reached the user while this read was in flight
+         * is newer than what the read saw (and replacing it would leak it) */
+        if (map_get(&u->friends, p[1].p, (uint32_t)p[1].len))
             continue;
         struct ufriend *f = calloc(1, sizeof(*f));
         if (!f || !map_put(&u->friends, p[1].p, (uint32_t)p[1].len, f)) {
@@ -354,6 +362,24 @@ static struct user *user_new(struct chat *c, struct strv id)
 
 /* ---- catch-up ---- */
 
+/* The session takes live pushes from now on: what was held while it waited
+ * for its user's state or its catch-up goes out first, in arrival order
+ * (home_push_entry drops any seq already sent). */
+static void go_live(struct chat *c, struct session *s)
+{
+    s->state = S_LIVE;
+    struct held *h = s->held_head;
+    s->held_head = s->held_tail = NULL;
+    s->nheld = 0;
+    while (h) {
+        struct held *next = h->next;
+        home_push_entry(c, s, (struct strv){h->conv, h->convlen}, h->seq, h->frame);
+        rbuf_unref(h->frame);
+        free(h);
+        h = next;
+    }
+}
+
 static void finish_catchup(struct chat *c, struct session *s)
 {
     /* Pushed part by part, pausing whenever the connection's outbound queue
@@ -409,17 +435,7 @@ static void finish_catchup(struct chat *c, struct session *s)
     if (enc_synced(&c->fb) == 0)
         chat_send(c, s->conn, chat_frame(&c->fb));
     buf_reset(&c->fb);
-    s->state = S_LIVE;
-    struct held *h = s->held_head;
-    s->held_head = s->held_tail = NULL;
-    s->nheld = 0;
-    while (h) {
-        struct held *next = h->next;
-        home_push_entry(c, s, (struct strv){h->conv, h->convlen}, h->seq, h->frame);
-        rbuf_unref(h->frame);
-        free(h);
-        h = next;
-    }
+    go_live(c, s);
 }
 
 static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
@@ -522,7 +538,26 @@ static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
 
 static void session_start(struct chat *c, struct session *s)
 {
-    s->state = s->resume ? S_CATCHUP : S_LIVE;
+    /* The hello ok goes out only now that the user's state is loaded: its
+     * group conversations are in the online index, so from the moment the
+     * device is told it is online every entry made durable reaches it (as a
+     * push, or through the catch-up read below). Answered at hello time, a
+     * group entry durable before the index had the user would never be
+     * pushed to a session without resume. */
+    struct strv uid = {s->u->id, s->u->idlen}, dev = {s->dev, s->devlen};
+    if (enc_hello_ok(&c->fb, s->hello_id, uid, dev, c->env.cfg->heartbeat_ms, chat_now(c),
+                     c->env.cfg->max_frame, c->env.shard) == 0)
+        chat_send(c, s->conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+    if (s->resume) {
+        s->state = S_CATCHUP;
+    } else {
+        /* no catch-up: deliveries held while the user's state loaded go out
+         * now, live pushes start at once (PROTOCOL §4) */
+        go_live(c, s);
+        if (s->closed)
+            return;
+    }
     /* acks of an earlier session of this device may not be durable yet: they
      * are taken now, before the read, and the read only moves them forward */
     int rc = home_cursors_pending(c, (struct strv){s->u->id, s->u->idlen},
@@ -589,14 +624,14 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
     s->next = u->sessions;
     u->sessions = s;
     u->nsessions++;
-    if (enc_hello_ok(&c->fb, hello_id, user, device, c->env.cfg->heartbeat_ms, chat_now(c),
-                     c->env.cfg->max_frame, c->env.shard) == 0)
-        chat_send(c, conn, chat_frame(&c->fb));
-    buf_reset(&c->fb);
-    if (u->state == U_READY)
+    /* until the user's state is loaded the session only holds deliveries;
+     * session_start answers the hello */
+    if (u->state == U_READY) {
         session_start(c, s);
-    else if (u->state == U_FAILED)
+    } else if (u->state == U_FAILED) {
+        chat_reply_err(c, conn, true, hello_id, -RP_ESTORAGE, "try again");
         c->env.close(c->env.rt, conn, NULL);
+    }
 }
 
 /* ---- holding ---- */

@@ -6,6 +6,9 @@
  * Register, then read: a session is attached to its user (so deliveries reach
  * it, and are held) before anything of its catch-up range is read; a user's
  * group conversations enter the online index before their last seqs are read.
+ * The hello is answered once the user's state is loaded: a device told it is
+ * online is in the index, and what was held meanwhile is pushed after the ok
+ * (resume false) or merged with the catch-up (resume true).
  * Every entry made durable before a read is in that read; every one made
  * durable after it reaches the session as a delivery, held until `synced` has
  * gone out and then pushed unless its seq was already sent.

@@ -361,5 +361,53 @@ def test_admin_send_reaches_every_device_of_the_sender():
         assert status == 403 and err["code"] == "forbidden", (status, err)
 
 
+def test_push_right_after_login_while_state_loads():
+    """A user with many conversations logs in (its state dropped at its last
+    logout, so it is read anew): a direct and a group message sent as soon as
+    the hello ok arrives are pushed to it, with resume false and true
+    (PROTOCOL §4-5: a device is online from its hello ok)."""
+    nconv = 1500
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        rick, _ = login(srv, "rick", "d", resume=False)
+        # pete and d:pete:rick live on the shard that is not rick's home (2
+        # shards, FNV-1a): the sends do not queue behind rick's state reads
+        pete, _ = login(srv, "pete", "d", resume=False)
+        expect_ok(pete.request("group.create", group="crew", name="Crew", members=["rick"]))
+        # many conversations make the state of rick slow to read
+        first = rick.next_id
+        rick.send_raw(b"".join(
+            rptest.frame({"op": "send", "id": first + i, "to": "u%d" % i, "cmid": "bulk%d" % i,
+                          "type": "text", "body": "x"}) for i in range(nconv)))
+        rick.next_id += nconv
+        for i in range(nconv):
+            expect_ok(rick.reply(first + i, 30))
+        rick.close()
+        n = 0
+        for rnd in range(6):
+            resume = rnd % 2 == 1
+            time.sleep(0.2)  # the last session is gone: the state is dropped
+            c = rptest.Client(srv)
+            c.send({"op": "hello", "id": 1, "token": srv.token("rick"), "device": "d",
+                    "resume": resume})
+            expect_ok(c.reply(1, 30))
+            n += 1
+            dm = expect_ok(pete.send_message(to="rick", body="dm %d" % n))
+            grp = expect_ok(pete.send_message(group="crew", body="grp %d" % n))
+            want = {(dm["conv"], dm["seq"]), (grp["conv"], grp["seq"])}
+            deadline = time.monotonic() + 5
+            while want and time.monotonic() < deadline:
+                try:
+                    p = c.push("msg", timeout=max(0.01, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+                want.discard((p["conv"], p["seq"]))
+            assert not want, "round %d (resume %s): not pushed: %r" % (rnd, resume, want)
+            # what it got is acked, so the next resume starts after it
+            for conv, seq in ((dm["conv"], dm["seq"]), (grp["conv"], grp["seq"])):
+                c.send({"op": "ack", "conv": conv, "seq": seq})
+            c.ping()
+            c.close()
+
+
 if __name__ == "__main__":
     rptest.main()

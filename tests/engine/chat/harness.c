@@ -30,6 +30,14 @@ uint64_t h_now; /* set from the wall clock: storage ages dedup records by it */
 int h_fail_writes;
 struct hadmin h_admin[H_ADMIN_MAX];
 bool h_hold_writes;
+bool h_hold_reads[H_SHARDS];
+
+/* A read kept back by h_hold_reads, with copies of the bytes it points to. */
+struct hread {
+    struct stg_read q;
+    uint64_t tag;
+    char *key, *upper;
+};
 
 struct qmsg {
     struct qmsg *next;
@@ -45,6 +53,8 @@ struct shard_rt {
     struct stg_batch *held[64];
     uint64_t held_tags[64];
     int nheld;
+    struct hread reads[64];
+    int nreads;
 };
 
 static struct storage *st;
@@ -148,6 +158,22 @@ static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
 
 static int rt_read(void *rt, const struct stg_read *q, uint64_t tag)
 {
+    struct shard_rt *s = rt;
+    if (h_hold_reads[s->idx]) {
+        CHECK(s->nreads < 64);
+        struct hread *h = &s->reads[s->nreads++];
+        h->q = *q;
+        h->tag = tag;
+        h->key = malloc(q->klen + 1);
+        h->upper = malloc(q->ulen + 1);
+        CHECK(h->key && h->upper);
+        memcpy(h->key, q->key, q->klen);
+        if (q->ulen)
+            memcpy(h->upper, q->upper, q->ulen);
+        h->q.key = h->key;
+        h->q.upper = q->ulen ? h->upper : NULL;
+        return 0;
+    }
     int rc = storage_read(st, ((struct shard_rt *)rt)->idx, q, tag);
     if (rc == 0)
         inflight++;
@@ -193,6 +219,22 @@ void h_release_writes(void)
         for (int k = 0; k < rts[i].nheld; k++)
             CHECK(storage_write(st, i, rts[i].held[k], rts[i].held_tags[k]) == 0);
         rts[i].nheld = 0;
+    }
+    h_settle();
+}
+
+void h_release_reads(void)
+{
+    for (unsigned i = 0; i < H_SHARDS; i++) {
+        h_hold_reads[i] = false;
+        for (int k = 0; k < rts[i].nreads; k++) {
+            struct hread *h = &rts[i].reads[k];
+            CHECK(storage_read(st, i, &h->q, h->tag) == 0);
+            inflight++;
+            free(h->key);
+            free(h->upper);
+        }
+        rts[i].nreads = 0;
     }
     h_settle();
 }
@@ -331,7 +373,17 @@ void h_stop(void)
     conns_free();
 }
 
-int h_hello(const char *user, const char *dev, bool resume)
+unsigned h_home(const char *user)
+{
+    return (unsigned)(hash_bytes(user, strlen(user)) % H_SHARDS);
+}
+
+unsigned h_owner(const char *conv)
+{
+    return (unsigned)(hash_bytes(conv, strlen(conv)) % H_SHARDS);
+}
+
+int h_hello_nosettle(const char *user, const char *dev, bool resume)
 {
     int i = 0;
     while (i < H_CONNS && conns[i].used)
@@ -340,6 +392,12 @@ int h_hello(const char *user, const char *dev, bool resume)
     unsigned shard = (unsigned)(hash_bytes(user, strlen(user)) % H_SHARDS);
     conns[i] = (struct hconn){.used = true, .open = true, .shard = shard};
     chat_on_hello(rts[shard].chat, cid(i), strv_c(user), strv_c(dev), resume, 1);
+    return i;
+}
+
+int h_hello(const char *user, const char *dev, bool resume)
+{
+    int i = h_hello_nosettle(user, dev, resume);
     h_settle();
     return i;
 }

@@ -45,6 +45,9 @@ extern uint64_t h_now;
 extern int h_fail_writes;  /* > 0: the next N write submits complete with -RP_ESTORAGE */
 extern bool h_hold_writes; /* true: write submits wait (not durable) until h_release_writes */
 void h_release_writes(void);
+/* true: reads submitted by that shard wait (not started) until h_release_reads */
+extern bool h_hold_reads[H_SHARDS];
+void h_release_reads(void);
 
 /* Start shards with storage in dir (created fresh unless keep). */
 void h_start(const char *dir, bool keep);
@@ -60,6 +63,11 @@ void h_stop_abrupt(void);
 
 /* hello as (user, dev) on the user's home; returns the connection index. */
 int h_hello(const char *user, const char *dev, bool resume);
+/* The same without settling: the chat layer has only seen the hello. */
+int h_hello_nosettle(const char *user, const char *dev, bool resume);
+/* The home shard of a user, the owner shard of a conversation id. */
+unsigned h_home(const char *user);
+unsigned h_owner(const char *conv);
 void h_close(int conn);
 struct hconn *h_conn(int conn);
 

@@ -3,6 +3,7 @@
  * request/accept/list/remove with pushes, dm_policy friends. */
 #include "harness.h"
 
+#include "protocol/ident.h"
 #include "protocol/req.h"
 
 #include <stdlib.h>
@@ -10,6 +11,102 @@
 #include <unistd.h>
 
 static char dir[256];
+
+/*
+ * A device logs in while its user's state is still being read (the reads of
+ * its home shard are held back), and messages arrive meanwhile:
+ * - the hello is answered only once the state is loaded (and the user is in
+ *   the group online index), so nothing durable after the ok can miss it;
+ * - a direct message delivered during the load is held and pushed after the
+ *   ok, with resume false too (it used to be held and never pushed);
+ * - a group message after the ok is pushed.
+ * Then again after the user's last session closed (its state dropped and read
+ * anew). The sender and the conversations' owners are on the other shard, so
+ * the held reads do not hold up the sends.
+ */
+static void login_while_loading(bool resume)
+{
+    const char *me = resume ? "rita" : "rob";
+    char rcpt[16] = "", conv[IDENT_CONV_MAX + 1], gconv[IDENT_CONV_MAX + 1], gid[16] = "";
+    for (int i = 0; i < 100 && !rcpt[0]; i++) {
+        char cand[16];
+        snprintf(cand, sizeof(cand), "%s%d", resume ? "ra" : "rn", i);
+        uint32_t n = ident_conv_direct(conv, strv_c(me), strv_c(cand));
+        conv[n] = 0;
+        if (h_home(cand) != h_home(me) && h_owner(conv) != h_home(cand))
+            snprintf(rcpt, sizeof(rcpt), "%s", cand);
+    }
+    CHECK(rcpt[0]);
+    for (int i = 0; i < 100 && !gid[0]; i++) {
+        char cand[16];
+        snprintf(cand, sizeof(cand), "%s-g%d", me, i);
+        uint32_t n = ident_conv_group(gconv, strv_c(cand));
+        gconv[n] = 0;
+        if (h_owner(gconv) != h_home(rcpt))
+            snprintf(gid, sizeof(gid), "%s", cand);
+    }
+    CHECK(gid[0]);
+    int s = h_hello(me, "s", false);
+    struct strv mem[1] = {strv_c(rcpt)};
+    struct req g = h_req(OP_GROUP_CREATE, 77);
+    g.group = strv_c(gid);
+    g.has_group = true;
+    g.name = strv_c("race");
+    g.has_name = true;
+    g.users = mem;
+    g.nusers = 1;
+    h_request(s, &g);
+    CHECK(h_is_ok(h_reply(s, 77)));
+    h_drain(s);
+
+    for (int round = 0; round < 2; round++) {
+        char cmid[32];
+        h_hold_reads[h_home(rcpt)] = true;
+        int r = h_hello_nosettle(rcpt, "d", resume);
+        h_settle();
+        CHECK(h_next(r) == NULL); /* not online yet: no hello ok */
+        snprintf(cmid, sizeof(cmid), "dm%d", round);
+        uint32_t id = h_send_to(s, rcpt, cmid, "while loading");
+        const msgpack_object *ok = h_reply(s, id);
+        CHECK(h_is_ok(ok));
+        uint64_t dseq = h_u(ok, "seq");
+        CHECK(h_next(r) == NULL);
+        h_release_reads();
+        CHECK(h_is_ok(h_next(r)));
+        /* the direct message: held, then pushed (catch-up or live) */
+        const msgpack_object *m = h_next_op(r, "msg");
+        while (m && !h_is_str(m, "conv", conv))
+            m = h_next_op(r, "msg");
+        CHECK(m && h_u(m, "seq") == dseq);
+        if (resume)
+            CHECK(h_next_op(r, "synced"));
+        h_drain(r);
+        /* online now: a group message and a direct one are pushed at once */
+        snprintf(cmid, sizeof(cmid), "g%d", round);
+        id = h_send_group(s, gid, cmid, "after the ok");
+        ok = h_reply(s, id);
+        CHECK(h_is_ok(ok));
+        uint64_t gseq = h_u(ok, "seq");
+        m = h_next_op(r, "msg");
+        CHECK(m && h_is_str(m, "conv", gconv) && h_u(m, "seq") == gseq);
+        snprintf(cmid, sizeof(cmid), "dm%db", round);
+        id = h_send_to(s, rcpt, cmid, "after the ok");
+        ok = h_reply(s, id);
+        m = h_next_op(r, "msg");
+        CHECK(m && h_is_str(m, "conv", conv) && h_u(m, "seq") == h_u(ok, "seq"));
+        /* ack everything, so the next round's catch-up is only the new */
+        struct req ak = h_req(OP_ACK, 0);
+        ak.has_id = false;
+        ak.conv = strv_c(conv);
+        ak.seq = h_u(ok, "seq");
+        h_request(r, &ak);
+        ak.conv = strv_c(gconv);
+        ak.seq = gseq;
+        h_request(r, &ak);
+        h_close(r); /* the user's only session: its state is dropped */
+    }
+    h_close(s);
+}
 
 static const msgpack_object *freq(int conn, int op, const char *user, uint32_t id)
 {
@@ -116,6 +213,9 @@ int main(void)
     b1 = h_hello("bill", "d2", true);
     CHECK(h_is_ok(h_next(b1)) && h_is_str(h_next(b1), "op", "synced"));
     h_close(b1);
+
+    login_while_loading(false);
+    login_while_loading(true);
 
     /* stopping with storage work in flight releases everything (LeakSanitizer
      * checks): a send, an ack and a friend request written, a login read */
