@@ -119,6 +119,40 @@ struct chat_env {
 
 struct chat;
 
+/* ---- Counters for /metrics ---- */
+
+/* Upper bounds of the push latency histogram, milliseconds (CHAT_LAT_N of
+ * them, then +Inf), and of the catch-up size histogram, entries. */
+#define CHAT_LAT_N 12
+#define CHAT_LAT_BOUNDS_MS                                                                         \
+    {                                                                                              \
+        1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000                                       \
+    }
+#define CHAT_CU_N 9
+#define CHAT_CU_BOUNDS                                                                             \
+    {                                                                                              \
+        0, 1, 5, 10, 50, 100, 500, 1000, 5000                                                      \
+    }
+
+/*
+ * Written only by the chat's own shard thread; another thread (the metrics
+ * endpoint) may read them without a lock and see values one iteration old.
+ */
+struct chat_stats {
+    uint64_t entries;    /* log entries this shard made durable as owner */
+    uint64_t deliveries; /* entries pushed to a device by this shard as home (live and catch-up) */
+    /* time from an entry's ts to its arrival at each home shard holding an
+     * online member: sequencing, the durable write and the hop between shards */
+    uint64_t push_latency_hist[CHAT_LAT_N + 1];
+    uint64_t push_latency_sum_ms;
+    uint64_t catchups;                    /* sessions that finished a catch-up */
+    uint64_t catchup_hist[CHAT_CU_N + 1]; /* entries pushed per catch-up */
+    uint64_t catchup_entries;
+};
+
+/* The chat's counters; valid as long as the chat. */
+const struct chat_stats *chat_stats_get(const struct chat *c);
+
 /* ---- Admin API (PROTOCOL §7) ---- */
 
 #define CHAT_ADMIN_DEVICES_MAX 64
