@@ -387,7 +387,7 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
         q->items = NULL;
     }
     if (q->n == q->cap) {
-        uint32_t cap = q->cap ? q->cap * 2 : 8;
+        uint32_t cap = q->cap ? q->cap * 2 : 4;
         struct oitem *items = malloc(cap * sizeof(*items));
         if (!items)
             return -ENOMEM;

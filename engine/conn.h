@@ -44,7 +44,7 @@ enum {
 };
 
 #define CONN_NONE UINT32_MAX
-#define OUTQ_IOV  64u
+#define OUTQ_IOV  16u /* frames per sendmsg: more wait for the next one */
 
 /* One queued item: hlen header bytes, then b->data[skip .. b->len). A frame
  * goes to a TCP client whole (4-byte length prefix included); to a WebSocket
