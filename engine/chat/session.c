@@ -417,6 +417,8 @@ static void finish_catchup(struct chat *c, struct session *s)
                 s->cu_j = 0;
                 break;
             }
+            s->cu_sent++;
+            c->stats.deliveries++;
         }
         map_put(&s->sent, p->conv, p->convlen, map_u64(top));
         stg_result_free(p->res);
@@ -435,6 +437,10 @@ static void finish_catchup(struct chat *c, struct session *s)
     if (enc_synced(&c->fb) == 0)
         chat_send(c, s->conn, chat_frame(&c->fb));
     buf_reset(&c->fb);
+    static const uint32_t bounds[CHAT_CU_N] = CHAT_CU_BOUNDS;
+    chat_hist_add(c->stats.catchup_hist, bounds, CHAT_CU_N, s->cu_sent);
+    c->stats.catchups++;
+    c->stats.catchup_entries += s->cu_sent;
     go_live(c, s);
 }
 
