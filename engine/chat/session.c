@@ -32,6 +32,7 @@ struct cu_part {
 };
 
 static void session_start(struct chat *c, struct session *s);
+static void hello_ok(struct chat *c, struct session *s);
 static void session_unref(struct chat *c, struct session *s);
 
 /* ---- lifetimes ---- */
@@ -136,6 +137,8 @@ uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
     u->refs++; /* u outlives its last session within this loop */
     while (u->sessions) {
         conn_id_t conn = u->sessions->conn;
+        if (u->sessions->state == S_WAIT_USER && u->state != U_FAILED)
+            hello_ok(c, u->sessions); /* every hello is answered, then the bye follows */
         session_detach(c, u->sessions);
         c->env.close(c->env.rt, conn, reason);
         n++;
@@ -542,6 +545,15 @@ static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
     session_unref(c, s);
 }
 
+static void hello_ok(struct chat *c, struct session *s)
+{
+    struct strv uid = {s->u->id, s->u->idlen}, dev = {s->dev, s->devlen};
+    if (enc_hello_ok(&c->fb, s->hello_id, uid, dev, c->env.cfg->heartbeat_ms, chat_now(c),
+                     c->env.cfg->max_frame, c->env.shard) == 0)
+        chat_send(c, s->conn, chat_frame(&c->fb));
+    buf_reset(&c->fb);
+}
+
 static void session_start(struct chat *c, struct session *s)
 {
     /* The hello ok goes out only now that the user's state is loaded: its
@@ -550,11 +562,7 @@ static void session_start(struct chat *c, struct session *s)
      * push, or through the catch-up read below). Answered at hello time, a
      * group entry durable before the index had the user would never be
      * pushed to a session without resume. */
-    struct strv uid = {s->u->id, s->u->idlen}, dev = {s->dev, s->devlen};
-    if (enc_hello_ok(&c->fb, s->hello_id, uid, dev, c->env.cfg->heartbeat_ms, chat_now(c),
-                     c->env.cfg->max_frame, c->env.shard) == 0)
-        chat_send(c, s->conn, chat_frame(&c->fb));
-    buf_reset(&c->fb);
+    hello_ok(c, s);
     if (s->resume) {
         s->state = S_CATCHUP;
     } else {
@@ -598,6 +606,8 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
     for (struct session *o = u->sessions; o; o = o->next) {
         if (o->devlen == device.len && memcmp(o->dev, device.p, device.len) == 0) {
             conn_id_t oc = o->conn;
+            if (o->state == S_WAIT_USER)
+                hello_ok(c, o); /* every hello is answered, then the bye follows */
             session_detach(c, o);
             c->env.close(c->env.rt, oc, "replaced");
             break;

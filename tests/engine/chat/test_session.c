@@ -216,6 +216,26 @@ int main(void)
 
     login_while_loading(false);
     login_while_loading(true);
+    /* a session replaced (or kicked) before its user's state is loaded still
+     * has its hello answered, then the bye */
+    h_hold_reads[h_home("rex")] = true;
+    int x1 = h_hello_nosettle("rex", "d", false);
+    h_settle();
+    int x2 = h_hello_nosettle("rex", "d", false);
+    int x3 = h_hello_nosettle("rex", "e", true);
+    h_settle();
+    CHECK(h_is_ok(h_next(x1)) && !h_conn(x1)->open && strcmp(h_conn(x1)->reason, "replaced") == 0);
+    CHECK(h_next(x2) == NULL && h_next(x3) == NULL);
+    memset(&h_admin[63], 0, sizeof(h_admin[63]));
+    chat_admin_kick(h_chat(0), 63, strv_c("rex"));
+    h_settle();
+    CHECK(h_admin[63].calls == 1 && h_admin[63].err == 0 && h_admin[63].kicked == 2);
+    CHECK(h_is_ok(h_next(x2)) && !h_conn(x2)->open && strcmp(h_conn(x2)->reason, "kicked") == 0);
+    CHECK(h_is_ok(h_next(x3)) && h_next(x3) == NULL); /* no synced: it never started */
+    h_release_reads();
+    int x4 = h_hello("rex", "d", false);
+    CHECK(h_is_ok(h_next(x4)));
+    h_close(x4);
 
     /* stopping with storage work in flight releases everything (LeakSanitizer
      * checks): a send, an ack and a friend request written, a login read */
