@@ -24,12 +24,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { DD_NONE, DD_PENDING, DD_MISS, DD_HIT };
+/* DD_SKIP: a send of a conversation whose memory was authoritative when it came */
+enum { DD_NONE, DD_PENDING, DD_MISS, DD_HIT, DD_SKIP };
 
-/* A dedup record in memory; rec is set while its entry is not yet durable. */
+/*
+ * A dedup record in memory; rec is set while its entry is not yet durable.
+ * node is its entry in cv->dedup (whose key bytes it reuses); prev/next link
+ * it into the shard's expiry queue.
+ */
 struct odedup {
     uint64_t seq, ts;
     struct orec *rec;
+    struct oconv *cv;
+    struct map_node *node;
+    struct odedup *prev, *next;
 };
 
 /* One staged unit: an entry (or a change with no entry) awaiting durability. */
@@ -41,6 +49,7 @@ struct orec {
     struct rbuf *entry;  /* the msg push frame, when seq */
     struct rbuf *reply;  /* the ok frame */
     struct ochange *chg; /* group change, applied when durable */
+    struct odedup *dd;   /* a send's dedup record (points back here while in flight) */
     bool barrier, is_send;
 };
 
@@ -60,11 +69,69 @@ static uint32_t dedup_key(char *k, struct strv user, struct strv cmid)
 static void mark_ready(struct chat *c, struct oconv *cv);
 static void aux_reads(struct chat *c, struct oconv *cv);
 
+/* The window storage ages records by (its default when the config has none). */
+static uint64_t dd_window(struct chat *c)
+{
+    uint64_t w = c->env.cfg->dedup_window_ms;
+    return w ? w : 86400000u;
+}
+
+/* A new record for key in cv, appended to the expiry queue; NULL on ENOMEM. */
+static struct odedup *dd_add(struct chat *c, struct oconv *cv, const char *k, uint32_t kl,
+                             uint64_t ts)
+{
+    struct odedup *d = calloc(1, sizeof(*d));
+    struct map_node *n = d ? map_put(&cv->dedup, k, kl, d) : NULL;
+    if (!n) {
+        free(d);
+        return NULL;
+    }
+    d->cv = cv;
+    d->node = n;
+    d->ts = ts;
+    struct owner *o = &c->owner;
+    d->prev = o->dq_tail;
+    if (o->dq_tail)
+        o->dq_tail->next = d;
+    else
+        o->dq_head = d;
+    o->dq_tail = d;
+    o->ndedup++;
+    return d;
+}
+
+/* Unlink d from the queue and its conversation's map, and free it. */
+static void dd_drop(struct chat *c, struct odedup *d)
+{
+    struct owner *o = &c->owner;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        o->dq_head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        o->dq_tail = d->prev;
+    map_del(&d->cv->dedup, d->node->key, d->node->klen);
+    o->ndedup--;
+    free(d);
+}
+
+/* Until when (ms) sends of cv must ask storage about a cmid memory does not know. */
+static void dd_must_read(struct chat *c, struct oconv *cv, uint64_t rec_ts)
+{
+    uint64_t until = rec_ts + dd_window(c);
+    if (until > cv->dd_read_until)
+        cv->dd_read_until = until;
+}
+
 int owner_init(struct chat *c)
 {
     map_init(&c->owner.convs);
     c->owner.ready_head = NULL;
     c->owner.ndedup = 0;
+    c->owner.dedup_max = OWNER_DEDUP_MAX;
+    c->owner.dq_head = c->owner.dq_tail = NULL;
     return 0;
 }
 
@@ -97,10 +164,8 @@ static void conv_free(struct chat *c, struct oconv *cv)
     struct map_iter it;
     map_iter_init(&it, &cv->dedup);
     struct map_node *n;
-    while ((n = map_next(&it))) {
-        free(n->val);
-        c->owner.ndedup--;
-    }
+    while ((n = map_next(&it)))
+        dd_drop(c, n->val);
     map_deinit(&cv->dedup);
     members_clear(cv);
     while (cv->qhead) {
@@ -148,6 +213,10 @@ static void load_failed(struct chat *c, struct oconv *cv)
 
 static void load_done(struct chat *c, struct oconv *cv)
 {
+    /* every record in storage was written with an entry, in the batch that made
+     * last_ts at least its ts: once last_ts is out of the window, none is live */
+    if (cv->last_seq)
+        dd_must_read(c, cv, cv->last_ts);
     cv->state = OC_READY;
     cv->staged_seq = cv->last_seq;
     cv->staged_ts = cv->last_ts;
@@ -347,12 +416,19 @@ static void on_aux(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_
 static void aux_read(struct chat *c, struct oconv *cv, struct fwd *f)
 {
     int rc;
-    if (f->dd_state != DD_NONE)
+    if (f->dd_state != DD_NONE && !(f->dd_state == DD_SKIP && f->req.op == OP_SEND))
         return;
     if (f->req.op == OP_SEND) {
         char k[DD_KEY_MAX];
+        if (chat_now(c) > cv->dd_read_until) {
+            f->dd_state = DD_SKIP;
+            return; /* memory holds every live record of cv */
+        }
+        /* a live record was evicted since this send came: it is checked again */
+        f->dd_state = DD_NONE;
         if (map_get(&cv->dedup, k, dedup_key(k, f->user, f->req.cmid)))
-            return; /* known here: no need to ask storage */
+            return; /* known here (checked again when staged) */
+        c->owner.dd_reads++;
         rc = stg_key_dedup(&c->kb, cv->id, cv->idlen, f->user.p, f->user.len, f->req.cmid.p,
                            f->req.cmid.len);
     } else if (f->req.op == OP_RECALL) {
@@ -540,6 +616,10 @@ static void rec_done(struct chat *c, void *ctx, int err)
         /* give the seqs back: nothing of the batch was written */
         cv->staged_seq = cv->last_seq;
         cv->staged_ts = cv->last_ts;
+        /* a failed write should have left nothing, but a record it may have left
+         * anyway must still be found: storage is asked again for a window */
+        if (r->ts)
+            dd_must_read(c, cv, r->ts);
         if (r->is_send)
             dedup_forget(c, cv, r);
         chat_fwd_err(c, r->f, err, "storage unavailable");
@@ -575,12 +655,10 @@ static void rec_done(struct chat *c, void *ctx, int err)
         }
         reply_dups(c, r, 0);
     }
-    if (r->is_send) {
-        /* the record is durable (or forgotten): the dedup entry no longer points here */
-        char k[DD_KEY_MAX];
-        struct odedup *d = map_get(&cv->dedup, k, dedup_key(k, r->f->user, r->f->req.cmid));
-        if (d && d->rec == r)
-            d->rec = NULL;
+    if (r->dd) {
+        /* the record is durable: the dedup entry no longer points here */
+        r->dd->rec = NULL;
+        r->dd = NULL;
     }
     if (r->entry)
         rbuf_unref(r->entry);
@@ -597,14 +675,10 @@ static void rec_done(struct chat *c, void *ctx, int err)
 
 static void dedup_forget(struct chat *c, struct oconv *cv, struct orec *r)
 {
-    char k[DD_KEY_MAX];
-    uint32_t kl = dedup_key(k, r->f->user, r->f->req.cmid);
-    struct odedup *d = map_get(&cv->dedup, k, kl);
-    if (d && d->rec == r) {
-        map_del(&cv->dedup, k, kl);
-        free(d);
-        c->owner.ndedup--;
-    }
+    (void)cv;
+    if (r->dd && r->dd->rec == r)
+        dd_drop(c, r->dd);
+    r->dd = NULL;
 }
 
 static struct orec *rec_new(struct chat *c, struct oconv *cv, struct fwd *f)
@@ -798,14 +872,13 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     }
     if (f->extra)
         return -RP_ESTORAGE; /* the dedup lookup failed: a dup cannot be ruled out */
-    d = calloc(1, sizeof(*d));
-    if (!d || !map_put(&cv->dedup, k, kl, d)) {
-        free(d);
-        return -ENOMEM;
-    }
-    c->owner.ndedup++;
+    if (f->dd_state == DD_SKIP)
+        c->owner.dd_reads_skipped++;
     uint64_t seq = cv->staged_seq + 1;
     uint64_t now = chat_now(c), ts = now > cv->staged_ts ? now : cv->staged_ts;
+    d = dd_add(c, cv, k, kl, ts);
+    if (!d)
+        return -ENOMEM;
     struct rbuf *reply = NULL;
     struct orec *r = NULL;
     int rc = enc_send_ok(&c->fb, f->req.id, f->conv, seq, ts, false);
@@ -817,15 +890,13 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
         buf_reset(&c->fb);
         if (reply)
             rbuf_unref(reply);
-        map_del(&cv->dedup, k, kl);
-        free(d);
-        c->owner.ndedup--;
+        dd_drop(c, d);
         return rc;
     }
     d->seq = seq;
-    d->ts = ts;
-    d->rec = r;
     d->ts = r->ts;
+    d->rec = r;
+    r->dd = d;
     return 1;
 }
 
@@ -837,6 +908,9 @@ static void stage_conv(struct chat *c, struct oconv *cv)
         struct fwd *f = cv->qhead;
         if (f->req.op == OP_RECALL && f->dd_state == DD_NONE) {
             /* read the target only now: an earlier recall of it is durable by now */
+            aux_read(c, cv, f);
+        } else if (f->req.op == OP_SEND && (f->dd_state == DD_SKIP || f->dd_state == DD_NONE)) {
+            /* memory may have lost a live record since the send came */
             aux_read(c, cv, f);
         }
         if (f->dd_state == DD_PENDING)
@@ -881,33 +955,49 @@ void owner_stage(struct chat *c)
     }
 }
 
+/* A live record of cv is gone from memory: queued sends that read storage before
+ * it was durable read again. */
+static void dd_evicted(struct chat *c, struct oconv *cv, uint64_t ts)
+{
+    dd_must_read(c, cv, ts);
+    for (struct fwd *f = cv->qhead; f; f = f->next)
+        if (f->req.op == OP_SEND && f->dd_state == DD_MISS && !f->extra)
+            f->dd_state = DD_NONE;
+    if (cv->state == OC_READY)
+        aux_reads(c, cv);
+}
+
 void owner_tick(struct chat *c)
 {
+    struct owner *o = &c->owner;
     uint64_t now = chat_now(c);
-    uint64_t window = c->env.cfg->dedup_window_ms;
-    bool crowded = c->owner.ndedup > OWNER_DEDUP_MAX;
-    bool many = map_count(&c->owner.convs) > OWNER_CONVS_MAX;
+    uint64_t window = dd_window(c);
+    /* records are queued in creation order, so the expired ones are at the head;
+     * one still in flight is young and ends the walk */
+    struct odedup *d;
+    while ((d = o->dq_head) && !d->rec) {
+        if (d->ts + window >= now) {
+            /* live: kept unless memory is crowded and it is a minute old */
+            if (o->ndedup <= o->dedup_max || d->ts + OWNER_DEDUP_MIN_MS >= now)
+                break;
+            struct oconv *cv = d->cv;
+            uint64_t ts = d->ts;
+            dd_drop(c, d);
+            dd_evicted(c, cv, ts);
+            continue;
+        }
+        dd_drop(c, d);
+    }
+    if (map_count(&o->convs) <= OWNER_CONVS_MAX)
+        return;
     struct map_iter it;
-    map_iter_init(&it, &c->owner.convs);
+    map_iter_init(&it, &o->convs);
     struct map_node *n;
     while ((n = map_next(&it))) {
         struct oconv *cv = n->val;
-        struct map_iter di;
-        map_iter_init(&di, &cv->dedup);
-        struct map_node *dn;
-        while ((dn = map_next(&di))) {
-            struct odedup *d = dn->val;
-            /* storage keeps every record for the window: memory is only a cache, but a
-             * record is kept a minute at least so that lookups in flight find it */
-            if (d->rec || (d->ts + window > now && !(crowded && d->ts + 60000 < now)))
-                continue;
-            map_del(&cv->dedup, dn->key, dn->klen);
-            free(d);
-            c->owner.ndedup--;
-        }
-        if (many && cv->state == OC_READY && !cv->qhead && !cv->busy && !cv->queued_ready &&
+        if (cv->state == OC_READY && !cv->qhead && !cv->busy && !cv->queued_ready &&
             cv->used_ms + 60000 < now) {
-            map_del(&c->owner.convs, cv->id, cv->idlen);
+            map_del(&o->convs, cv->id, cv->idlen);
             conv_free(c, cv);
         }
     }

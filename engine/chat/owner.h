@@ -30,10 +30,11 @@
 
 struct chat;
 
-#define OWNER_QUEUE_MAX   4096u   /* requests waiting per conversation */
-#define OWNER_DEDUP_MAX   262144u /* dedup records kept in memory per shard */
-#define OWNER_CONVS_MAX   200000u /* conversations kept loaded before idle ones go */
-#define OWNER_MEMBER_PAGE 4096u   /* member rows per storage scan while loading */
+#define OWNER_QUEUE_MAX    4096u   /* requests waiting per conversation */
+#define OWNER_DEDUP_MAX    262144u /* dedup records kept in memory per shard (default) */
+#define OWNER_DEDUP_MIN_MS 60000u  /* a live record is kept this long at least */
+#define OWNER_CONVS_MAX    200000u /* conversations kept loaded before idle ones go */
+#define OWNER_MEMBER_PAGE  4096u   /* member rows per storage scan while loading */
 
 enum oconv_state { OC_LOADING, OC_READY };
 
@@ -64,15 +65,31 @@ struct oconv {
     bool queued_ready; /* on the owner's ready list */
     struct oconv *next_ready;
     struct map dedup; /* sender|cmid -> struct odedup * */
+    /*
+     * Until this time (ms) a cmid missing from dedup may still have a live
+     * record in storage, so a send must read it: set at load from the durable
+     * last_ts (every record on disk is at least that old), and raised when a
+     * live record is evicted for memory or a write fails. After it, dedup is
+     * authoritative and a new cmid needs no read.
+     */
+    uint64_t dd_read_until;
     uint64_t used_ms;
     bool meta_dirty;                /* something of it is staged: write its metadata */
     const struct ochange *meta_chg; /* the staged barrier's change, if any */
 };
 
+struct odedup;
+
 struct owner {
     struct map convs; /* id -> struct oconv * */
     struct oconv *ready_head;
     uint32_t ndedup;
+    uint32_t dedup_max; /* past this many records, live ones older than a minute go */
+    /* every dedup record of the shard in creation (so time) order: the tick expires
+     * from the head, so it costs what it expires */
+    struct odedup *dq_head, *dq_tail;
+    uint64_t dd_reads;         /* dedup records read from storage */
+    uint64_t dd_reads_skipped; /* new cmids staged with no read */
 };
 
 int owner_init(struct chat *c);
@@ -84,7 +101,11 @@ void owner_on_fwd(struct chat *c, struct fwd *f);
 /* Stage queued work into the batch (only called when no write is in flight). */
 void owner_stage(struct chat *c);
 
-/* Once a second: expire dedup records and unload idle conversations. */
+/*
+ * Once a second: expire dedup records (O(expired)), evict live ones past
+ * dedup_max (their conversations then read storage again for a window), and
+ * unload idle conversations when there are too many.
+ */
 void owner_tick(struct chat *c);
 
 /*
