@@ -73,7 +73,9 @@ static struct strv id_of(struct idbuf *b, const char *fmt, const char *a, const 
     if (b->n == 24)
         abort();
     char *s = b->s[b->n++];
-    int len = snprintf(s, sizeof(b->s[0]), fmt, a, c);
+    char tmp[sizeof(b->s[0])]; /* a or c may be an earlier id of b */
+    int len = snprintf(tmp, sizeof(tmp), fmt, a, c);
+    memcpy(s, tmp, sizeof(tmp));
     return (struct strv){s, (size_t)len};
 }
 
