@@ -3,15 +3,22 @@
  * layer, against the group size the writer can form.
  *
  * Each shard is a thread that behaves like a shard loop: it keeps `window`
- * submits in flight, each holding `batch` appends (a 200-byte log entry plus
- * the conversation's last_seq record), sleeps on a futex until storage
- * notifies it, and measures each submit's commit latency (submit to
- * completion). The writer groups whatever is queued into one rocksdb_write,
- * so the window bounds the group size; the average measured group size is
- * printed next to the throughput.
+ * submits in flight, each holding `batch` appends, sleeps on a futex until
+ * storage notifies it, and measures each submit's commit latency (submit to
+ * completion). An append writes what the chat layer writes for a send: the
+ * log entry (200 bytes), the sender's dedup record (conv | user | cmid ->
+ * ts, seq), and the conversation's metadata record (last_seq, last_ts), the
+ * latter once per conversation per submit, as the chat layer stages it. The
+ * appends of a shard go round robin over `convs` conversations. The writer
+ * groups whatever is queued into one rocksdb_write, so the window bounds the
+ * group size; the average measured group size is printed next to the
+ * throughput, with the puts per append submitted and written (a group writes
+ * only the last of several puts of one key) and the process CPU time per
+ * append (user + system, all threads: a figure that the machine's other load
+ * disturbs far less than the throughput).
  *
  *   storage_bench [--dir D] [--seconds S] [--durability sync|wal|none]
- *                 [--shards N] [--window W] [--batch B]
+ *                 [--shards N] [--window W] [--batch B] [--convs C]
  * Without --durability/--shards/--window it runs the whole matrix
  * (sync, wal) x (1, 2 shards) x window (1, 4, 16, 64, 256) with batch 1.
  */
@@ -27,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,6 +42,9 @@
 #define ENTRY_BYTES 200
 #define MAX_SHARDS  8
 #define MAX_SAMPLES (1u << 22)
+#define MAX_CONVS   4096
+
+static unsigned nconvs = 64;
 
 struct shard_ctx {
     _Alignas(64) _Atomic uint32_t futex;
@@ -56,31 +67,53 @@ static void on_notify(void *arg, unsigned shard)
     syscall(SYS_futex, &s->futex, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+static int conv_name(char *out, size_t size, unsigned shard, uint64_t conv)
+{
+    return snprintf(out, size, "g:bench-%u-%llu", shard, (unsigned long long)conv);
+}
+
+/* Appends seq .. seq + batch - 1 of the shard, and the metadata of every conversation touched. */
 static struct stg_batch *make_batch(unsigned shard, unsigned batch, uint64_t *seq)
 {
     static _Thread_local uint8_t body[ENTRY_BYTES];
+    static _Thread_local uint64_t touched[MAX_CONVS]; /* conv -> last seq + 1 in this batch */
     struct stg_batch *b = stg_batch_new();
-    struct buf k, meta;
-    char conv[32];
+    struct buf k, v;
+    char conv[32], user[16], cmid[24];
     buf_init(&k);
-    buf_init(&meta);
+    buf_init(&v);
+    uint64_t now = clock_wall_ms();
+    uint64_t first = *seq;
     for (unsigned i = 0; i < batch; i++) {
-        /* 64 conversations per shard, round robin. */
         uint64_t s = (*seq)++;
-        int n =
-            snprintf(conv, sizeof(conv), "g:bench-%u-%llu", shard, (unsigned long long)(s % 64));
+        uint64_t cv = s % nconvs, cseq = s / nconvs + 1;
+        int n = conv_name(conv, sizeof(conv), shard, cv);
+        int un = snprintf(user, sizeof(user), "u%llu", (unsigned long long)(s * 7 % 1000));
+        int cn = snprintf(cmid, sizeof(cmid), "m%u-%016llx", shard, (unsigned long long)s);
         for (unsigned j = 0; j < ENTRY_BYTES; j += 8)
             memcpy(body + j, &(uint64_t){s * 0x9e3779b97f4a7c15ull + j}, 8);
-        stg_key_log(&k, conv, (size_t)n, s / 64 + 1);
+        stg_key_log(&k, conv, (size_t)n, cseq);
         stg_batch_put(b, STG_CF_LOG, k.data, k.len, body, ENTRY_BYTES);
+        stg_key_dedup(&k, conv, (size_t)n, user, (size_t)un, cmid, (size_t)cn);
+        buf_reset(&v);
+        buf_put_be64(&v, now);
+        buf_put_be64(&v, cseq);
+        stg_batch_put(b, STG_CF_DEDUP, k.data, k.len, v.data, v.len);
+        touched[cv] = cseq;
+    }
+    /* The chat layer writes a conversation's metadata once per flush, after its entries. */
+    uint64_t ntouched = batch < nconvs ? batch : nconvs;
+    for (uint64_t i = 0; i < ntouched; i++) {
+        uint64_t cv = (first + i) % nconvs;
+        int n = conv_name(conv, sizeof(conv), shard, cv);
         stg_key_conv(&k, conv, (size_t)n);
-        buf_reset(&meta);
-        buf_put_be64(&meta, s / 64 + 1);
-        buf_put_be64(&meta, clock_wall_ms());
-        stg_batch_put(b, STG_CF_CONV, k.data, k.len, meta.data, meta.len);
+        buf_reset(&v);
+        buf_put_be64(&v, touched[cv]);
+        buf_put_be64(&v, now);
+        stg_batch_put(b, STG_CF_CONV, k.data, k.len, v.data, v.len);
     }
     buf_deinit(&k);
-    buf_deinit(&meta);
+    buf_deinit(&v);
     return b;
 }
 
@@ -149,6 +182,8 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
         fprintf(stderr, "storage_open %s: %s\n", path, err_str(rc));
         return 1;
     }
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     uint64_t start = clock_mono_ns();
     for (unsigned i = 0; i < nshards; i++) {
         shards[i] = (struct shard_ctx){.st = st,
@@ -169,6 +204,12 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
         nlat += shards[i].nlat;
     }
     double elapsed = (double)(clock_mono_ns() - start) / 1e9;
+    getrusage(RUSAGE_SELF, &ru1);
+    double cpu_us = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
+                             ru0.ru_stime.tv_sec) *
+                        1e6 +
+                    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
+                             ru0.ru_stime.tv_usec);
     uint64_t *all = malloc((nlat + 1) * sizeof(uint64_t));
     size_t off = 0;
     for (unsigned i = 0; i < nshards; i++) {
@@ -182,12 +223,15 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
     storage_close(st);
     double p50 = nlat ? (double)all[nlat / 2] / 1e6 : 0;
     double p99 = nlat ? (double)all[nlat * 99 / 100] / 1e6 : 0;
-    printf("%-4s shards=%u window=%-3u batch=%-3u appends/s=%9.0f group_submits=%6.1f "
-           "group_appends=%7.1f p50_ms=%6.3f p99_ms=%6.3f errors=%llu\n",
-           stg_durability_name(dur), nshards, window, batch, (double)appends / elapsed,
+    double per = ss.submits ? (double)ss.submits * batch : 1;
+    printf("%-4s shards=%u window=%-3u batch=%-3u convs=%u appends/s=%9.0f group_submits=%6.1f "
+           "group_appends=%7.1f puts/append=%.2f written/append=%.2f cpu_us/append=%.2f "
+           "p50_ms=%6.3f p99_ms=%6.3f errors=%llu\n",
+           stg_durability_name(dur), nshards, window, batch, nconvs, (double)appends / elapsed,
            ss.groups ? (double)ss.submits / (double)ss.groups : 0,
-           ss.groups ? (double)ss.submits * batch / (double)ss.groups : 0, p50, p99,
-           (unsigned long long)errors);
+           ss.groups ? (double)ss.submits * batch / (double)ss.groups : 0, (double)ss.ops / per,
+           (double)(ss.ops - ss.ops_dropped) / per, appends ? cpu_us / (double)appends : 0, p50,
+           p99, (unsigned long long)errors);
     fflush(stdout);
     free(all);
     (void)submits;
@@ -216,11 +260,13 @@ int main(int argc, char **argv)
             window = (unsigned)atoi(argv[i + 1]);
         } else if (strcmp(argv[i], "--batch") == 0) {
             batch = (unsigned)atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--convs") == 0) {
+            nconvs = (unsigned)atoi(argv[i + 1]);
         } else {
             goto usage;
         }
     }
-    if (nshards > MAX_SHARDS || batch == 0 || (argc - 1) % 2)
+    if (nshards > MAX_SHARDS || batch == 0 || nconvs == 0 || nconvs > MAX_CONVS || (argc - 1) % 2)
         goto usage;
     log_set_level(LOG_WARN);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -248,7 +294,7 @@ int main(int argc, char **argv)
 usage:
     fprintf(stderr,
             "usage: %s [--dir D] [--seconds S] [--durability sync|wal|none] "
-            "[--shards N] [--window W] [--batch B]\n",
+            "[--shards N] [--window W] [--batch B] [--convs C]\n",
             argv[0]);
     return 2;
 }

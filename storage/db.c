@@ -51,11 +51,24 @@ struct stg_db {
     uint64_t dedup_window_ms;
 };
 
+/* One op of a group, as sorted by group_fill(); points into its batch. */
+struct gop {
+    const void *key;
+    const void *val;
+    uint32_t klen, vlen;
+    uint32_t ord; /* position in the group: the later op on a key wins */
+    uint8_t cf;
+    bool put;
+};
+
 struct stg_db_group {
     struct stg_db *db;
     rocksdb_writebatch_t *wb;
     const struct stg_batch **batches; /* borrowed until the commit */
     size_t n, cap;
+    struct gop *ops; /* scratch for group_fill(), kept for reuse */
+    size_t ops_cap;
+    size_t dropped; /* of the last commit */
 };
 
 static int fail(const char *event, char *err)
@@ -123,6 +136,31 @@ static const char *dedup_filter_name(void *state)
 
 /* ---- open / close ---- */
 
+/*
+ * A conversation's metadata record is rewritten by every group that appends
+ * to it, and each version is a new memtable entry next to the previous one.
+ * With a per-key insert hint (the prefix is the whole key: conv keys are at
+ * most 1 + STG_ID_MAX bytes) the skiplist starts from where that key's last
+ * insert went instead of descending from the top. The C API has no setter,
+ * so the option goes through the options-string parser, which copies o
+ * (table factory, extractors and filters included). On failure o is kept.
+ */
+static rocksdb_options_t *with_insert_hints(rocksdb_options_t *o)
+{
+    char *err = NULL;
+    rocksdb_options_t *o2 = rocksdb_options_create();
+    rocksdb_get_options_from_string(
+        o, "memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.65", o2, &err);
+    if (err) {
+        log_warn("storage_option_ignored", "option=insert_hints err=\"%s\"", err);
+        rocksdb_free(err);
+        rocksdb_options_destroy(o2);
+        return o;
+    }
+    rocksdb_options_destroy(o);
+    return o2;
+}
+
 static rocksdb_options_t *cf_options(struct stg_db *db, enum stg_cf cf)
 {
     rocksdb_options_t *o = rocksdb_options_create();
@@ -151,6 +189,8 @@ static rocksdb_options_t *cf_options(struct stg_db *db, enum stg_cf cf)
 
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
+    if (cf == STG_CF_CONV)
+        o = with_insert_hints(o);
     return o;
 }
 
@@ -259,6 +299,11 @@ void stg_db_close(struct stg_db *db)
     free(db);
 }
 
+void stg_db_thread_init(void)
+{
+    rocksdb_set_perf_level(1 /* kDisable */);
+}
+
 /* ---- writes ---- */
 
 struct stg_db_group *stg_db_group_new(struct stg_db *db)
@@ -277,6 +322,7 @@ void stg_db_group_free(struct stg_db_group *g)
         return;
     rocksdb_writebatch_destroy(g->wb);
     free(g->batches);
+    free(g->ops);
     free(g);
 }
 
@@ -294,31 +340,97 @@ int stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b)
     return 0;
 }
 
-/* The ops of every queued batch, in order, into g->wb. */
-static void group_fill(struct stg_db_group *g)
+static int gop_cmp(const void *pa, const void *pb)
 {
+    const struct gop *a = pa, *b = pb;
+    if (a->cf != b->cf)
+        return a->cf < b->cf ? -1 : 1;
+    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    if (c)
+        return c;
+    if (a->klen != b->klen)
+        return a->klen < b->klen ? -1 : 1;
+    return a->ord < b->ord ? -1 : a->ord > b->ord;
+}
+
+/*
+ * The ops of every queued batch into g->wb, sorted by (family, key), and
+ * only the last op on each key. Both are invisible to readers: the group is
+ * one write batch, applied atomically, so no read can see a value that a
+ * later op of the same group replaces, and ops on different keys commute.
+ * Dropping them saves a memtable insert and WAL bytes each (a conversation's
+ * last_seq record is rewritten by every append of the group). Sorting helps
+ * the memtable: the skiplist reuses the previous insert's position when the
+ * next key falls right after it, so a conversation's run of log entries costs
+ * one full descent instead of one per entry.
+ * Returns 0 or -ENOMEM (g->wb untouched).
+ */
+static int group_fill(struct stg_db_group *g)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < g->n; i++)
+        total += stg_batch_count(g->batches[i]);
+    if (total > g->ops_cap) {
+        size_t cap = g->ops_cap ? g->ops_cap : 256;
+        while (cap < total)
+            cap *= 2;
+        struct gop *p = realloc(g->ops, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        g->ops = p;
+        g->ops_cap = cap;
+    }
+    size_t n = 0;
     for (size_t i = 0; i < g->n; i++) {
         struct stg_op op;
         size_t pos = 0;
-        while (stg_batch_next(g->batches[i], &pos, &op)) {
-            rocksdb_column_family_handle_t *cf = g->db->cf[op.cf];
-            if (op.put)
-                rocksdb_writebatch_put_cf(g->wb, cf, op.key, op.klen, op.val, op.vlen);
-            else
-                rocksdb_writebatch_delete_cf(g->wb, cf, op.key, op.klen);
-        }
+        while (stg_batch_next(g->batches[i], &pos, &op))
+            g->ops[n++] = (struct gop){.key = op.key,
+                                       .val = op.val,
+                                       .klen = (uint32_t)op.klen,
+                                       .vlen = (uint32_t)op.vlen,
+                                       .ord = (uint32_t)n,
+                                       .cf = (uint8_t)op.cf,
+                                       .put = op.put};
     }
+    if (n > 1)
+        qsort(g->ops, n, sizeof(*g->ops), gop_cmp);
+    g->dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct gop *o = &g->ops[i];
+        const struct gop *next = i + 1 < n ? &g->ops[i + 1] : NULL;
+        if (next && next->cf == o->cf && next->klen == o->klen &&
+            memcmp(next->key, o->key, o->klen) == 0) {
+            g->dropped++;
+            continue;
+        }
+        rocksdb_column_family_handle_t *cf = g->db->cf[o->cf];
+        if (o->put)
+            rocksdb_writebatch_put_cf(g->wb, cf, o->key, o->klen, o->val, o->vlen);
+        else
+            rocksdb_writebatch_delete_cf(g->wb, cf, o->key, o->klen);
+    }
+    return 0;
 }
 
 int stg_db_group_commit(struct stg_db_group *g)
 {
     char *err = NULL;
-    group_fill(g);
-    if (rocksdb_writebatch_count(g->wb) > 0)
+    int rc = group_fill(g);
+    if (rc == 0 && rocksdb_writebatch_count(g->wb) > 0)
         rocksdb_write(g->db->db, g->db->wopts, g->wb, &err);
     rocksdb_writebatch_clear(g->wb);
     g->n = 0;
+    if (rc < 0) {
+        log_error("storage_write_failed", "err=\"out of memory sorting the group\"");
+        return -RP_ESTORAGE;
+    }
     return err ? fail("storage_write_failed", err) : 0;
+}
+
+size_t stg_db_group_dropped(const struct stg_db_group *g)
+{
+    return g->dropped;
 }
 
 int stg_db_write_now(struct stg_db *db, const struct stg_batch *b)

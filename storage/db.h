@@ -30,18 +30,30 @@ int stg_db_open(const struct storage_config *cfg, struct stg_db **out);
 void stg_db_close(struct stg_db *db);
 
 /*
+ * Called once at the start of every storage thread: turns off RocksDB's
+ * per-thread perf counters there (on by default, they cost a thread-local
+ * lookup in every key comparison of every memtable insert and read).
+ */
+void stg_db_thread_init(void);
+
+/*
  * A group under construction, owned by one thread. stg_db_group_add() queues
  * b (borrowed until the commit returns; 0 or -ENOMEM); stg_db_group_commit()
  * copies the ops of every queued batch into one RocksDB write batch and
  * writes it with one rocksdb_write, with sync per durability and no_slowdown,
- * then empties the group either way. new returns NULL when out of memory;
- * commit returns 0 or -RP_ESTORAGE (logged).
+ * then empties the group either way. The write batch holds the ops sorted by
+ * (family, key), and of several ops on one key only the last one queued: the
+ * state after the commit is exactly that of applying every op in order.
+ * new returns NULL when out of memory; commit returns 0 or -RP_ESTORAGE
+ * (logged). stg_db_group_dropped() tells how many ops the last commit left
+ * out because a later op of the group replaced them.
  */
 struct stg_db_group;
 struct stg_db_group *stg_db_group_new(struct stg_db *db);
 void stg_db_group_free(struct stg_db_group *g);
 int stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b);
 int stg_db_group_commit(struct stg_db_group *g);
+size_t stg_db_group_dropped(const struct stg_db_group *g);
 
 /*
  * Read one value into val (replacing its contents). On STG_CF_DEDUP a record

@@ -86,7 +86,7 @@ struct storage {
     unsigned *grp_shard;        /* writer: the shard of each */
     struct stg_db_group *group; /* writer: the group's batches */
     atomic_bool stopping;
-    _Atomic uint64_t groups, submits, ops, write_errors, reads, read_errors;
+    _Atomic uint64_t groups, submits, ops, ops_dropped, write_errors, reads, read_errors;
     _Atomic uint64_t group_submits_hist[STG_HIST_N], commit_us_hist[STG_HIST_N], commit_us_sum;
 };
 
@@ -205,6 +205,9 @@ static void writer_commit(struct storage *st, uint32_t n)
     if (err == 0)
         err = stg_db_group_commit(st->group);
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (err == 0)
+        atomic_fetch_add_explicit(&st->ops_dropped, stg_db_group_dropped(st->group),
+                                  memory_order_relaxed);
     hist_record(st, n,
                 (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
     if (err < 0) {
@@ -228,6 +231,7 @@ static void *writer_main(void *arg)
 {
     struct worker *w = arg;
     struct storage *st = w->st;
+    stg_db_thread_init();
 
     for (;;) {
         bool stopping = atomic_load(&st->stopping);
@@ -294,6 +298,7 @@ static void *reader_main(void *arg)
     struct storage *st = w->st;
     struct lane *lane = w->lane;
     log_set_shard((int)w->shard);
+    stg_db_thread_init();
 
     for (;;) {
         bool stopping = atomic_load(&st->stopping);
@@ -571,6 +576,7 @@ void storage_stats_get(struct storage *st, struct storage_stats *out)
     out->groups = atomic_load_explicit(&st->groups, memory_order_relaxed);
     out->submits = atomic_load_explicit(&st->submits, memory_order_relaxed);
     out->ops = atomic_load_explicit(&st->ops, memory_order_relaxed);
+    out->ops_dropped = atomic_load_explicit(&st->ops_dropped, memory_order_relaxed);
     out->write_errors = atomic_load_explicit(&st->write_errors, memory_order_relaxed);
     out->reads = atomic_load_explicit(&st->reads, memory_order_relaxed);
     out->read_errors = atomic_load_explicit(&st->read_errors, memory_order_relaxed);

@@ -3,19 +3,21 @@
  * record (see storage/key.h), driven by storage threads so that no RocksDB
  * call ever runs on a shard loop.
  *
- * Threads. Each shard has one writer thread and one reader thread. A shard
- * submits write batches and read requests through lock-free SPSC queues and
- * collects completions from two SPSC queues of its own (one fed by its writer,
- * one by its reader) with storage_poll(). A storage thread sleeps on a futex
- * eventcount when its queue is empty; it never spins.
+ * Threads. One writer thread serves every shard; each shard has a reader
+ * thread of its own. A shard submits write batches and read requests through
+ * lock-free SPSC queues of its own and collects completions from two SPSC
+ * queues (one fed by the writer, one by its reader) with storage_poll(). A storage thread sleeps on
+ * a futex eventcount when its queue is empty; it never spins.
  *
  * Group commit. The writer takes everything queued when it wakes (up to the
  * room left in the completion queue), appends all the ops into ONE RocksDB
  * write batch and issues ONE rocksdb_write, with the WAL fsync'd when the
  * durability is STG_SYNC. Only then does it post one completion per submit,
- * in submit order. RocksDB itself never delays a write to grow a group, so
- * the grouping happens here: while one group is being synced, the next one
- * accumulates in the queue.
+ * in submit order. Within a group, an op that a later op of the same group
+ * overwrites (same family and key) is not written at all: the group is
+ * atomic, so no reader could have seen it. RocksDB itself never delays a
+ * write to grow a group, so the grouping happens here: while one group is
+ * being synced, the next one accumulates in the queue.
  *
  * Errors. A failed write (disk full, I/O error, a stall refused with
  * no_slowdown) is logged and completes every submit of its group with
@@ -181,7 +183,9 @@ int storage_compact(struct storage *st, enum stg_cf cf);
 struct storage_stats {
     uint64_t groups;       /* rocksdb_write calls issued by writers */
     uint64_t submits;      /* batches completed (ok or failed) */
-    uint64_t ops;          /* puts and deletes written */
+    uint64_t ops;          /* puts and deletes submitted */
+    uint64_t ops_dropped;  /* of those, left out of a successful group because a
+                              later op of the same group on the same key replaced them */
     uint64_t write_errors; /* failed groups */
     uint64_t reads;        /* reads completed */
     uint64_t read_errors;
