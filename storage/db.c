@@ -384,14 +384,16 @@ static int group_fill(struct stg_db_group *g)
     for (size_t i = 0; i < g->n; i++) {
         struct stg_op op;
         size_t pos = 0;
-        while (stg_batch_next(g->batches[i], &pos, &op))
-            g->ops[n++] = (struct gop){.key = op.key,
-                                       .val = op.val,
-                                       .klen = (uint32_t)op.klen,
-                                       .vlen = (uint32_t)op.vlen,
-                                       .ord = (uint32_t)n,
-                                       .cf = (uint8_t)op.cf,
-                                       .put = op.put};
+        while (stg_batch_next(g->batches[i], &pos, &op)) {
+            g->ops[n] = (struct gop){.key = op.key,
+                                     .val = op.val,
+                                     .klen = (uint32_t)op.klen,
+                                     .vlen = (uint32_t)op.vlen,
+                                     .ord = (uint32_t)n,
+                                     .cf = (uint8_t)op.cf,
+                                     .put = op.put};
+            n++;
+        }
     }
     if (n > 1)
         qsort(g->ops, n, sizeof(*g->ops), gop_cmp);
