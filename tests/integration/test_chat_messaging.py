@@ -247,13 +247,17 @@ def test_read_unread_across_devices_and_sync():
         assert (s["last_seq"], s["read_seq"], s["unread"], s["ack_seq"]) == (6, 6, 0, 0), s
 
 
+RECALL_WINDOW_S = 4  # long enough for the steps below on a loaded machine
+
+
 def test_recall_rules():
-    with Server(shards=2, args=["--recall-window", "1"]) as srv:
+    with Server(shards=2, args=["--recall-window", str(RECALL_WINDOW_S)]) as srv:
         a1, _ = login(srv, "alice", "phone")
         a2, _ = login(srv, "alice", "laptop")
         b, _ = login(srv, "bob")
         s1 = expect_ok(a1.send_message(to="bob", body="oops", cmid="r1"))["seq"]
-        s2 = expect_ok(a1.send_message(to="bob", body=b"bin", cmid="r2"))["seq"]
+        r2 = expect_ok(a1.send_message(to="bob", body=b"bin", cmid="r2"))
+        s2 = r2["seq"]
         msgs(b, 2)
         msgs(a2, 2)
         expect_error(b.request("recall", conv="d:alice:bob", seq=s1), "forbidden")
@@ -273,7 +277,8 @@ def test_recall_rules():
         expect_error(a1.request("recall", conv="d:alice:bob", seq=99), "not_found")
         expect_error(a1.request("recall", conv="d:bob:carol", seq=1), "forbidden")
         expect_error(a1.request("recall", conv="bad", seq=1), "bad_request")
-        time.sleep(1.3)
+        # past the window of s2, counted from its ts (the server's wall clock)
+        time.sleep(max(0.0, r2["ts"] / 1000.0 + RECALL_WINDOW_S + 0.3 - time.time()))
         expect_error(a1.request("recall", conv="d:alice:bob", seq=s2), "expired")
         # a bin body is recalled as an empty bin
         s4 = expect_ok(a1.send_message(to="bob", body=b"zz"))["seq"]
