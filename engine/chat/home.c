@@ -329,8 +329,13 @@ void home_on_deliver(struct chat *c, struct dlv *d)
     }
     for (uint32_t i = 0; i < d->ndels; i++) {
         struct user *u = home_user(c, d->dels[i].user);
-        if (u)
-            home_uconv_del(c, u, d->conv);
+        if (!u)
+            continue;
+        /* a catch-up being read may hold entries past the removal */
+        for (struct session *s = u->sessions; s; s = s->next)
+            if (s->state == S_CATCHUP)
+                map_put(&s->caps, d->conv.p, d->conv.len, map_u64(d->seq));
+        home_uconv_del(c, u, d->conv);
     }
     rbuf_unref(d->frame);
     free(d);

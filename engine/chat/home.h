@@ -59,6 +59,8 @@ struct session {
     uint32_t refs;   /* reads in flight that hold it */
     struct map acks; /* conv -> ack seq of this device */
     struct map sent; /* conv -> highest seq pushed in this session */
+    struct map caps; /* conv -> the event that removed the user while this
+                        session's catch-up was being read: nothing after it */
     struct held *held_head, *held_tail;
     uint32_t nheld;
     struct cu_part *cu; /* catch-up results, one per conversation read */

@@ -86,6 +86,7 @@ static void session_free(struct session *s)
     free(s->cu);
     map_deinit(&s->acks);
     map_deinit(&s->sent);
+    map_deinit(&s->caps);
     free(s);
 }
 
@@ -406,6 +407,10 @@ static void finish_catchup(struct chat *c, struct session *s)
             uint64_t seq;
             if (stg_key_split_log(kv->key, kv->klen, &cv, &seq) < 0 || seq <= top)
                 continue;
+            /* removed from the group meanwhile: the removal event is the last */
+            uint64_t cap = map_as_u64(map_get(&s->caps, p->conv, p->convlen));
+            if (cap && seq > cap)
+                continue;
             if (enc_frame_raw(&c->fb, kv->val, kv->vlen) < 0) {
                 buf_reset(&c->fb);
                 continue;
@@ -637,6 +642,7 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
     s->state = S_WAIT_USER;
     map_init(&s->acks);
     map_init(&s->sent);
+    map_init(&s->caps);
     s->next = u->sessions;
     u->sessions = s;
     u->nsessions++;
