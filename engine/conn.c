@@ -489,11 +489,17 @@ static void send_start(struct shard *sh, struct conn *c)
         q->iov[n].iov_base = it->b->data + body;
         q->iov[n++].iov_len = it->b->len - body;
     }
-    memset(&q->msg, 0, sizeof(q->msg));
-    q->msg.msg_iov = q->iov;
-    q->msg.msg_iovlen = n;
     struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
-    io_uring_prep_sendmsg(sqe, (int)c->fd, &q->msg, MSG_NOSIGNAL);
+    if (n == 1) {
+        /* The common case in a fan-out: one frame. A plain send spares the
+         * kernel importing a msghdr and an iovec array. */
+        io_uring_prep_send(sqe, (int)c->fd, q->iov[0].iov_base, q->iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        memset(&q->msg, 0, sizeof(q->msg));
+        q->msg.msg_iov = q->iov;
+        q->msg.msg_iovlen = n;
+        io_uring_prep_sendmsg(sqe, (int)c->fd, &q->msg, MSG_NOSIGNAL);
+    }
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud_pack(UOP_SEND, conn_slot(sh, c), c->gen));
     c->flags |= CONN_F_SEND;
