@@ -1,6 +1,6 @@
 /*
  * Client connections of one shard: receive (multishot recv into the shard's
- * provided buffers, frame reassembly, request dispatch), the outbound queue
+ * provided buffers; what the bytes become is engine/input.c), the outbound queue
  * (refcounted frames shared between recipients, sent with one sendmsg in
  * flight at a time), and the closing sequence.
  *
@@ -153,6 +153,17 @@ void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t le
 /* Queue a frame (takes a reference). 0, -ENOENT (closing) or -RP_EFULL
  * (outbound bound exceeded: the connection is being closed with bye slow). */
 int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame);
+
+/* Queue bytes that go out as they are (an HTTP response, WebSocket control
+ * frames): copied. 0 or -ENOMEM. */
+int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len);
+
+/* One complete frame received on c (engine/input.c): decode, rate-limit,
+ * dispatch. Returns false when c stops reading (closing or handing over). */
+bool conn_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len);
+
+/* Frees held frames; NULL is accepted. */
+void conn_hold_free(struct hold *h);
 
 /* Encode-and-queue helpers for replies that go to one connection. */
 void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id, int code,

@@ -1,0 +1,309 @@
+/*
+ * What a connection's received bytes become: TCP frames or WebSocket messages
+ * (after the HTTP upgrade), decoded requests, and their dispatch — ping and
+ * the edge's hello here, everything else to the chat layer once the session
+ * is ready. Until then (CONN_F_HELD) frames are kept in order with their
+ * length prefixes and replayed from the loop's ready phase, so that no
+ * request reaches the chat layer before the user's state is loaded.
+ *
+ * Limits applied here: the per-connection token bucket (every request but
+ * ack and ping, hello included), max_frame, and a bound on held frames past
+ * which the connection stops reading until its session is ready.
+ */
+#include "engine/conn.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "engine/server.h"
+#include "engine/shard.h"
+#include "engine/uring.h"
+#include "protocol/enc.h"
+#include "protocol/ws.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
+static bool rate_allow(struct shard *sh, struct conn *c)
+{
+    uint32_t now = (uint32_t)sh->now_ms;
+    uint32_t elapsed = now - c->rate_ms;
+    uint64_t cap = (uint64_t)sh->cfg->rate_burst * 1000u;
+    uint64_t t = c->rate_tokens + (uint64_t)elapsed * sh->cfg->rate_limit;
+    c->rate_tokens = (uint32_t)(t > cap ? cap : t);
+    c->rate_ms = now;
+    if (c->rate_tokens < 1000u)
+        return false;
+    c->rate_tokens -= 1000u;
+    return true;
+}
+
+#define HOLD_PAUSE (256u * 1024u)
+
+/* Keep a frame until the session is ready. Past HOLD_PAUSE bytes the
+ * connection stops reading (its recv is cancelled) until then. */
+static bool hold_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len)
+{
+    struct hold *h = c->hold;
+    if (h->len + FRAME_HDR + len > h->cap) {
+        uint32_t cap = h->cap ? h->cap : 1024;
+        while (cap < h->len + FRAME_HDR + len)
+            cap *= 2;
+        uint8_t *p = realloc(h->data, cap);
+        if (!p) {
+            conn_close(sh, c, NULL);
+            return false;
+        }
+        h->data = p;
+        h->cap = cap;
+    }
+    uint8_t *p = h->data + h->len;
+    p[0] = (uint8_t)(len >> 24);
+    p[1] = (uint8_t)(len >> 16);
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+    memcpy(p + FRAME_HDR, frame, len);
+    h->len += FRAME_HDR + len;
+    if (h->len > HOLD_PAUSE && (c->flags & CONN_F_RECV)) {
+        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+        io_uring_prep_cancel64(sqe, ud_pack(UOP_RECV, conn_slot(sh, c), c->gen), 0);
+        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+    }
+    return true;
+}
+
+/* Handle one complete frame. Returns false when the connection stops reading
+ * (closing, or handing over). */
+bool conn_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len)
+{
+    struct req req;
+    const char *msg = NULL;
+    c->last_rx = sh->tick;
+    if (c->flags & CONN_F_HELD)
+        return hold_frame(sh, c, frame, len);
+    sh->stats.frames_in++;
+    int r = req_decode(&sh->dec, &sh->lim, frame, len, &req, &msg);
+    if (r == -RP_EFRAME) {
+        conn_send_error(sh, c, false, 0, CODE_BAD_FRAME, "not exactly one msgpack map");
+        conn_close(sh, c, NULL);
+        return false;
+    }
+    if (c->state == CONN_EDGE && req.op != OP_HELLO && req.op != OP_PING) {
+        /* Before hello only hello and ping exist. */
+        conn_send_error(sh, c, req.has_id, req.id, CODE_UNAUTHORIZED, "hello first");
+        return true;
+    }
+    /* PROTOCOL §8: every request but ack and ping spends a token, hellos and
+     * malformed requests included (that is what slows a token brute force).
+     * Before hello, anything else is refused above without effect. */
+    if (req.op != OP_ACK && req.op != OP_PING && !rate_allow(sh, c)) {
+        sh->stats.rate_limited++;
+        conn_send_error(sh, c, req.has_id, req.id, CODE_RATE_LIMITED, "slow down");
+        return true;
+    }
+    if (r) {
+        if (c->state == CONN_EDGE)
+            sh->stats.hello_bad++;
+        conn_send_error(sh, c, req.has_id, req.id, code_from_err(r), msg);
+        return true;
+    }
+    if (req.op == OP_PING) {
+        struct buf b;
+        buf_init(&b);
+        if (enc_pong(&b, req.id) == 0) {
+            struct rbuf *rb = rbuf_copy(b.data, (uint32_t)b.len);
+            if (rb) {
+                conn_send(sh, c, rb);
+                rbuf_unref(rb);
+            }
+        }
+        buf_deinit(&b);
+        return c->state != CONN_CLOSING;
+    }
+    if (c->state == CONN_EDGE) {
+        if (req.op != OP_HELLO) {
+            conn_send_error(sh, c, req.has_id, req.id, CODE_UNAUTHORIZED, "hello first");
+            return true;
+        }
+        hello_on_frame(sh, c, &req);
+        return c->state == CONN_EDGE || c->state == CONN_HOME;
+    }
+    if (req.op == OP_HELLO) {
+        conn_send_error(sh, c, req.has_id, req.id, CODE_BAD_REQUEST, "already hello'd");
+        return true;
+    }
+    chat_on_request(sh->chat, conn_id(sh, c, conn_slot(sh, c)), &req);
+    return c->state == CONN_HOME;
+}
+
+/* ---- WebSocket clients ---- */
+
+static void ws_send_output(struct shard *sh, struct conn *c)
+{
+    size_t n;
+    const uint8_t *out = ws_take_output(c->wsx->ws, &n);
+    if (out)
+        conn_send_raw(sh, c, out, n);
+}
+
+static bool on_ws_msg(void *arg, const uint8_t *msg, size_t len)
+{
+    struct conn_ws *wsx = arg;
+    struct shard *sh = wsx->sh;
+    struct conn *c = &sh->conns[wsx->slot];
+    if (c->state == CONN_HANDOFF)
+        return hello_buffer_frame(sh, c, msg, len);
+    if (c->state != CONN_EDGE && c->state != CONN_HOME)
+        return false;
+    /* Answer control frames that came before this message first. */
+    ws_send_output(sh, c);
+    if (len > sh->cfg->max_frame) {
+        conn_send_error(sh, c, false, 0, CODE_TOO_LARGE, "frame over max_frame");
+        conn_close(sh, c, NULL);
+        return false;
+    }
+    if (!conn_frame(sh, c, msg, (uint32_t)len))
+        return c->state == CONN_HANDOFF;
+    return true;
+}
+
+static void ws_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    struct conn_ws *wsx = c->wsx;
+    if (!wsx->upgraded) {
+        if (buf_append(&wsx->hs, data, len)) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+        struct buf reply;
+        buf_init(&reply);
+        int r = ws_handshake(wsx->hs.data, wsx->hs.len, &reply);
+        if (reply.len)
+            conn_send_raw(sh, c, reply.data, reply.len);
+        buf_deinit(&reply);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+        wsx->ws = ws_new(sh->cfg->max_frame, on_ws_msg, wsx);
+        if (!wsx->ws) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+        wsx->upgraded = true;
+        /* Frames may follow the request in the same read. */
+        struct buf rest = wsx->hs;
+        buf_init(&wsx->hs);
+        if (rest.len > (size_t)r)
+            ws_input(sh, c, rest.data + r, rest.len - (size_t)r);
+        buf_deinit(&rest);
+        return;
+    }
+    int r = ws_feed(wsx->ws, data, len);
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return;
+    if (!(c->flags & CONN_F_HANDED))
+        ws_send_output(sh, c);
+    if (r)
+        conn_close(sh, c, NULL);
+}
+
+void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    if (!c->wsx) {
+        conn_input(sh, c, data, len);
+        return;
+    }
+    /* A WebSocket client's leftovers are whole frames with a length prefix. */
+    replay_frames(sh, c, data, len);
+}
+
+void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    sh->stats.bytes_in += len;
+    if (!(c->flags & CONN_F_PROBED) && len) {
+        /* A frame's length prefix never starts with 'G' (it would be over
+         * max_frame), so one byte tells an HTTP upgrade from TCP frames. */
+        c->flags |= CONN_F_PROBED;
+        if (data[0] == 'G') {
+            c->wsx = calloc(1, sizeof(*c->wsx));
+            if (!c->wsx) {
+                conn_close(sh, c, NULL);
+                return;
+            }
+            c->wsx->sh = sh;
+            c->wsx->slot = conn_slot(sh, c);
+            buf_init(&c->wsx->hs);
+        }
+    }
+    if (c->wsx) {
+        if (c->state == CONN_EDGE || c->state == CONN_HOME || c->state == CONN_HANDOFF)
+            ws_input(sh, c, data, len);
+        return;
+    }
+    while (len) {
+        if (c->state == CONN_HANDOFF) {
+            if (!hello_buffer(sh, c, data, len))
+                conn_close(sh, c, NULL);
+            return;
+        }
+        if (c->state != CONN_EDGE && c->state != CONN_HOME)
+            return;
+        const uint8_t *frame;
+        uint32_t flen;
+        int n = frame_next(&c->dec, data, len, &frame, &flen);
+        if (n < 0) {
+            int code = n == -RP_ETOOLARGE ? CODE_TOO_LARGE : CODE_BAD_FRAME;
+            conn_send_error(sh, c, false, 0, code,
+                            n == -RP_ETOOLARGE ? "frame over max_frame" : "empty frame");
+            conn_close(sh, c, NULL);
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+        if (frame && !conn_frame(sh, c, frame, flen) && c->state != CONN_HANDOFF)
+            return;
+    }
+}
+
+void conn_ready(struct shard *sh, struct conn *c)
+{
+    if (!(c->flags & CONN_F_HELD))
+        return;
+    c->flags &= (uint16_t)~CONN_F_HELD;
+    c->hold->next = sh->ready_head;
+    sh->ready_head = conn_slot(sh, c);
+}
+
+static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    while (len >= FRAME_HDR && c->state == CONN_HOME) {
+        uint32_t n =
+            (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+        if (n > len - FRAME_HDR)
+            break;
+        conn_frame(sh, c, data + FRAME_HDR, n);
+        data += FRAME_HDR + n;
+        len -= FRAME_HDR + n;
+    }
+}
+
+void conn_ready_all(struct shard *sh)
+{
+    while (sh->ready_head != CONN_NONE) {
+        struct conn *c = &sh->conns[sh->ready_head];
+        struct hold *h = c->hold;
+        sh->ready_head = h->next;
+        c->hold = NULL;
+        if (c->state == CONN_HOME) {
+            replay_frames(sh, c, h->data, h->len);
+            if (c->state == CONN_HOME && !(c->flags & CONN_F_RECV))
+                conn_arm_recv(sh, c);
+        }
+        conn_hold_free(h);
+    }
+}
