@@ -144,8 +144,12 @@ static void ws_send_output(struct shard *sh, struct conn *c)
 {
     size_t n;
     const uint8_t *out = ws_take_output(c->wsx->ws, &n);
-    if (out)
+    if (out) {
+        /* wslay answered a complete control frame (a ping, most often):
+         * that is activity, like any complete frame */
+        c->last_rx = sh->tick;
         conn_send_raw(sh, c, out, n);
+    }
 }
 
 static bool on_ws_msg(void *arg, const uint8_t *msg, size_t len)

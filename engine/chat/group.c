@@ -137,7 +137,9 @@ static int event_data(struct chat *c, const char *kind, struct strv by, const st
     buf_reset(&c->vb);
     msgpack_packer_init(&pk, &c->vb, buf_msgpack_write);
     uint32_t extra = 0;
-    if (chg && chg->set_name)
+    /* a new group's name is a changed field too: it goes in the create event */
+    bool name = chg && (chg->set_name || chg->create);
+    if (name)
         extra++;
     if (chg && chg->set_notice)
         extra++;
@@ -157,7 +159,7 @@ static int event_data(struct chat *c, const char *kind, struct strv by, const st
         enc_pack_strv(&pk, users[i]);
     enc_pack_cstr(&pk, "count");
     msgpack_pack_uint32(&pk, nusers);
-    if (chg && chg->set_name) {
+    if (name) {
         enc_pack_cstr(&pk, "name");
         enc_pack_strv(&pk, chg->name);
     }

@@ -35,6 +35,7 @@ def group_scenario(shards):
             d = e["data"]
             assert d["by"] == "owner" and d["count"] == 3 and d["users"][0] == "owner", d
             assert sorted(d["users"]) == ["ann", "ben", "owner"], d
+            assert d["name"] == "Team", d  # the new group's name is a changed field
         o.no_push(0.2, op="msg")
         expect_error(x.request("group.create", name="Again", group="team"), "conflict")
         gen = expect_ok(x.request("group.create", name="Solo"))

@@ -216,6 +216,21 @@ def test_abrupt_close_keeps_server_up():
         assert ws.hello(srv, "fay")["op"] == "ok"
 
 
+def test_websocket_pings_keep_a_session_alive():
+    # A WebSocket ping is a complete frame from the client: activity, so the
+    # idle timeout does not close a connection that only pings at that level.
+    with Server(shards=1, args=["--heartbeat", "1", "--idle-timeout", "2"]) as srv:
+        ws = WS(srv)
+        assert ws.hello(srv, "hal")["op"] == "ok"
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4.5:
+            ws.send_raw(ws_frame(9, b"k"))
+            op, _, payload = ws.frame()
+            assert op == 10 and payload == b"k", (op, payload)
+            time.sleep(0.5)
+        assert ws.request("ping")["op"] == "pong"
+
+
 def test_shutdown_sends_bye_then_close():
     srv = Server(shards=2)
     srv.start()
