@@ -210,7 +210,21 @@ class Server:
                 return None
         self.returncode = self.proc.returncode
         self.proc = None
+        self._wait_port_released()
         return self.returncode
+
+    def _wait_port_released(self, timeout=10.0):
+        """The kernel tears a dead process's io_uring down asynchronously; until
+        it has, the old listener (still in the SO_REUSEPORT group) may accept a
+        connection and reset it. A test that starts the next server at once
+        would see that as the new server's fault: wait until the port refuses."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+            except OSError:
+                return
+            time.sleep(0.05)
 
     def kill(self):
         """SIGKILL: a crash, as far as the data directory can tell."""
