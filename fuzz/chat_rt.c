@@ -39,14 +39,25 @@ struct qmsg {
     struct xmsg m;
 };
 
+/* A storage request the chat layer made, held until a turn runs storage. */
+struct submit {
+    uint64_t tag;
+    bool read, done;
+    struct stg_batch *b; /* a write */
+    struct stg_read q;   /* a read, its key and bound copied into keys */
+    uint8_t *keys;
+};
+
 struct shard_rt {
     unsigned idx;
     struct chat *chat;
     struct qmsg *head, *tail;
     uint64_t failed[64];
     int nfailed;
-    struct stg_done *done; /* completions held until a turn delivers storage */
+    struct stg_done *done; /* completions of the requests run, in run order */
     unsigned ndone, cap;
+    struct submit *order; /* the requests not run yet, oldest first */
+    unsigned norder, ocap;
 };
 
 static struct storage *st;
@@ -55,7 +66,7 @@ static struct shard_rt rts[RT_SHARDS];
 static struct rt_conn conns[RT_CONNS];
 static int closing[RT_CONNS * 4];
 static int nclosing;
-static int inflight; /* storage submits whose completion has not been polled */
+static int queued; /* storage requests not run yet, over all shards */
 
 static conn_id_t cid(int i)
 {
@@ -232,25 +243,59 @@ static int env_xsend(void *rt, unsigned dst, const struct xmsg *m)
     return 0;
 }
 
+/* Holds a request; it runs when a turn runs storage, in the script's order. */
+static struct submit *hold(struct shard_rt *s, uint64_t tag, bool read)
+{
+    if (s->norder == s->ocap) {
+        s->ocap = s->ocap * 2 + 64;
+        s->order = realloc(s->order, s->ocap * sizeof(*s->order));
+        if (!s->order)
+            abort();
+    }
+    struct submit *o = &s->order[s->norder++];
+    *o = (struct submit){.tag = tag, .read = read};
+    queued++;
+    return o;
+}
+
 static int env_write(void *rt, struct stg_batch *b, uint64_t tag)
 {
     struct shard_rt *s = rt;
+    if (!b)
+        return -EINVAL;
     if (rt_fail_writes > 0 && s->nfailed < 64) {
         rt_fail_writes--;
         stg_batch_free(b);
         s->failed[s->nfailed++] = tag;
         return 0;
     }
-    int r = storage_write(st, s->idx, b, tag);
-    inflight += r == 0;
-    return r;
+    hold(s, tag, false)->b = b;
+    return 0;
 }
 
 static int env_read(void *rt, const struct stg_read *q, uint64_t tag)
 {
-    int r = storage_read(st, ((struct shard_rt *)rt)->idx, q, tag);
-    inflight += r == 0;
-    return r;
+    /* storage_read's own checks, made now as it would make them at the call */
+    if (q->cf >= STG_CF__COUNT || !q->klen)
+        return -EINVAL;
+    if (q->kind == STG_SCAN) {
+        size_t n = q->klen < q->ulen ? q->klen : q->ulen;
+        int c = q->ulen ? memcmp(q->key, q->upper, n) : 0;
+        if (!q->ulen || c > 0 || (c == 0 && q->klen >= q->ulen))
+            return -EINVAL;
+    }
+    uint8_t *keys = malloc(q->klen + q->ulen);
+    if (!keys)
+        return -ENOMEM;
+    memcpy(keys, q->key, q->klen);
+    if (q->ulen)
+        memcpy(keys + q->klen, q->upper, q->ulen);
+    struct submit *o = hold(rt, tag, true);
+    o->q = *q;
+    o->q.key = keys;
+    o->q.upper = q->ulen ? keys + q->klen : NULL;
+    o->keys = keys;
+    return 0;
 }
 
 static uint64_t env_now(void *rt)
@@ -268,6 +313,14 @@ static void cleanup(void)
     if (st)
         storage_close(st);
     st = NULL;
+    for (unsigned i = 0; i < RT_SHARDS; i++) {
+        free(rts[i].done);
+        free(rts[i].order);
+        rts[i].done = NULL;
+        rts[i].order = NULL;
+    }
+    free(rt_pushes);
+    free(rt_acks);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (dir[0] && system(cmd) != 0)
@@ -316,33 +369,73 @@ void rt_begin(void)
     }
 }
 
-/* Waits for every submit in flight and queues its completion for its shard. */
-static void collect(void)
+/* Runs one request on the real storage and waits for its completion. */
+static struct stg_done run(struct shard_rt *s, struct submit *o)
 {
+    int r =
+        o->read ? storage_read(st, s->idx, &o->q, o->tag) : storage_write(st, s->idx, o->b, o->tag);
+    if (r)
+        abort(); /* checked when held; the queues are empty */
+    free(o->keys);
+    struct stg_done d;
     /* a storage thread answers within microseconds; ten seconds is a hang */
-    for (long spins = 0; inflight > 0; spins++) {
+    for (long spins = 0; storage_poll(st, s->idx, &d, 1) == 0; spins++) {
         if (spins == 1000000)
             abort();
-        bool got = false;
-        for (unsigned i = 0; i < RT_SHARDS; i++) {
-            struct shard_rt *s = &rts[i];
-            if (s->cap - s->ndone < 64) {
-                s->cap = s->cap * 2 + 64;
-                s->done = realloc(s->done, s->cap * sizeof(*s->done));
-                if (!s->done)
-                    abort();
-            }
-            unsigned n = storage_poll(st, i, s->done + s->ndone, 64);
-            s->ndone += n;
-            inflight -= (int)n;
-            got = got || n;
-        }
-        if (!got)
-            usleep(10);
+        usleep(10);
     }
+    if (d.tag != o->tag)
+        abort();
+    return d;
 }
 
-static bool turn(bool with_storage)
+/*
+ * Runs every shard's held requests one at a time, holding the completions for
+ * delivery in run order. Each shard has a reader and a writer thread that run
+ * its reads and its writes in submit order, but all of them interleave as
+ * they run, and a read sees a write only if it ran after it; the script picks
+ * the interleaving instead: at pick t the two bits of pattern at 2 * (t % 4)
+ * choose among the next write and next read of each shard that has one. An
+ * input thus replays the same way. Requests made while delivering wait for
+ * the next turn that runs storage.
+ */
+static void run_storage(unsigned pattern)
+{
+    unsigned total = 0, next[RT_SHARDS * 2] = {0};
+    for (unsigned i = 0; i < RT_SHARDS; i++) {
+        struct shard_rt *s = &rts[i];
+        if (s->cap < s->norder) {
+            s->cap = s->norder + 64;
+            s->done = realloc(s->done, s->cap * sizeof(*s->done));
+            if (!s->done)
+                abort();
+        }
+        s->ndone = 0;
+        total += s->norder;
+    }
+    for (unsigned t = 0; t < total; t++) {
+        unsigned cand[RT_SHARDS * 2], nc = 0;
+        for (unsigned c = 0; c < RT_SHARDS * 2; c++) {
+            struct shard_rt *s = &rts[c / 2];
+            bool read = c & 1;
+            while (next[c] < s->norder &&
+                   (s->order[next[c]].done || s->order[next[c]].read != read))
+                next[c]++;
+            if (next[c] < s->norder)
+                cand[nc++] = c;
+        }
+        unsigned c = cand[(pattern >> (2 * (t % 4)) & 3) % nc];
+        struct shard_rt *s = &rts[c / 2];
+        struct submit *o = &s->order[next[c]];
+        o->done = true;
+        s->done[s->ndone++] = run(s, o);
+    }
+    for (unsigned i = 0; i < RT_SHARDS; i++)
+        rts[i].norder = 0;
+    queued -= (int)total;
+}
+
+static bool turn(int pattern)
 {
     bool any = false;
     for (int k = 0; k < nclosing; k++) {
@@ -351,8 +444,8 @@ static bool turn(bool with_storage)
         any = true;
     }
     nclosing = 0;
-    if (with_storage)
-        collect();
+    if (pattern >= 0)
+        run_storage((unsigned)pattern);
     for (unsigned i = 0; i < RT_SHARDS; i++) {
         struct shard_rt *s = &rts[i];
         for (int k = 0; k < s->nfailed; k++) {
@@ -361,13 +454,11 @@ static bool turn(bool with_storage)
             any = true;
         }
         s->nfailed = 0;
-        if (with_storage) {
-            unsigned n = s->ndone;
-            s->ndone = 0;
-            for (unsigned k = 0; k < n; k++)
-                chat_on_storage(s->chat, &s->done[k]);
-            any = any || n;
-        }
+        /* delivered in run order; requests made meanwhile are held anew */
+        unsigned n = pattern >= 0 ? s->ndone : 0;
+        for (unsigned k = 0; k < n; k++)
+            chat_on_storage(s->chat, &s->done[k]);
+        any = any || n;
         struct qmsg *q = s->head;
         s->head = s->tail = NULL;
         while (q) {
@@ -382,23 +473,28 @@ static bool turn(bool with_storage)
     return any;
 }
 
-bool rt_step(bool with_storage)
+bool rt_step(int pattern)
 {
-    return turn(with_storage);
+    return turn(pattern);
 }
 
 void rt_tick(void)
 {
     for (unsigned i = 0; i < RT_SHARDS; i++)
         chat_on_tick(rts[i].chat);
-    turn(false);
+    turn(-1);
+}
+
+void rt_settle_order(unsigned pattern)
+{
+    for (int turns = 0; turn((int)(pattern & 0xff)) || queued > 0 || nclosing > 0; turns++)
+        if (turns == 100000)
+            abort(); /* the shards keep each other busy */
 }
 
 void rt_settle(void)
 {
-    for (int turns = 0; turn(true) || inflight > 0 || nclosing > 0; turns++)
-        if (turns == 100000)
-            abort(); /* the shards keep each other busy */
+    rt_settle_order(0);
 }
 
 void rt_end(void)

@@ -3,8 +3,9 @@
  * from one thread, a real storage on a temporary directory that outlives the
  * shards (opened once per process), cross-shard messages through in-memory
  * FIFOs, and connections whose frames are decoded and checked as they are
- * sent. It counts the storage submits still in flight, so that settling waits
- * exactly as long as storage needs instead of for a fixed idle time.
+ * sent. Storage requests are held and run one at a time when the script says,
+ * in the interleaving it picks, so settling takes exactly as long as storage
+ * needs and what a read sees does not depend on thread timing.
  *
  * Checked on every frame (a failure aborts): the frame is one length-prefixed
  * msgpack map within max_frame sent on the connection's shard; within one
@@ -60,12 +61,19 @@ struct storage *rt_storage(void);
 void rt_begin(void);
 void rt_end(void);
 
-/* One turn of every shard's loop; true if anything happened. with_storage:
- * wait for every storage submit in flight and deliver the completions first. */
-bool rt_step(bool with_storage);
+/*
+ * One turn of every shard's loop; true if anything happened. pattern >= 0:
+ * first run the held storage requests of every shard one at a time and
+ * deliver the completions in that order, the reads and writes of the shards
+ * interleaved as pattern says (two bits per pick, see chat_rt.c); -1: the
+ * requests wait and cross-shard messages overtake them.
+ */
+bool rt_step(int pattern);
 /* chat_on_tick on every shard, then one turn. */
 void rt_tick(void);
-/* Turn, delivering storage, until nothing is in flight and a turn does nothing. */
+/* Turn, running storage interleaved by pattern (0..255), until nothing is
+ * held and a turn does nothing. rt_settle: writes first. */
+void rt_settle_order(unsigned pattern);
 void rt_settle(void);
 
 /* hello as (user, device) on the user's home; the slot, or -1 if all are taken. */

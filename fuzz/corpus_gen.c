@@ -403,8 +403,9 @@ static int gen_key(void)
 #define MENU(c, op, a, b, x) 2, c, op, a, b, x
 #define TICK(s)              4, s
 #define STEP                 5
-#define STEP_STORAGE         0x85
-#define SETTLE               6
+#define STEP_STORAGE(p)      0x85, p
+#define SETTLE               6, 0
+#define SETTLE_READS_FIRST   6, 0xff
 #define FAIL(n)              7, n
 
 static int gen_chat(void)
@@ -461,9 +462,9 @@ static int gen_chat(void)
                                       MENU(0, 0, 1, 0, 1),
                                       SETTLE,
                                       MENU(0, 0, 1, 0, 1),
-                                      STEP_STORAGE,
+                                      STEP_STORAGE(0x55),
                                       MENU(1, 5, 0, 0, 0),
-                                      SETTLE};
+                                      SETTLE_READS_FIRST};
     static const struct {
         const char *name;
         const uint8_t *p;
@@ -492,7 +493,8 @@ static int gen_chat(void)
     kvs(&pk, "type", "text");
     kvs(&pk, "body", "hi");
     b.data[at] = (uint8_t)(b.len - at - 1);
-    buf_put_u8(&b, SETTLE);
+    static const uint8_t tail[] = {SETTLE};
+    buf_append(&b, tail, sizeof(tail));
     if (!err)
         err = save("fuzz_chat", "frame", b.data, b.len);
     buf_deinit(&b);

@@ -8,14 +8,18 @@
  *   2 request  [conn][op][a][b][c]  one request from a small menu of ops and ids
  *   3 frame    [conn][len][bytes]   a request frame of fuzz bytes, through req_decode
  *   4 tick     [secs]          the clock moves on; chat_on_tick on every shard
- *   5 step     one turn of every shard's loop; with bit 7, storage completes first
- *              (else completions wait: cross-shard messages overtake them)
- *   6 settle   everything in flight completes
+ *   5 step     [p]  one turn of every shard's loop; with bit 7 (and argument p),
+ *                   storage completes first, else completions wait and
+ *                   cross-shard messages overtake them
+ *   6 settle   [p]  everything in flight completes
+ *              (p: how the shards' reads and writes interleave, see rt_step;
+ *              the storage threads may run them in any such order)
  *   7 fail     [n]             the next n % 3 + 1 write submits fail
  *
- * Ids in requests are prefixed with the run's number, so every run has its
- * own users, groups and conversations on the shared storage, and runs stay
- * independent of each other. After the script, everything settles and the
+ * Ids in requests are prefixed with a hash of the input, so every input has
+ * its own users, groups and conversations on the shared storage (an input run
+ * again in the same process finds its earlier state, which the checks allow:
+ * they read every log from seq 1). After the script, everything settles and the
  * runtime's per-frame checks (chat_rt.h) have held; then, from storage:
  * - every conversation is gapless up to every seq a `send` was answered
  *   with: each entry 1..seq is there and decodes with its conv and seq;
@@ -27,6 +31,7 @@
 #include "chat_rt.h"
 
 #include "base/buf.h"
+#include "base/hash.h"
 #include "protocol/enc.h"
 #include "protocol/req.h"
 #include "storage/key.h"
@@ -392,9 +397,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static uint64_t run;
     rt_init();
-    snprintf(prefix, sizeof(prefix), "r%llx.", (unsigned long long)++run);
+    /* The prefix comes from the input, not from a run counter: ids decide the
+     * home and owner shards and the chat layer's map orders, so an input
+     * replayed in a fresh process sees the very ids it had while fuzzing. */
+    snprintf(prefix, sizeof(prefix), "r%08x.", (unsigned)(hash_bytes(data, size) & 0xffffffffu));
     for (int i = 0; i < 4; i++)
         snprintf(users[i], sizeof(users[i]), "%su%d", prefix, i);
     struct cursor c = {data, size};
@@ -459,10 +466,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 5:
-            rt_step(what & 0x80);
+            rt_step(what & 0x80 ? (int)take(&c) : -1);
             break;
         case 6:
-            rt_settle();
+            rt_settle_order(take(&c));
             break;
         default:
             rt_fail_writes = take(&c) % 3 + 1;

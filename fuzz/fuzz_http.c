@@ -6,10 +6,10 @@
  * once whole and once in fragments (cycled, each in its own exact-size
  * allocation, the unused rest of a fragment fed again after
  * http_reader_next). Both reads yield the same requests and end with the same
- * error. Each request keeps the documented bounds (target, Authorization and
- * body sizes, NUL-terminated copies, body NULL iff empty); it is routed, its
- * key checked, and its body (any request's, not only a POST's) goes through
- * both JSON body parsers.
+ * error (or one says too large where the other says malformed). Each request keeps the documented
+ * bounds (target, Authorization and body sizes, NUL-terminated copies, body NULL iff empty); it is
+ * routed, its key checked, and its body (any request's, not only a POST's) goes through both JSON
+ * body parsers.
  *
  * Bodies (odd mode): the bytes are one JSON body for route_parse_message and
  * route_parse_backup, so cJSON and the field rules get the whole input.
@@ -177,7 +177,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_init(&frag);
     int ew = requests(NULL, 0, p, len, &whole);
     int ef = requests(sizes, k, p, len, &frag);
-    if (ew != ef || whole.len != frag.len ||
+    /* A request that is both over a bound and malformed may be refused either
+     * way depending on which http-parser reports first: it reports a header
+     * value's bytes at the end of each piece, so the bound can be crossed
+     * before the bad byte is parsed. Either answer closes the connection. */
+    bool either =
+        (ew == -RP_ETOOLARGE && ef == -RP_EREQUEST) || (ew == -RP_EREQUEST && ef == -RP_ETOOLARGE);
+    if ((ew != ef && !either) || whole.len != frag.len ||
         (whole.len && memcmp(whole.data, frag.data, whole.len) != 0))
         abort();
     buf_deinit(&whole);
