@@ -407,9 +407,18 @@ static void finish_catchup(struct chat *c, struct session *s)
             uint64_t seq;
             if (stg_key_split_log(kv->key, kv->klen, &cv, &seq) < 0 || seq <= top)
                 continue;
-            /* removed from the group meanwhile: the removal event is the last */
+            /* Only what this home has seen delivered (or read at login) goes
+             * out here: a later entry may be durable but its delivery still on
+             * its way, and that delivery — a removal event above all — must
+             * be handled first. It arrives as a live push, held until synced
+             * and deduplicated by seq. Removed meanwhile: the removal event
+             * is the last. */
+            struct uconv *uc = map_get(&s->u->convs, p->conv, p->convlen);
             uint64_t cap = map_as_u64(map_get(&s->caps, p->conv, p->convlen));
-            if (cap && seq > cap)
+            uint64_t lim = uc ? uc->last_seq : cap;
+            if (cap && cap < lim)
+                lim = cap;
+            if (seq > lim)
                 continue;
             if (enc_frame_raw(&c->fb, kv->val, kv->vlen) < 0) {
                 buf_reset(&c->fb);
