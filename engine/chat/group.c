@@ -625,7 +625,7 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
         if (users_of(chg->adds, chg->nadds, &users) < 0)
             goto oom;
         nusers = chg->nadds;
-    } else if (!users && chg->ndels && !chg->dismiss) {
+    } else if (!users && chg->ndels) { /* kick, leave, dismiss: the removed */
         nusers = chg->ndels;
         users = malloc(nusers * sizeof(*users));
         if (!users)

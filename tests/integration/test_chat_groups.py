@@ -133,7 +133,11 @@ def group_scenario(shards):
         expect_error(a.request("group.dismiss", group="team"), "forbidden")
         expect_ok(o.request("group.dismiss", group="team"))
         for c in (a, o2, x):
-            assert event(c, "dismiss")["data"]["by"] == "owner"
+            d = event(c, "dismiss")["data"]
+            assert d["by"] == "owner", d
+            # every member is affected: users lists them (up to 20), count counts them
+            assert "ann" in d["users"] and "owner" in d["users"], d
+            assert d["count"] == len(d["users"]) >= 3, d
         expect_error(a.send_message(group="team", body="?"), "not_found")
         expect_error(x.request("group.join", group="team"), "not_found")
         expect_error(o.request("group.create", name="Reuse", group="team"), "conflict")
