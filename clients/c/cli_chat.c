@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "ops.h"
 
+#include "base/clock.h"
 #include "base/err.h"
 
 #include <errno.h>
@@ -530,11 +531,19 @@ int cli_chat_run(struct opts *o)
         prompt(&ch);
     }
     int rc = 0;
+    uint64_t leave_by = 0; /* once input ended: wait this long at most for the last replies */
     for (;;) {
         if (chat_drain(&ch))
             break;
         if (ch.in.eof && ch.pending == 0)
             break;
+        if (ch.in.eof && !leave_by)
+            leave_by = clock_mono_ns() / 1000000u + (uint64_t)o->timeout_ms;
+        if (leave_by && clock_mono_ns() / 1000000u >= leave_by) {
+            if (getenv("RINGPUSH_DEBUG"))
+                fprintf(stderr, "chat: leaving with %u request(s) unanswered\n", ch.pending);
+            break; /* keepalive traffic must not keep an ended session waiting */
+        }
         struct pollfd p[2] = {
             {.fd = rp_client_fd(ch.c),
              .events = POLLIN | (rp_client_want_write(ch.c) ? POLLOUT : 0)},
