@@ -147,6 +147,18 @@ static int enc_op_id(struct buf *b, const char *op, uint32_t id)
     return enc_end(b, start);
 }
 
+size_t enc_ok_begin(struct buf *b, msgpack_packer *pk, uint32_t id, uint32_t fields)
+{
+    size_t start = b->len;
+    enc_begin(b, pk);
+    msgpack_pack_map(pk, fields + 2);
+    enc_pack_cstr(pk, "op");
+    enc_pack_cstr(pk, "ok");
+    enc_pack_cstr(pk, "id");
+    msgpack_pack_uint32(pk, id);
+    return start;
+}
+
 int enc_ok(struct buf *b, uint32_t id)
 {
     return enc_op_id(b, "ok", id);

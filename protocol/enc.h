@@ -39,6 +39,13 @@ void enc_begin(struct buf *b, msgpack_packer *pk);
  */
 int enc_end(struct buf *b, size_t start);
 
+/*
+ * Starts an ok reply: enc_begin, then a map header for `fields` more pairs
+ * after {"op":"ok","id":id}, which it packs. Returns the frame's start for
+ * enc_end. The caller packs exactly `fields` key/value pairs.
+ */
+size_t enc_ok_begin(struct buf *b, msgpack_packer *pk, uint32_t id, uint32_t fields);
+
 /* Appends raw bytes, e.g. a stored entry map inside a frame being packed. */
 int enc_raw(struct buf *b, const void *p, size_t n);
 

@@ -102,13 +102,7 @@ static void list(struct chat *c, struct session *s, const struct req *r)
         nr += f->state == FRIEND_ASKING;
     }
     msgpack_packer pk;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 4);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    enc_pack_cstr(&pk, "id");
-    msgpack_pack_uint32(&pk, r->id);
+    size_t start = enc_ok_begin(&c->fb, &pk, r->id, 2);
     for (int pass = 0; pass < 2; pass++) {
         enc_pack_cstr(&pk, pass ? "requests" : "friends");
         msgpack_pack_array(&pk, pass ? nr : nf);

@@ -198,13 +198,7 @@ static struct rbuf *ok_frame(struct chat *c, const struct fwd *f)
         return chat_frame(&c->fb);
     }
     msgpack_packer pk;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 4);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    enc_pack_cstr(&pk, "id");
-    msgpack_pack_uint32(&pk, f->req.id);
+    size_t start = enc_ok_begin(&c->fb, &pk, f->req.id, 2);
     enc_pack_cstr(&pk, "group");
     enc_pack_strv(&pk, f->req.group);
     enc_pack_cstr(&pk, "conv");
@@ -284,13 +278,7 @@ static int cmp_strv(const void *a, const void *b)
 static int do_info(struct chat *c, struct oconv *cv, struct fwd *f, struct omember *me)
 {
     msgpack_packer pk;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 10);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    enc_pack_cstr(&pk, "id");
-    msgpack_pack_uint32(&pk, f->req.id);
+    size_t start = enc_ok_begin(&c->fb, &pk, f->req.id, 8);
     enc_pack_cstr(&pk, "group");
     enc_pack_strv(&pk, f->req.group);
     enc_pack_cstr(&pk, "name");
@@ -339,13 +327,7 @@ static int do_members(struct chat *c, struct oconv *cv, struct fwd *f)
     bool more = k > limit;
     uint32_t shown = more ? limit : (uint32_t)k;
     msgpack_packer pk;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 4);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    enc_pack_cstr(&pk, "id");
-    msgpack_pack_uint32(&pk, f->req.id);
+    size_t start = enc_ok_begin(&c->fb, &pk, f->req.id, 2);
     enc_pack_cstr(&pk, "members");
     msgpack_pack_array(&pk, shown);
     for (uint32_t i = 0; i < shown; i++) {

@@ -59,12 +59,7 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
     if (n > fit)
         n = fit;
     msgpack_packer pk;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 3);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    kv_u64(&pk, "id", r->id);
+    size_t start = enc_ok_begin(&c->fb, &pk, r->id, 1);
     enc_pack_cstr(&pk, "convs");
     msgpack_pack_array(&pk, n);
     for (i = 0; i < n; i++) {
@@ -119,12 +114,7 @@ static void on_history(struct chat *c, void *ctx, uint64_t arg, int err, struct 
         total += res->kv[i].vlen;
     }
     msgpack_packer pk;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 5);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    kv_u64(&pk, "id", h->id);
+    size_t start = enc_ok_begin(&c->fb, &pk, h->id, 3);
     enc_pack_cstr(&pk, "conv");
     enc_pack_strv(&pk, conv);
     enc_pack_cstr(&pk, "msgs");
@@ -248,12 +238,7 @@ static void glist_finish(struct chat *c, struct glist *g)
             size_t fit = (c->env.cfg->max_frame - REPLY_OVERHEAD) / ELEM_MAX;
             uint32_t n = g->n < fit ? g->n : (uint32_t)fit;
             msgpack_packer pk;
-            size_t start = c->fb.len;
-            enc_begin(&c->fb, &pk);
-            msgpack_pack_map(&pk, 3);
-            enc_pack_cstr(&pk, "op");
-            enc_pack_cstr(&pk, "ok");
-            kv_u64(&pk, "id", g->id);
+            size_t start = enc_ok_begin(&c->fb, &pk, g->id, 1);
             enc_pack_cstr(&pk, "groups");
             msgpack_pack_array(&pk, n);
             for (uint32_t i = 0; i < n; i++) {

@@ -54,13 +54,7 @@ int recall_stage(struct chat *c, struct oconv *cv, struct fwd *f)
         return rc;
     msgpack_packer pk;
     uint64_t seq = cv->staged_seq + 1;
-    size_t start = c->fb.len;
-    enc_begin(&c->fb, &pk);
-    msgpack_pack_map(&pk, 3);
-    enc_pack_cstr(&pk, "op");
-    enc_pack_cstr(&pk, "ok");
-    enc_pack_cstr(&pk, "id");
-    msgpack_pack_uint32(&pk, f->req.id);
+    size_t start = enc_ok_begin(&c->fb, &pk, f->req.id, 1);
     enc_pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, seq);
     struct rbuf *reply = enc_end(&c->fb, start) == 0 ? chat_frame(&c->fb) : NULL;

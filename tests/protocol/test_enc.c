@@ -357,10 +357,28 @@ static void test_hand_packed(void)
     buf_deinit(&b);
 }
 
+/* enc_ok_begin: the caller's fields follow op and id in one map. */
+static void test_ok_begin(void)
+{
+    struct buf b;
+    size_t off = 0;
+    msgpack_packer pk;
+    buf_init(&b);
+    size_t start = enc_ok_begin(&b, &pk, 77, 1);
+    enc_pack_cstr(&pk, "seq");
+    msgpack_pack_uint64(&pk, 5);
+    CHECK(start == 0 && enc_end(&b, start) == 0);
+    msgpack_object o = next_frame(&b, &off);
+    CHECK(o.via.map.size == 3 && is_str(&o, "op", "ok") && is_u(&o, "id", 77));
+    CHECK(is_u(&o, "seq", 5) && off == b.len);
+    buf_deinit(&b);
+}
+
 int main(void)
 {
     msgpack_zone_init(&zone, 4096);
     test_replies();
+    test_ok_begin();
     test_codes();
     test_entries();
     test_entry_rejects();
