@@ -18,7 +18,10 @@
  * disturbs far less than the throughput).
  *
  *   storage_bench [--dir D] [--seconds S] [--durability sync|wal|none]
- *                 [--shards N] [--window W] [--batch B] [--convs C]
+ *                 [--shards N] [--window W] [--batch B] [--convs C] [--rate R]
+ * --rate R paces the shards to R appends/s in all (open loop: latency counts
+ * from when a submit was due); without it each shard submits as fast as its
+ * window allows (closed loop).
  * Without --durability/--shards/--window it runs the whole matrix
  * (sync, wal) x (1, 2 shards) x window (1, 4, 16, 64, 256) with batch 1.
  */
@@ -45,6 +48,7 @@
 #define MAX_CONVS   4096
 
 static unsigned nconvs = 64;
+static double rate; /* appends/s over all shards; 0: unpaced */
 
 struct shard_ctx {
     _Alignas(64) _Atomic uint32_t futex;
@@ -52,6 +56,7 @@ struct shard_ctx {
     unsigned id;
     unsigned window, batch;
     uint64_t deadline_ns;
+    uint64_t interval_ns; /* between submits when paced; 0: as fast as the window allows */
     uint64_t appends, submits, errors;
     uint64_t *lat_ns; /* one sample per completed submit, up to MAX_SAMPLES */
     size_t nlat;
@@ -117,17 +122,29 @@ static struct stg_batch *make_batch(unsigned shard, unsigned batch, uint64_t *se
     return b;
 }
 
+/*
+ * With a rate, submit k is due at start + k * interval and its latency counts
+ * from when it was due, so time spent waiting for room in the window (the
+ * storage falling behind) is part of the latency, not hidden by it.
+ */
 static void *shard_main(void *arg)
 {
     struct shard_ctx *s = arg;
     uint64_t *sent_at = calloc(s->window, sizeof(uint64_t));
     uint64_t seq = 0, next_tag = 0, inflight = 0;
+    uint64_t start = clock_mono_ns();
     struct stg_done done[256];
     while (clock_mono_ns() < s->deadline_ns || inflight > 0) {
-        while (inflight < s->window && clock_mono_ns() < s->deadline_ns) {
+        uint64_t now = clock_mono_ns(), due = now;
+        while (inflight < s->window && now < s->deadline_ns) {
+            if (s->interval_ns) {
+                due = start + next_tag * s->interval_ns;
+                if (due > now)
+                    break;
+            }
             struct stg_batch *b = make_batch(s->id, s->batch, &seq);
             uint64_t tag = next_tag;
-            sent_at[tag % s->window] = clock_mono_ns();
+            sent_at[tag % s->window] = s->interval_ns ? due : now;
             if (storage_write(s->st, s->id, b, tag) < 0) {
                 stg_batch_free(b);
                 break;
@@ -138,11 +155,14 @@ static void *shard_main(void *arg)
         uint32_t seen = atomic_load_explicit(&s->futex, memory_order_acquire);
         unsigned n = storage_poll(s->st, s->id, done, 256);
         if (n == 0) {
-            struct timespec ts = {.tv_nsec = 2000000};
+            long wait = 2000000;
+            if (s->interval_ns && inflight < s->window && due > now && (long)(due - now) < wait)
+                wait = (long)(due - now);
+            struct timespec ts = {.tv_nsec = wait};
             syscall(SYS_futex, &s->futex, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
             continue;
         }
-        uint64_t now = clock_mono_ns();
+        now = clock_mono_ns();
         for (unsigned i = 0; i < n; i++) {
             inflight--;
             if (done[i].err < 0) {
@@ -191,6 +211,8 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
                                        .window = window,
                                        .batch = batch,
                                        .deadline_ns = start + (uint64_t)(seconds * 1e9),
+                                       .interval_ns =
+                                           rate > 0 ? (uint64_t)(1e9 * batch * nshards / rate) : 0,
                                        .lat_ns = malloc(MAX_SAMPLES * sizeof(uint64_t))};
         pthread_create(&shards[i].thread, NULL, shard_main, &shards[i]);
     }
@@ -224,11 +246,12 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
     double p50 = nlat ? (double)all[nlat / 2] / 1e6 : 0;
     double p99 = nlat ? (double)all[nlat * 99 / 100] / 1e6 : 0;
     double per = ss.submits ? (double)ss.submits * batch : 1;
-    printf("%-4s shards=%u window=%-3u batch=%-3u convs=%u appends/s=%9.0f group_submits=%6.1f "
+    printf("%-4s shards=%u window=%-3u batch=%-3u convs=%u rate=%.0f appends/s=%9.0f "
+           "group_submits=%6.1f "
            "group_appends=%7.1f puts/append=%.2f written/append=%.2f cpu_us/append=%.2f "
            "p50_ms=%6.3f p99_ms=%6.3f errors=%llu\n",
-           stg_durability_name(dur), nshards, window, batch, nconvs, (double)appends / elapsed,
-           ss.groups ? (double)ss.submits / (double)ss.groups : 0,
+           stg_durability_name(dur), nshards, window, batch, nconvs, rate,
+           (double)appends / elapsed, ss.groups ? (double)ss.submits / (double)ss.groups : 0,
            ss.groups ? (double)ss.submits * batch / (double)ss.groups : 0, (double)ss.ops / per,
            (double)(ss.ops - ss.ops_dropped) / per, appends ? cpu_us / (double)appends : 0, p50,
            p99, (unsigned long long)errors);
@@ -260,6 +283,8 @@ int main(int argc, char **argv)
             window = (unsigned)atoi(argv[i + 1]);
         } else if (strcmp(argv[i], "--batch") == 0) {
             batch = (unsigned)atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--rate") == 0) {
+            rate = atof(argv[i + 1]);
         } else if (strcmp(argv[i], "--convs") == 0) {
             nconvs = (unsigned)atoi(argv[i + 1]);
         } else {
@@ -294,7 +319,7 @@ int main(int argc, char **argv)
 usage:
     fprintf(stderr,
             "usage: %s [--dir D] [--seconds S] [--durability sync|wal|none] "
-            "[--shards N] [--window W] [--batch B] [--convs C]\n",
+            "[--shards N] [--window W] [--batch B] [--convs C] [--rate R]\n",
             argv[0]);
     return 2;
 }

@@ -33,6 +33,8 @@
 #include <rocksdb/c.h>
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,9 +73,23 @@ struct stg_db_group {
     size_t dropped; /* of the last commit */
 };
 
+/*
+ * Log a failed call and return -RP_ESTORAGE. A stalled or full database fails
+ * every write until the cause is gone, so after the first line this logs at
+ * most once a second, with the number of failures it did not log.
+ */
 static int fail(const char *event, char *err)
 {
-    log_error(event, "err=\"%s\"", err ? err : "unknown");
+    static _Atomic uint64_t next_ms, quiet;
+    uint64_t now = clock_mono_ns() / 1000000,
+             due = atomic_load_explicit(&next_ms, memory_order_relaxed);
+    if (now >= due && atomic_compare_exchange_strong_explicit(
+                          &next_ms, &due, now + 1000, memory_order_relaxed, memory_order_relaxed)) {
+        log_error(event, "err=\"%s\" not_logged=%llu", err ? err : "unknown",
+                  (unsigned long long)atomic_exchange_explicit(&quiet, 0, memory_order_relaxed));
+    } else {
+        atomic_fetch_add_explicit(&quiet, 1, memory_order_relaxed);
+    }
     rocksdb_free(err);
     return -RP_ESTORAGE;
 }
@@ -137,20 +153,24 @@ static const char *dedup_filter_name(void *state)
 /* ---- open / close ---- */
 
 /*
- * A conversation's metadata record is rewritten by every group that appends
- * to it, and each version is a new memtable entry next to the previous one.
- * With a per-key insert hint (the prefix is the whole key: conv keys are at
- * most 1 + STG_ID_MAX bytes) the skiplist starts from where that key's last
- * insert went instead of descending from the top. The C API has no setter,
- * so the option goes through the options-string parser, which copies o
- * (table factory, extractors and filters included). On failure o is kept.
+ * Memtable insert hints. A conversation's metadata record is rewritten by
+ * every group that appends to it, and each version is a new memtable entry
+ * next to the previous one; a sender's dedup records sit together behind
+ * their hash (key.h). With an insert hint keyed by a key's first prefix_len
+ * bytes (the whole key for conv keys, which are at most 1 + STG_ID_MAX bytes;
+ * the sender hash for dedup keys) the skiplist starts from where the last
+ * insert with that prefix went instead of descending from the top. The C API
+ * has no setter, so the option goes through the options-string parser, which
+ * copies o (table factory, extractors and filters included). On failure o is
+ * kept.
  */
-static rocksdb_options_t *with_insert_hints(rocksdb_options_t *o)
+static rocksdb_options_t *with_insert_hints(rocksdb_options_t *o, unsigned prefix_len)
 {
-    char *err = NULL;
+    char *err = NULL, spec[96];
+    snprintf(spec, sizeof(spec),
+             "memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.%u", prefix_len);
     rocksdb_options_t *o2 = rocksdb_options_create();
-    rocksdb_get_options_from_string(
-        o, "memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.65", o2, &err);
+    rocksdb_get_options_from_string(o, spec, o2, &err);
     if (err) {
         log_warn("storage_option_ignored", "option=insert_hints err=\"%s\"", err);
         rocksdb_free(err);
@@ -190,7 +210,9 @@ static rocksdb_options_t *cf_options(struct stg_db *db, enum stg_cf cf)
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
     if (cf == STG_CF_CONV)
-        o = with_insert_hints(o);
+        o = with_insert_hints(o, 1 + STG_ID_MAX);
+    if (cf == STG_CF_DEDUP)
+        o = with_insert_hints(o, STG_DEDUP_HASH_BYTES);
     return o;
 }
 

@@ -6,6 +6,8 @@
  */
 #include "storage/key.h"
 
+#include "base/hash.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -84,8 +86,23 @@ int stg_key_cursor(struct buf *k, const char *user, size_t userlen, const char *
 int stg_key_dedup(struct buf *k, const char *conv, size_t convlen, const char *user, size_t userlen,
                   const char *cmid, size_t cmidlen)
 {
-    struct stg_view p[3] = {{conv, convlen}, {user, userlen}, {cmid, cmidlen}};
-    return encode(k, p, 3, NULL);
+    if (!id_valid(convlen) || !id_valid(userlen) || !id_valid(cmidlen))
+        return -EINVAL;
+    buf_reset(k);
+    buf_put_be32(k, 0); /* the hash, filled in below */
+    put_str(k, conv, convlen);
+    put_str(k, user, userlen);
+    put_str(k, cmid, cmidlen);
+    if (buf_failed(k))
+        return -ENOMEM;
+    /* The hash covers the encoded conv | user. */
+    uint32_t h = (uint32_t)hash_bytes(k->data + STG_DEDUP_HASH_BYTES, 2 + convlen + userlen);
+    uint8_t *p = k->data;
+    p[0] = (uint8_t)(h >> 24);
+    p[1] = (uint8_t)(h >> 16);
+    p[2] = (uint8_t)(h >> 8);
+    p[3] = (uint8_t)h;
+    return 0;
 }
 
 int stg_key_friend(struct buf *k, const char *user, size_t userlen, const char *peer,

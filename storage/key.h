@@ -13,8 +13,14 @@
  *   member   conv | user               -> membership (opaque)
  *   userconv user | conv               -> the user's conversation list (opaque)
  *   cursor   user | device | conv      -> ack cursor (opaque)
- *   dedup    conv | user | cmid        -> be64 ts_ms, then opaque bytes
+ *   dedup    h | conv | user | cmid    -> be64 ts_ms, then opaque bytes
  *   friend   user | peer               -> friendship (opaque)
+ *
+ * Dedup records are only ever read by point lookups, so their keys need no
+ * order; they start with h, a big-endian 32-bit hash of the encoded
+ * conv | user (STG_DEDUP_HASH_BYTES), so that the memtable can find where a
+ * sender's next record goes from where its last one went (an insert hint
+ * keyed by those bytes) instead of descending the skiplist from the top.
  *
  * Every id passed in must be 1..STG_ID_MAX bytes. All functions may be called
  * from any thread; they touch only their arguments.
@@ -29,6 +35,8 @@
 
 /* Longest id (user, group, conversation, device, cmid) the codec accepts. */
 #define STG_ID_MAX 64
+/* Bytes of the sender hash in front of a dedup key. */
+#define STG_DEDUP_HASH_BYTES 4
 
 enum stg_cf {
     STG_CF_LOG,

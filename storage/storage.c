@@ -212,7 +212,7 @@ static void writer_commit(struct storage *st, uint32_t n)
                 (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
     if (err < 0) {
         atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
-        log_warn("storage_group_failed", "submits=%u ops=%llu", n, (unsigned long long)ops);
+        log_debug("storage_group_failed", "submits=%u ops=%llu", n, (unsigned long long)ops);
     }
     for (uint32_t i = 0; i < n; i++) {
         stg_batch_free(st->grp[i].b);

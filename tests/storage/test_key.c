@@ -191,12 +191,31 @@ static void test_invalid(void)
     CHECK(stg_key_friend(&k, "u", 1, "p", 1) == 0 && k.len == 4);
 
     /* Every truncation of a valid key is refused, and so is a trailing byte. */
-    CHECK(stg_key_dedup(&k, "conv", 4, "user", 4, "cmid", 4) == 0);
+    CHECK(stg_key_cursor(&k, "user", 4, "dev", 3, "conv", 4) == 0);
     struct stg_view v[3];
     for (size_t n = 0; n < k.len; n++)
         CHECK(stg_key_split(k.data, n, v, 3, NULL) == -EINVAL);
     CHECK(stg_key_split(k.data, k.len, v, 3, NULL) == 0);
     CHECK(stg_key_split(k.data, k.len, v, 2, NULL) == -EINVAL);
+
+    /* A dedup key is the sender hash, then conv | user | cmid; one sender's keys share the hash. */
+    struct buf k2;
+    buf_init(&k2);
+    CHECK(stg_key_dedup(&k, "conv", 4, "user", 4, "cmid", 4) == 0);
+    CHECK(k.len == STG_DEDUP_HASH_BYTES + 15);
+    CHECK(stg_key_split(k.data + STG_DEDUP_HASH_BYTES, k.len - STG_DEDUP_HASH_BYTES, v, 3, NULL) ==
+          0);
+    CHECK(v[0].len == 4 && memcmp(v[0].p, "conv", 4) == 0 && v[2].len == 4 &&
+          memcmp(v[2].p, "cmid", 4) == 0);
+    CHECK(stg_key_dedup(&k2, "conv", 4, "user", 4, "another-cmid", 12) == 0);
+    CHECK(memcmp(k.data, k2.data, STG_DEDUP_HASH_BYTES) == 0);
+    CHECK(stg_key_dedup(&k2, "conv", 4, "usex", 4, "cmid", 4) == 0);
+    CHECK(memcmp(k.data, k2.data, STG_DEDUP_HASH_BYTES) != 0);
+    /* ("ab", "c") and ("a", "bc") are different senders, with different hashes */
+    CHECK(stg_key_dedup(&k, "ab", 2, "c", 1, "m", 1) == 0);
+    CHECK(stg_key_dedup(&k2, "a", 1, "bc", 2, "m", 1) == 0);
+    CHECK(k.len == k2.len && memcmp(k.data, k2.data, k.len) != 0);
+    buf_deinit(&k2);
     CHECK(stg_key_log(&k, "conv", 4, 7) == 0);
     uint64_t seq;
     for (size_t n = 0; n < k.len; n++)
