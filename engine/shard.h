@@ -45,8 +45,12 @@ struct shard {
     /* provided receive buffers */
     struct io_uring_buf_ring *br;
     unsigned char *br_mem;
+    size_t br_bytes; /* of br_mem: its own mapping, trimmed while idle */
     uint32_t br_mask;
-    bool recv_starved; /* a multishot recv ended with -ENOBUFS */
+    bool br_inc;         /* IOU_PBUF_RING_INC: a buffer is shared by many receives */
+    uint32_t *br_off;    /* with br_inc: where the next receive into each buffer starts */
+    uint64_t br_rx_mark; /* stats.bytes_in at the last tick, to tell an idle second */
+    bool recv_starved;   /* a multishot recv ended with -ENOBUFS */
 
     /* connections: a slab indexed by slot, free slots chained */
     struct conn *conns;
