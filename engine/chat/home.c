@@ -14,10 +14,12 @@
 #include "engine/chat/values.h"
 
 #include "base/err.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "protocol/ident.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +32,8 @@ struct idx {
 
 int home_init(struct chat *c)
 {
-    map_init(&c->home.users);
-    map_init(&c->home.conns);
+    imap_init(&c->home.users);
+    imap_init(&c->home.conns);
     map_init(&c->home.index);
     map_init(&c->home.cursors);
     map_init(&c->home.written);
@@ -54,14 +56,71 @@ void home_deinit(struct chat *c)
     map_deinit(&c->home.written);
 }
 
+/* The home's tables index users and sessions through links inside them. The
+ * user hash is the shard placement hash, remixed: every user of a shard has
+ * the same hash modulo the shard count, so its low bits alone would leave
+ * slots unused. */
+static uint64_t mix(uint64_t h)
+{
+    return (h * 0x9e3779b97f4a7c15ull) >> 29;
+}
+
+static uint64_t user_hash(const char *id, size_t len)
+{
+    return mix(hash_bytes(id, len));
+}
+
+static uint64_t user_link_hash(const struct ilink *l)
+{
+    const struct user *u = (const struct user *)((const char *)l - offsetof(struct user, by_id));
+    return user_hash(u->id, u->idlen);
+}
+
+static uint64_t session_link_hash(const struct ilink *l)
+{
+    const struct session *s =
+        (const struct session *)((const char *)l - offsetof(struct session, by_conn));
+    return mix(s->conn);
+}
+
 struct user *home_user(struct chat *c, struct strv id)
 {
-    return map_get(&c->home.users, id.p, id.len);
+    for (struct ilink *l = imap_chain(&c->home.users, user_hash(id.p, id.len)); l; l = l->next) {
+        struct user *u = (struct user *)((char *)l - offsetof(struct user, by_id));
+        if (u->idlen == id.len && memcmp(u->id, id.p, id.len) == 0)
+            return u;
+    }
+    return NULL;
 }
 
 struct session *home_session(struct chat *c, conn_id_t conn)
 {
-    return map_get(&c->home.conns, &conn, sizeof(conn));
+    for (struct ilink *l = imap_chain(&c->home.conns, mix(conn)); l; l = l->next) {
+        struct session *s = (struct session *)((char *)l - offsetof(struct session, by_conn));
+        if (s->conn == conn)
+            return s;
+    }
+    return NULL;
+}
+
+int home_user_add(struct chat *c, struct user *u)
+{
+    return imap_add(&c->home.users, &u->by_id, user_hash(u->id, u->idlen), user_link_hash);
+}
+
+void home_user_remove(struct chat *c, struct user *u)
+{
+    imap_remove(&c->home.users, &u->by_id, user_hash(u->id, u->idlen));
+}
+
+int home_session_add(struct chat *c, struct session *s)
+{
+    return imap_add(&c->home.conns, &s->by_conn, mix(s->conn), session_link_hash);
+}
+
+void home_session_remove(struct chat *c, struct session *s)
+{
+    imap_remove(&c->home.conns, &s->by_conn, mix(s->conn));
 }
 
 int home_index_add(struct chat *c, struct strv conv, struct user *u)
@@ -333,8 +392,8 @@ void home_on_deliver(struct chat *c, struct dlv *d)
             continue;
         /* a catch-up being read may hold entries past the removal */
         for (struct session *s = u->sessions; s; s = s->next)
-            if (s->state == S_CATCHUP)
-                map_put(&s->caps, d->conv.p, d->conv.len, map_u64(d->seq));
+            if (s->state == S_CATCHUP && s->pre)
+                map_put(&s->pre->caps, d->conv.p, d->conv.len, map_u64(d->seq));
         home_uconv_del(c, u, d->conv);
     }
     rbuf_unref(d->frame);

@@ -47,22 +47,14 @@ struct ufriend {
 struct held;
 struct cu_part;
 
-struct session {
-    conn_id_t conn;
-    struct user *u;
-    struct session *next; /* the user's sessions */
-    char dev[33];
-    uint32_t devlen;
-    uint8_t state;
-    bool resume, closed;
-    uint32_t hello_id;
-    uint32_t refs;   /* reads in flight that hold it */
-    struct map acks; /* conv -> ack seq of this device */
-    struct map sent; /* conv -> highest seq pushed in this session */
-    struct map caps; /* conv -> the event that removed the user while this
-                        session's catch-up was being read: nothing after it */
+/* What a session needs only until it goes live (session.c): the deliveries
+ * held meanwhile and its catch-up. Freed when it goes live, so a live session
+ * carries none of it. */
+struct session_pre {
     struct held *held_head, *held_tail;
     uint32_t nheld;
+    struct map caps;    /* conv -> the event that removed the user while this
+                           session's catch-up was being read: nothing after it */
     struct cu_part *cu; /* catch-up results, one per conversation read */
     uint32_t ncu, cu_pending;
     /* where a catch-up paused while the connection's outbound queue drains:
@@ -72,22 +64,39 @@ struct session {
     bool cu_started, cu_paused;
 };
 
-struct user {
-    char id[65];
-    uint32_t idlen;
+struct session {
+    struct ilink by_conn; /* home.conns */
+    conn_id_t conn;
+    struct user *u;
+    struct session *next;    /* the user's sessions */
+    struct map acks;         /* conv -> ack seq of this device */
+    struct map sent;         /* conv -> highest seq pushed in this session */
+    struct session_pre *pre; /* until the session is live (state S_LIVE), else NULL */
+    uint32_t refs;           /* reads in flight that hold it */
+    uint32_t hello_id;
     uint8_t state;
-    uint32_t refs; /* sessions + reads in flight */
-    uint32_t pending;
+    bool resume, closed;
+    uint8_t devlen;
+    char dev[]; /* devlen bytes and a NUL */
+};
+
+struct user {
+    struct ilink by_id; /* home.users */
     struct session *sessions;
-    uint32_t nsessions;
     struct map convs;   /* conv -> struct uconv * */
     struct map gone;    /* convs left while loading: ignored in the loaded list */
     struct map friends; /* peer -> struct ufriend * */
+    uint32_t refs;      /* sessions + reads in flight */
+    uint32_t pending;
+    uint32_t nsessions;
+    uint8_t state;
+    uint8_t idlen;
+    char id[]; /* idlen bytes and a NUL */
 };
 
 struct home {
-    struct map users;   /* id -> struct user * */
-    struct map conns;   /* conn id (8 bytes) -> struct session * */
+    struct imap users;  /* struct user, by id */
+    struct imap conns;  /* struct session, by connection */
     struct map index;   /* group conv -> struct idx * */
     struct map cursors; /* encoded cursor key -> seq, to be written */
     struct map written; /* encoded cursor key -> seq, in a batch not yet durable */
@@ -109,6 +118,12 @@ struct user *home_user(struct chat *c, struct strv id);
 
 /* A session by connection, or NULL. */
 struct session *home_session(struct chat *c, conn_id_t conn);
+
+/* Enter u or s in the home's tables (0 or -ENOMEM), or take it out. */
+int home_user_add(struct chat *c, struct user *u);
+void home_user_remove(struct chat *c, struct user *u);
+int home_session_add(struct chat *c, struct session *s);
+void home_session_remove(struct chat *c, struct session *s);
 
 /* Online index maintenance (session.c and home.c). */
 int home_index_add(struct chat *c, struct strv conv, struct user *u);

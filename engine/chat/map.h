@@ -1,8 +1,17 @@
 /*
- * A hash map from byte-string keys to pointers, with chaining. The key bytes
- * are copied into the map; the values are the caller's (never freed here).
- * Used for every lookup table of the chat layer: sessions by connection,
- * users, conversations, cursors, the online index.
+ * Hash maps of the chat layer, both with chaining.
+ *
+ * struct map: byte-string keys to pointers. The key bytes are copied into the
+ * map; the values are the caller's (never freed here). Used for the lookup
+ * tables of the chat layer: conversations, cursors, the online index, a
+ * user's conversations and friends, a session's acks. An empty map is one
+ * pointer and allocates nothing, since most users and sessions leave most of
+ * their maps empty.
+ *
+ * struct imap: an intrusive table for the ones with an entry per user or per
+ * connection (users by id, sessions by connection). The link lives in the
+ * value and the caller hashes and compares keys, so an entry costs its link
+ * and a slot, not a node with a copy of the key.
  *
  * Thread: a map belongs to one shard thread.
  */
@@ -21,10 +30,15 @@ struct map_node {
     char key[];
 };
 
+/* The slots of a non-empty map, in one allocation with their count. */
+struct map_tab {
+    uint32_t nslots; /* a power of two */
+    uint32_t n;
+    struct map_node *slots[];
+};
+
 struct map {
-    struct map_node **slots;
-    size_t nslots; /* a power of two, or 0 before the first put */
-    size_t n;
+    struct map_tab *t; /* NULL before the first put */
 };
 
 /* An iteration cursor: the node after the current one is fetched ahead, so the
@@ -56,7 +70,7 @@ void *map_del(struct map *m, const void *key, uint32_t klen);
 
 static inline size_t map_count(const struct map *m)
 {
-    return m->n;
+    return m->t ? m->t->n : 0;
 }
 
 void map_iter_init(struct map_iter *it, const struct map *m);
@@ -72,5 +86,53 @@ static inline uint64_t map_as_u64(const void *p)
 {
     return (uint64_t)(uintptr_t)p;
 }
+
+/* ---- intrusive table ---- */
+
+struct ilink {
+    struct ilink *next;
+};
+
+struct imap {
+    struct ilink **slots;
+    uint32_t nslots; /* a power of two, or 0 before the first add */
+    uint32_t n;
+};
+
+/* The hash of an entry already in the table (used when the slots double). */
+typedef uint64_t (*imap_hash_fn)(const struct ilink *l);
+
+struct imap_iter {
+    const struct imap *m;
+    size_t slot;
+    struct ilink *next;
+};
+
+void imap_init(struct imap *m);
+/* Frees the slots; the entries are the caller's. */
+void imap_deinit(struct imap *m);
+
+/* The chain that holds every entry whose hash is h (and others: compare the
+ * keys while walking ->next). NULL when empty. */
+static inline struct ilink *imap_chain(const struct imap *m, uint64_t h)
+{
+    return m->nslots ? m->slots[h & (m->nslots - 1)] : NULL;
+}
+
+/* Adds l, which must not be in the table, under hash h. 0, or -ENOMEM before
+ * the first slot exists (a table that cannot double keeps its slots). */
+int imap_add(struct imap *m, struct ilink *l, uint64_t h, imap_hash_fn hash);
+
+/* Removes l, which was added under hash h; false when it is not there. */
+bool imap_remove(struct imap *m, struct ilink *l, uint64_t h);
+
+static inline size_t imap_count(const struct imap *m)
+{
+    return m->n;
+}
+
+/* Iteration in the manner of map_iter: the current entry may be removed. */
+void imap_iter_init(struct imap_iter *it, const struct imap *m);
+struct ilink *imap_next(struct imap_iter *it);
 
 #endif

@@ -13,6 +13,7 @@
 #include "protocol/ident.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,25 +69,33 @@ static void user_unref(struct chat *c, struct user *u)
         while ((n = map_next(&it)))
             if (((struct uconv *)n->val)->kind == CONV_GROUP)
                 home_index_del(c, (struct strv){n->key, n->klen}, u);
-        map_del(&c->home.users, u->id, u->idlen);
+        home_user_remove(c, u);
     }
     user_free(u);
 }
 
-static void session_free(struct session *s)
+static void pre_free(struct session_pre *p)
 {
-    while (s->held_head) {
-        struct held *h = s->held_head;
-        s->held_head = h->next;
+    if (!p)
+        return;
+    while (p->held_head) {
+        struct held *h = p->held_head;
+        p->held_head = h->next;
         rbuf_unref(h->frame);
         free(h);
     }
-    for (uint32_t i = 0; i < s->ncu; i++)
-        stg_result_free(s->cu[i].res);
-    free(s->cu);
+    for (uint32_t i = 0; i < p->ncu; i++)
+        stg_result_free(p->cu[i].res);
+    free(p->cu);
+    map_deinit(&p->caps);
+    free(p);
+}
+
+static void session_free(struct session *s)
+{
+    pre_free(s->pre);
     map_deinit(&s->acks);
     map_deinit(&s->sent);
-    map_deinit(&s->caps);
     free(s);
 }
 
@@ -110,7 +119,7 @@ static void session_detach(struct chat *c, struct session *s)
     if (s->closed)
         return;
     s->closed = true;
-    map_del(&c->home.conns, &s->conn, sizeof(s->conn));
+    home_session_remove(c, s);
     struct user *u = s->u;
     for (struct session **pp = &u->sessions; *pp; pp = &(*pp)->next) {
         if (*pp == s) {
@@ -150,19 +159,19 @@ uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
 
 void session_free_all(struct chat *c)
 {
-    struct map_iter it;
-    struct map_node *n;
-    map_iter_init(&it, &c->home.conns);
-    while ((n = map_next(&it))) {
-        struct session *s = n->val;
+    struct imap_iter it;
+    struct ilink *l;
+    imap_iter_init(&it, &c->home.conns);
+    while ((l = imap_next(&it))) {
+        struct session *s = (struct session *)((char *)l - offsetof(struct session, by_conn));
         s->closed = true;
         session_free(s);
     }
-    map_deinit(&c->home.conns);
-    map_iter_init(&it, &c->home.users);
-    while ((n = map_next(&it)))
-        user_free(n->val);
-    map_deinit(&c->home.users);
+    imap_deinit(&c->home.conns);
+    imap_iter_init(&it, &c->home.users);
+    while ((l = imap_next(&it)))
+        user_free((struct user *)((char *)l - offsetof(struct user, by_id)));
+    imap_deinit(&c->home.users);
 }
 
 /* ---- loading a user ---- */
@@ -342,16 +351,18 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
 
 static struct user *user_new(struct chat *c, struct strv id)
 {
-    struct user *u = calloc(1, sizeof(*u));
+    if (id.len > IDENT_USER_MAX)
+        return NULL;
+    struct user *u = calloc(1, sizeof(*u) + id.len + 1);
     if (!u)
         return NULL;
     memcpy(u->id, id.p, id.len);
-    u->idlen = id.len;
+    u->idlen = (uint8_t)id.len;
     u->state = U_LOADING;
     map_init(&u->convs);
     map_init(&u->gone);
     map_init(&u->friends);
-    if (!map_put(&c->home.users, id.p, id.len, u)) {
+    if (home_user_add(c, u) < 0) {
         free(u);
         return NULL;
     }
@@ -372,9 +383,12 @@ static struct user *user_new(struct chat *c, struct strv id)
 static void go_live(struct chat *c, struct session *s)
 {
     s->state = S_LIVE;
-    struct held *h = s->held_head;
-    s->held_head = s->held_tail = NULL;
-    s->nheld = 0;
+    struct session_pre *p = s->pre;
+    s->pre = NULL;
+    struct held *h = p->held_head;
+    p->held_head = p->held_tail = NULL;
+    p->nheld = 0;
+    pre_free(p);
     while (h) {
         struct held *next = h->next;
         home_push_entry(c, s, (struct strv){h->conv, h->convlen}, h->seq, h->frame);
@@ -389,20 +403,21 @@ static void finish_catchup(struct chat *c, struct session *s)
     /* Pushed part by part, pausing whenever the connection's outbound queue
      * is past its low-water mark: a catch-up larger than the queue bound
      * must arrive, not end in bye slow (chat_on_drained resumes it). */
-    for (; s->cu_i < s->ncu && !s->closed; s->cu_i++) {
-        struct cu_part *p = &s->cu[s->cu_i];
+    struct session_pre *pre = s->pre;
+    for (; pre->cu_i < pre->ncu && !s->closed; pre->cu_i++) {
+        struct cu_part *p = &pre->cu[pre->cu_i];
         uint64_t top = map_as_u64(map_get(&s->sent, p->conv, p->convlen));
-        if (!s->cu_started) {
-            s->cu_j = p->res ? p->res->n : 0;
-            s->cu_started = true;
+        if (!pre->cu_started) {
+            pre->cu_j = p->res ? p->res->n : 0;
+            pre->cu_started = true;
         }
-        while (s->cu_j > 0) { /* reverse scan: oldest last */
+        while (pre->cu_j > 0) { /* reverse scan: oldest last */
             if (c->env.congested && c->env.congested(c->env.rt, s->conn)) {
                 map_put(&s->sent, p->conv, p->convlen, map_u64(top));
-                s->cu_paused = true;
+                pre->cu_paused = true;
                 return;
             }
-            struct stg_kv *kv = &p->res->kv[--s->cu_j];
+            struct stg_kv *kv = &p->res->kv[--pre->cu_j];
             struct stg_view cv;
             uint64_t seq;
             if (stg_key_split_log(kv->key, kv->klen, &cv, &seq) < 0 || seq <= top)
@@ -414,7 +429,7 @@ static void finish_catchup(struct chat *c, struct session *s)
              * and deduplicated by seq. Removed meanwhile: the removal event
              * is the last. */
             struct uconv *uc = map_get(&s->u->convs, p->conv, p->convlen);
-            uint64_t cap = map_as_u64(map_get(&s->caps, p->conv, p->convlen));
+            uint64_t cap = map_as_u64(map_get(&pre->caps, p->conv, p->convlen));
             uint64_t lim = uc ? uc->last_seq : cap;
             if (cap && cap < lim)
                 lim = cap;
@@ -431,16 +446,16 @@ static void finish_catchup(struct chat *c, struct session *s)
             int rc = c->env.send(c->env.rt, s->conn, f);
             rbuf_unref(f);
             if (rc < 0) {
-                s->cu_j = 0;
+                pre->cu_j = 0;
                 break;
             }
-            s->cu_sent++;
+            pre->cu_sent++;
             c->stats.deliveries++;
         }
         map_put(&s->sent, p->conv, p->convlen, map_u64(top));
         stg_result_free(p->res);
         p->res = NULL;
-        s->cu_started = false;
+        pre->cu_started = false;
     }
     if (s->closed)
         return;
@@ -455,9 +470,9 @@ static void finish_catchup(struct chat *c, struct session *s)
         chat_send(c, s->conn, chat_frame(&c->fb));
     buf_reset(&c->fb);
     static const uint32_t bounds[CHAT_CU_N] = CHAT_CU_BOUNDS;
-    chat_hist_add(c->stats.catchup_hist, bounds, CHAT_CU_N, s->cu_sent);
+    chat_hist_add(c->stats.catchup_hist, bounds, CHAT_CU_N, pre->cu_sent);
     c->stats.catchups++;
-    c->stats.catchup_entries += s->cu_sent;
+    c->stats.catchup_entries += pre->cu_sent;
     go_live(c, s);
 }
 
@@ -465,11 +480,11 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
 {
     struct session *s = ctx;
     if (!s->closed) {
-        s->cu[arg].res = res;
+        s->pre->cu[arg].res = res;
         res = NULL;
         if (err < 0 && err != -ENOENT)
             log_warn("chat_catchup_read_failed", "err=%d", err);
-        if (--s->cu_pending == 0)
+        if (--s->pre->cu_pending == 0)
             finish_catchup(c, s);
     }
     stg_result_free(res);
@@ -479,13 +494,14 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
 static void read_catchup(struct chat *c, struct session *s)
 {
     struct user *u = s->u;
+    struct session_pre *sp = s->pre;
     uint32_t n = 0;
-    s->cu = calloc(map_count(&u->convs) + 1, sizeof(*s->cu));
-    if (!s->cu) {
+    sp->cu = calloc(map_count(&u->convs) + 1, sizeof(*sp->cu));
+    if (!sp->cu) {
         c->env.close(c->env.rt, s->conn, NULL);
         return;
     }
-    s->cu_pending = 1; /* held until every read is issued */
+    sp->cu_pending = 1; /* held until every read is issued */
     struct map_iter it;
     struct map_node *nd;
     map_iter_init(&it, &u->convs);
@@ -495,7 +511,7 @@ static void read_catchup(struct chat *c, struct session *s)
         uint64_t lo = ack + 1 > uc->joined_seq ? ack + 1 : uc->joined_seq;
         if (uc->last_seq < lo)
             continue;
-        struct cu_part *p = &s->cu[n];
+        struct cu_part *p = &sp->cu[n];
         memcpy(p->conv, nd->key, nd->klen);
         p->convlen = nd->klen;
         struct buf pre;
@@ -523,12 +539,12 @@ static void read_catchup(struct chat *c, struct session *s)
         buf_deinit(&pre);
         if (rc == 0) {
             s->refs++;
-            s->cu_pending++;
+            sp->cu_pending++;
             n++;
         }
     }
-    s->ncu = n;
-    if (--s->cu_pending == 0)
+    sp->ncu = n;
+    if (--sp->cu_pending == 0)
         finish_catchup(c, s);
 }
 
@@ -633,25 +649,31 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
         user_unref(c, u);
         return;
     }
-    struct session *s = calloc(1, sizeof(*s));
-    if (!s || !map_put(&c->home.conns, &conn, sizeof(conn), s)) {
+    struct session *s =
+        device.len <= IDENT_DEVICE_MAX ? calloc(1, sizeof(*s) + device.len + 1) : NULL;
+    if (s) {
+        s->conn = conn;
+        s->pre = calloc(1, sizeof(*s->pre));
+    }
+    if (!s || !s->pre || home_session_add(c, s) < 0) {
+        if (s)
+            free(s->pre);
         free(s);
         chat_reply_err(c, conn, true, hello_id, -ENOMEM, NULL);
         c->env.close(c->env.rt, conn, NULL);
         user_unref(c, u);
         return;
     }
-    s->conn = conn;
     s->u = u; /* the call's user reference passes to the session */
     s->refs = 1;
     memcpy(s->dev, device.p, device.len);
-    s->devlen = device.len;
+    s->devlen = (uint8_t)device.len;
     s->resume = resume;
     s->hello_id = hello_id;
     s->state = S_WAIT_USER;
     map_init(&s->acks);
     map_init(&s->sent);
-    map_init(&s->caps);
+    map_init(&s->pre->caps);
     s->next = u->sessions;
     u->sessions = s;
     u->nsessions++;
@@ -670,7 +692,8 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
 int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t seq,
                  struct rbuf *frame)
 {
-    if (s->nheld >= HOME_HELD_MAX) {
+    struct session_pre *p = s->pre;
+    if (p->nheld >= HOME_HELD_MAX) {
         /* nothing is lost: the client reconnects and resumes from its ack cursor */
         c->env.close(c->env.rt, s->conn, "slow");
         return -RP_EFULL;
@@ -683,20 +706,20 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
     h->seq = seq;
     h->convlen = conv.len;
     memcpy(h->conv, conv.p, conv.len);
-    if (s->held_tail)
-        s->held_tail->next = h;
+    if (p->held_tail)
+        p->held_tail->next = h;
     else
-        s->held_head = h;
-    s->held_tail = h;
-    s->nheld++;
+        p->held_head = h;
+    p->held_tail = h;
+    p->nheld++;
     return 0;
 }
 
 void session_on_drained(struct chat *c, conn_id_t conn)
 {
     struct session *s = home_session(c, conn);
-    if (!s || s->closed || !s->cu_paused)
+    if (!s || s->closed || !s->pre || !s->pre->cu_paused)
         return;
-    s->cu_paused = false;
+    s->pre->cu_paused = false;
     finish_catchup(c, s);
 }

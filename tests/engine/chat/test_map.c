@@ -1,0 +1,169 @@
+/* The chat layer's hash maps: struct map (copied keys) and struct imap
+ * (intrusive links), checked against a plain array as the reference through
+ * growth, replacement, deletion, deletion while iterating and colliding
+ * hashes; an empty map allocates nothing. */
+#include "engine/chat/map.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define N 5000u
+
+static int key_of(char *out, unsigned i)
+{
+    return snprintf(out, 16, "k%u", i);
+}
+
+static void test_map(void)
+{
+    struct map m;
+    map_init(&m);
+    CHECK(m.t == NULL && map_count(&m) == 0);
+    CHECK(map_get(&m, "x", 1) == NULL && map_del(&m, "x", 1) == NULL);
+    struct map_iter it;
+    map_iter_init(&it, &m);
+    CHECK(map_next(&it) == NULL);
+
+    char k[16];
+    for (unsigned i = 0; i < N; i++) {
+        int n = key_of(k, i);
+        struct map_node *nd = map_put(&m, k, (uint32_t)n, map_u64(i + 1));
+        CHECK(nd && nd->klen == (uint32_t)n && memcmp(nd->key, k, (size_t)n) == 0);
+        CHECK(nd->key[n] == 0);
+    }
+    CHECK(map_count(&m) == N);
+    CHECK(m.t->nslots >= N && (m.t->nslots & (m.t->nslots - 1)) == 0);
+    /* replacing keeps the count */
+    CHECK(map_put(&m, "k7", 2, map_u64(700)) != NULL);
+    CHECK(map_count(&m) == N && map_as_u64(map_get(&m, "k7", 2)) == 700);
+    for (unsigned i = 0; i < N; i++) {
+        int n = key_of(k, i);
+        uint64_t want = i == 7 ? 700 : i + 1;
+        CHECK(map_as_u64(map_get(&m, k, (uint32_t)n)) == want);
+    }
+    /* the empty key is a key like any other */
+    CHECK(map_put(&m, "", 0, map_u64(9)) && map_as_u64(map_get(&m, "", 0)) == 9);
+    CHECK(map_as_u64(map_del(&m, "", 0)) == 9 && map_count(&m) == N);
+
+    /* delete the odd keys while iterating; every key is seen exactly once */
+    unsigned char *seen = calloc(N, 1);
+    CHECK(seen);
+    map_iter_init(&it, &m);
+    struct map_node *nd;
+    unsigned visited = 0;
+    while ((nd = map_next(&it))) {
+        unsigned i = (unsigned)strtoul(nd->key + 1, NULL, 10);
+        CHECK(i < N && !seen[i]);
+        seen[i] = 1;
+        visited++;
+        if (i % 2)
+            CHECK(map_del(&m, nd->key, nd->klen) != NULL);
+    }
+    CHECK(visited == N && map_count(&m) == N / 2);
+    for (unsigned i = 0; i < N; i++) {
+        int n = key_of(k, i);
+        CHECK((map_get(&m, k, (uint32_t)n) != NULL) == (i % 2 == 0));
+    }
+    free(seen);
+
+    /* a moved map (home_stage hands its cursors to a batch this way) */
+    struct map moved = m;
+    map_init(&m);
+    CHECK(map_count(&m) == 0 && map_count(&moved) == N / 2);
+    map_deinit(&moved);
+    CHECK(moved.t == NULL && map_count(&moved) == 0);
+    map_deinit(&m);
+}
+
+struct item {
+    struct ilink link;
+    unsigned key;
+    bool in;
+};
+
+static uint64_t item_hash_key(unsigned key)
+{
+    return key % 97u; /* few distinct hashes: long chains of different keys */
+}
+
+static uint64_t item_hash(const struct ilink *l)
+{
+    return item_hash_key(((const struct item *)l)->key);
+}
+
+static struct item *item_find(const struct imap *m, unsigned key)
+{
+    for (struct ilink *l = imap_chain(m, item_hash_key(key)); l; l = l->next)
+        if (((struct item *)l)->key == key)
+            return (struct item *)l;
+    return NULL;
+}
+
+static void test_imap(void)
+{
+    struct imap m;
+    imap_init(&m);
+    CHECK(imap_count(&m) == 0 && imap_chain(&m, 5) == NULL && item_find(&m, 5) == NULL);
+    struct imap_iter it;
+    imap_iter_init(&it, &m);
+    CHECK(imap_next(&it) == NULL);
+
+    struct item *items = calloc(N, sizeof(*items));
+    CHECK(items);
+    for (unsigned i = 0; i < N; i++) {
+        items[i].key = i * 3;
+        CHECK(imap_add(&m, &items[i].link, item_hash_key(items[i].key), item_hash) == 0);
+        items[i].in = true;
+    }
+    CHECK(imap_count(&m) == N && m.nslots >= N);
+    for (unsigned i = 0; i < N; i++)
+        CHECK(item_find(&m, i * 3) == &items[i]);
+    CHECK(item_find(&m, 1) == NULL);
+
+    /* removal: present once, then absent */
+    CHECK(imap_remove(&m, &items[10].link, item_hash_key(items[10].key)));
+    items[10].in = false;
+    CHECK(!imap_remove(&m, &items[10].link, item_hash_key(items[10].key)));
+    CHECK(item_find(&m, 30) == NULL && imap_count(&m) == N - 1);
+
+    /* remove every third entry while iterating */
+    unsigned visited = 0;
+    struct ilink *l;
+    imap_iter_init(&it, &m);
+    while ((l = imap_next(&it))) {
+        struct item *x = (struct item *)l;
+        CHECK(x->in);
+        visited++;
+        if (x->key % 9 == 0) {
+            CHECK(imap_remove(&m, l, item_hash_key(x->key)));
+            x->in = false;
+        }
+    }
+    CHECK(visited == N - 1);
+    unsigned left = 0;
+    for (unsigned i = 0; i < N; i++) {
+        CHECK((item_find(&m, i * 3) != NULL) == items[i].in);
+        left += items[i].in;
+    }
+    CHECK(imap_count(&m) == left);
+    imap_deinit(&m);
+    CHECK(m.slots == NULL && imap_count(&m) == 0);
+    free(items);
+}
+
+int main(void)
+{
+    test_map();
+    test_imap();
+    printf("test_map: ok\n");
+    return 0;
+}
