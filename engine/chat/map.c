@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOTS_MIN 16u
+/* Most maps hold a few entries (a user's conversations, a session's acks):
+ * a first table of two slots is 32 bytes where sixteen took 160. */
+#define MAP_SLOTS_MIN  2u
+#define IMAP_SLOTS_MIN 16u
 
 /* ---- struct map ---- */
 
@@ -57,7 +60,7 @@ void *map_get(const struct map *m, const void *key, uint32_t klen)
 static int grow(struct map *m)
 {
     struct map_tab *old = m->t;
-    uint32_t ns = old ? old->nslots * 2 : SLOTS_MIN;
+    uint32_t ns = old ? old->nslots * 2 : MAP_SLOTS_MIN;
     struct map_tab *t = calloc(1, sizeof(*t) + ns * sizeof(t->slots[0]));
     if (!t)
         return -1;
@@ -169,7 +172,7 @@ void imap_deinit(struct imap *m)
 
 static int imap_grow(struct imap *m, imap_hash_fn hash)
 {
-    uint32_t ns = m->nslots ? m->nslots * 2 : SLOTS_MIN;
+    uint32_t ns = m->nslots ? m->nslots * 2 : IMAP_SLOTS_MIN;
     struct ilink **s = calloc(ns, sizeof(*s));
     if (!s)
         return -ENOMEM;
