@@ -26,6 +26,7 @@
 #include <sys/uio.h>
 
 struct shard;
+struct config;
 
 enum conn_state { CONN_FREE, CONN_EDGE, CONN_HANDOFF, CONN_HOME, CONN_CLOSING };
 
@@ -212,6 +213,13 @@ bool hello_buffer_frame(struct shard *sh, struct conn *c, const uint8_t *msg, si
 
 /* Replays a handoff's leftover bytes on the adopting shard. */
 void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
+/* Signs a token with the configured secret and verifies it, once at start-up:
+ * the crypto library's lazy initialisation (algorithm providers, about 2 MiB
+ * of code paged in) happens then instead of in the first login, and a secret
+ * or library that cannot verify is known before any client is refused.
+ * 0 or the error of jwt_sign_hs256 / jwt_verify_hs256. */
+int hello_selftest(const struct config *cfg, uint64_t now_s);
 
 /* Handoff phase and completion (engine/hello.c). */
 void hello_on_frame(struct shard *sh, struct conn *c, const struct req *req);

@@ -55,6 +55,24 @@ static void start_session(struct shard *sh, struct conn *c, struct strv user, st
     chat_on_hello(sh->chat, conn_id(sh, c, conn_slot(sh, c)), user, device, resume, hello_id);
 }
 
+int hello_selftest(const struct config *cfg, uint64_t now_s)
+{
+    struct buf tok;
+    struct jwt_claims claims;
+    buf_init(&tok);
+    const uint8_t *key = (const uint8_t *)cfg->secret;
+    size_t keylen = strlen(cfg->secret);
+    int r = jwt_sign_hs256("selftest", 8, now_s + 60, key, keylen, &tok);
+    if (r == 0)
+        r = buf_failed(&tok)
+                ? -ENOMEM
+                : jwt_verify_hs256((const char *)tok.data, tok.len, key, keylen, now_s, &claims);
+    if (r == 0 && (claims.sub_len != 8 || memcmp(claims.sub, "selftest", 8) != 0))
+        r = -RP_EAUTH;
+    buf_deinit(&tok);
+    return r;
+}
+
 void hello_on_frame(struct shard *sh, struct conn *c, const struct req *req)
 {
     struct jwt_claims claims;

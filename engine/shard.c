@@ -346,6 +346,8 @@ static int ring_setup(struct shard *sh)
     sh->ring_fd = sh->ring.ring_fd;
     if (sh->id == 0 && (r = admin_start(sh)))
         return r;
+    if (sh->id == 0 && (r = hello_selftest(sh->cfg, sh->now_ms / 1000u)))
+        log_error("jwt_selftest_failed", "err=\"%s\"", err_str(r));
     arm_accept(sh);
     arm_tick(sh);
     arm_eventfd(sh);
