@@ -226,6 +226,8 @@ void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t l
     replay_frames(sh, c, data, len);
 }
 
+static void tcp_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
 void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
     sh->stats.bytes_in += len;
@@ -249,6 +251,20 @@ void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t le
             ws_input(sh, c, data, len);
         return;
     }
+    tcp_input(sh, c, data, len);
+    /* A frame that arrived in pieces was assembled in a buffer the decoder
+     * frees only at its next call, which an idle connection may never make:
+     * the frame is dispatched (or copied) by now, so release it here. */
+    if (c->dec.done) {
+        const uint8_t *frame;
+        uint32_t flen;
+        frame_next(&c->dec, NULL, 0, &frame, &flen);
+    }
+}
+
+/* Length-prefixed frames of a TCP client. */
+static void tcp_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
     while (len) {
         if (c->state == CONN_HANDOFF) {
             if (!hello_buffer(sh, c, data, len))
