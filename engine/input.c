@@ -256,9 +256,10 @@ void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t le
      * frees only at its next call, which an idle connection may never make:
      * the frame is dispatched (or copied) by now, so release it here. */
     if (c->dec.done) {
+        static const uint8_t none[1];
         const uint8_t *frame;
         uint32_t flen;
-        frame_next(&c->dec, NULL, 0, &frame, &flen);
+        frame_next(&c->dec, none, 0, &frame, &flen);
     }
 }
 
