@@ -605,54 +605,19 @@ void conn_rearm_all(struct shard *sh)
     }
 }
 
-/* liburing 2.3 predates incremental buffer consumption (kernel 6.12). */
-#ifndef IORING_CQE_F_BUF_MORE
-#define IORING_CQE_F_BUF_MORE (1U << 4)
-#endif
-
-/*
- * The data of a receive completion, then its buffer back to the ring once the
- * kernel is done with it. Incrementally consumed buffers (shard.c) are shared
- * by consecutive receives: each starts where the previous one into the same
- * buffer ended, and the buffer returns only when a completion comes without
- * IORING_CQE_F_BUF_MORE. A whole-buffer ring returns every buffer at once.
- */
-static void recv_buffer_done(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
-{
-    uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT, size = sh->cfg->recv_buffer_size;
-    unsigned char *base = sh->br_mem + (size_t)bid * size;
-    uint32_t off = sh->br_inc ? sh->br_off[bid] : 0;
-    if (cqe->res > 0 && off + (uint32_t)cqe->res > size) {
-        /* Never expected: the kernel's position in the buffer is not ours. */
-        log_error("recv_buffer_overrun", "bid=%u off=%u res=%d", bid, off, cqe->res);
-        if (c)
-            conn_close(sh, c, NULL);
-        c = NULL;
-        off = 0;
-    } else if (cqe->res > 0) {
-        if (c)
-            conn_input(sh, c, base + off, (size_t)cqe->res);
-        off += (uint32_t)cqe->res;
-    }
-    if (sh->br_inc) {
-        /* A completion without bytes consumed nothing: the buffer is still
-         * the kernel's current one. */
-        if (cqe->res <= 0 || (cqe->flags & IORING_CQE_F_BUF_MORE)) {
-            sh->br_off[bid] = off;
-            return;
-        }
-        sh->br_off[bid] = 0;
-    }
-    io_uring_buf_ring_add(sh->br, base, size, (unsigned short)bid, sh->br_mask, 0);
-    io_uring_buf_ring_advance(sh->br, 1);
-}
-
 void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe)
 {
     struct conn *c = conn_of_cqe(sh, cqe);
     bool more = cqe->flags & IORING_CQE_F_MORE;
-    if (cqe->flags & IORING_CQE_F_BUFFER)
-        recv_buffer_done(sh, c, cqe);
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        const uint8_t *data;
+        int n = bufring_data(&sh->rb, cqe, &data);
+        if (n > 0 && c)
+            conn_input(sh, c, data, (size_t)n);
+        else if (n < 0 && c)
+            conn_close(sh, c, NULL); /* its stream can no longer be trusted */
+        bufring_done(&sh->rb, cqe);
+    }
     if (!c || more)
         return;
     c->flags &= (uint16_t)~CONN_F_RECV;

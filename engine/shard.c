@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -242,87 +241,6 @@ static void arm_eventfd(struct shard *sh)
     io_uring_sqe_set_data64(sqe, ud_pack(UOP_EVENTFD, 0, 0));
 }
 
-/* liburing 2.3 predates incremental buffer consumption (kernel 6.12). */
-#ifndef IOU_PBUF_RING_INC
-#define IOU_PBUF_RING_INC 2
-#endif
-
-/* Registers the provided-buffer ring, incrementally consumed where the kernel
- * supports it: a receive then takes only the bytes it needs from the current
- * buffer, so a thousand small frames (logins above all) share a few buffers
- * instead of touching a page each. Older kernels refuse the flag with -EINVAL
- * and get whole-buffer consumption. */
-static int bufring_register(struct shard *sh, uint32_t n)
-{
-    struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)sh->br, .ring_entries = n, .bgid = 0};
-    reg.pad = IOU_PBUF_RING_INC; /* the flags field, named pad in liburing 2.3 */
-    int r = io_uring_register_buf_ring(&sh->ring, &reg, 0);
-    if (r == 0) {
-        sh->br_inc = true;
-        return 0;
-    }
-    if (r != -EINVAL)
-        return r;
-    log_info("buf_ring_inc_refused", "err=\"%s\"", err_str(r));
-    reg.pad = 0;
-    return io_uring_register_buf_ring(&sh->ring, &reg, 0);
-}
-
-static int bufring_setup(struct shard *sh)
-{
-    uint32_t n = sh->cfg->recv_buffers, size = sh->cfg->recv_buffer_size;
-    size_t ring_bytes = (size_t)n * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED)
-        return -errno;
-    sh->br = mem;
-    /* A mapping of its own, not the allocator's: recv_trim gives its pages
-     * back with MADV_DONTNEED. */
-    sh->br_bytes = (size_t)n * size;
-    mem = mmap(NULL, sh->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED) {
-        sh->br_bytes = 0;
-        return -errno;
-    }
-    sh->br_mem = mem;
-    sh->br_off = calloc(n, sizeof(*sh->br_off));
-    if (!sh->br_off)
-        return -ENOMEM;
-    int r = bufring_register(sh, n);
-    if (r)
-        return r;
-    io_uring_buf_ring_init(sh->br);
-    sh->br_mask = io_uring_buf_ring_mask(n);
-    for (uint32_t i = 0; i < n; i++)
-        io_uring_buf_ring_add(sh->br, sh->br_mem + (size_t)i * size, size, (unsigned short)i,
-                              sh->br_mask, (int)i);
-    io_uring_buf_ring_advance(sh->br, (int)n);
-    log_info("recv_buffers", "count=%u size=%u incremental=%s", n, size, sh->br_inc ? "yes" : "no");
-    return 0;
-}
-
-/*
- * Once a second: a shard that received less than a quarter of its buffer
- * memory during the last second gives the buffers' pages back to the kernel,
- * so idle connections cost no receive memory however busy their logins were.
- * The bytes in the buffers are dead here: every receive completion reaped so
- * far has been consumed (its data copied where it must outlive the call), and
- * with the loop's DEFER_TASKRUN the kernel fills buffers only inside
- * io_uring_enter — without it, only on the way back to user space, after
- * madvise has returned (completions already posted, or held back in the
- * kernel's overflow list, postpone the trim). The next receive into a trimmed page faults in a zero
- * page: at most one fault per 4 KiB, bounded by the quiet second's traffic.
- */
-static void recv_trim(struct shard *sh)
-{
-    uint64_t rx = sh->stats.bytes_in - sh->br_rx_mark;
-    sh->br_rx_mark = sh->stats.bytes_in;
-    if (!sh->br_mem || rx >= sh->br_bytes / 4 || io_uring_cq_ready(&sh->ring) ||
-        io_uring_cq_has_overflow(&sh->ring))
-        return;
-    madvise(sh->br_mem, sh->br_bytes, MADV_DONTNEED);
-}
-
 static int ring_setup(struct shard *sh)
 {
     int r = uring_setup(&sh->ring, sh->cfg->ring_entries, sh->cfg->ring_entries * 8);
@@ -335,7 +253,10 @@ static int ring_setup(struct shard *sh)
         log_error("register_files_failed", "count=%u err=\"%s\"", sh->nconns, err_str(r));
         return r;
     }
-    r = bufring_setup(sh);
+    r = bufring_init(&sh->rb, &sh->ring, sh->cfg->recv_buffers, sh->cfg->recv_buffer_size, 0, true);
+    if (r == 0)
+        log_info("recv_buffers", "count=%u size=%u incremental=%s", sh->rb.count, sh->rb.size,
+                 sh->rb.inc ? "yes" : "no");
     if (r) {
         log_error("buf_ring_failed", "err=\"%s\"", err_str(r));
         return r;
@@ -455,7 +376,8 @@ static void loop(struct shard *sh)
         if (ticked) {
             conn_timers(sh);
             chat_on_tick(sh->chat);
-            recv_trim(sh);
+            /* A quiet shard's idle connections hold no receive memory. */
+            bufring_trim(&sh->rb, &sh->ring, sh->stats.bytes_in);
         }
         hello_handoffs(sh);
         conn_ready_all(sh);
@@ -608,11 +530,7 @@ void shard_deinit(struct shard *sh)
         close(sh->listen_fd);
     if (sh->event_fd > 0)
         close(sh->event_fd);
-    if (sh->br)
-        munmap(sh->br, (size_t)sh->cfg->recv_buffers * sizeof(struct io_uring_buf));
-    if (sh->br_mem)
-        munmap(sh->br_mem, sh->br_bytes);
-    free(sh->br_off);
+    bufring_deinit(&sh->rb);
     conn_table_deinit(sh);
     chat_free(sh->chat);
     free(sh->closed);

@@ -14,6 +14,7 @@
 
 #include "base/spsc.h"
 #include "base/wake.h"
+#include "engine/bufring.h"
 #include "engine/chat/chat.h"
 #include "engine/config.h"
 #include "engine/conn.h"
@@ -42,15 +43,8 @@ struct shard {
     struct wake wake;   /* set while the loop may block */
     bool stopping;
 
-    /* provided receive buffers */
-    struct io_uring_buf_ring *br;
-    unsigned char *br_mem;
-    size_t br_bytes; /* of br_mem: its own mapping, trimmed while idle */
-    uint32_t br_mask;
-    bool br_inc;         /* IOU_PBUF_RING_INC: a buffer is shared by many receives */
-    uint32_t *br_off;    /* with br_inc: where the next receive into each buffer starts */
-    uint64_t br_rx_mark; /* stats.bytes_in at the last tick, to tell an idle second */
-    bool recv_starved;   /* a multishot recv ended with -ENOBUFS */
+    struct bufring rb; /* provided receive buffers */
+    bool recv_starved; /* a multishot recv ended with -ENOBUFS */
 
     /* connections: a slab indexed by slot, free slots chained */
     struct conn *conns;
