@@ -76,7 +76,8 @@ struct stg_db_group {
 /*
  * Log a failed call and return -RP_ESTORAGE. A stalled or full database fails
  * every write until the cause is gone, so after the first line this logs at
- * most once a second, with the number of failures it did not log.
+ * most once a second (one budget for reads and writes alike), with the
+ * number of failed calls of any kind it did not log since the last line.
  */
 static int fail(const char *event, char *err)
 {
