@@ -8,14 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 static int near(uint64_t got, uint64_t want)
 {

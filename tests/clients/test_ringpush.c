@@ -21,14 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 struct peer {
     struct rp_client *c;

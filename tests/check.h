@@ -1,9 +1,9 @@
 /*
- * Shared by the protocol tests: a CHECK that reports the failing line and
+ * Shared by the C tests: a CHECK that reports the failing line and
  * exits 1, and a deterministic PRNG so that failures reproduce.
  */
-#ifndef RP_TESTS_PROTOCOL_CHECK_H
-#define RP_TESTS_PROTOCOL_CHECK_H
+#ifndef RP_TESTS_CHECK_H
+#define RP_TESTS_CHECK_H
 
 #include <stdbool.h>
 #include <stdint.h>
