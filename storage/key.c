@@ -37,17 +37,23 @@ static void put_str(struct buf *k, const char *s, size_t len)
 }
 
 /* Encode up to three strings and an optional seq into k, after validating all of them. */
-static int encode(struct buf *k, const struct stg_view *parts, unsigned n, const uint64_t *seq)
+/* Append the strings (and seq) to k. */
+static int encode_more(struct buf *k, const struct stg_view *parts, unsigned n, const uint64_t *seq)
 {
     for (unsigned i = 0; i < n; i++)
         if (!id_valid(parts[i].len))
             return -EINVAL;
-    buf_reset(k);
     for (unsigned i = 0; i < n; i++)
         put_str(k, parts[i].p, parts[i].len);
     if (seq)
         buf_put_be64(k, *seq);
     return buf_failed(k) ? -ENOMEM : 0;
+}
+
+static int encode(struct buf *k, const struct stg_view *parts, unsigned n, const uint64_t *seq)
+{
+    buf_reset(k);
+    return encode_more(k, parts, n, seq);
 }
 
 int stg_key_log(struct buf *k, const char *conv, size_t convlen, uint64_t seq)
@@ -86,22 +92,18 @@ int stg_key_cursor(struct buf *k, const char *user, size_t userlen, const char *
 int stg_key_dedup(struct buf *k, const char *conv, size_t convlen, const char *user, size_t userlen,
                   const char *cmid, size_t cmidlen)
 {
-    if (!id_valid(convlen) || !id_valid(userlen) || !id_valid(cmidlen))
-        return -EINVAL;
+    struct stg_view p[3] = {{conv, convlen}, {user, userlen}, {cmid, cmidlen}};
     buf_reset(k);
-    buf_put_be32(k, 0); /* the hash, filled in below */
-    put_str(k, conv, convlen);
-    put_str(k, user, userlen);
-    put_str(k, cmid, cmidlen);
-    if (buf_failed(k))
-        return -ENOMEM;
-    /* The hash covers the encoded conv | user. */
+    buf_put_be32(k, 0); /* the sender hash, filled in below */
+    int rc = encode_more(k, p, 3, NULL);
+    if (rc < 0)
+        return rc;
     uint32_t h = (uint32_t)hash_bytes(k->data + STG_DEDUP_HASH_BYTES, 2 + convlen + userlen);
-    uint8_t *p = k->data;
-    p[0] = (uint8_t)(h >> 24);
-    p[1] = (uint8_t)(h >> 16);
-    p[2] = (uint8_t)(h >> 8);
-    p[3] = (uint8_t)h;
+    uint8_t *d = k->data;
+    d[0] = (uint8_t)(h >> 24);
+    d[1] = (uint8_t)(h >> 16);
+    d[2] = (uint8_t)(h >> 8);
+    d[3] = (uint8_t)h;
     return 0;
 }
 
