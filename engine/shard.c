@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -50,6 +51,15 @@ static int env_send(void *rt, conn_id_t id, struct rbuf *frame)
     if (!c || c->state != CONN_HOME)
         return -ENOENT;
     return conn_send(sh, c, frame);
+}
+
+static int env_push(void *rt, conn_id_t id, struct rbuf *frame)
+{
+    struct shard *sh = rt;
+    struct conn *c = conn_get(sh, id);
+    if (!c || c->state != CONN_HOME)
+        return -ENOENT;
+    return conn_push(sh, c, frame);
 }
 
 static void env_close(void *rt, conn_id_t id, const char *reason)
@@ -185,6 +195,10 @@ static unsigned storage_drain(struct shard *sh)
             chat_on_storage(sh->chat, &done[i]);
         total += n;
     } while (n == STORAGE_BATCH);
+    if (total) {
+        sh->round++;
+        sh->round_ms = sh->now_ms;
+    }
     return total;
 }
 
@@ -383,6 +397,7 @@ static void loop(struct shard *sh)
         conn_ready_all(sh);
         conn_chat_closes(sh);
         chat_flush(sh->chat);
+        sh->writing = chat_writing(sh->chat);
         conn_flush_all(sh);
         xcore_publish(sh);
         conn_rearm_all(sh);
@@ -424,6 +439,9 @@ void *shard_main(void *arg)
     struct shard *sh = arg;
     struct server *srv = sh->srv;
     log_set_shard((int)sh->id);
+    char name[16];
+    snprintf(name, sizeof(name), "rp-shard%u", sh->id % 10000u);
+    pthread_setname_np(pthread_self(), name);
     if (sh->cfg->pin && srv->ncpus) {
         cpu_set_t set;
         CPU_ZERO(&set);
@@ -485,6 +503,7 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .nshards = n,
         .cfg = &srv->chat_cfg,
         .send = env_send,
+        .push = env_push,
         .close = env_close,
         .ready = env_ready,
         .congested = env_congested,

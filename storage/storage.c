@@ -17,6 +17,7 @@
  * all the way back). Idle workers sleep on a futex eventcount (base/wake.h):
  * a producer pays one shared load per publish while the worker is busy.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "storage/storage.h"
 
 #include "base/err.h"
@@ -30,6 +31,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -373,6 +375,12 @@ static int worker_start(struct storage *st, struct worker *w, struct lane *lane,
     int rc = pthread_create(&w->thread, NULL, fn, w);
     if (rc)
         return -rc;
+    char name[16];
+    if (lane)
+        snprintf(name, sizeof(name), "rp-read%u", shard % 10000u);
+    else
+        snprintf(name, sizeof(name), "rp-writer");
+    pthread_setname_np(w->thread, name); /* for top -H and perf; failure is harmless */
     w->started = true;
     return 0;
 }
