@@ -44,22 +44,23 @@ unsigned shard_of(const struct server *srv, const char *id, size_t len)
 
 /* ---- chat env: what the chat layer may ask of the runtime ---- */
 
+/* The live home connection named by id, or NULL. */
+static struct conn *home_conn(struct shard *sh, conn_id_t id)
+{
+    struct conn *c = conn_get(sh, id);
+    return c && c->state == CONN_HOME ? c : NULL;
+}
+
 static int env_send(void *rt, conn_id_t id, struct rbuf *frame)
 {
-    struct shard *sh = rt;
-    struct conn *c = conn_get(sh, id);
-    if (!c || c->state != CONN_HOME)
-        return -ENOENT;
-    return conn_send(sh, c, frame);
+    struct conn *c = home_conn(rt, id);
+    return c ? conn_send(rt, c, frame) : -ENOENT;
 }
 
 static int env_push(void *rt, conn_id_t id, struct rbuf *frame)
 {
-    struct shard *sh = rt;
-    struct conn *c = conn_get(sh, id);
-    if (!c || c->state != CONN_HOME)
-        return -ENOENT;
-    return conn_push(sh, c, frame);
+    struct conn *c = home_conn(rt, id);
+    return c ? conn_push(rt, c, frame) : -ENOENT;
 }
 
 static void env_close(void *rt, conn_id_t id, const char *reason)
@@ -72,17 +73,15 @@ static void env_close(void *rt, conn_id_t id, const char *reason)
 
 static void env_ready(void *rt, conn_id_t id)
 {
-    struct shard *sh = rt;
-    struct conn *c = conn_get(sh, id);
-    if (c && c->state == CONN_HOME)
-        conn_ready(sh, c);
+    struct conn *c = home_conn(rt, id);
+    if (c)
+        conn_ready(rt, c);
 }
 
 static bool env_congested(void *rt, conn_id_t id)
 {
-    struct shard *sh = rt;
-    struct conn *c = conn_get(sh, id);
-    return c && c->state == CONN_HOME && conn_congested(sh, c);
+    struct conn *c = home_conn(rt, id);
+    return c && conn_congested(rt, c);
 }
 
 static int env_xsend(void *rt, unsigned dst, const struct xmsg *m)
