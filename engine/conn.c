@@ -417,8 +417,6 @@ int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len)
     struct oitem it = {.b = rb};
     int r = queue_item(sh, c, &it);
     rbuf_unref(rb);
-    if (r == 0)
-        c->flags |= CONN_F_URGENT;
     return r;
 }
 
@@ -433,7 +431,7 @@ static void outq_drop_unsent(struct outq *q, uint32_t keep)
     }
 }
 
-static int send_frame(struct shard *sh, struct conn *c, struct rbuf *frame, bool push)
+int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return -ENOENT;
@@ -449,21 +447,7 @@ static int send_frame(struct shard *sh, struct conn *c, struct rbuf *frame, bool
         return -RP_EFULL;
     }
     sh->stats.frames_out++;
-    if (queue_frame(sh, c, frame))
-        return -ENOENT;
-    if (!push)
-        c->flags |= CONN_F_URGENT;
-    return 0;
-}
-
-int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
-{
-    return send_frame(sh, c, frame, false);
-}
-
-int conn_push(struct shard *sh, struct conn *c, struct rbuf *frame)
-{
-    return send_frame(sh, c, frame, true);
+    return queue_frame(sh, c, frame) ? -ENOENT : 0;
 }
 
 void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id, int code,
@@ -511,57 +495,20 @@ static void send_start(struct shard *sh, struct conn *c)
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud_pack(UOP_SEND, conn_slot(sh, c), c->gen));
     c->flags |= CONN_F_SEND;
-    c->flags &= (uint16_t)~CONN_F_URGENT;
-    c->sent_round = sh->round;
     c->inflight++;
-}
-
-/*
- * Holding pushes back. Under a stream of messages the shard commits in
- * alternating groups (one being made durable while the next accumulates), so
- * a member of a busy conversation would get one socket write per group, each
- * costing the kernel (on loopback, the receiver's side too) about as much as
- * a write several times larger. A connection that was written to in the
- * previous storage round, has only pushes queued, and whose shard has a write
- * in flight therefore waits for that write's round and gets both rounds'
- * pushes in one write: at most one commit later, never longer than
- * HOLD_MAX_MS, never when a reply is queued, and never when the shard is
- * quiet (no write in flight), so sparse traffic is sent at once.
- */
-#define HOLD_MAX_MS    2u
-#define HOLD_MAX_BYTES (64u << 10)
-
-static bool hold_pushes(const struct shard *sh, const struct conn *c)
-{
-    return sh->writing && c->state == CONN_HOME && !(c->flags & CONN_F_URGENT) &&
-           c->sent_round == (uint8_t)(sh->round - 1) && sh->now_ms < sh->round_ms + HOLD_MAX_MS &&
-           c->oq->bytes < HOLD_MAX_BYTES;
 }
 
 void conn_flush_all(struct shard *sh)
 {
-    uint32_t held = CONN_NONE;
     while (sh->flush_head != CONN_NONE) {
-        uint32_t slot = sh->flush_head;
-        struct conn *c = &sh->conns[slot];
+        struct conn *c = &sh->conns[sh->flush_head];
         sh->flush_head = c->flush_next;
         c->flags &= (uint16_t)~CONN_F_IN_FLUSH;
         if (c->flags & (CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDED))
             continue;
-        if (!c->oq || !c->oq->n)
-            continue;
-        if (hold_pushes(sh, c)) {
-            /* Stays on the flush list for the next pass; a closing
-             * connection is never held, so nothing on it is freed. */
-            c->flags |= CONN_F_IN_FLUSH;
-            c->flush_next = held;
-            held = slot;
-            sh->stats.pushes_held++;
-            continue;
-        }
-        send_start(sh, c);
+        if (c->oq && c->oq->n)
+            send_start(sh, c);
     }
-    sh->flush_head = held;
 }
 
 static struct conn *conn_of_cqe(struct shard *sh, struct io_uring_cqe *cqe)

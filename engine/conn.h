@@ -42,7 +42,6 @@ enum {
     CONN_F_PROBED = 1u << 8,     /* the first byte told TCP frames from WebSocket */
     CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
     CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
-    CONN_F_URGENT = 1u << 11,    /* queued output includes more than pushes */
 };
 
 #define CONN_NONE UINT32_MAX
@@ -122,7 +121,6 @@ struct conn {
     uint32_t last_rx;     /* shard tick of the last frame received */
     uint32_t rate_tokens; /* thousandths of a request */
     uint32_t rate_ms;     /* low 32 bits of the wall clock at the last refill */
-    uint8_t sent_round;   /* low bits of the shard's storage round at the last send */
     struct frame_dec dec;
     struct outq *oq;
     struct handoff *ho;
@@ -157,10 +155,6 @@ void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t le
  * (outbound bound exceeded: the connection is being closed with bye slow). */
 int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame);
 
-/* As conn_send, for a push nobody on c is waiting for: it may wait for the
- * next storage round to leave in the same socket write (see conn_flush_all). */
-int conn_push(struct shard *sh, struct conn *c, struct rbuf *frame);
-
 /* Queue bytes that go out as they are (an HTTP response, WebSocket control
  * frames): copied. 0 or -ENOMEM. */
 int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len);
@@ -188,8 +182,6 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe);
 void conn_on_op(struct shard *sh, struct io_uring_cqe *cqe); /* shutdown, close */
 
 /* Loop phases. */
-/* Start a send for every connection with output queued, except pushes that
- * wait for the next storage round (sh->writing, sh->round). */
 void conn_flush_all(struct shard *sh);
 void conn_rearm_all(struct shard *sh);
 void conn_free_dead(struct shard *sh);

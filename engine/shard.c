@@ -57,12 +57,6 @@ static int env_send(void *rt, conn_id_t id, struct rbuf *frame)
     return c ? conn_send(rt, c, frame) : -ENOENT;
 }
 
-static int env_push(void *rt, conn_id_t id, struct rbuf *frame)
-{
-    struct conn *c = home_conn(rt, id);
-    return c ? conn_push(rt, c, frame) : -ENOENT;
-}
-
 static void env_close(void *rt, conn_id_t id, const char *reason)
 {
     struct shard *sh = rt;
@@ -194,10 +188,6 @@ static unsigned storage_drain(struct shard *sh)
             chat_on_storage(sh->chat, &done[i]);
         total += n;
     } while (n == STORAGE_BATCH);
-    if (total) {
-        sh->round++;
-        sh->round_ms = sh->now_ms;
-    }
     return total;
 }
 
@@ -396,7 +386,6 @@ static void loop(struct shard *sh)
         conn_ready_all(sh);
         conn_chat_closes(sh);
         chat_flush(sh->chat);
-        sh->writing = chat_writing(sh->chat);
         conn_flush_all(sh);
         xcore_publish(sh);
         conn_rearm_all(sh);
@@ -502,7 +491,6 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .nshards = n,
         .cfg = &srv->chat_cfg,
         .send = env_send,
-        .push = env_push,
         .close = env_close,
         .ready = env_ready,
         .congested = env_congested,

@@ -51,10 +51,7 @@ struct shard {
     uint32_t nconns; /* capacity */
     uint32_t free_head;
     uint32_t live;
-    uint32_t flush_head;   /* connections with frames queued (or pushes held back) */
-    uint8_t round;         /* storage rounds: loop passes that took storage completions */
-    uint64_t round_ms;     /* wall clock when the current round began */
-    bool writing;          /* a storage write of this shard is in flight */
+    uint32_t flush_head;   /* connections with frames queued this iteration */
     uint32_t dead_head;    /* connections whose last operation completed */
     uint32_t rearm_head;   /* connections whose multishot recv must be re-armed */
     uint32_t handoff_head; /* edge connections waiting to be handed to their home */

@@ -21,7 +21,6 @@ struct shard_stats {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t bye_slow;
-    uint64_t pushes_held; /* flushes of push-only output put off to the next storage round */
     uint64_t rate_limited;
     uint64_t xcore_full;
     uint64_t closes;

@@ -68,7 +68,6 @@ void chat_free(struct chat *c)
     /* release what outstanding reads and writes hold (the runtime may stop
      * with storage work in flight) without reaching the runtime */
     c->env.send = gone_send;
-    c->env.push = NULL;
     c->env.close = gone_close;
     c->env.xsend = gone_xsend;
     c->env.write = gone_write;
@@ -94,11 +93,6 @@ struct rbuf *chat_frame(struct buf *b)
         f = rbuf_copy(b->data, (uint32_t)b->len);
     buf_reset(b);
     return f;
-}
-
-int chat_push(struct chat *c, conn_id_t conn, struct rbuf *f)
-{
-    return c->env.push ? c->env.push(c->env.rt, conn, f) : c->env.send(c->env.rt, conn, f);
 }
 
 void chat_send(struct chat *c, conn_id_t conn, struct rbuf *f)
@@ -270,11 +264,6 @@ void chat_flush(struct chat *c)
 bool chat_quiescent(const struct chat *c)
 {
     return !c->io.in_flight && c->io.nstaged == 0 && map_count(&c->home.cursors) == 0;
-}
-
-bool chat_writing(const struct chat *c)
-{
-    return !io_write_idle(c);
 }
 
 const struct chat_stats *chat_stats_get(const struct chat *c)

@@ -76,14 +76,6 @@ struct chat_env {
     int (*send)(void *rt, conn_id_t conn, struct rbuf *frame);
 
     /*
-     * As send, for a frame nobody on that connection is waiting for (a push
-     * of a conversation entry, not the reply to one of its requests): the
-     * runtime may hold it back briefly to coalesce it with the next pushes
-     * into one socket write. May be NULL: send is used.
-     */
-    int (*push)(void *rt, conn_id_t conn, struct rbuf *frame);
-
-    /*
      * The session of a hello'd connection may take requests now (its user's
      * state is loaded). Until then the runtime holds the connection's frames:
      * nothing reaches chat_on_request before this call. Call it once per
@@ -245,10 +237,6 @@ void chat_on_storage(struct chat *c, struct stg_done *d);
  * running until this holds (or its grace time is over), so that the last acks
  * and reads of departing clients are kept. */
 bool chat_quiescent(const struct chat *c);
-
-/* True while a storage write of this shard is in flight: its completion,
- * and the pushes it releases, are on their way. */
-bool chat_writing(const struct chat *c);
 
 /* Called about once a second. */
 void chat_on_tick(struct chat *c);

@@ -51,9 +51,6 @@ struct rbuf *chat_frame(struct buf *b);
 /* Queue f for a local connection and drop the caller's reference. */
 void chat_send(struct chat *c, conn_id_t conn, struct rbuf *f);
 
-/* env.push when the runtime has one, else env.send (the caller keeps its reference). */
-int chat_push(struct chat *c, conn_id_t conn, struct rbuf *f);
-
 /* An error frame for (has_id, id); NULL on ENOMEM. */
 struct rbuf *chat_err_frame(struct chat *c, bool has_id, uint32_t id, int err, const char *msg);
 

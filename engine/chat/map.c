@@ -88,9 +88,14 @@ struct map_node *map_put(struct map *m, const void *key, uint32_t klen, void *va
         n->val = val;
         return n;
     }
+    return map_add(m, key, klen, val);
+}
+
+struct map_node *map_add(struct map *m, const void *key, uint32_t klen, void *val)
+{
     if ((!m->t || m->t->n >= m->t->nslots) && grow(m) < 0 && !m->t)
         return NULL;
-    n = malloc(sizeof(*n) + klen + 1);
+    struct map_node *n = malloc(sizeof(*n) + klen + 1);
     if (!n)
         return NULL;
     n->hash = hash_bytes(key, klen);

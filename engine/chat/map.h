@@ -65,6 +65,10 @@ struct map_node *map_find(const struct map *m, const void *key, uint32_t klen);
  */
 struct map_node *map_put(struct map *m, const void *key, uint32_t klen, void *val);
 
+/* As map_put for a key the caller knows is absent (it just looked): no second
+ * search. Adding a key that is present leaves two entries: don't. */
+struct map_node *map_add(struct map *m, const void *key, uint32_t klen, void *val);
+
 /* Removes key; returns its value or NULL when absent. */
 void *map_del(struct map *m, const void *key, uint32_t klen);
 

@@ -81,7 +81,8 @@ static struct odedup *dd_add(struct chat *c, struct oconv *cv, const char *k, ui
                              uint64_t ts)
 {
     struct odedup *d = calloc(1, sizeof(*d));
-    struct map_node *n = d ? map_put(&cv->dedup, k, kl, d) : NULL;
+    /* callers looked the key up and found nothing */
+    struct map_node *n = d ? map_add(&cv->dedup, k, kl, d) : NULL;
     if (!n) {
         free(d);
         return NULL;

@@ -1,7 +1,7 @@
 /* The chat layer's hash maps: struct map (copied keys) and struct imap
  * (intrusive links), checked against a plain array as the reference through
- * growth, replacement, deletion, deletion while iterating and colliding
- * hashes; an empty map allocates nothing. */
+ * growth, replacement, adding without a search, deletion, deletion while
+ * iterating and colliding hashes; an empty map allocates nothing. */
 #include "engine/chat/map.h"
 
 #include <stdio.h>
@@ -43,6 +43,11 @@ static void test_map(void)
         uint64_t want = i == 7 ? 700 : i + 1;
         CHECK(map_as_u64(map_get(&m, k, (uint32_t)n)) == want);
     }
+    /* adding an absent key without the search */
+    struct map_node *added = map_add(&m, "fresh", 5, map_u64(42));
+    CHECK(added && added->klen == 5 && memcmp(added->key, "fresh", 6) == 0);
+    CHECK(map_count(&m) == N + 1 && map_as_u64(map_get(&m, "fresh", 5)) == 42);
+    CHECK(map_as_u64(map_del(&m, "fresh", 5)) == 42 && map_count(&m) == N);
     /* the empty key is a key like any other */
     CHECK(map_put(&m, "", 0, map_u64(9)) && map_as_u64(map_get(&m, "", 0)) == 9);
     CHECK(map_as_u64(map_del(&m, "", 0)) == 9 && map_count(&m) == N);
