@@ -142,4 +142,26 @@ struct omember *owner_member(struct oconv *cv, struct strv user);
 /* Put the conversation's metadata (with chg applied, when not NULL) into the batch. */
 int owner_put_meta(struct chat *c, struct oconv *cv, const struct ochange *chg);
 
+/*
+ * Between owner.c and owner_load.c (loading a conversation's metadata and
+ * members from storage); not for other modules.
+ */
+
+/* The conversation id, loaded or loading; when absent it is created and its
+ * load started. NULL for a malformed id or when out of memory. */
+struct oconv *owner_conv_get(struct chat *c, struct strv id);
+
+/* Free cv with its queued requests, dedup records and members; the caller has
+ * taken it out of the conversation map (or never put it there). */
+void owner_conv_free(struct chat *c, struct oconv *cv);
+
+/* Until rec_ts + dedup_window, sends of cv ask storage about a cmid memory does not know. */
+void owner_dd_must_read(struct chat *c, struct oconv *cv, uint64_t rec_ts);
+
+/* Start the per-request reads of cv's queued requests. */
+void owner_aux_reads(struct chat *c, struct oconv *cv);
+
+/* Put cv on the list that owner_stage walks, when it has requests queued. */
+void owner_mark_ready(struct chat *c, struct oconv *cv);
+
 #endif
