@@ -52,8 +52,6 @@ struct shard_rt {
     unsigned idx;
     struct chat *chat;
     struct qmsg *head, *tail;
-    uint64_t failed[64];
-    int nfailed;
     struct stg_done *done; /* completions of the requests run, in run order */
     unsigned ndone, cap;
     struct submit *order; /* the requests not run yet, oldest first */
@@ -263,11 +261,10 @@ static int env_write(void *rt, struct stg_batch *b, uint64_t tag)
     struct shard_rt *s = rt;
     if (!b)
         return -EINVAL;
-    if (rt_fail_writes > 0 && s->nfailed < 64) {
+    if (rt_fail_writes > 0) {
+        /* storage fails it, in order, as it fails a write RocksDB refused */
         rt_fail_writes--;
-        stg_batch_free(b);
-        s->failed[s->nfailed++] = tag;
-        return 0;
+        stg_batch_inject_failure(b);
     }
     hold(s, tag, false)->b = b;
     return 0;
@@ -448,12 +445,6 @@ static bool turn(int pattern)
         run_storage((unsigned)pattern);
     for (unsigned i = 0; i < RT_SHARDS; i++) {
         struct shard_rt *s = &rts[i];
-        for (int k = 0; k < s->nfailed; k++) {
-            struct stg_done d = {.tag = s->failed[k], .err = -RP_ESTORAGE};
-            chat_on_storage(s->chat, &d);
-            any = true;
-        }
-        s->nfailed = 0;
         /* delivered in run order; requests made meanwhile are held anew */
         unsigned n = pattern >= 0 ? s->ndone : 0;
         for (unsigned k = 0; k < n; k++)

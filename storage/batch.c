@@ -19,6 +19,7 @@ struct stg_batch {
     struct buf ops;
     size_t count;
     size_t bytes;
+    bool after_prev, fail;
 };
 
 struct stg_batch *stg_batch_new(void)
@@ -29,6 +30,7 @@ struct stg_batch *stg_batch_new(void)
     buf_init(&b->ops);
     b->count = 0;
     b->bytes = 0;
+    b->after_prev = b->fail = false;
     return b;
 }
 
@@ -45,6 +47,7 @@ void stg_batch_clear(struct stg_batch *b)
     buf_reset(&b->ops);
     b->count = 0;
     b->bytes = 0;
+    b->after_prev = b->fail = false;
 }
 
 static int append(struct stg_batch *b, uint8_t kind, enum stg_cf cf, const void *key, size_t klen,
@@ -93,6 +96,26 @@ size_t stg_batch_count(const struct stg_batch *b)
 size_t stg_batch_bytes(const struct stg_batch *b)
 {
     return b->bytes;
+}
+
+void stg_batch_set_after_prev(struct stg_batch *b, bool on)
+{
+    b->after_prev = on;
+}
+
+bool stg_batch_after_prev(const struct stg_batch *b)
+{
+    return b->after_prev;
+}
+
+void stg_batch_inject_failure(struct stg_batch *b)
+{
+    b->fail = true;
+}
+
+bool stg_batch_failure_injected(const struct stg_batch *b)
+{
+    return b->fail;
 }
 
 bool stg_batch_next(const struct stg_batch *b, size_t *pos, struct stg_op *op)

@@ -42,6 +42,24 @@ size_t stg_batch_count(const struct stg_batch *b);
 /* Bytes of keys and values in b (a cost estimate for batching decisions). */
 size_t stg_batch_bytes(const struct stg_batch *b);
 
+/*
+ * Mark b as depending on the batch its shard submitted just before it (which
+ * may still be in flight): storage then writes b only if that one was
+ * written, and otherwise fails b too, with nothing of it written. This lets a
+ * shard submit a batch whose contents (sequence numbers) follow from the
+ * outcome of one not yet completed. Cleared by stg_batch_clear().
+ */
+void stg_batch_set_after_prev(struct stg_batch *b, bool on);
+bool stg_batch_after_prev(const struct stg_batch *b);
+
+/*
+ * Fault injection for tests and the fuzz harness: storage fails b exactly as
+ * it fails a batch whose write RocksDB refused (nothing of it is written, and
+ * the shard's later batches marked after_prev fail too).
+ */
+void stg_batch_inject_failure(struct stg_batch *b);
+bool stg_batch_failure_injected(const struct stg_batch *b);
+
 /* One op, as walked by stg_batch_next(). key and val point into the batch. */
 struct stg_op {
     enum stg_cf cf;

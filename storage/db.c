@@ -453,6 +453,11 @@ int stg_db_group_commit(struct stg_db_group *g)
     return err ? fail("storage_write_failed", err) : 0;
 }
 
+void stg_db_group_drop(struct stg_db_group *g)
+{
+    g->n = 0;
+}
+
 size_t stg_db_group_dropped(const struct stg_db_group *g)
 {
     return g->dropped;

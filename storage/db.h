@@ -53,6 +53,8 @@ struct stg_db_group *stg_db_group_new(struct stg_db *db);
 void stg_db_group_free(struct stg_db_group *g);
 int stg_db_group_add(struct stg_db_group *g, const struct stg_batch *b);
 int stg_db_group_commit(struct stg_db_group *g);
+/* Empty the group without writing (after a failed stg_db_group_add). */
+void stg_db_group_drop(struct stg_db_group *g);
 size_t stg_db_group_dropped(const struct stg_db_group *g);
 
 /*

@@ -77,6 +77,9 @@ struct lane {
     struct spsc wq, wdone; /* writes in, write completions out */
     struct spsc rq, rdone; /* reads in, read completions out */
     struct worker reader;
+    /* writer only: the last submit taken failed (or will, when last_in_group
+     * and the group fails) */
+    bool failed, last_in_group;
 };
 
 struct storage {
@@ -86,6 +89,7 @@ struct storage {
     struct worker writer;
     struct wreq *grp;           /* writer: the submits of the group being committed */
     unsigned *grp_shard;        /* writer: the shard of each */
+    bool *grp_skip;             /* writer: each fails without being written */
     struct stg_db_group *group; /* writer: the group's batches */
     atomic_bool stopping;
     _Atomic uint64_t groups, submits, ops, ops_dropped, write_errors, reads, read_errors;
@@ -193,40 +197,80 @@ static void hist_record(struct storage *st, uint32_t submits, uint64_t us)
     atomic_fetch_add_explicit(&st->commit_us_sum, us, memory_order_relaxed);
 }
 
-/* Commit the n submits in st->grp as one write, then complete each in its lane. */
+/*
+ * Commit the n submits in st->grp as one write, then complete each in its
+ * lane. A submit with grp_skip set is not written and fails on its own (see
+ * writer_take).
+ */
 static void writer_commit(struct storage *st, uint32_t n)
 {
     uint64_t ops = 0;
+    uint32_t added = 0;
     int err = 0;
     for (uint32_t i = 0; i < n && err == 0; i++) {
+        if (st->grp_skip[i])
+            continue;
         err = stg_db_group_add(st->group, st->grp[i].b) < 0 ? -RP_ESTORAGE : 0;
         ops += stg_batch_count(st->grp[i].b);
+        added++;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (err == 0)
+    if (err < 0)
+        stg_db_group_drop(st->group); /* out of memory queueing a batch: none is written */
+    if (added && err == 0) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         err = stg_db_group_commit(st->group);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (err == 0)
-        atomic_fetch_add_explicit(&st->ops_dropped, stg_db_group_dropped(st->group),
-                                  memory_order_relaxed);
-    hist_record(st, n,
-                (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (err == 0)
+            atomic_fetch_add_explicit(&st->ops_dropped, stg_db_group_dropped(st->group),
+                                      memory_order_relaxed);
+        hist_record(
+            st, added,
+            (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+        atomic_fetch_add_explicit(&st->groups, 1, memory_order_relaxed);
+    }
     if (err < 0) {
         atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
-        log_debug("storage_group_failed", "submits=%u ops=%llu", n, (unsigned long long)ops);
+        log_debug("storage_group_failed", "submits=%u ops=%llu", added, (unsigned long long)ops);
+        /* the lanes whose last submit was in the group: their next dependent
+         * submit must fail */
+        for (unsigned s = 0; s < st->cfg.nshards; s++)
+            if (st->lanes[s].last_in_group)
+                st->lanes[s].failed = true;
     }
     for (uint32_t i = 0; i < n; i++) {
         stg_batch_free(st->grp[i].b);
-        post(&st->lanes[st->grp_shard[i]].wdone,
-             &(struct stg_done){.tag = st->grp[i].tag, .err = err});
+        post(
+            &st->lanes[st->grp_shard[i]].wdone,
+            &(struct stg_done){.tag = st->grp[i].tag, .err = st->grp_skip[i] ? -RP_ESTORAGE : err});
     }
-    for (unsigned s = 0; s < st->cfg.nshards; s++)
+    for (unsigned s = 0; s < st->cfg.nshards; s++) {
+        st->lanes[s].last_in_group = false;
         if (spsc_publish(&st->lanes[s].wdone))
             notify(st, s);
-    atomic_fetch_add_explicit(&st->groups, 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&st->submits, n, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->ops, ops, memory_order_relaxed);
+}
+
+/*
+ * Put a submit taken from lane s into the group, deciding now whether it is
+ * written: one marked after_prev whose lane's previous submit failed fails
+ * too (the fence that lets a shard pipeline dependent batches), and an
+ * injected failure fails. lane->failed then describes the lane's last submit
+ * taken; for one that joins the group it is settled by the group's outcome.
+ */
+static void writer_take(struct storage *st, uint32_t n, unsigned s, const struct wreq *e)
+{
+    struct lane *l = &st->lanes[s];
+    st->grp[n] = *e;
+    st->grp_shard[n] = s;
+    bool skip = (stg_batch_after_prev(e->b) && l->failed) || stg_batch_failure_injected(e->b);
+    st->grp_skip[n] = skip;
+    if (skip && stg_batch_failure_injected(e->b))
+        atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
+    l->failed = skip;
+    l->last_in_group = !skip;
 }
 
 static void *writer_main(void *arg)
@@ -245,8 +289,7 @@ static void *writer_main(void *arg)
             uint32_t taken = 0;
             struct wreq *e;
             while (taken < room && (e = spsc_front(&l->wq))) {
-                st->grp[n] = *e;
-                st->grp_shard[n++] = s;
+                writer_take(st, n++, s, e);
                 taken++;
                 spsc_pop(&l->wq);
             }
@@ -421,8 +464,9 @@ int storage_open(const struct storage_config *cfg, struct storage **out)
     size_t max_group = (size_t)cfg->nshards * (st->lanes[0].wq.mask + 1);
     st->grp = malloc(max_group * sizeof(*st->grp));
     st->grp_shard = malloc(max_group * sizeof(*st->grp_shard));
+    st->grp_skip = malloc(max_group * sizeof(*st->grp_skip));
     st->group = stg_db_group_new(st->db);
-    if (!st->grp || !st->grp_shard || !st->group) {
+    if (!st->grp || !st->grp_shard || !st->grp_skip || !st->group) {
         rc = -ENOMEM;
         goto close;
     }
@@ -461,6 +505,7 @@ void storage_close(struct storage *st)
     free(st->lanes);
     free(st->grp);
     free(st->grp_shard);
+    free(st->grp_skip);
     stg_db_group_free(st->group);
     stg_db_close(st->db);
     free(st);

@@ -25,6 +25,13 @@
  * is tried afresh, so service resumes once the cause is gone. Nothing here
  * ever aborts the process because of a storage error.
  *
+ * Pipelining. A shard may submit a batch while earlier ones are in flight.
+ * If that batch was built on their outcome (it takes the sequence numbers
+ * after theirs), it is marked with stg_batch_set_after_prev(): when the
+ * shard's previous submit failed, it fails too, unwritten, and so does every
+ * marked submit after it, until the shard submits an unmarked batch (which it
+ * does only once it has seen every completion, and given back what failed).
+ *
  * Recovery. Nothing is loaded at open: state is read lazily. Because an entry,
  * its conversation's last_seq and the sender's dedup record are written in one
  * batch (one rocksdb_write), they always agree after any crash.
@@ -86,10 +93,11 @@ void storage_close(struct storage *st);
  * Shard thread `shard` only (one producer per queue). Queue batch b for the
  * shard's writer. On success b is transferred (storage frees it) and exactly
  * one completion with this tag follows, with err 0 (durable per the configured
- * durability) or -RP_ESTORAGE (nothing of b was written).
+ * durability) or -RP_ESTORAGE (nothing of b was written; for a batch marked
+ * after_prev, also whenever the shard's previous submit failed).
  * Returns 0, -EINVAL (shard out of range, b NULL) or -RP_EFULL (the queue is
  * full; b stays with the caller: back off). Completions of one shard's writes
- * arrive in submit order.
+ * arrive in submit order, and are applied in that order.
  */
 int storage_write(struct storage *st, unsigned shard, struct stg_batch *b, uint64_t tag);
 

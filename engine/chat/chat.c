@@ -254,7 +254,7 @@ void chat_on_tick(struct chat *c)
 
 void chat_flush(struct chat *c)
 {
-    if (io_write_idle(c))
+    if (io_can_stage(c))
         owner_stage(c);
     home_stage(c);
     io_flush(c);
@@ -263,7 +263,7 @@ void chat_flush(struct chat *c)
 
 bool chat_quiescent(const struct chat *c)
 {
-    return !c->io.in_flight && c->io.nstaged == 0 && map_count(&c->home.cursors) == 0;
+    return io_write_idle(c) && map_count(&c->home.cursors) == 0;
 }
 
 const struct chat_stats *chat_stats_get(const struct chat *c)

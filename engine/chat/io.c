@@ -48,7 +48,8 @@ void io_deinit(struct io *io)
     free(io->slots);
     stg_batch_free(io->staged);
     free(io->staged_cbs);
-    free(io->flight_cbs);
+    for (uint32_t i = 0; i < IO_FLIGHT_MAX; i++)
+        free(io->flight[i].cbs);
     memset(io, 0, sizeof(*io));
 }
 
@@ -191,9 +192,14 @@ static void retry_reads(struct chat *c)
     }
 }
 
+bool io_can_stage(const struct chat *c)
+{
+    return !c->io.poisoned;
+}
+
 bool io_write_idle(const struct chat *c)
 {
-    return !c->io.in_flight;
+    return c->io.nflight == 0 && c->io.nstaged == 0;
 }
 
 struct stg_batch *io_batch(struct chat *c)
@@ -240,6 +246,21 @@ static void fail_staged(struct chat *c, int err)
     free(cbs);
 }
 
+/* Take the oldest batch in flight off the ring and run its callbacks with err. */
+static void complete_oldest(struct chat *c, int err)
+{
+    struct io *io = &c->io;
+    struct io_flight *f = &io->flight[io->flight_head];
+    io->flight_head = (io->flight_head + 1) % IO_FLIGHT_MAX;
+    io->nflight--;
+    uint32_t n = f->n;
+    f->n = 0;
+    /* the slot is not reused before the callbacks end: a flush happens only
+     * after the completion has been handled */
+    for (uint32_t i = 0; i < n; i++)
+        f->cbs[i].cb(c, f->cbs[i].ctx, err);
+}
+
 void io_abort(struct chat *c)
 {
     struct io *io = &c->io;
@@ -249,12 +270,8 @@ void io_abort(struct chat *c)
     /* a callback may release something whose own callback is still pending: repeat */
     while (any) {
         any = false;
-        if (io->in_flight) {
-            io->in_flight = false;
-            uint32_t n = io->nflight;
-            io->nflight = 0;
-            for (uint32_t i = 0; i < n; i++)
-                io->flight_cbs[i].cb(c, io->flight_cbs[i].ctx, -RP_ECLOSED);
+        while (io->nflight) {
+            complete_oldest(c, -RP_ECLOSED);
             any = true;
         }
         if (io->nstaged || io->staged) {
@@ -279,14 +296,17 @@ void io_flush(struct chat *c)
 {
     struct io *io = &c->io;
     retry_reads(c);
-    if (io->poisoned && !io->in_flight) {
-        fail_staged(c, -RP_ESTORAGE);
+    if (io->poisoned) {
+        /* seqs are given back only when nothing after them is in flight */
+        if (io->nflight == 0)
+            fail_staged(c, -RP_ESTORAGE);
         return;
     }
-    if (io->in_flight || !io->staged || (stg_batch_count(io->staged) == 0 && io->nstaged == 0))
+    if (io->nflight == IO_FLIGHT_MAX || !io->staged ||
+        (stg_batch_count(io->staged) == 0 && io->nstaged == 0))
         return;
-    if (stg_batch_count(io->staged) == 0) {
-        /* Nothing to write (e.g. only dup replies): complete at once. */
+    if (stg_batch_count(io->staged) == 0 && io->nflight == 0) {
+        /* Nothing to write (e.g. only dup replies) and nothing ahead: complete at once. */
         uint32_t n = io->nstaged;
         struct io_commit *cbs = io->staged_cbs;
         io->staged_cbs = NULL;
@@ -296,32 +316,39 @@ void io_flush(struct chat *c)
         free(cbs);
         return;
     }
-    uint64_t tag = TAG_WRITE | ++io->write_tag;
+    uint64_t tag = TAG_WRITE | (io->write_tag + 1);
+    stg_batch_set_after_prev(io->staged, io->nflight > 0);
     if (c->env.write(c->env.rt, io->staged, tag) < 0)
         return; /* the queue is full: the batch stays staged and is retried next flush */
+    io->write_tag++;
     io->staged = NULL;
-    io->in_flight = true;
-    struct io_commit *t = io->flight_cbs;
-    io->flight_cbs = io->staged_cbs;
-    io->nflight = io->nstaged;
+    /* the slot's callback array becomes the staging one (memory reused) */
+    struct io_flight *f = &io->flight[(io->flight_head + io->nflight) % IO_FLIGHT_MAX];
+    struct io_commit *t = f->cbs;
+    uint32_t tc = f->cap;
+    f->cbs = io->staged_cbs;
+    f->cap = io->cap_staged;
+    f->n = io->nstaged;
+    f->tag = tag;
     io->staged_cbs = t;
-    uint32_t tc = io->cap_flight;
-    io->cap_flight = io->cap_staged;
     io->cap_staged = tc;
     io->nstaged = 0;
+    io->nflight++;
 }
 
 bool io_on_storage(struct chat *c, struct stg_done *d)
 {
     struct io *io = &c->io;
     if (d->tag & TAG_WRITE) {
-        if (!io->in_flight || (d->tag & ~TAG_WRITE) != io->write_tag)
+        if (!io->nflight || d->tag != io->flight[io->flight_head].tag)
             return false;
-        io->in_flight = false;
-        uint32_t n = io->nflight;
-        io->nflight = 0;
-        for (uint32_t i = 0; i < n; i++)
-            io->flight_cbs[i].cb(c, io->flight_cbs[i].ctx, d->err);
+        /* After a failure, what is still in flight or staged took seqs after
+         * the failed ones: storage fails the former (after_prev), the latter
+         * is failed once they are back, and nothing new is staged meanwhile. */
+        if (d->err < 0 &&
+            (io->nflight > 1 || io->nstaged || (io->staged && stg_batch_count(io->staged))))
+            io->poisoned = true;
+        complete_oldest(c, d->err);
         return true;
     }
     uint32_t i = (uint32_t)d->tag;

@@ -9,10 +9,14 @@
  *
  * Writes: the shard stages all of one loop iteration's puts into one batch
  * (io_batch) and registers a callback per staged unit of work (io_on_commit).
- * io_flush submits it. At most ONE batch is in flight per shard: a batch that
- * fails must not leave a later one succeeding with higher seqs (the log stays
- * gapless), and what is staged while a batch is in flight simply waits for the
- * next one, which is exactly group commit.
+ * io_flush submits it. Up to IO_FLIGHT_MAX batches are in flight per shard,
+ * so the storage writer always finds the next group waiting when it finishes
+ * one; completions come back in submit order. A batch submitted while others
+ * are in flight took its seqs after theirs, so it is marked after_prev and
+ * storage fails it when the one before it failed: a failed batch never leaves
+ * a later one succeeding with higher seqs (the log stays gapless). After a
+ * failure nothing is staged or submitted until every batch in flight has
+ * completed (and so given its seqs back); what was staged meanwhile fails.
  *
  * Thread: the shard's thread.
  */
@@ -26,7 +30,8 @@
 
 struct chat;
 
-#define IO_READS_MAX 65536u
+#define IO_READS_MAX  65536u
+#define IO_FLIGHT_MAX 16u /* write batches in flight per shard */
 
 /*
  * A read completion: err 0 with res (transferred: free it with
@@ -41,14 +46,23 @@ typedef void (*io_write_cb)(struct chat *c, void *ctx, int err);
 struct io_read_slot;
 struct io_commit;
 
+/* A submitted batch's callbacks, until its completion. */
+struct io_flight {
+    struct io_commit *cbs;
+    uint32_t n, cap;
+    uint64_t tag;
+};
+
 struct io {
     struct io_read_slot *slots;
     uint32_t nslots, cap, free_head, used;
     uint32_t retry_head, retry_tail; /* FIFO of slots whose submit was refused */
     struct stg_batch *staged;
-    struct io_commit *staged_cbs, *flight_cbs;
-    uint32_t nstaged, cap_staged, nflight, cap_flight;
-    bool in_flight, poisoned, closed;
+    struct io_commit *staged_cbs;
+    uint32_t nstaged, cap_staged;
+    struct io_flight flight[IO_FLIGHT_MAX]; /* ring: oldest at flight_head */
+    uint32_t flight_head, nflight;
+    bool poisoned, closed;
     uint64_t write_tag;
 };
 
@@ -73,7 +87,11 @@ int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t pl
                    const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
                    uint64_t arg);
 
-/* True when no batch is in flight: staging now goes into the next submit. */
+/* True when the owner may stage work whose seqs follow from what is in
+ * flight: false after a failed write until every batch in flight completed. */
+bool io_can_stage(const struct chat *c);
+
+/* True when no batch is in flight or staged. */
 bool io_write_idle(const struct chat *c);
 
 /* The batch being staged (created on demand); NULL on ENOMEM. */
@@ -82,11 +100,12 @@ struct stg_batch *io_batch(struct chat *c);
 /* Register cb to run when the staged batch completes. 0 or -ENOMEM. */
 int io_on_commit(struct chat *c, io_write_cb cb, void *ctx);
 
-/* The staged batch is unusable (a put failed half-way): at the next flush it
- * is dropped and every staged callback gets -RP_ESTORAGE. */
+/* The staged batch is unusable (a put failed half-way): once nothing is in
+ * flight it is dropped and every staged callback gets -RP_ESTORAGE. */
 void io_poison(struct chat *c);
 
-/* Submit the staged batch when none is in flight, and retry refused reads. */
+/* Submit the staged batch (unless IO_FLIGHT_MAX are in flight or it is
+ * poisoned), and retry refused reads. */
 void io_flush(struct chat *c);
 
 /*

@@ -4,10 +4,10 @@
  *
  * Requests arrive forwarded from the users' homes (struct fwd) and wait in a
  * bounded per-conversation queue. The conversation's state is read from
- * storage on first use (requests queue meanwhile). At each flush with no
- * write in flight, queued requests are validated and staged into the shard's
- * batch in arrival order: a send takes seq = last seq + 1 and puts the entry,
- * its dedup record and the conversation's new last_seq/last_ts. A request that
+ * storage on first use (requests queue meanwhile). At each flush, queued
+ * requests are validated and staged into the shard's batch in arrival order
+ * (batches earlier in flight are not waited for: see io.h): a send takes seq = last seq + 1 and
+ * puts the entry, its dedup record and the conversation's new last_seq/last_ts. A request that
  * changes membership or rewrites the log (group ops, recall) is a barrier: it
  * is staged alone at the end of its conversation's part of the batch, and
  * nothing more of that conversation is staged until it is durable.
@@ -15,7 +15,8 @@
  * Only when the batch is durable are the replies sent and the entries handed
  * to the members' homes (one message per home shard). When it fails, every
  * seq it used is given back (the counters return to their durable values) and
- * the senders get `unavailable`: the log stays gapless.
+ * the senders get `unavailable`; storage fails every batch submitted after
+ * it too, and nothing is staged until those are back: the log stays gapless.
  *
  * Thread: the shard's thread.
  */
@@ -98,7 +99,7 @@ void owner_deinit(struct chat *c);
 /* A request forwarded to this owner (f transferred). */
 void owner_on_fwd(struct chat *c, struct fwd *f);
 
-/* Stage queued work into the batch (only called when no write is in flight). */
+/* Stage queued work into the batch (only called when io_can_stage()). */
 void owner_stage(struct chat *c);
 
 /*

@@ -3,7 +3,8 @@
  * tags in submit order; range reads are exact at every boundary, forward and
  * reverse, from the memtable and from table files (where the prefix bloom is
  * used); dedup records expire by age on read and are dropped by compaction;
- * full queues push back; data survives a reopen and a checkpoint.
+ * full queues push back; data survives a reopen and a checkpoint; a batch
+ * marked after_prev fails, unwritten, when the one before it failed.
  */
 #include "storage/storage.h"
 
@@ -86,6 +87,69 @@ static void put_log(struct stg_batch *b, const char *conv, uint64_t seq)
     stg_key_log(&k, conv, strlen(conv), seq);
     CHECK(stg_batch_put(b, STG_CF_LOG, k.data, k.len, val, (size_t)n) == 0);
     buf_deinit(&k);
+}
+
+static bool has_log(struct storage *st, const char *conv, uint64_t seq)
+{
+    struct buf k, v;
+    buf_init(&k);
+    buf_init(&v);
+    stg_key_log(&k, conv, strlen(conv), seq);
+    int rc = storage_get_sync(st, STG_CF_LOG, k.data, k.len, &v);
+    CHECK(rc == 0 || rc == -ENOENT);
+    buf_deinit(&k);
+    buf_deinit(&v);
+    return rc == 0;
+}
+
+/*
+ * The fence behind pipelined writes, per shard: after a failed submit, every
+ * following submit marked after_prev fails unwritten, up to the first
+ * unmarked one; another shard is not affected. Run with the submits queued
+ * together (they may share a group) and with each awaited (one group each):
+ * the outcome is the same.
+ */
+static void test_after_prev(struct storage *st, bool together)
+{
+    const char *conv = together ? "fence-t" : "fence-s";
+    /* seq: 1 fails (injected), 2-3 marked: fenced, 4 unmarked: written,
+     * 5 marked after a success: written; 6 on shard 0 after 1's failure on shard 1 */
+    struct {
+        unsigned shard;
+        bool after_prev, inject;
+        int err;
+    } w[] = {{1, false, false, 0},
+             {1, true, true, -RP_ESTORAGE},
+             {1, true, false, -RP_ESTORAGE},
+             {1, true, false, -RP_ESTORAGE},
+             {1, false, false, 0},
+             {1, true, false, 0},
+             {0, true, false, 0}};
+    size_t n = sizeof(w) / sizeof(w[0]);
+    for (size_t i = 0; i < n; i++) {
+        struct stg_batch *b = stg_batch_new();
+        put_log(b, conv, i + 1);
+        stg_batch_set_after_prev(b, w[i].after_prev);
+        if (w[i].inject)
+            stg_batch_inject_failure(b);
+        if (together) {
+            CHECK(storage_write(st, w[i].shard, b, i + 1) == 0);
+        } else {
+            CHECK(write_wait(st, w[i].shard, b, i + 1) == w[i].err);
+        }
+    }
+    for (size_t i = 0; together && i < n; i++) {
+        if (w[i].shard != 1)
+            continue;
+        struct stg_done d = wait_one(st, 1);
+        CHECK(d.tag == i + 1 && d.err == w[i].err);
+    }
+    if (together) {
+        struct stg_done d = wait_one(st, 0);
+        CHECK(d.tag == n && d.err == 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        CHECK(has_log(st, conv, i + 1) == (w[i].err == 0));
 }
 
 static void test_write_order(struct storage *st)
@@ -397,6 +461,8 @@ int main(void)
     struct storage *st = open_at("main", 2, 0, 0);
     test_write_order(st);
     test_ranges(st);
+    test_after_prev(st, true);
+    test_after_prev(st, false);
     storage_close(st);
     test_dedup();
     test_backpressure();

@@ -48,8 +48,6 @@ struct shard_rt {
     unsigned idx;
     struct chat *chat;
     struct qmsg *head, *tail;
-    uint64_t failed_tags[64];
-    int nfailed;
     struct stg_batch *held[64];
     uint64_t held_tags[64];
     int nheld;
@@ -145,10 +143,9 @@ static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
         return 0;
     }
     if (h_fail_writes > 0) {
+        /* storage fails it, in order, as it fails a write RocksDB refused */
         h_fail_writes--;
-        stg_batch_free(b);
-        s->failed_tags[s->nfailed++] = tag;
-        return 0;
+        stg_batch_inject_failure(b);
     }
     int rc = storage_write(st, s->idx, b, tag);
     if (rc == 0)
@@ -210,6 +207,18 @@ static void rt_admin_done(void *rt, uint64_t tag, const struct chat_admin_result
 struct chat *h_chat(unsigned shard)
 {
     return rts[shard].chat;
+}
+
+int h_held_writes(unsigned shard)
+{
+    return rts[shard].nheld;
+}
+
+void h_fail_held_write(unsigned shard, int k)
+{
+    CHECK(k < rts[shard].nheld);
+    if (k < rts[shard].nheld)
+        stg_batch_inject_failure(rts[shard].held[k]);
 }
 
 void h_release_writes(void)
@@ -285,12 +294,6 @@ bool h_step(void)
     npending_close = 0;
     for (unsigned i = 0; i < H_SHARDS; i++) {
         struct shard_rt *s = &rts[i];
-        for (int k = 0; k < s->nfailed; k++) {
-            struct stg_done d = {.tag = s->failed_tags[k], .err = -RP_ESTORAGE};
-            chat_on_storage(s->chat, &d);
-            any = true;
-        }
-        s->nfailed = 0;
         struct stg_done done[64];
         unsigned n;
         while ((n = storage_poll(st, i, done, 64)) > 0) {
@@ -349,7 +352,6 @@ void h_stop_abrupt(void)
             q = next;
         }
         rts[i].head = rts[i].tail = NULL;
-        rts[i].nfailed = 0;
     }
     for (unsigned i = 0; i < H_SHARDS; i++) {
         chat_free(rts[i].chat);

@@ -39,6 +39,9 @@ extern uint64_t h_now;
 extern int h_fail_writes;  /* > 0: the next N write submits complete with -RP_ESTORAGE */
 extern bool h_hold_writes; /* true: write submits wait (not durable) until h_release_writes */
 void h_release_writes(void);
+/* Write submits of shard now held; mark the k-th of them to fail when released. */
+int h_held_writes(unsigned shard);
+void h_fail_held_write(unsigned shard, int k);
 /* true: reads submitted by that shard wait (not started) until h_release_reads */
 extern bool h_hold_reads[H_SHARDS];
 void h_release_reads(void);

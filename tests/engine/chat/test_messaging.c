@@ -145,6 +145,51 @@ static void test_gapless(void)
     h_close(b1);
 }
 
+/*
+ * Several batches in flight at once (each send submitted while the ones
+ * before it are not durable): they complete in order; when the first fails,
+ * those after it fail too, since their seqs followed its, and the next send
+ * takes the first seq given back.
+ */
+static void test_gapless_pipelined(void)
+{
+    int p1 = h_hello("pia", "p1", false), q1 = h_hello("quinn", "q1", false);
+    h_drain(p1);
+    h_drain(q1);
+    unsigned osh = h_owner("d:pia:quinn");
+    char cmid[16];
+    uint32_t id[3];
+    for (int round = 0; round < 2; round++) {
+        h_hold_writes = true;
+        for (int i = 0; i < 3; i++) {
+            snprintf(cmid, sizeof(cmid), "pp%d.%d", round, i);
+            id[i] = h_send_to(p1, "quinn", cmid, "x");
+            CHECK(h_held_writes(osh) == i + 1); /* a batch of its own, in flight */
+        }
+        CHECK(h_next(p1) == NULL && h_next(q1) == NULL); /* nothing durable yet */
+        if (round == 1)
+            h_fail_held_write(osh, 0);
+        h_release_writes();
+        for (int i = 0; i < 3; i++) {
+            const msgpack_object *r = h_reply(p1, id[i]);
+            if (round == 0)
+                CHECK(h_is_ok(r) && h_u(r, "seq") == (uint64_t)i + 1);
+            else
+                CHECK(h_is_err(r, "unavailable"));
+        }
+        for (int i = 0; round == 0 && i < 3; i++)
+            CHECK(h_u(h_next_op(q1, "msg"), "seq") == (uint64_t)i + 1);
+        CHECK(h_next_op(q1, "msg") == NULL);
+    }
+    /* the seqs of the failed round are handed out again, and its cmids are new */
+    uint32_t ok = h_send_to(p1, "quinn", "pp1.1", "retry");
+    const msgpack_object *r = h_reply(p1, ok);
+    CHECK(h_is_ok(r) && h_u(r, "seq") == 4 && !h_get(r, "dup"));
+    CHECK(h_u(h_next_op(q1, "msg"), "seq") == 4);
+    h_close(p1);
+    h_close(q1);
+}
+
 static void test_read_sync(void)
 {
     int a1 = h_hello("alice", "a1", false), a2 = h_hello("alice", "a2", false);
@@ -307,6 +352,7 @@ int main(void)
     test_dedup_restart();
     test_catchup();
     test_gapless();
+    test_gapless_pipelined();
     test_read_sync();
     test_history();
     test_recall();
