@@ -46,6 +46,7 @@ static const struct setting settings[] = {
     U32(shards, "0", "shard threads (0: one per online CPU; may exceed the CPU count)"),
     BOOL(pin, "true", "pin shard i to CPU i modulo the CPU count"),
     STR(durability, "sync", "sync | wal | none: when an entry counts as durable"),
+    U32(write_pipeline, "1", "write batches a shard keeps in flight to storage (1..16)"),
     U32(max_conns, "19000", "connections per shard (fixed-file table size)"),
     U32(max_frame, "65536", "largest frame in either direction, bytes"),
     U32(max_body, "32768", "largest message body, bytes"),
@@ -176,6 +177,10 @@ static int check(struct config *cfg)
     }
     if (cfg->recv_buffers & (cfg->recv_buffers - 1) || cfg->recv_buffers > 32768) {
         fprintf(stderr, "ringpushd: --recv-buffers must be a power of two <= 32768\n");
+        return -EINVAL;
+    }
+    if (cfg->write_pipeline < 1 || cfg->write_pipeline > 16) {
+        fprintf(stderr, "ringpushd: write-pipeline must be 1..16\n");
         return -EINVAL;
     }
     if (!cfg->max_conns || !cfg->heartbeat || !cfg->hello_timeout || !cfg->max_devices) {

@@ -30,6 +30,7 @@ struct config {
     uint32_t idle_timeout; /* 0: 3 x heartbeat */
     uint32_t hello_timeout;
     uint32_t catchup_limit;
+    uint32_t write_pipeline;
     uint32_t dedup_window;
     uint32_t recall_window;
     uint32_t max_devices;

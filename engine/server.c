@@ -26,6 +26,7 @@ static void chat_config_from(struct chat_config *cc, const struct config *cfg)
     cc->max_frame = cfg->max_frame;
     cc->max_body = cfg->max_body;
     cc->catchup_limit = cfg->catchup_limit;
+    cc->write_pipeline = cfg->write_pipeline;
     cc->dedup_window_ms = (uint64_t)cfg->dedup_window * 1000u;
     cc->recall_window_ms = (uint64_t)cfg->recall_window * 1000u;
     cc->max_devices = cfg->max_devices;

@@ -49,6 +49,7 @@ struct chat_config {
     uint32_t max_frame;
     uint32_t max_body;
     uint32_t catchup_limit;
+    uint32_t write_pipeline; /* write batches in flight per shard, 1..IO_FLIGHT_MAX (0: 1) */
     uint64_t dedup_window_ms;
     uint64_t recall_window_ms;
     uint32_t max_devices;

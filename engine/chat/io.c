@@ -302,7 +302,10 @@ void io_flush(struct chat *c)
             fail_staged(c, -RP_ESTORAGE);
         return;
     }
-    if (io->nflight == IO_FLIGHT_MAX || !io->staged ||
+    uint32_t pipeline = c->env.cfg->write_pipeline;
+    if (pipeline < 1 || pipeline > IO_FLIGHT_MAX)
+        pipeline = pipeline ? IO_FLIGHT_MAX : 1;
+    if (io->nflight >= pipeline || !io->staged ||
         (stg_batch_count(io->staged) == 0 && io->nstaged == 0))
         return;
     if (stg_batch_count(io->staged) == 0 && io->nflight == 0) {

@@ -9,7 +9,8 @@ client sends while a filler file takes every free byte. Checked:
 - once the filler is removed, sends succeed again within RESUME_S seconds;
 - every acknowledged entry is in the log, seqs are 1..last_seq, before and
   after a kill -9 and restart;
-- a send that failed, retried with its cmid, ends as exactly one entry.
+- a send that failed, retried with its cmid, ends as exactly one entry;
+- the same with several write batches in flight (--write-pipeline 16).
 
 Sizes: RP_SIZE_DISK_MB (400). On a much smaller disk (48 MiB) RocksDB never
 leaves its background error after space returns (its recovery waits for more
@@ -19,6 +20,7 @@ free space than such a disk has): service then resumes only after a restart.
 import os
 import subprocess
 import tempfile
+import threading
 import time
 
 import rptest
@@ -142,6 +144,84 @@ def test_disk_full_then_space_returns():
         v = srv.login("dfb", "v")
         entries = _check_log(v, conv, acked)
         assert sum(1 for e in entries if e["cmid"] == retry) == 1, retry
+        v.close()
+        srv.stop()
+        assert srv.returncode == 0, srv.stderr_tail()
+    finally:
+        if srv is not None and srv.running():
+            srv.kill()
+        _umount(mnt)
+
+
+def test_disk_full_pipelined():
+    """The same with --write-pipeline 16 and four devices of one user sending
+    into one conversation at once, so that several write batches are in flight
+    when the disk fills: a failed batch fails the ones behind it, and the log
+    keeps every acknowledged entry with seqs 1..last_seq."""
+    mnt = _mount()
+    srv = None
+    try:
+        data = os.path.join(mnt, "data")
+        srv = Server(shards=1, data=data, args=["--block-cache-mb", "8", "--rate-limit", "100000",
+                                                "--rate-burst", "100000", "--write-pipeline", "16",
+                                                "--max-devices", "10"],
+                     env=reltools.server_env())
+        srv.start()
+        clients = [srv.login("dpa", "d%d" % i) for i in range(4)]
+        lock = threading.Lock()
+        acked, codes = {}, {}
+        state = {"full": False, "after": 0}
+        deadline = time.monotonic() + 60
+
+        def sender(k, c):
+            n = 0
+            while True:
+                with lock:
+                    # once sends fail, 200 more (with batches failing behind one another)
+                    if state["after"] >= 200 or time.monotonic() > deadline:
+                        return
+                n += 1
+                cmid = "dp%d.%d" % (k, n)
+                r = c.send_message(to="dpb", body=BODY, cmid=cmid)
+                with lock:
+                    if r.get("op") == "ok":
+                        assert not r.get("dup"), r
+                        acked[cmid] = r["seq"]
+                    else:
+                        codes[r.get("code")] = codes.get(r.get("code"), 0) + 1
+                    if codes:
+                        state["after"] += 1
+                if not state["full"] and n >= 100:
+                    time.sleep(0.001)
+
+        threads = [threading.Thread(target=sender, args=(k, c)) for k, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        filler = os.path.join(mnt, "filler")
+        _fill(filler)
+        with lock:
+            state["full"] = True
+        for t in threads:
+            t.join(120)
+        assert codes, "no send failed on a full disk (%d acked)" % len(acked)
+        assert set(codes) == {"unavailable"}, "sends on a full disk answered %r" % (codes,)
+        assert reltools.alive(srv)
+        os.unlink(filler)
+        c = clients[0]
+        t0 = time.monotonic()
+        while c.send_message(to="dpb", body=BODY, cmid="dp-resume").get("op") != "ok":
+            assert time.monotonic() - t0 < RESUME_S, "sends still fail after space returned"
+            time.sleep(0.2)
+        print("  %d acked, %r refused" % (len(acked), codes), flush=True)
+        conv = reltools.direct_conv("dpa", "dpb")
+        _check_log(c, conv, acked)
+        for c in clients:
+            c.close()
+        srv.kill()
+        srv.start()
+        v = srv.login("dpb", "v")
+        _check_log(v, conv, acked)
         v.close()
         srv.stop()
         assert srv.returncode == 0, srv.stderr_tail()

@@ -146,10 +146,10 @@ static void test_gapless(void)
 }
 
 /*
- * Several batches in flight at once (each send submitted while the ones
- * before it are not durable): they complete in order; when the first fails,
- * those after it fail too, since their seqs followed its, and the next send
- * takes the first seq given back.
+ * With write_pipeline > 1, several batches in flight at once (each send
+ * submitted while the ones before it are not durable): they complete in order; when the first
+ * fails, those after it fail too, since their seqs followed its, and the next send takes the first
+ * seq given back.
  */
 static void test_gapless_pipelined(void)
 {
@@ -159,6 +159,15 @@ static void test_gapless_pipelined(void)
     unsigned osh = h_owner("d:pia:quinn");
     char cmid[16];
     uint32_t id[3];
+    /* write_pipeline 1: a batch waits for the one before it */
+    h_hold_writes = true;
+    id[0] = h_send_to(p1, "quinn", "pq0", "x");
+    id[1] = h_send_to(p1, "quinn", "pq1", "x");
+    CHECK(h_held_writes(osh) == 1);
+    h_release_writes();
+    CHECK(h_u(h_reply(p1, id[0]), "seq") == 1 && h_u(h_reply(p1, id[1]), "seq") == 2);
+    h_drain(q1);
+    h_cfg.write_pipeline = 16;
     for (int round = 0; round < 2; round++) {
         h_hold_writes = true;
         for (int i = 0; i < 3; i++) {
@@ -173,19 +182,20 @@ static void test_gapless_pipelined(void)
         for (int i = 0; i < 3; i++) {
             const msgpack_object *r = h_reply(p1, id[i]);
             if (round == 0)
-                CHECK(h_is_ok(r) && h_u(r, "seq") == (uint64_t)i + 1);
+                CHECK(h_is_ok(r) && h_u(r, "seq") == (uint64_t)i + 3);
             else
                 CHECK(h_is_err(r, "unavailable"));
         }
         for (int i = 0; round == 0 && i < 3; i++)
-            CHECK(h_u(h_next_op(q1, "msg"), "seq") == (uint64_t)i + 1);
+            CHECK(h_u(h_next_op(q1, "msg"), "seq") == (uint64_t)i + 3);
         CHECK(h_next_op(q1, "msg") == NULL);
     }
     /* the seqs of the failed round are handed out again, and its cmids are new */
     uint32_t ok = h_send_to(p1, "quinn", "pp1.1", "retry");
     const msgpack_object *r = h_reply(p1, ok);
-    CHECK(h_is_ok(r) && h_u(r, "seq") == 4 && !h_get(r, "dup"));
-    CHECK(h_u(h_next_op(q1, "msg"), "seq") == 4);
+    CHECK(h_is_ok(r) && h_u(r, "seq") == 6 && !h_get(r, "dup"));
+    CHECK(h_u(h_next_op(q1, "msg"), "seq") == 6);
+    h_cfg.write_pipeline = 1;
     h_close(p1);
     h_close(q1);
 }
