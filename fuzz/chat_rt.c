@@ -265,7 +265,7 @@ static int env_write(void *rt, struct stg_batch *b, uint64_t tag)
     if (rt_fail_writes > 0) {
         /* storage fails it, in order, as it fails a write RocksDB refused */
         rt_fail_writes--;
-        stg_batch_inject_failure(b);
+        stg_batch_inject_failure(b, STG_FAIL_BATCH);
     }
     hold(s, tag, false)->b = b;
     return 0;

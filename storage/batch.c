@@ -19,7 +19,8 @@ struct stg_batch {
     struct buf ops;
     size_t count;
     size_t bytes;
-    bool after_prev, fail;
+    bool after_prev;
+    uint8_t fail; /* enum stg_fail */
 };
 
 struct stg_batch *stg_batch_new(void)
@@ -30,7 +31,8 @@ struct stg_batch *stg_batch_new(void)
     buf_init(&b->ops);
     b->count = 0;
     b->bytes = 0;
-    b->after_prev = b->fail = false;
+    b->after_prev = false;
+    b->fail = STG_FAIL_NONE;
     return b;
 }
 
@@ -47,7 +49,8 @@ void stg_batch_clear(struct stg_batch *b)
     buf_reset(&b->ops);
     b->count = 0;
     b->bytes = 0;
-    b->after_prev = b->fail = false;
+    b->after_prev = false;
+    b->fail = STG_FAIL_NONE;
 }
 
 static int append(struct stg_batch *b, uint8_t kind, enum stg_cf cf, const void *key, size_t klen,
@@ -108,14 +111,14 @@ bool stg_batch_after_prev(const struct stg_batch *b)
     return b->after_prev;
 }
 
-void stg_batch_inject_failure(struct stg_batch *b)
+void stg_batch_inject_failure(struct stg_batch *b, enum stg_fail how)
 {
-    b->fail = true;
+    b->fail = (uint8_t)how;
 }
 
-bool stg_batch_failure_injected(const struct stg_batch *b)
+enum stg_fail stg_batch_failure_injected(const struct stg_batch *b)
 {
-    return b->fail;
+    return (enum stg_fail)b->fail;
 }
 
 bool stg_batch_next(const struct stg_batch *b, size_t *pos, struct stg_op *op)

@@ -53,12 +53,15 @@ void stg_batch_set_after_prev(struct stg_batch *b, bool on);
 bool stg_batch_after_prev(const struct stg_batch *b);
 
 /*
- * Fault injection for tests and the fuzz harness: storage fails b exactly as
- * it fails a batch whose write RocksDB refused (nothing of it is written, and
- * the shard's later batches marked after_prev fail too).
+ * Fault injection for tests and the fuzz harness. STG_FAIL_BATCH: storage
+ * fails b alone, as if it had been a group of its own whose write RocksDB
+ * refused. STG_FAIL_GROUP: the write of the whole group b joins fails, every
+ * submit in it (of any shard) with it. Either way nothing of the failed
+ * batches is written, and their shards' later batches marked after_prev fail.
  */
-void stg_batch_inject_failure(struct stg_batch *b);
-bool stg_batch_failure_injected(const struct stg_batch *b);
+enum stg_fail { STG_FAIL_NONE, STG_FAIL_BATCH, STG_FAIL_GROUP };
+void stg_batch_inject_failure(struct stg_batch *b, enum stg_fail how);
+enum stg_fail stg_batch_failure_injected(const struct stg_batch *b);
 
 /* One op, as walked by stg_batch_next(). key and val point into the batch. */
 struct stg_op {

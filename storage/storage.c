@@ -92,7 +92,7 @@ struct storage {
     bool *grp_skip;             /* writer: each fails without being written */
     struct stg_db_group *group; /* writer: the group's batches */
     atomic_bool stopping;
-    _Atomic uint64_t groups, submits, ops, ops_dropped, write_errors, reads, read_errors;
+    _Atomic uint64_t groups, submits, ops, ops_dropped, write_errors, fenced, reads, read_errors;
     _Atomic uint64_t group_submits_hist[STG_HIST_N], commit_us_hist[STG_HIST_N], commit_us_sum;
 };
 
@@ -207,15 +207,19 @@ static void writer_commit(struct storage *st, uint32_t n)
     uint64_t ops = 0;
     uint32_t added = 0;
     int err = 0;
+    bool fail = false; /* an injected failure of the whole group */
     for (uint32_t i = 0; i < n && err == 0; i++) {
         if (st->grp_skip[i])
             continue;
+        fail |= stg_batch_failure_injected(st->grp[i].b) == STG_FAIL_GROUP;
         err = stg_db_group_add(st->group, st->grp[i].b) < 0 ? -RP_ESTORAGE : 0;
         ops += stg_batch_count(st->grp[i].b);
         added++;
     }
+    if (err == 0 && fail)
+        err = -RP_ESTORAGE;
     if (err < 0)
-        stg_db_group_drop(st->group); /* out of memory queueing a batch: none is written */
+        stg_db_group_drop(st->group); /* none is written */
     if (added && err == 0) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -265,9 +269,13 @@ static void writer_take(struct storage *st, uint32_t n, unsigned s, const struct
     struct lane *l = &st->lanes[s];
     st->grp[n] = *e;
     st->grp_shard[n] = s;
-    bool skip = (stg_batch_after_prev(e->b) && l->failed) || stg_batch_failure_injected(e->b);
+    bool injected = stg_batch_failure_injected(e->b) == STG_FAIL_BATCH;
+    bool fenced = stg_batch_after_prev(e->b) && l->failed;
+    bool skip = fenced || injected;
     st->grp_skip[n] = skip;
-    if (skip && stg_batch_failure_injected(e->b))
+    if (fenced)
+        atomic_fetch_add_explicit(&st->fenced, 1, memory_order_relaxed);
+    else if (injected)
         atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
     l->failed = skip;
     l->last_in_group = !skip;
@@ -631,6 +639,7 @@ void storage_stats_get(struct storage *st, struct storage_stats *out)
     out->ops = atomic_load_explicit(&st->ops, memory_order_relaxed);
     out->ops_dropped = atomic_load_explicit(&st->ops_dropped, memory_order_relaxed);
     out->write_errors = atomic_load_explicit(&st->write_errors, memory_order_relaxed);
+    out->fenced = atomic_load_explicit(&st->fenced, memory_order_relaxed);
     out->reads = atomic_load_explicit(&st->reads, memory_order_relaxed);
     out->read_errors = atomic_load_explicit(&st->read_errors, memory_order_relaxed);
     for (unsigned i = 0; i < STG_HIST_N; i++) {

@@ -195,6 +195,7 @@ struct storage_stats {
     uint64_t ops_dropped;  /* of those, left out of a successful group because a
                               later op of the same group on the same key replaced them */
     uint64_t write_errors; /* failed groups */
+    uint64_t fenced;       /* submits failed unwritten because the one before failed */
     uint64_t reads;        /* reads completed */
     uint64_t read_errors;
     /* Per-group histograms; bucket i < STG_HIST_N - 1 holds groups of at most

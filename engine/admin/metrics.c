@@ -157,6 +157,10 @@ static int render_storage(const struct server *srv, struct buf *out)
     prom_family(out, "ringpush_storage_write_errors_total", "counter",
                 "Group commits that failed.");
     prom_sample(out, "ringpush_storage_write_errors_total", NULL, s.write_errors);
+    prom_family(out, "ringpush_storage_fenced_total", "counter",
+                "Write batches failed unwritten because the batch their shard submitted "
+                "before them failed (write_pipeline > 1).");
+    prom_sample(out, "ringpush_storage_fenced_total", NULL, s.fenced);
     prom_family(out, "ringpush_storage_reads_total", "counter", "Reads completed.");
     prom_sample(out, "ringpush_storage_reads_total", NULL, s.reads);
     prom_family(out, "ringpush_storage_read_errors_total", "counter", "Reads that failed.");

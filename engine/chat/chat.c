@@ -254,6 +254,7 @@ void chat_on_tick(struct chat *c)
 
 void chat_flush(struct chat *c)
 {
+    io_settle(c);
     if (io_can_stage(c))
         owner_stage(c);
     home_stage(c);

@@ -225,13 +225,17 @@ static void on_cursors_done(struct chat *c, void *ctx, int err)
             map_del(&c->home.written, wn->key, wn->klen);
     }
     if (err < 0) {
-        /* keep them for the next batch (never moving a newer value back) */
+        /* keep them for the next batch, never moving a newer value back: one
+         * staged, or one in flight (a later batch, which is not failed with
+         * this one, and puts its own value back if it fails) */
         struct map_iter it;
         struct map_node *n;
         map_iter_init(&it, m);
         while ((n = map_next(&it))) {
             struct map_node *cur = map_find(&c->home.cursors, n->key, n->klen);
-            if (!cur || map_as_u64(cur->val) < map_as_u64(n->val))
+            struct map_node *w = map_find(&c->home.written, n->key, n->klen);
+            if ((!cur || map_as_u64(cur->val) < map_as_u64(n->val)) &&
+                (!w || map_as_u64(w->val) < map_as_u64(n->val)))
                 map_put(&c->home.cursors, n->key, n->klen, n->val);
         }
     }

@@ -9,6 +9,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -192,9 +193,23 @@ static void retry_reads(struct chat *c)
     }
 }
 
+static uint32_t pipeline_of(const struct chat *c)
+{
+    uint32_t p = c->env.cfg->write_pipeline;
+    if (p < 1 || p > IO_FLIGHT_MAX)
+        p = p ? IO_FLIGHT_MAX : 1;
+    return p;
+}
+
 bool io_can_stage(const struct chat *c)
 {
-    return !c->io.poisoned;
+    const struct io *io = &c->io;
+    return !io->poisoned && !io->draining && io->nflight < pipeline_of(c);
+}
+
+void io_mark_dep(struct chat *c)
+{
+    c->io.staged_dep = true;
 }
 
 bool io_write_idle(const struct chat *c)
@@ -239,6 +254,7 @@ static void fail_staged(struct chat *c, int err)
     io->staged_cbs = NULL;
     io->nstaged = io->cap_staged = 0;
     io->poisoned = false;
+    io->staged_dep = false;
     stg_batch_free(io->staged);
     io->staged = NULL;
     for (uint32_t i = 0; i < n; i++)
@@ -255,8 +271,7 @@ static void complete_oldest(struct chat *c, int err)
     io->nflight--;
     uint32_t n = f->n;
     f->n = 0;
-    /* the slot is not reused before the callbacks end: a flush happens only
-     * after the completion has been handled */
+    /* the slot is not reused before the callbacks end: callbacks never submit */
     for (uint32_t i = 0; i < n; i++)
         f->cbs[i].cb(c, f->cbs[i].ctx, err);
 }
@@ -292,20 +307,23 @@ void io_abort(struct chat *c)
     }
 }
 
+void io_settle(struct chat *c)
+{
+    struct io *io = &c->io;
+    if (io->nflight)
+        return;
+    io->draining = false;
+    /* seqs are given back only when nothing after them is in flight */
+    if (io->poisoned)
+        fail_staged(c, -RP_ESTORAGE);
+}
+
 void io_flush(struct chat *c)
 {
     struct io *io = &c->io;
     retry_reads(c);
-    if (io->poisoned) {
-        /* seqs are given back only when nothing after them is in flight */
-        if (io->nflight == 0)
-            fail_staged(c, -RP_ESTORAGE);
-        return;
-    }
-    uint32_t pipeline = c->env.cfg->write_pipeline;
-    if (pipeline < 1 || pipeline > IO_FLIGHT_MAX)
-        pipeline = pipeline ? IO_FLIGHT_MAX : 1;
-    if (io->nflight >= pipeline || !io->staged ||
+    io_settle(c);
+    if (io->poisoned || io->draining || io->nflight >= pipeline_of(c) || !io->staged ||
         (stg_batch_count(io->staged) == 0 && io->nstaged == 0))
         return;
     if (stg_batch_count(io->staged) == 0 && io->nflight == 0) {
@@ -314,17 +332,20 @@ void io_flush(struct chat *c)
         struct io_commit *cbs = io->staged_cbs;
         io->staged_cbs = NULL;
         io->nstaged = io->cap_staged = 0;
+        io->staged_dep = false;
         for (uint32_t i = 0; i < n; i++)
             cbs[i].cb(c, cbs[i].ctx, 0);
         free(cbs);
         return;
     }
     uint64_t tag = TAG_WRITE | (io->write_tag + 1);
-    stg_batch_set_after_prev(io->staged, io->nflight > 0);
+    /* only work that took seqs depends on the batches ahead of it */
+    stg_batch_set_after_prev(io->staged, io->nflight > 0 && io->staged_dep);
     if (c->env.write(c->env.rt, io->staged, tag) < 0)
         return; /* the queue is full: the batch stays staged and is retried next flush */
     io->write_tag++;
     io->staged = NULL;
+    io->staged_dep = false;
     /* the slot's callback array becomes the staging one (memory reused) */
     struct io_flight *f = &io->flight[(io->flight_head + io->nflight) % IO_FLIGHT_MAX];
     struct io_commit *t = f->cbs;
@@ -343,13 +364,18 @@ bool io_on_storage(struct chat *c, struct stg_done *d)
 {
     struct io *io = &c->io;
     if (d->tag & TAG_WRITE) {
-        if (!io->nflight || d->tag != io->flight[io->flight_head].tag)
+        if (!io->nflight || d->tag != io->flight[io->flight_head].tag) {
+            /* storage completes a shard's writes in submit order */
+            log_error("chat_write_tag_unexpected", "tag=%llu",
+                      (unsigned long long)(d->tag & ~TAG_WRITE));
             return false;
-        /* After a failure, what is still in flight or staged took seqs after
-         * the failed ones: storage fails the former (after_prev), the latter
-         * is failed once they are back, and nothing new is staged meanwhile. */
-        if (d->err < 0 &&
-            (io->nflight > 1 || io->nstaged || (io->staged && stg_batch_count(io->staged))))
+        }
+        /* After a failure, the batches still in flight took their seqs after
+         * the failed ones, and storage fails them (after_prev); staged work
+         * that took seqs fails once they are all back. */
+        if (d->err < 0 && io->nflight > 1)
+            io->draining = true;
+        if (d->err < 0 && io->staged_dep)
             io->poisoned = true;
         complete_oldest(c, d->err);
         return true;

@@ -9,14 +9,20 @@
  *
  * Writes: the shard stages all of one loop iteration's puts into one batch
  * (io_batch) and registers a callback per staged unit of work (io_on_commit).
- * io_flush submits it. Up to IO_FLIGHT_MAX batches are in flight per shard,
- * so the storage writer always finds the next group waiting when it finishes
- * one; completions come back in submit order. A batch submitted while others
- * are in flight took its seqs after theirs, so it is marked after_prev and
- * storage fails it when the one before it failed: a failed batch never leaves
- * a later one succeeding with higher seqs (the log stays gapless). After a
- * failure nothing is staged or submitted until every batch in flight has
- * completed (and so given its seqs back); what was staged meanwhile fails.
+ * io_flush submits it. Up to write_pipeline (at most IO_FLIGHT_MAX) batches
+ * are in flight per shard, so the storage writer can find the next group
+ * waiting when it finishes one; completions come back in submit order.
+ *
+ * Seqs. The owner stages work that takes seqs (io_mark_dep) only when the
+ * batch can be submitted in the same flush (io_can_stage). A batch submitted
+ * while others are in flight took its seqs after theirs, so it is marked
+ * after_prev and storage fails it when the one before it failed: a failed
+ * batch never leaves a later one succeeding with higher seqs (the log stays
+ * gapless). After a failure nothing is submitted and the owner stages nothing
+ * until every batch in flight has completed (and so given its seqs back):
+ * then a staged batch holding seqs (possible only after a refused submit)
+ * fails too, and one holding only other rows (friends, cursors) is submitted
+ * as if nothing had happened.
  *
  * Thread: the shard's thread.
  */
@@ -62,7 +68,10 @@ struct io {
     uint32_t nstaged, cap_staged;
     struct io_flight flight[IO_FLIGHT_MAX]; /* ring: oldest at flight_head */
     uint32_t flight_head, nflight;
-    bool poisoned, closed;
+    bool poisoned;   /* the staged batch fails once nothing is in flight */
+    bool draining;   /* a write failed: submit nothing until nflight is 0 */
+    bool staged_dep; /* the staged batch holds work that took seqs */
+    bool closed;
     uint64_t write_tag;
 };
 
@@ -87,9 +96,17 @@ int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t pl
                    const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
                    uint64_t arg);
 
-/* True when the owner may stage work whose seqs follow from what is in
- * flight: false after a failed write until every batch in flight completed. */
+/* True when work that takes seqs may be staged now: the staged batch can be
+ * submitted at this flush (below write_pipeline in flight, no failure being
+ * drained, not poisoned). */
 bool io_can_stage(const struct chat *c);
+
+/* The staged batch now holds work that took seqs (see "Seqs" above). */
+void io_mark_dep(struct chat *c);
+
+/* Finish a failure once nothing is in flight: fail a poisoned staged batch
+ * and resume submitting. Call before deciding whether to stage. */
+void io_settle(struct chat *c);
 
 /* True when no batch is in flight or staged. */
 bool io_write_idle(const struct chat *c);
@@ -104,8 +121,9 @@ int io_on_commit(struct chat *c, io_write_cb cb, void *ctx);
  * flight it is dropped and every staged callback gets -RP_ESTORAGE. */
 void io_poison(struct chat *c);
 
-/* Submit the staged batch (unless IO_FLIGHT_MAX are in flight or it is
- * poisoned), and retry refused reads. */
+/* Submit the staged batch (unless write_pipeline batches are in flight, a
+ * failure is being drained or it is poisoned), and retry refused reads.
+ * Callbacks run from here (a poisoned batch) but never submit. */
 void io_flush(struct chat *c);
 
 /*

@@ -2,10 +2,11 @@
  * The owner role (see owner.h for the invariants). A conversation moves
  * through: LOADING (its metadata and members are being read; requests queue)
  * -> READY. Each queued request may need one storage read before it can be
- * staged (a send: its dedup record; a recall: the target entry); those reads
- * are issued as soon as the conversation is READY and run in parallel, but
- * staging always takes the queue head first, so requests are sequenced in
- * arrival order.
+ * staged (a send: its dedup record; a recall: the target entry). A send's
+ * read is issued as soon as the conversation is READY, in parallel with the
+ * others; a recall's only when it is next to be staged, so that it sees every
+ * earlier recall. Staging always takes the queue head first, so requests are
+ * sequenced in arrival order.
  */
 #include "engine/chat/owner.h"
 
@@ -224,6 +225,10 @@ static void aux_read(struct chat *c, struct oconv *cv, struct fwd *f)
         rc = stg_key_dedup(&c->kb, cv->id, cv->idlen, f->user.p, f->user.len, f->req.cmid.p,
                            f->req.cmid.len);
     } else if (f->req.op == OP_RECALL) {
+        /* only when it is next to be staged: an earlier recall of the same
+         * entry, a barrier, is durable by then */
+        if (cv->qhead != f || cv->barrier)
+            return;
         rc = stg_key_log(&c->kb, cv->id, cv->idlen, f->req.seq);
     } else {
         return;
@@ -484,6 +489,7 @@ static struct orec *rec_new(struct chat *c, struct oconv *cv, struct fwd *f)
         free(r);
         return NULL;
     }
+    io_mark_dep(c);
     cv->busy++;
     return r;
 }
@@ -676,8 +682,11 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     int rc = enc_send_ok(&c->fb, f->req.id, f->conv, seq, ts, false);
     if (rc == 0 && !(reply = chat_frame(&c->fb)))
         rc = -ENOMEM;
-    if (rc == 0)
+    if (rc == 0) {
         rc = owner_stage_entry(c, cv, f, f->req.type, NULL, 0, false, 0, NULL, reply, &r);
+        if (rc < 0)
+            io_poison(c); /* the batch may hold some of the entry's puts */
+    }
     if (rc < 0) {
         buf_reset(&c->fb);
         if (reply)

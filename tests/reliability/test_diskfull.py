@@ -213,7 +213,11 @@ def test_disk_full_pipelined():
         while c.send_message(to="dpb", body=BODY, cmid="dp-resume").get("op") != "ok":
             assert time.monotonic() - t0 < RESUME_S, "sends still fail after space returned"
             time.sleep(0.2)
-        print("  %d acked, %r refused" % (len(acked), codes), flush=True)
+        status, text = srv.admin("GET", "/metrics")
+        fenced = [l.split()[1] for l in text.splitlines()
+                  if l.startswith("ringpush_storage_fenced_total ")] if status == 200 else []
+        print("  %d acked, %r refused, %s batches failed behind a failed one" % (
+            len(acked), codes, fenced[0] if fenced else "?"), flush=True)
         conv = reltools.direct_conv("dpa", "dpb")
         _check_log(c, conv, acked)
         for c in clients:

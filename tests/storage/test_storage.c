@@ -107,11 +107,12 @@ static bool has_log(struct storage *st, const char *conv, uint64_t seq)
  * following submit marked after_prev fails unwritten, up to the first
  * unmarked one; another shard is not affected. Run with the submits queued
  * together (they may share a group) and with each awaited (one group each):
- * the outcome is the same.
+ * the outcome is the same. how: the first failure is of the batch alone or of
+ * its whole group's write (only awaited: a shared group would fail too).
  */
-static void test_after_prev(struct storage *st, bool together)
+static void test_after_prev(struct storage *st, bool together, enum stg_fail how)
 {
-    const char *conv = together ? "fence-t" : "fence-s";
+    const char *conv = together ? "fence-t" : how == STG_FAIL_GROUP ? "fence-g" : "fence-s";
     /* seq: 1 fails (injected), 2-3 marked: fenced, 4 unmarked: written,
      * 5 marked after a success: written; 6 on shard 0 after 1's failure on shard 1 */
     struct {
@@ -131,7 +132,7 @@ static void test_after_prev(struct storage *st, bool together)
         put_log(b, conv, i + 1);
         stg_batch_set_after_prev(b, w[i].after_prev);
         if (w[i].inject)
-            stg_batch_inject_failure(b);
+            stg_batch_inject_failure(b, how);
         if (together) {
             CHECK(storage_write(st, w[i].shard, b, i + 1) == 0);
         } else {
@@ -461,8 +462,15 @@ int main(void)
     struct storage *st = open_at("main", 2, 0, 0);
     test_write_order(st);
     test_ranges(st);
-    test_after_prev(st, true);
-    test_after_prev(st, false);
+    struct storage_stats s0, s1;
+    storage_stats_get(st, &s0);
+    test_after_prev(st, true, STG_FAIL_BATCH);
+    test_after_prev(st, false, STG_FAIL_BATCH);
+    /* the whole group's write fails (as when RocksDB refuses it), each submit
+     * in a group of its own so that no other one shares its fate */
+    test_after_prev(st, false, STG_FAIL_GROUP);
+    storage_stats_get(st, &s1);
+    CHECK(s1.fenced - s0.fenced == 6);
     storage_close(st);
     test_dedup();
     test_backpressure();

@@ -146,7 +146,7 @@ static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
     if (h_fail_writes > 0) {
         /* storage fails it, in order, as it fails a write RocksDB refused */
         h_fail_writes--;
-        stg_batch_inject_failure(b);
+        stg_batch_inject_failure(b, STG_FAIL_BATCH);
     }
     int rc = storage_write(st, s->idx, b, tag);
     if (rc == 0)
@@ -219,7 +219,7 @@ void h_fail_held_write(unsigned shard, int k)
 {
     CHECK(k < rts[shard].nheld);
     if (k < rts[shard].nheld)
-        stg_batch_inject_failure(rts[shard].held[k]);
+        stg_batch_inject_failure(rts[shard].held[k], STG_FAIL_BATCH);
 }
 
 void h_release_writes(void)

@@ -146,10 +146,13 @@ static void test_gapless(void)
 }
 
 /*
- * With write_pipeline > 1, several batches in flight at once (each send
- * submitted while the ones before it are not durable): they complete in order; when the first
- * fails, those after it fail too, since their seqs followed its, and the next send takes the first
- * seq given back.
+ * Failed writes with other work queued or in flight.
+ * write_pipeline 1: a send that comes while a batch is in flight waits
+ * unstaged, and when that batch fails it takes the seq given back.
+ * write_pipeline 16: each send is a batch of its own, all in flight at once;
+ * they complete in order, and when one fails, those after it fail too (their
+ * seqs followed its) while those before it stand; the next send takes the
+ * first seq given back.
  */
 static void test_gapless_pipelined(void)
 {
@@ -159,16 +162,29 @@ static void test_gapless_pipelined(void)
     unsigned osh = h_owner("d:pia:quinn");
     char cmid[16];
     uint32_t id[3];
-    /* write_pipeline 1: a batch waits for the one before it */
     h_hold_writes = true;
     id[0] = h_send_to(p1, "quinn", "pq0", "x");
     id[1] = h_send_to(p1, "quinn", "pq1", "x");
-    CHECK(h_held_writes(osh) == 1);
+    CHECK(h_held_writes(osh) == 1); /* the second waits for the first */
     h_release_writes();
     CHECK(h_u(h_reply(p1, id[0]), "seq") == 1 && h_u(h_reply(p1, id[1]), "seq") == 2);
     h_drain(q1);
+    h_hold_writes = true;
+    id[0] = h_send_to(p1, "quinn", "pq2", "lost");
+    h_fail_held_write(osh, 0);
+    id[1] = h_send_to(p1, "quinn", "pq3", "kept");
+    CHECK(h_held_writes(osh) == 1);
+    h_release_writes();
+    CHECK(h_is_err(h_reply(p1, id[0]), "unavailable"));
+    const msgpack_object *r = h_reply(p1, id[1]);
+    CHECK(h_is_ok(r) && h_u(r, "seq") == 3);
+    CHECK(h_u(h_next_op(q1, "msg"), "seq") == 3 && h_next_op(q1, "msg") == NULL);
+
     h_cfg.write_pipeline = 16;
-    for (int round = 0; round < 2; round++) {
+    uint64_t next = 4;
+    /* the batch that fails: none, the first, the second */
+    for (int round = 0; round < 3; round++) {
+        int fail = round - 1;
         h_hold_writes = true;
         for (int i = 0; i < 3; i++) {
             snprintf(cmid, sizeof(cmid), "pp%d.%d", round, i);
@@ -176,28 +192,115 @@ static void test_gapless_pipelined(void)
             CHECK(h_held_writes(osh) == i + 1); /* a batch of its own, in flight */
         }
         CHECK(h_next(p1) == NULL && h_next(q1) == NULL); /* nothing durable yet */
-        if (round == 1)
-            h_fail_held_write(osh, 0);
+        if (fail >= 0)
+            h_fail_held_write(osh, fail);
         h_release_writes();
+        uint64_t first = next;
         for (int i = 0; i < 3; i++) {
-            const msgpack_object *r = h_reply(p1, id[i]);
-            if (round == 0)
-                CHECK(h_is_ok(r) && h_u(r, "seq") == (uint64_t)i + 3);
+            r = h_reply(p1, id[i]);
+            if (fail < 0 || i < fail)
+                CHECK(h_is_ok(r) && h_u(r, "seq") == next++);
             else
                 CHECK(h_is_err(r, "unavailable"));
         }
-        for (int i = 0; round == 0 && i < 3; i++)
-            CHECK(h_u(h_next_op(q1, "msg"), "seq") == (uint64_t)i + 3);
+        for (uint64_t q = first; q < next; q++)
+            CHECK(h_u(h_next_op(q1, "msg"), "seq") == q);
         CHECK(h_next_op(q1, "msg") == NULL);
     }
-    /* the seqs of the failed round are handed out again, and its cmids are new */
-    uint32_t ok = h_send_to(p1, "quinn", "pp1.1", "retry");
-    const msgpack_object *r = h_reply(p1, ok);
-    CHECK(h_is_ok(r) && h_u(r, "seq") == 6 && !h_get(r, "dup"));
-    CHECK(h_u(h_next_op(q1, "msg"), "seq") == 6);
+    /* the seqs of the failed sends are handed out again, and their cmids are new */
+    uint32_t ok = h_send_to(p1, "quinn", "pp2.1", "retry");
+    r = h_reply(p1, ok);
+    CHECK(h_is_ok(r) && h_u(r, "seq") == next && !h_get(r, "dup"));
+    CHECK(h_u(h_next_op(q1, "msg"), "seq") == next);
+    /* cursors: an older ack whose batch fails is not put back over a newer
+     * one in flight behind it (that batch, holding no seqs, is not failed) */
+    unsigned qh = h_home("quinn");
+    h_hold_writes = true;
+    for (uint64_t a = 3; a <= 5; a += 2) {
+        struct req ak = h_req(OP_ACK, 0);
+        ak.has_id = false;
+        ak.conv = strv_c("d:pia:quinn");
+        ak.seq = a;
+        h_request(q1, &ak);
+    }
+    CHECK(h_held_writes(qh) == 2);
+    h_fail_held_write(qh, 0);
+    h_release_writes();
     h_cfg.write_pipeline = 1;
     h_close(p1);
     h_close(q1);
+    h_stop(); /* what storage holds */
+    h_start(dir, true);
+    q1 = h_hello("quinn", "q1", false);
+    h_drain(q1);
+    struct req sy = h_req(OP_SYNC, 60);
+    h_request(q1, &sy);
+    const msgpack_object *convs = h_get(h_reply(q1, 60), "convs");
+    bool seen = false;
+    for (uint32_t i = 0; convs && i < convs->via.array.size; i++) {
+        if (h_is_str(&convs->via.array.ptr[i], "conv", "d:pia:quinn")) {
+            CHECK(h_u(&convs->via.array.ptr[i], "ack_seq") == 5);
+            seen = true;
+        }
+    }
+    CHECK(seen);
+    h_close(q1);
+}
+
+/*
+ * A write that fails does not take unrelated work with it: the peer's side of
+ * a friend request, staged on the peer's home while a failing batch of that
+ * shard is in flight, is written in the next batch and is there after a
+ * restart.
+ */
+static void test_friend_beside_failure(void)
+{
+    const char *peer = "fpeer";
+    unsigned ph = h_home(peer);
+    char other[32] = "", zu[32] = "", conv[96] = "";
+    for (int i = 0; i < 100 && !*other; i++) {
+        snprintf(other, sizeof(other), "fsnd%d", i);
+        if (h_home(other) == ph)
+            other[0] = 0;
+    }
+    /* a conversation owned by the peer's home shard */
+    for (int i = 0; i < 200 && !*conv; i++) {
+        snprintf(zu, sizeof(zu), "fz%d", i);
+        snprintf(conv, sizeof(conv), "d:fy:%s", zu); /* "fy" < "fz..." */
+        if (h_owner(conv) != ph)
+            conv[0] = 0;
+    }
+    CHECK(*other && *conv);
+    int y = h_hello("fy", "d", false), z = h_hello(zu, "d", false);
+    int o = h_hello(other, "d", false), pp = h_hello(peer, "d", false);
+    h_drain(y);
+    h_drain(z);
+    h_drain(o);
+    h_drain(pp);
+    h_hold_writes = true;
+    uint32_t s = h_send_to(y, zu, "fx1", "x");
+    CHECK(h_held_writes(ph) == 1);
+    h_fail_held_write(ph, 0);
+    struct req r = h_req(OP_FRIEND_REQUEST, 9);
+    r.user = strv_c(peer);
+    h_request(o, &r);
+    h_release_writes();
+    CHECK(h_is_err(h_reply(y, s), "unavailable"));
+    CHECK(h_is_ok(h_reply(o, 9)));
+    CHECK(h_is_str(h_next_op(pp, "friend"), "event", "request"));
+    h_close(y);
+    h_close(z);
+    h_close(o);
+    h_close(pp);
+    h_stop();
+    h_start(dir, true);
+    pp = h_hello(peer, "d2", false);
+    h_drain(pp);
+    r = h_req(OP_FRIEND_LIST, 10);
+    h_request(pp, &r);
+    const msgpack_object *reqs = h_get(h_reply(pp, 10), "requests");
+    CHECK(reqs && reqs->type == MSGPACK_OBJECT_ARRAY && reqs->via.array.size == 1);
+    h_close(pp);
 }
 
 static void test_read_sync(void)
@@ -341,6 +444,21 @@ static void test_recall(void)
     r.seq = s;
     h_request(a1, &r);
     CHECK(h_is_err(h_reply(a1, 74), "not_found"));
+    /* two recalls of one entry sent together: the second reads the target
+     * only once the first is durable, so it finds it recalled */
+    id = h_send_to(a1, "bob", "rc3", "twice");
+    s = h_u(h_reply(a1, id), "seq");
+    h_drain(b1);
+    r = h_req(OP_RECALL, 76);
+    r.conv = strv_c("d:alice:bob");
+    r.seq = s;
+    h_request_nosettle(a1, &r);
+    r.id = 77;
+    h_request_nosettle(a1, &r);
+    h_settle();
+    CHECK(h_is_ok(h_reply(a1, 76)));
+    CHECK(h_is_err(h_reply(a1, 77), "not_found"));
+    CHECK(h_is_str(h_next_op(b1, "msg"), "type", "recall") && h_next_op(b1, "msg") == NULL);
     /* past the window */
     id = h_send_to(a1, "bob", "rc2", "old");
     s = h_u(h_reply(a1, id), "seq");
@@ -366,6 +484,7 @@ int main(void)
     test_read_sync();
     test_history();
     test_recall();
+    test_friend_beside_failure();
     h_stop();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
