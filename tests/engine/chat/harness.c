@@ -29,6 +29,7 @@ struct chat_config h_cfg = {.heartbeat_ms = 30000,
                             .max_group_size = 100000};
 uint64_t h_now; /* set from the wall clock: storage ages dedup records by it */
 int h_fail_writes;
+int h_refuse_writes;
 struct hadmin h_admin[H_ADMIN_MAX];
 bool h_hold_writes;
 bool h_hold_reads[H_SHARDS];
@@ -137,6 +138,10 @@ static long inflight;
 static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
 {
     struct shard_rt *s = rt;
+    if (h_refuse_writes > 0) {
+        h_refuse_writes--;
+        return -RP_EFULL; /* the batch stays with the caller */
+    }
     if (h_hold_writes) {
         CHECK(s->nheld < 64);
         s->held[s->nheld] = b;

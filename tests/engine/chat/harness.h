@@ -36,8 +36,9 @@ struct hconn {
 
 extern struct chat_config h_cfg;
 extern uint64_t h_now;
-extern int h_fail_writes;  /* > 0: the next N write submits complete with -RP_ESTORAGE */
-extern bool h_hold_writes; /* true: write submits wait (not durable) until h_release_writes */
+extern int h_fail_writes;   /* > 0: the next N write submits complete with -RP_ESTORAGE */
+extern int h_refuse_writes; /* > 0: the next N write submits are refused (-RP_EFULL) */
+extern bool h_hold_writes;  /* true: write submits wait (not durable) until h_release_writes */
 void h_release_writes(void);
 /* Write submits of shard now held; mark the k-th of them to fail when released. */
 int h_held_writes(unsigned shard);

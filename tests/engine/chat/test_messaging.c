@@ -211,7 +211,36 @@ static void test_gapless_pipelined(void)
     uint32_t ok = h_send_to(p1, "quinn", "pp2.1", "retry");
     r = h_reply(p1, ok);
     CHECK(h_is_ok(r) && h_u(r, "seq") == next && !h_get(r, "dup"));
-    CHECK(h_u(h_next_op(q1, "msg"), "seq") == next);
+    CHECK(h_u(h_next_op(q1, "msg"), "seq") == next++);
+    /* a submit refused (storage queue full) behind one in flight stays staged
+     * and is retried. Rounds: 0, refused until the one ahead has failed: it
+     * fails too, unsubmitted; 1, taken after a few refusals, then the one
+     * ahead fails: storage fails it; 2, the one ahead succeeds: it follows */
+    for (int round = 0; round < 3; round++) {
+        h_hold_writes = true;
+        snprintf(cmid, sizeof(cmid), "pf%d.0", round);
+        id[0] = h_send_to(p1, "quinn", cmid, "x");
+        CHECK(h_held_writes(osh) == 1);
+        h_refuse_writes = round == 0 ? 1000000 : 3;
+        snprintf(cmid, sizeof(cmid), "pf%d.1", round);
+        id[1] = h_send_to(p1, "quinn", cmid, "x");
+        CHECK(h_held_writes(osh) == (round == 0 ? 1 : 2));
+        if (round < 2)
+            h_fail_held_write(osh, 0);
+        h_release_writes();
+        h_refuse_writes = 0;
+        h_settle();
+        if (round < 2) {
+            CHECK(h_is_err(h_reply(p1, id[0]), "unavailable"));
+            CHECK(h_is_err(h_reply(p1, id[1]), "unavailable"));
+        } else {
+            CHECK(h_u(h_reply(p1, id[0]), "seq") == next);
+            CHECK(h_u(h_reply(p1, id[1]), "seq") == next + 1);
+            CHECK(h_u(h_next_op(q1, "msg"), "seq") == next);
+            CHECK(h_u(h_next_op(q1, "msg"), "seq") == next + 1);
+        }
+        CHECK(h_next_op(q1, "msg") == NULL);
+    }
     /* cursors: an older ack whose batch fails is not put back over a newer
      * one in flight behind it (that batch, holding no seqs, is not failed) */
     unsigned qh = h_home("quinn");
