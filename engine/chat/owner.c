@@ -695,7 +695,7 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
         return rc;
     }
     d->seq = seq;
-    d->ts = r->ts;
+    d->ts = r->ts; // NOLINT(clang-analyzer-core.NullDereference): set when rc is 0
     d->rec = r;
     r->dd = d;
     return 1;
@@ -776,7 +776,8 @@ void owner_tick(struct chat *c)
     /* records are queued in creation order, so the expired ones are at the head;
      * one still in flight is young and ends the walk */
     struct odedup *d;
-    while ((d = o->dq_head) && !d->rec) {
+    /* dd_drop unlinks d from the head, so each pass reads a live record */
+    while ((d = o->dq_head) && !d->rec) { // NOLINT(clang-analyzer-unix.Malloc)
         if (d->ts + window >= now) {
             /* live: kept unless memory is crowded and it is a minute old */
             if (o->ndedup <= o->dedup_max || d->ts + OWNER_DEDUP_MIN_MS >= now)

@@ -43,7 +43,7 @@ static int feed_all(struct http_reader *r, const char *s, size_t len, struct htt
 static void test_whole(void)
 {
     struct http_reader r;
-    struct http_req q;
+    struct http_req q = {0};
     http_reader_init(&r);
     CHECK(!http_reader_started(&r));
     CHECK(feed_all(&r, post_req, strlen(post_req), &q) == 1);
@@ -59,7 +59,7 @@ static void test_whole(void)
 static void test_byte_by_byte(void)
 {
     struct http_reader r;
-    struct http_req q;
+    struct http_req q = {0};
     http_reader_init(&r);
     size_t n = strlen(post_req);
     for (size_t i = 0; i < n; i++) {
@@ -78,7 +78,7 @@ static void test_truncated(void)
     size_t n = strlen(post_req);
     for (size_t cut = 0; cut < n; cut++) {
         struct http_reader r;
-        struct http_req q;
+        struct http_req q = {0};
         http_reader_init(&r);
         size_t used = 0;
         CHECK(http_reader_feed(&r, (const uint8_t *)post_req, cut, &used, &q) == 0);
@@ -97,7 +97,7 @@ static void test_pipelined(void)
     const char get[] = "GET /metrics HTTP/1.1\r\nAuthorization: Bearer a\r\n\r\n";
     int len = snprintf(two, sizeof(two), "%s%s", get, post_req);
     struct http_reader r;
-    struct http_req q;
+    struct http_req q = {0};
     http_reader_init(&r);
     size_t used = 0;
     CHECK(http_reader_feed(&r, (const uint8_t *)two, (size_t)len, &used, &q) == 1);
@@ -117,7 +117,7 @@ static void test_chunked(void)
     const char req[] = "POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n";
     struct http_reader r;
-    struct http_req q;
+    struct http_req q = {0};
     http_reader_init(&r);
     CHECK(feed_all(&r, req, strlen(req), &q) == 1);
     CHECK(q.body_len == 7 && memcmp(q.body, "abcdefg", 7) == 0);
@@ -137,7 +137,7 @@ static void test_keep_alive_flags(void)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct http_reader r;
-        struct http_req q;
+        struct http_req q = {0};
         http_reader_init(&r);
         CHECK(feed_all(&r, cases[i].req, strlen(cases[i].req), &q) == 1);
         CHECK(q.keep_alive == cases[i].keep);
@@ -162,7 +162,7 @@ static void test_head_bound(void)
             buf_append(&b, end, strlen(end));
             CHECK(b.len == HTTP_MAX_HEAD + (over ? 1u : 0u));
             struct http_reader r;
-            struct http_req q;
+            struct http_req q = {0};
             http_reader_init(&r);
             int res = 0;
             size_t used;
@@ -182,7 +182,7 @@ static void test_head_bound(void)
 static void test_body_bound(void)
 {
     struct http_reader r;
-    struct http_req q;
+    struct http_req q = {0};
     size_t used;
     char req[256];
     /* Declared too large: refused at the end of the head, before any body byte. */
@@ -225,7 +225,7 @@ static void test_malformed(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct http_reader r;
-        struct http_req q;
+        struct http_req q = {0};
         size_t used;
         http_reader_init(&r);
         int res = http_reader_feed(&r, (const uint8_t *)bad[i], strlen(bad[i]), &used, &q);
