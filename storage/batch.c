@@ -19,7 +19,7 @@ struct stg_batch {
     struct buf ops;
     size_t count;
     size_t bytes;
-    bool after_prev;
+    bool after_prev, indep;
     uint8_t fail; /* enum stg_fail */
 };
 
@@ -31,7 +31,7 @@ struct stg_batch *stg_batch_new(void)
     buf_init(&b->ops);
     b->count = 0;
     b->bytes = 0;
-    b->after_prev = false;
+    b->after_prev = b->indep = false;
     b->fail = STG_FAIL_NONE;
     return b;
 }
@@ -49,7 +49,7 @@ void stg_batch_clear(struct stg_batch *b)
     buf_reset(&b->ops);
     b->count = 0;
     b->bytes = 0;
-    b->after_prev = false;
+    b->after_prev = b->indep = false;
     b->fail = STG_FAIL_NONE;
 }
 
@@ -104,6 +104,16 @@ size_t stg_batch_bytes(const struct stg_batch *b)
 void stg_batch_set_after_prev(struct stg_batch *b, bool on)
 {
     b->after_prev = on;
+}
+
+void stg_batch_set_indep(struct stg_batch *b, bool on)
+{
+    b->indep = on;
+}
+
+bool stg_batch_indep(const struct stg_batch *b)
+{
+    return b->indep;
 }
 
 bool stg_batch_after_prev(const struct stg_batch *b)

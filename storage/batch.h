@@ -43,14 +43,21 @@ size_t stg_batch_count(const struct stg_batch *b);
 size_t stg_batch_bytes(const struct stg_batch *b);
 
 /*
- * Mark b as depending on the batch its shard submitted just before it (which
- * may still be in flight): storage then writes b only if that one was
+ * The chain of a shard's dependent batches (see "Pipelining" in storage.h).
+ * after_prev: b depends on the chained batch its shard submitted before it
+ * (which may still be in flight): storage writes b only if that one was
  * written, and otherwise fails b too, with nothing of it written. This lets a
  * shard submit a batch whose contents (sequence numbers) follow from the
- * outcome of one not yet completed. Cleared by stg_batch_clear().
+ * outcome of one not yet completed.
+ * indep: b stands outside the chain (it depends on nothing and nothing
+ * depends on it): it is written or fails on its own and leaves the chain's
+ * state as it was. A batch with neither mark starts the chain afresh.
+ * Both are cleared by stg_batch_clear().
  */
 void stg_batch_set_after_prev(struct stg_batch *b, bool on);
 bool stg_batch_after_prev(const struct stg_batch *b);
+void stg_batch_set_indep(struct stg_batch *b, bool on);
+bool stg_batch_indep(const struct stg_batch *b);
 
 /*
  * Fault injection for tests and the fuzz harness. STG_FAIL_BATCH: storage

@@ -277,6 +277,8 @@ static void writer_take(struct storage *st, uint32_t n, unsigned s, const struct
         atomic_fetch_add_explicit(&st->fenced, 1, memory_order_relaxed);
     else if (injected)
         atomic_fetch_add_explicit(&st->write_errors, 1, memory_order_relaxed);
+    if (stg_batch_indep(e->b) && !stg_batch_after_prev(e->b))
+        return; /* outside the lane's chain: leaves failed/last_in_group alone */
     l->failed = skip;
     l->last_in_group = !skip;
 }

@@ -28,9 +28,11 @@
  * Pipelining. A shard may submit a batch while earlier ones are in flight.
  * If that batch was built on their outcome (it takes the sequence numbers
  * after theirs), it is marked with stg_batch_set_after_prev(): when the
- * shard's previous submit failed, it fails too, unwritten, and so does every
- * marked submit after it, until the shard submits an unmarked batch (which it
- * does only once it has seen every completion, and given back what failed).
+ * shard's previous chained submit failed, it fails too, unwritten, and so
+ * does every marked submit after it, until the shard submits an unmarked one
+ * (which it does only once it has seen every completion, and given back what
+ * failed). A batch marked stg_batch_set_indep() (no seqs: cursors, friend
+ * rows) may sit anywhere in between without touching the chain.
  *
  * Recovery. Nothing is loaded at open: state is read lazily. Because an entry,
  * its conversation's last_seq and the sender's dedup record are written in one

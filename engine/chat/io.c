@@ -339,8 +339,14 @@ void io_flush(struct chat *c)
         return;
     }
     uint64_t tag = TAG_WRITE | (io->write_tag + 1);
-    /* only work that took seqs depends on the batches ahead of it */
-    stg_batch_set_after_prev(io->staged, io->nflight > 0 && io->staged_dep);
+    /* Only work that took seqs depends on the batches ahead of it, and only
+     * on those that took seqs too; one without seqs stays out of the chain. */
+    bool dep_ahead = false;
+    for (uint32_t i = 0; i < io->nflight; i++)
+        dep_ahead |= io->flight[(io->flight_head + i) % IO_FLIGHT_MAX].dep;
+    stg_batch_set_after_prev(io->staged, dep_ahead && io->staged_dep);
+    stg_batch_set_indep(io->staged, !io->staged_dep);
+    bool dep = io->staged_dep;
     if (c->env.write(c->env.rt, io->staged, tag) < 0)
         return; /* the queue is full: the batch stays staged and is retried next flush */
     io->write_tag++;
@@ -354,6 +360,7 @@ void io_flush(struct chat *c)
     f->cap = io->cap_staged;
     f->n = io->nstaged;
     f->tag = tag;
+    f->dep = dep;
     io->staged_cbs = t;
     io->cap_staged = tc;
     io->nstaged = 0;

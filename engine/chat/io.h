@@ -14,15 +14,15 @@
  * waiting when it finishes one; completions come back in submit order.
  *
  * Seqs. The owner stages work that takes seqs (io_mark_dep) only when the
- * batch can be submitted in the same flush (io_can_stage). A batch submitted
- * while others are in flight took its seqs after theirs, so it is marked
- * after_prev and storage fails it when the one before it failed: a failed
- * batch never leaves a later one succeeding with higher seqs (the log stays
- * gapless). After a failure nothing is submitted and the owner stages nothing
- * until every batch in flight has completed (and so given its seqs back):
- * then a staged batch holding seqs (possible only after a refused submit)
- * fails too, and one holding only other rows (friends, cursors) is submitted
- * as if nothing had happened.
+ * batch can be submitted in the same flush (io_can_stage). A batch with seqs
+ * submitted while others with seqs are in flight took its seqs after theirs,
+ * so it is marked after_prev and storage fails it when the one before it
+ * failed: a failed batch never leaves a later one succeeding with higher seqs
+ * (the log stays gapless). A batch without seqs is marked indep: it neither
+ * waits on the chain nor breaks it. After a failure nothing is submitted and the owner stages
+ * nothing until every batch in flight has completed (and so given its seqs back): then a staged
+ * batch holding seqs (possible only after a refused submit) fails too, and one holding only other
+ * rows (friends, cursors) is submitted as if nothing had happened.
  *
  * Thread: the shard's thread.
  */
@@ -57,6 +57,7 @@ struct io_flight {
     struct io_commit *cbs;
     uint32_t n, cap;
     uint64_t tag;
+    bool dep; /* it holds work that took seqs */
 };
 
 struct io {

@@ -424,6 +424,9 @@ static void rec_done(struct chat *c, void *ctx, int err)
         if (r->reply)
             rbuf_unref(r->reply);
     } else {
+        if (r->seq && r->seq != cv->last_seq + 1) /* completions come in seq order */
+            log_error("chat_seq_out_of_order", "conv=%.*s seq=%llu last_seq=%llu", (int)cv->idlen,
+                      cv->id, (unsigned long long)r->seq, (unsigned long long)cv->last_seq);
         if (r->seq > cv->last_seq) {
             cv->last_seq = r->seq;
             cv->last_ts = r->ts;

@@ -113,24 +113,27 @@ static bool has_log(struct storage *st, const char *conv, uint64_t seq)
 static void test_after_prev(struct storage *st, bool together, enum stg_fail how)
 {
     const char *conv = together ? "fence-t" : how == STG_FAIL_GROUP ? "fence-g" : "fence-s";
-    /* seq: 1 fails (injected), 2-3 marked: fenced, 4 unmarked: written,
-     * 5 marked after a success: written; 6 on shard 0 after 1's failure on shard 1 */
+    /* seq 1 written; 2 fails (injected); 3 marked: fenced; 4 independent:
+     * written, and the fence stays; 5 marked: fenced; 6 unmarked: written, the
+     * fence lifted; 7 marked after a success: written; 8 on shard 0: written */
     struct {
         unsigned shard;
-        bool after_prev, inject;
+        bool after_prev, indep, inject;
         int err;
-    } w[] = {{1, false, false, 0},
-             {1, true, true, -RP_ESTORAGE},
-             {1, true, false, -RP_ESTORAGE},
-             {1, true, false, -RP_ESTORAGE},
-             {1, false, false, 0},
-             {1, true, false, 0},
-             {0, true, false, 0}};
+    } w[] = {{1, false, false, false, 0},
+             {1, true, false, true, -RP_ESTORAGE},
+             {1, true, false, false, -RP_ESTORAGE},
+             {1, false, true, false, 0}, /* outside the chain: written, fence kept */
+             {1, true, false, false, -RP_ESTORAGE},
+             {1, false, false, false, 0},
+             {1, true, false, false, 0},
+             {0, true, false, false, 0}};
     size_t n = sizeof(w) / sizeof(w[0]);
     for (size_t i = 0; i < n; i++) {
         struct stg_batch *b = stg_batch_new();
         put_log(b, conv, i + 1);
         stg_batch_set_after_prev(b, w[i].after_prev);
+        stg_batch_set_indep(b, w[i].indep);
         if (w[i].inject)
             stg_batch_inject_failure(b, how);
         if (together) {

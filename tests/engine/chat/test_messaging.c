@@ -277,6 +277,64 @@ static void test_gapless_pipelined(void)
 }
 
 /*
+ * write_pipeline 16, a batch without seqs (the recipient's ack, on the same
+ * shard) in flight between two sends' batches: when the first send's batch
+ * fails, the second's still fails (the ack's batch does not break the chain),
+ * so the seqs handed out again are never written twice.
+ */
+static void test_fence_across_other_rows(void)
+{
+    char x[32] = "", conv[64] = "";
+    for (int i = 0; i < 200 && !*x; i++) {
+        snprintf(x, sizeof(x), "sx%d", i);
+        snprintf(conv, sizeof(conv), "d:sa:%s", x); /* "sa" < "sx..." */
+        if (h_home(x) != h_owner(conv))
+            x[0] = 0;
+    }
+    CHECK(*x);
+    unsigned osh = h_owner(conv);
+    int a = h_hello("sa", "d", false), b = h_hello(x, "d", false);
+    h_drain(a);
+    h_drain(b);
+    uint32_t id0 = h_send_to(a, x, "s0", "zero");
+    CHECK(h_u(h_reply(a, id0), "seq") == 1);
+    CHECK(h_u(h_next_op(b, "msg"), "seq") == 1);
+    h_cfg.write_pipeline = 16;
+    h_hold_writes = true;
+    uint32_t ida = h_send_to(a, x, "sA", "A");
+    int first = h_held_writes(osh);
+    struct req ak = h_req(OP_ACK, 0);
+    ak.has_id = false;
+    ak.conv = strv_c(conv);
+    ak.seq = 1;
+    h_request(b, &ak);
+    CHECK(h_held_writes(osh) == first + 1); /* the cursor, a batch of its own */
+    uint32_t idc = h_send_to(a, x, "sC", "C");
+    CHECK(h_held_writes(osh) == first + 2);
+    h_fail_held_write(osh, first - 1);
+    h_release_writes();
+    CHECK(h_is_err(h_reply(a, ida), "unavailable"));
+    CHECK(h_is_err(h_reply(a, idc), "unavailable"));
+    h_cfg.write_pipeline = 1;
+    uint32_t idd = h_send_to(a, x, "sD", "D"), ide = h_send_to(a, x, "sE", "E");
+    CHECK(h_u(h_reply(a, idd), "seq") == 2 && h_u(h_reply(a, ide), "seq") == 3);
+    CHECK(h_u(h_next_op(b, "msg"), "seq") == 2 && h_u(h_next_op(b, "msg"), "seq") == 3);
+    CHECK(h_next_op(b, "msg") == NULL);
+    struct req hr = h_req(OP_HISTORY, 61);
+    hr.conv = strv_c(conv);
+    h_request(a, &hr);
+    const msgpack_object *msgs = h_get(h_reply(a, 61), "msgs");
+    const char *want[] = {"zero", "D", "E"};
+    CHECK(msgs && msgs->via.array.size == 3);
+    for (uint32_t i = 0; msgs && i < msgs->via.array.size && i < 3; i++) {
+        CHECK(h_u(&msgs->via.array.ptr[i], "seq") == i + 1);
+        CHECK(h_is_str(&msgs->via.array.ptr[i], "body", want[i]));
+    }
+    h_close(a);
+    h_close(b);
+}
+
+/*
  * A write that fails does not take unrelated work with it: the peer's side of
  * a friend request, staged on the peer's home while a failing batch of that
  * shard is in flight, is written in the next batch and is there after a
@@ -510,6 +568,7 @@ int main(void)
     test_catchup();
     test_gapless();
     test_gapless_pipelined();
+    test_fence_across_other_rows();
     test_read_sync();
     test_history();
     test_recall();
