@@ -406,7 +406,7 @@ static void loop(struct shard *sh)
         for (unsigned s = 0; s < sh->srv->nshards && !work; s++)
             work = spsc_front(sh->in[s]) != NULL;
         if (!work)
-            work = storage_drain(sh) > 0;
+            work = storage_drain(sh) > 0 || chat_pending(sh->chat);
         if (work) {
             wake_cancel(&sh->wake);
             io_uring_submit(&sh->ring);

@@ -262,6 +262,11 @@ void chat_flush(struct chat *c)
     xfer_flush(c);
 }
 
+bool chat_pending(const struct chat *c)
+{
+    return c->owner.ready_head && io_can_stage(c);
+}
+
 bool chat_quiescent(const struct chat *c)
 {
     return io_write_idle(c) && map_count(&c->home.cursors) == 0;

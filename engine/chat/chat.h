@@ -239,6 +239,11 @@ void chat_on_storage(struct chat *c, struct stg_done *d);
  * and reads of departing clients are kept. */
 bool chat_quiescent(const struct chat *c);
 
+/* True when a flush now would stage work that the last one could not (the
+ * loop must not sleep on it: e.g. requests given back by a failed batch that
+ * was settled after staging). */
+bool chat_pending(const struct chat *c);
+
 /* Called about once a second. */
 void chat_on_tick(struct chat *c);
 
