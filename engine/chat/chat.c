@@ -250,6 +250,7 @@ void chat_on_storage(struct chat *c, struct stg_done *d)
 void chat_on_tick(struct chat *c)
 {
     owner_tick(c);
+    friend_tick(c);
 }
 
 void chat_flush(struct chat *c)

@@ -1,9 +1,13 @@
 /*
  * Friends (PROTOCOL §6) at the users' homes. Each side of a friendship is
  * stored and owned by that user's home (friend: user|peer). A request,
- * accept or remove changes the caller's side here, and the peer's side at the
- * peer's home through an XK_FRIEND message; both sides push to their user's
- * devices. The caller's `ok` follows its own side's durable write.
+ * accept or remove writes the caller's side here; once that is durable the
+ * caller gets `ok` and its push, and the op goes on to the peer's home
+ * (XK_FRIEND), which writes the peer's side and, once that is durable, pushes
+ * to the peer. A user's loaded friend state changes only with a durable
+ * write. A failed write of the caller's side is answered with the error; a
+ * failed write of the peer's side is retried every second until it holds or
+ * a newer op replaces it, so the two sides meet again.
  *
  * Thread: the shard's thread.
  */
@@ -16,7 +20,14 @@ struct chat;
 
 void friend_on_request(struct chat *c, struct session *s, const struct req *r);
 
-/* The peer's side of a friend op (f->user is the caller, f->req.user the peer). */
+/* The peer's side of a friend op (f->user is the caller, f->req.user the
+ * peer; f transferred). */
 void friend_on_peer(struct chat *c, struct fwd *f);
+
+/* Once a second: write again the peer sides whose write failed. */
+void friend_tick(struct chat *c);
+
+/* Free what is waiting for a retry (the shard is going away). */
+void friend_deinit(struct chat *c);
 
 #endif

@@ -37,6 +37,9 @@ int home_init(struct chat *c)
     map_init(&c->home.index);
     map_init(&c->home.cursors);
     map_init(&c->home.written);
+    map_init(&c->home.friend_gen);
+    c->home.friend_gen_last = 0;
+    c->home.friend_retry = NULL;
     return 0;
 }
 
@@ -54,6 +57,7 @@ void home_deinit(struct chat *c)
     map_deinit(&c->home.index);
     map_deinit(&c->home.cursors);
     map_deinit(&c->home.written);
+    friend_deinit(c);
 }
 
 /* The home's tables index users and sessions through links inside them. The

@@ -559,6 +559,77 @@ static void test_recall(void)
     h_close(b1);
 }
 
+static uint32_t friend_count(int conn, uint32_t id, const char *field)
+{
+    struct req r = h_req(OP_FRIEND_LIST, id);
+    h_request(conn, &r);
+    const msgpack_object *a = h_get(h_reply(conn, id), field);
+    CHECK(a && a->type == MSGPACK_OBJECT_ARRAY);
+    return a ? a->via.array.size : 99;
+}
+
+/*
+ * Friend ops are durable before they are visible: the caller's ok and push,
+ * and the peer's push, wait for their sides' writes. A failed write of the
+ * caller's side is an error and changes nothing; a failed write of the peer's
+ * side is written again at the next tick, and only then pushed.
+ */
+static void test_friend_durable(void)
+{
+    int fa = h_hello("fra", "d", false), fb = h_hello("frb", "d", false);
+    h_drain(fa);
+    h_drain(fb);
+    struct req r = h_req(OP_FRIEND_REQUEST, 80);
+    r.user = strv_c("frb");
+    h_hold_writes = true;
+    h_request(fa, &r);
+    CHECK(h_next(fa) == NULL && h_next(fb) == NULL); /* nothing durable yet */
+    h_release_writes();
+    CHECK(h_is_ok(h_reply(fa, 80)));
+    CHECK(h_is_str(h_next_op(fb, "friend"), "event", "request"));
+    r = h_req(OP_FRIEND_ACCEPT, 81);
+    r.user = strv_c("fra");
+    h_request(fb, &r);
+    CHECK(h_is_ok(h_reply(fb, 81)));
+    CHECK(h_is_str(h_next_op(fa, "friend"), "event", "added"));
+    CHECK(h_is_str(h_next_op(fb, "friend"), "event", "added"));
+    /* the caller's side fails: an error, and nothing changes anywhere */
+    h_fail_writes = 1;
+    r = h_req(OP_FRIEND_REMOVE, 82);
+    r.user = strv_c("frb");
+    h_request(fa, &r);
+    CHECK(h_is_err(h_reply(fa, 82), "unavailable"));
+    CHECK(h_next_op(fa, "friend") == NULL && h_next_op(fb, "friend") == NULL);
+    CHECK(friend_count(fa, 83, "friends") == 1 && friend_count(fb, 84, "friends") == 1);
+    /* the peer's side fails: the caller has its ok, the peer waits for the retry */
+    h_hold_writes = true;
+    r = h_req(OP_FRIEND_REMOVE, 85);
+    r.user = strv_c("frb");
+    h_request(fa, &r);
+    h_fail_writes = 1; /* the next submit: the peer's side */
+    h_release_writes();
+    CHECK(h_fail_writes == 0);
+    CHECK(h_is_ok(h_reply(fa, 85)));
+    CHECK(h_is_str(h_next_op(fa, "friend"), "event", "removed"));
+    CHECK(h_next_op(fb, "friend") == NULL && friend_count(fb, 86, "friends") == 1);
+    chat_on_tick(h_chat(h_home("frb")));
+    h_settle();
+    CHECK(h_is_str(h_next_op(fb, "friend"), "event", "removed"));
+    CHECK(friend_count(fb, 87, "friends") == 0 && friend_count(fa, 88, "friends") == 0);
+    h_close(fa);
+    h_close(fb);
+    h_stop();
+    h_start(dir, true);
+    fa = h_hello("fra", "d2", false);
+    fb = h_hello("frb", "d2", false);
+    h_drain(fa);
+    h_drain(fb);
+    CHECK(friend_count(fa, 89, "friends") == 0 && friend_count(fb, 90, "friends") == 0);
+    CHECK(friend_count(fa, 91, "requests") == 0 && friend_count(fb, 92, "requests") == 0);
+    h_close(fa);
+    h_close(fb);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_msg.%d", (int)getpid());
@@ -573,6 +644,7 @@ int main(void)
     test_history();
     test_recall();
     test_friend_beside_failure();
+    test_friend_durable();
     h_stop();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
