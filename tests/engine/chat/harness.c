@@ -231,8 +231,10 @@ void h_release_writes(void)
 {
     h_hold_writes = false;
     for (unsigned i = 0; i < H_SHARDS; i++) {
-        for (int k = 0; k < rts[i].nheld; k++)
+        for (int k = 0; k < rts[i].nheld; k++) {
             CHECK(storage_write(st, i, rts[i].held[k], rts[i].held_tags[k]) == 0);
+            inflight++; /* h_settle waits for it, however slow the disk */
+        }
         rts[i].nheld = 0;
     }
     h_settle();
