@@ -270,7 +270,7 @@ bool chat_pending(const struct chat *c)
 
 bool chat_quiescent(const struct chat *c)
 {
-    return io_write_idle(c) && map_count(&c->home.cursors) == 0;
+    return io_write_idle(c) && map_count(&c->home.cursors) == 0 && !friend_pending(c);
 }
 
 const struct chat_stats *chat_stats_get(const struct chat *c)

@@ -19,17 +19,28 @@
  * A friend row in a batch. Nothing of it is visible before it is durable:
  * then it is applied to the user's loaded state and announced (for the
  * caller's own side: the `ok`, the caller's push and the op forwarded to the
- * peer's home; for the peer's side: the peer's push). c->home.friend_gen
- * holds, per row key, the generation of the last row staged for it, so that a
- * row whose write failed is retried (the peer's side) only while no newer row
- * for the same key has been staged.
+ * peer's home; for the peer's side: the peer's push).
  */
 struct frow {
     struct fwd *f; /* the op: f->user acted on f->req.user (f->extra: its time) */
     bool own;      /* the caller's side; else the peer's */
     uint8_t state;
-    uint64_t gen;
-    struct frow *next; /* the retry list */
+    uint64_t gen; /* order of staging on this shard (0: never staged) */
+};
+
+/*
+ * Per row key (user|peer) with rows in flight or one waiting to be written
+ * again, in c->home.friend_keys. A failed write of a peer's side is parked
+ * here and staged again at a tick once nothing of the key is in flight,
+ * unless a newer row of the key has become durable meanwhile (a newer one
+ * that failed does not count: it changed nothing). The record also gives the
+ * state ops must be checked against while rows of the key are not durable.
+ */
+struct fkey {
+    uint64_t durable;    /* gen of the newest row written */
+    uint32_t inflight;   /* rows staged and not completed */
+    uint8_t state;       /* what the last row staged writes */
+    struct frow *parked; /* a peer's side to write again */
 };
 
 static struct strv row_user(const struct frow *w)
@@ -78,30 +89,67 @@ static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_
     f->ts = ts;
 }
 
-/* The row's key into c->kb; 0 or -ENOMEM. */
-static int row_key(struct chat *c, const struct frow *w)
+/* The key user|peer into c->kb; 0 or -ENOMEM. */
+static int key_of(struct chat *c, struct strv user, struct strv peer)
 {
-    struct strv user = row_user(w), peer = row_peer(w);
     return stg_key_friend(&c->kb, user.p, user.len, peer.p, peer.len);
 }
 
-/* True when w is the last row staged for its key (and forget the key then). */
-static bool row_latest(struct chat *c, const struct frow *w, bool forget)
+/* The record of the key in c->kb, created when asked; NULL if none (or ENOMEM). */
+static struct fkey *fkey_at(struct chat *c, bool create)
 {
-    if (row_key(c, w) < 0)
-        return false;
-    struct map_node *n = map_find(&c->home.friend_gen, c->kb.data, (uint32_t)c->kb.len);
-    if (!n || map_as_u64(n->val) != w->gen)
-        return false;
-    if (forget)
-        map_del(&c->home.friend_gen, c->kb.data, (uint32_t)c->kb.len);
-    return true;
+    struct fkey *k = map_get(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len);
+    if (k || !create)
+        return k;
+    k = calloc(1, sizeof(*k));
+    if (k && !map_put(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len, k)) {
+        free(k);
+        k = NULL;
+    }
+    return k;
+}
+
+static struct fkey *fkey_of(struct chat *c, const struct frow *w, bool create)
+{
+    return key_of(c, row_user(w), row_peer(w)) == 0 ? fkey_at(c, create) : NULL;
+}
+
+/* Forget the record of w's key once nothing of it is pending. */
+static void fkey_release(struct chat *c, const struct frow *w)
+{
+    struct fkey *k = fkey_of(c, w, false);
+    if (k && !k->inflight && !k->parked) {
+        map_del(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len);
+        free(k);
+    }
 }
 
 static void row_free(struct frow *w)
 {
     free(w->f);
     free(w);
+}
+
+/* Keep a peer's side whose write failed for the next tick (w transferred). */
+static void row_park(struct chat *c, struct frow *w)
+{
+    if (!w->gen)
+        w->gen = ++c->home.friend_gen_last;
+    struct fkey *k = fkey_of(c, w, true);
+    if (!k) {
+        log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)row_user(w).len, row_user(w).p,
+                  (int)row_peer(w).len, row_peer(w).p);
+        row_free(w);
+        return;
+    }
+    if (k->durable > w->gen || (k->parked && k->parked->gen > w->gen)) {
+        fkey_release(c, w); /* a newer row is written, or waits itself */
+        row_free(w);
+        return;
+    }
+    if (k->parked)
+        row_free(k->parked);
+    k->parked = w;
 }
 
 static void row_done(struct chat *c, void *ctx, int err);
@@ -113,13 +161,8 @@ static void row_done(struct chat *c, void *ctx, int err);
 static int row_stage(struct chat *c, struct frow *w)
 {
     struct stg_batch *b = io_batch(c);
-    int rc = b ? row_key(c, w) : -ENOMEM;
-    if (rc == 0) {
-        /* first, so that a row that could not be staged is still the latest */
-        w->gen = ++c->home.friend_gen_last;
-        if (!map_put(&c->home.friend_gen, c->kb.data, (uint32_t)c->kb.len, map_u64(w->gen)))
-            rc = -ENOMEM;
-    }
+    struct fkey *k = b ? fkey_of(c, w, true) : NULL;
+    int rc = k ? 0 : -ENOMEM;
     if (rc == 0 && w->state == FRIEND_NONE) {
         rc = stg_batch_del(b, STG_CF_FRIEND, c->kb.data, c->kb.len);
     } else if (rc == 0) {
@@ -131,7 +174,12 @@ static int row_stage(struct chat *c, struct frow *w)
     }
     if (rc == 0)
         rc = io_on_commit(c, row_done, w);
-    return rc;
+    if (rc < 0)
+        return rc;
+    w->gen = ++c->home.friend_gen_last;
+    k->inflight++;
+    k->state = w->state;
+    return 0;
 }
 
 static void push(struct chat *c, struct strv user, const char *event, struct strv who,
@@ -179,21 +227,28 @@ static void row_announce(struct chat *c, struct frow *w)
 static void row_done(struct chat *c, void *ctx, int err)
 {
     struct frow *w = ctx;
+    struct fkey *k = fkey_of(c, w, false);
+    if (k)
+        k->inflight--;
     if (err == 0) {
-        row_latest(c, w, true);
+        if (k && w->gen > k->durable)
+            k->durable = w->gen;
+        if (k && k->parked && k->parked->gen < w->gen) {
+            row_free(k->parked); /* replaced by this newer row */
+            k->parked = NULL;
+        }
+        fkey_release(c, w);
         row_announce(c, w);
     } else if (w->own) {
         /* the caller is told; nothing was applied or forwarded */
-        row_latest(c, w, true);
+        fkey_release(c, w);
         chat_reply_err(c, w->f->conn, true, w->f->req.id, err, NULL);
-    } else if (err != -RP_ECLOSED && row_latest(c, w, false)) {
-        /* the caller's side is durable: the peer's is written again at the
-         * next tick, unless a newer row for it comes first */
-        w->next = c->home.friend_retry;
-        c->home.friend_retry = w;
+    } else if (err != -RP_ECLOSED) {
+        /* the caller's side is durable: the peer's is written again */
+        row_park(c, w);
         return;
     } else {
-        row_latest(c, w, true);
+        fkey_release(c, w);
     }
     row_free(w);
 }
@@ -250,8 +305,14 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
         chat_reply_err(c, s->conn, true, r->id, -RP_EREQUEST, "that is you");
         return;
     }
+    /* checked against what the rows of the pair not yet durable will make it */
     struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
     uint8_t cur = f ? f->state : FRIEND_NONE;
+    struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
+    if (k && k->inflight)
+        cur = k->state;
+    else if (k && k->parked)
+        cur = k->parked->state;
     struct req op = *r;
     uint64_t now = chat_now(c);
     uint8_t mine;
@@ -298,6 +359,8 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
             io_poison(c);
     }
     if (rc < 0) {
+        if (w && pf)
+            fkey_release(c, w);
         free(w);
         free(pf);
         chat_reply_err(c, s->conn, true, r->id, rc, NULL);
@@ -310,7 +373,8 @@ void friend_on_peer(struct chat *c, struct fwd *f)
 {
     struct frow *w = calloc(1, sizeof(*w));
     if (!w) {
-        log_warn("chat_friend_oom", "user=%.*s", (int)f->req.user.len, f->req.user.p);
+        log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)f->req.user.len, f->req.user.p,
+                  (int)f->user.len, f->user.p);
         free(f);
         return;
     }
@@ -320,37 +384,43 @@ void friend_on_peer(struct chat *c, struct fwd *f)
                                                : FRIEND_NONE;
     if (row_stage(c, w) < 0) {
         io_poison(c);
-        /* retried at the next tick like a failed write */
-        w->next = c->home.friend_retry;
-        c->home.friend_retry = w;
+        row_park(c, w); /* written at the next tick, like a failed write */
     }
-    /* w belongs to its commit callback (row_done) or the retry list */
-    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
 }
 
 void friend_tick(struct chat *c)
 {
-    struct frow *w = c->home.friend_retry;
-    c->home.friend_retry = NULL;
-    while (w) {
-        struct frow *next = w->next;
-        if (!row_latest(c, w, false)) {
-            row_free(w); /* a newer row for the key was staged meanwhile */
-        } else if (row_stage(c, w) < 0) {
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &c->home.friend_keys);
+    while ((n = map_next(&it))) {
+        struct fkey *k = n->val;
+        struct frow *w = k->parked;
+        if (!w || k->inflight)
+            continue; /* what is in flight is newer: its outcome comes first */
+        k->parked = NULL;
+        if (row_stage(c, w) < 0) {
             io_poison(c);
-            w->next = c->home.friend_retry;
-            c->home.friend_retry = w;
+            k->parked = w;
         }
-        w = next;
     }
+}
+
+bool friend_pending(const struct chat *c)
+{
+    return map_count(&c->home.friend_keys) > 0;
 }
 
 void friend_deinit(struct chat *c)
 {
-    while (c->home.friend_retry) {
-        struct frow *w = c->home.friend_retry;
-        c->home.friend_retry = w->next;
-        row_free(w);
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &c->home.friend_keys);
+    while ((n = map_next(&it))) {
+        struct fkey *k = n->val;
+        if (k->parked)
+            row_free(k->parked);
+        free(k);
     }
-    map_deinit(&c->home.friend_gen);
+    map_deinit(&c->home.friend_keys);
 }

@@ -27,6 +27,9 @@ void friend_on_peer(struct chat *c, struct fwd *f);
 /* Once a second: write again the peer sides whose write failed. */
 void friend_tick(struct chat *c);
 
+/* True while friend rows are in flight or wait to be written again. */
+bool friend_pending(const struct chat *c);
+
 /* Free what is waiting for a retry (the shard is going away). */
 void friend_deinit(struct chat *c);
 

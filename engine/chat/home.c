@@ -37,9 +37,8 @@ int home_init(struct chat *c)
     map_init(&c->home.index);
     map_init(&c->home.cursors);
     map_init(&c->home.written);
-    map_init(&c->home.friend_gen);
+    map_init(&c->home.friend_keys);
     c->home.friend_gen_last = 0;
-    c->home.friend_retry = NULL;
     return 0;
 }
 

@@ -94,18 +94,15 @@ struct user {
     char id[]; /* idlen bytes and a NUL */
 };
 
-struct frow;
-
 struct home {
     struct imap users;  /* struct user, by id */
     struct imap conns;  /* struct session, by connection */
     struct map index;   /* group conv -> struct idx * */
     struct map cursors; /* encoded cursor key -> seq, to be written */
     struct map written; /* encoded cursor key -> seq, in a batch not yet durable */
-    /* friend.c: friend row key -> generation of the last row staged for it */
-    struct map friend_gen;
+    /* friend.c: friend row key -> struct fkey, while rows of it are pending */
+    struct map friend_keys;
     uint64_t friend_gen_last;
-    struct frow *friend_retry; /* peer sides to write again */
 };
 
 int home_init(struct chat *c);

@@ -109,19 +109,32 @@ def test_groups():
         assert "not_found" in p.stderr, p.stderr
 
 
+def _friend_list(srv, user, pred):
+    """friend list of user once pred holds: the caller's ok follows its own side,
+    the peer's side is written right after (docs/protocol.md, Friends)."""
+    box = {}
+
+    def ok():
+        box["r"] = run(srv, "friend", "list", user)[0]
+        return pred(box["r"])
+
+    rptest.wait_until(ok, timeout=10, what="friend list of %s" % user)
+    return box["r"]
+
+
 def test_friends():
     _require_cli()
     with Server(shards=2) as srv:
         run(srv, "friend", "request", "erin", "frank", "--note", "hi, it's erin")
-        r = run(srv, "friend", "list", "frank")[0]
+        r = _friend_list(srv, "frank", lambda r: r["requests"])
         assert [q["from"] for q in r["requests"]] == ["erin"], r
         assert r["requests"][0]["note"] == "hi, it's erin", r
         run(srv, "friend", "accept", "frank", "erin")
         for me, peer in (("erin", "frank"), ("frank", "erin")):
-            r = run(srv, "friend", "list", me)[0]
+            r = _friend_list(srv, me, lambda r: r["friends"])
             assert [f["user"] for f in r["friends"]] == [peer], r
         run(srv, "friend", "remove", "erin", "frank")
-        assert run(srv, "friend", "list", "frank")[0]["friends"] == []
+        _friend_list(srv, "frank", lambda r: r["friends"] == [])
 
 
 def test_chat_lines_are_sent():

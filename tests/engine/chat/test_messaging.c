@@ -626,6 +626,59 @@ static void test_friend_durable(void)
     h_drain(fb);
     CHECK(friend_count(fa, 89, "friends") == 0 && friend_count(fb, 90, "friends") == 0);
     CHECK(friend_count(fa, 91, "requests") == 0 && friend_count(fb, 92, "requests") == 0);
+
+    /* ops sent without waiting are checked against what the ones before will
+     * make it: request then remove leaves nothing; accept twice pushes once */
+    r = h_req(OP_FRIEND_REQUEST, 93);
+    r.user = strv_c("frb");
+    h_request_nosettle(fa, &r);
+    r = h_req(OP_FRIEND_REMOVE, 94);
+    r.user = strv_c("frb");
+    h_request_nosettle(fa, &r);
+    h_settle();
+    CHECK(h_is_ok(h_reply(fa, 93)) && h_is_ok(h_reply(fa, 94)));
+    CHECK(friend_count(fb, 95, "requests") == 0 && friend_count(fa, 96, "friends") == 0);
+    h_drain(fa);
+    h_drain(fb);
+    r = h_req(OP_FRIEND_REQUEST, 97);
+    r.user = strv_c("frb");
+    h_request(fa, &r);
+    CHECK(h_is_ok(h_reply(fa, 97)));
+    h_drain(fb);
+    r = h_req(OP_FRIEND_ACCEPT, 98);
+    r.user = strv_c("fra");
+    h_request_nosettle(fb, &r);
+    r.id = 99;
+    h_request_nosettle(fb, &r);
+    h_settle();
+    CHECK(h_is_ok(h_reply(fb, 98)) && h_is_ok(h_reply(fb, 99)));
+    CHECK(h_is_str(h_next_op(fb, "friend"), "event", "added") && h_next_op(fb, "friend") == NULL);
+    CHECK(h_is_str(h_next_op(fa, "friend"), "event", "added") && h_next_op(fa, "friend") == NULL);
+
+    /* a peer's side waiting to be written again is what the peer's own ops
+     * see, and a failed op of the peer does not cancel it */
+    r = h_req(OP_FRIEND_REMOVE, 100);
+    r.user = strv_c("frb");
+    h_hold_writes = true;
+    h_request(fa, &r);
+    h_fail_writes = 1; /* frb's side */
+    h_release_writes();
+    CHECK(h_is_ok(h_reply(fa, 100)) && h_next_op(fb, "friend") == NULL);
+    r = h_req(OP_FRIEND_REMOVE, 101);
+    r.user = strv_c("fra");
+    h_request(fb, &r);
+    CHECK(h_is_err(h_reply(fb, 101), "not_found")); /* removed already, being written */
+    r = h_req(OP_FRIEND_REQUEST, 102);
+    r.user = strv_c("fra");
+    h_fail_writes = 1;
+    h_request(fb, &r);
+    CHECK(h_is_err(h_reply(fb, 102), "unavailable"));
+    CHECK(!chat_quiescent(h_chat(h_home("frb")))); /* a side still to write */
+    chat_on_tick(h_chat(h_home("frb")));
+    h_settle();
+    CHECK(h_is_str(h_next_op(fb, "friend"), "event", "removed"));
+    CHECK(friend_count(fb, 103, "friends") == 0 && friend_count(fb, 104, "requests") == 0);
+    CHECK(friend_count(fa, 105, "friends") == 0 && friend_count(fa, 106, "requests") == 0);
     h_close(fa);
     h_close(fb);
 }
