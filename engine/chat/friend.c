@@ -67,6 +67,21 @@ static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_
     if (!u)
         return;
     struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
+    if (state == FRIEND_NONE && u->state == U_LOADING) {
+        /* kept as a FRIEND_NONE mark, so that the friend rows being read
+         * (older than this) do not bring the pair back; gone once loaded */
+        if (!f && (f = calloc(1, sizeof(*f))) && !map_put(&u->friends, peer.p, peer.len, f)) {
+            free(f);
+            f = NULL;
+        }
+        if (f) {
+            free(f->note);
+            f->note = NULL;
+            f->state = FRIEND_NONE;
+            f->ts = ts;
+        }
+        return;
+    }
     if (state == FRIEND_NONE) {
         if (f) {
             map_del(&u->friends, peer.p, peer.len);
