@@ -7,7 +7,7 @@
  * to the peer. A user's loaded friend state changes only with a durable
  * write. A failed write of the caller's side is answered with the error; a
  * failed write of the peer's side is retried every second until it holds or
- * a newer op replaces it, so the two sides meet again.
+ * a newer op replaces it, so while the process runs the two sides meet again.
  *
  * Thread: the shard's thread.
  */
