@@ -39,9 +39,14 @@ struct frow {
 struct fkey {
     uint64_t durable;    /* gen of the newest row written */
     uint32_t inflight;   /* rows staged and not completed */
-    uint8_t state;       /* what the last row staged writes */
     struct frow *parked; /* a peer's side to write again */
+    /* the pair's user's own ops waiting for the rows above: each is checked
+     * against durable state only, so its answer is exact */
+    struct fwd *qhead, *qtail;
+    uint32_t qlen;
 };
+
+#define FRIEND_QUEUE_MAX 64u /* ops waiting per pair */
 
 static struct strv row_user(const struct frow *w)
 {
@@ -133,7 +138,7 @@ static struct fkey *fkey_of(struct chat *c, const struct frow *w, bool create)
 static void fkey_release(struct chat *c, const struct frow *w)
 {
     struct fkey *k = fkey_of(c, w, false);
-    if (k && !k->inflight && !k->parked) {
+    if (k && !k->inflight && !k->parked && !k->qhead) {
         map_del(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len);
         free(k);
     }
@@ -193,7 +198,6 @@ static int row_stage(struct chat *c, struct frow *w)
         return rc;
     w->gen = ++c->home.friend_gen_last;
     k->inflight++;
-    k->state = w->state;
     return 0;
 }
 
@@ -227,8 +231,14 @@ static void row_announce(struct chat *c, struct frow *w)
         else if (w->state == FRIEND_NONE)
             push(c, user, "removed", peer, (struct strv){0}, false);
         /* the peer's side follows at the peer's home */
-        if (xfer_send(c, xfer_home(c, peer), XK_FRIEND, 0, f) == 0)
-            w->f = NULL;
+        struct fwd *pf = fwd_new(&f->req, f->user, f->dev, (struct strv){"", 0}, f->conn, f->home);
+        if (pf)
+            pf->extra = f->extra;
+        if (!pf || xfer_send(c, xfer_home(c, peer), XK_FRIEND, 0, pf) < 0) {
+            free(pf);
+            log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)peer.len, peer.p,
+                      (int)user.len, user.p);
+        }
         return;
     }
     if (w->state == FRIEND_ASKING)
@@ -237,6 +247,23 @@ static void row_announce(struct chat *c, struct frow *w)
         push(c, user, "added", peer, (struct strv){0}, false);
     else
         push(c, user, "removed", peer, (struct strv){0}, false);
+}
+
+static void own_op(struct chat *c, struct fwd *f);
+
+/* Run the ops that waited for the pair of w while nothing of it is pending. */
+static void run_waiting(struct chat *c, const struct frow *w)
+{
+    struct fkey *k;
+    while ((k = fkey_of(c, w, false)) && !k->inflight && !k->parked && k->qhead) {
+        struct fwd *f = k->qhead;
+        k->qhead = f->next;
+        if (!k->qhead)
+            k->qtail = NULL;
+        k->qlen--;
+        f->next = NULL;
+        own_op(c, f);
+    }
 }
 
 static void row_done(struct chat *c, void *ctx, int err)
@@ -252,19 +279,17 @@ static void row_done(struct chat *c, void *ctx, int err)
             row_free(k->parked); /* replaced by this newer row */
             k->parked = NULL;
         }
-        fkey_release(c, w);
         row_announce(c, w);
     } else if (w->own) {
         /* the caller is told; nothing was applied or forwarded */
-        fkey_release(c, w);
         chat_reply_err(c, w->f->conn, true, w->f->req.id, err, NULL);
     } else if (err != -RP_ECLOSED) {
         /* the caller's side is durable: the peer's is written again */
         row_park(c, w);
         return;
-    } else {
-        fkey_release(c, w);
     }
+    run_waiting(c, w);
+    fkey_release(c, w);
     row_free(w);
 }
 
@@ -308,6 +333,77 @@ static void list(struct chat *c, struct session *s, const struct req *r)
     buf_reset(&c->fb);
 }
 
+/* A friend op of f->user (f transferred), checked against the durable state. */
+static void own_op(struct chat *c, struct fwd *f)
+{
+    struct strv me = f->user, peer = f->req.user;
+    struct user *u = home_user(c, me);
+    if (!u) {
+        free(f); /* its sessions are gone: nobody to answer */
+        return;
+    }
+    struct ufriend *uf = map_get(&u->friends, peer.p, peer.len);
+    uint8_t cur = uf ? uf->state : FRIEND_NONE;
+    uint8_t mine;
+    int err = 0;
+    const char *msg = NULL;
+    if (f->req.op == OP_FRIEND_REQUEST && cur == FRIEND_ASKING)
+        f->req.op = OP_FRIEND_ACCEPT; /* they asked first: this is a yes */
+    switch (f->req.op) {
+    case OP_FRIEND_REQUEST:
+        if (cur == FRIEND_YES) {
+            err = -EEXIST;
+            msg = "already friends";
+        }
+        mine = FRIEND_ASKED;
+        break;
+    case OP_FRIEND_ACCEPT:
+        if (cur == FRIEND_YES) {
+            chat_reply_ok(c, f->conn, f->req.id);
+            free(f);
+            return;
+        }
+        if (cur != FRIEND_ASKING) {
+            err = -ENOENT;
+            msg = "no request from that user";
+        }
+        mine = FRIEND_YES;
+        break;
+    default: /* remove */
+        if (cur == FRIEND_NONE) {
+            err = -ENOENT;
+            msg = "not a friend";
+        }
+        mine = FRIEND_NONE;
+        break;
+    }
+    if (err < 0) {
+        chat_reply_err(c, f->conn, true, f->req.id, err, msg);
+        free(f);
+        return;
+    }
+    struct frow *w = calloc(1, sizeof(*w));
+    int rc = w ? 0 : -ENOMEM;
+    if (rc == 0) {
+        f->extra = chat_now(c);
+        w->f = f;
+        w->own = true;
+        w->state = mine;
+        rc = row_stage(c, w);
+        if (rc < 0) {
+            io_poison(c);
+            fkey_release(c, w);
+        }
+    }
+    if (rc < 0) {
+        chat_reply_err(c, f->conn, true, f->req.id, rc, NULL);
+        free(w);
+        free(f);
+    }
+    /* staged, w belongs to its commit callback (row_done) */
+    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
+}
+
 void friend_on_request(struct chat *c, struct session *s, const struct req *r)
 {
     struct user *u = s->u;
@@ -320,68 +416,30 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
         chat_reply_err(c, s->conn, true, r->id, -RP_EREQUEST, "that is you");
         return;
     }
-    /* checked against what the rows of the pair not yet durable will make it */
-    struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
-    uint8_t cur = f ? f->state : FRIEND_NONE;
+    struct fwd *f = fwd_new(r, me, (struct strv){s->dev, s->devlen}, (struct strv){"", 0}, s->conn,
+                            c->env.shard);
+    if (!f) {
+        chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+        return;
+    }
+    /* an op of a pair with rows not yet durable waits for their outcome */
     struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
-    if (k && k->inflight)
-        cur = k->state;
-    else if (k && k->parked)
-        cur = k->parked->state;
-    struct req op = *r;
-    uint64_t now = chat_now(c);
-    uint8_t mine;
-    if (r->op == OP_FRIEND_REQUEST && cur == FRIEND_ASKING)
-        op.op = OP_FRIEND_ACCEPT; /* they asked first: this is a yes */
-    switch (op.op) {
-    case OP_FRIEND_REQUEST:
-        if (cur == FRIEND_YES) {
-            chat_reply_err(c, s->conn, true, r->id, -EEXIST, "already friends");
+    if (k && (k->inflight || k->parked || k->qhead)) {
+        if (k->qlen >= FRIEND_QUEUE_MAX) {
+            chat_reply_err(c, s->conn, true, r->id, -RP_EFULL, "too many friend ops pending");
+            free(f);
             return;
         }
-        mine = FRIEND_ASKED;
-        break;
-    case OP_FRIEND_ACCEPT:
-        if (cur == FRIEND_YES) {
-            chat_reply_ok(c, s->conn, r->id);
-            return;
-        }
-        if (cur != FRIEND_ASKING) {
-            chat_reply_err(c, s->conn, true, r->id, -ENOENT, "no request from that user");
-            return;
-        }
-        mine = FRIEND_YES;
-        break;
-    default: /* remove */
-        if (cur == FRIEND_NONE) {
-            chat_reply_err(c, s->conn, true, r->id, -ENOENT, "not a friend");
-            return;
-        }
-        mine = FRIEND_NONE;
-        break;
+        f->next = NULL;
+        if (k->qtail)
+            k->qtail->next = f;
+        else
+            k->qhead = f;
+        k->qtail = f;
+        k->qlen++;
+        return;
     }
-    struct frow *w = calloc(1, sizeof(*w));
-    struct fwd *pf = fwd_new(&op, me, (struct strv){s->dev, s->devlen}, (struct strv){"", 0},
-                             s->conn, c->env.shard);
-    int rc = w && pf ? 0 : -ENOMEM;
-    if (rc == 0) {
-        pf->extra = now;
-        w->f = pf;
-        w->own = true;
-        w->state = mine;
-        rc = row_stage(c, w);
-        if (rc < 0)
-            io_poison(c);
-    }
-    if (rc < 0) {
-        if (w && pf)
-            fkey_release(c, w);
-        free(w);
-        free(pf);
-        chat_reply_err(c, s->conn, true, r->id, rc, NULL);
-    }
-    /* staged, w belongs to its commit callback (row_done) */
-    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
+    own_op(c, f);
 }
 
 void friend_on_peer(struct chat *c, struct fwd *f)
@@ -435,6 +493,11 @@ void friend_deinit(struct chat *c)
         struct fkey *k = n->val;
         if (k->parked)
             row_free(k->parked);
+        while (k->qhead) {
+            struct fwd *f = k->qhead;
+            k->qhead = f->next;
+            free(f);
+        }
         free(k);
     }
     map_deinit(&c->home.friend_keys);
