@@ -150,6 +150,8 @@ static void row_free(struct frow *w)
     free(w);
 }
 
+static void run_waiting(struct chat *c, const struct frow *w);
+
 /* Keep a peer's side whose write failed for the next tick (w transferred). */
 static void row_park(struct chat *c, struct frow *w)
 {
@@ -163,7 +165,8 @@ static void row_park(struct chat *c, struct frow *w)
         return;
     }
     if (k->durable > w->gen || (k->parked && k->parked->gen > w->gen)) {
-        fkey_release(c, w); /* a newer row is written, or waits itself */
+        run_waiting(c, w); /* a newer row is written, or waits itself */
+        fkey_release(c, w);
         row_free(w);
         return;
     }
@@ -337,9 +340,12 @@ static void list(struct chat *c, struct session *s, const struct req *r)
 static void own_op(struct chat *c, struct fwd *f)
 {
     struct strv me = f->user, peer = f->req.user;
-    struct user *u = home_user(c, me);
-    if (!u) {
-        free(f); /* its sessions are gone: nobody to answer */
+    /* only for the session that sent it (which keeps the user loaded): one
+     * that closed meanwhile asked nobody to act on a state it never saw */
+    struct session *s = home_session(c, f->conn);
+    struct user *u = s && !s->closed ? s->u : NULL;
+    if (!u || u->state != U_READY || !strv_eq(me, (struct strv){u->id, u->idlen})) {
+        free(f);
         return;
     }
     struct ufriend *uf = map_get(&u->friends, peer.p, peer.len);

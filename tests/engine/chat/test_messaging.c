@@ -697,6 +697,26 @@ static void test_friend_durable(void)
     CHECK(h_is_str(h_next_op(fa, "friend"), "event", "added") && h_next_op(fa, "friend") == NULL);
     CHECK(h_is_str(h_next_op(fb, "friend"), "event", "added") && h_next_op(fb, "friend") == NULL);
     CHECK(friend_count(fa, 109, "friends") == 1 && friend_count(fb, 110, "friends") == 1);
+    /* a waiting op of a session that closed is dropped: nobody asked to act
+     * on what the pair became after it */
+    h_drain(fb);
+    h_hold_writes = true;
+    r = h_req(OP_FRIEND_REMOVE, 111);
+    r.user = strv_c("frb");
+    h_request(fa, &r);
+    h_fail_held_write(h_home("fra"), 0);
+    r = h_req(OP_FRIEND_REQUEST, 112);
+    r.user = strv_c("frb");
+    h_request(fa, &r); /* waits for the remove */
+    h_close(fa);
+    h_hold_reads[h_home("fra")] = true; /* fra's state is loading again ... */
+    fa = h_hello_nosettle("fra", "d", false);
+    h_release_writes(); /* ... when the remove fails */
+    h_release_reads();
+    h_drain(fa);
+    CHECK(h_next_op(fb, "friend") == NULL);
+    CHECK(friend_count(fa, 113, "friends") == 1 && friend_count(fb, 114, "friends") == 1);
+    CHECK(friend_count(fb, 115, "requests") == 0);
     h_close(fa);
     h_close(fb);
 }
