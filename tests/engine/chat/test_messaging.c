@@ -334,6 +334,26 @@ static void test_fence_across_other_rows(void)
     h_close(b);
 }
 
+/* A friend op of conn on user; settled unless it is sent without waiting. */
+static void friend_op(int conn, int op, uint32_t id, const char *user, bool settle)
+{
+    struct req r = h_req(op, id);
+    r.user = strv_c(user);
+    if (settle)
+        h_request(conn, &r);
+    else
+        h_request_nosettle(conn, &r);
+}
+
+static uint32_t friend_count(int conn, uint32_t id, const char *field)
+{
+    struct req r = h_req(OP_FRIEND_LIST, id);
+    h_request(conn, &r);
+    const msgpack_object *a = h_get(h_reply(conn, id), field);
+    CHECK(a && a->type == MSGPACK_OBJECT_ARRAY);
+    return a ? a->via.array.size : 99;
+}
+
 /*
  * A write that fails does not take unrelated work with it: the peer's side of
  * a friend request, staged on the peer's home while a failing batch of that
@@ -368,9 +388,7 @@ static void test_friend_beside_failure(void)
     uint32_t s = h_send_to(y, zu, "fx1", "x");
     CHECK(h_held_writes(ph) == 1);
     h_fail_held_write(ph, 0);
-    struct req r = h_req(OP_FRIEND_REQUEST, 9);
-    r.user = strv_c(peer);
-    h_request(o, &r);
+    friend_op(o, OP_FRIEND_REQUEST, 9, peer, true);
     h_release_writes();
     CHECK(h_is_err(h_reply(y, s), "unavailable"));
     CHECK(h_is_ok(h_reply(o, 9)));
@@ -383,10 +401,7 @@ static void test_friend_beside_failure(void)
     h_start(dir, true);
     pp = h_hello(peer, "d2", false);
     h_drain(pp);
-    r = h_req(OP_FRIEND_LIST, 10);
-    h_request(pp, &r);
-    const msgpack_object *reqs = h_get(h_reply(pp, 10), "requests");
-    CHECK(reqs && reqs->type == MSGPACK_OBJECT_ARRAY && reqs->via.array.size == 1);
+    CHECK(friend_count(pp, 10, "requests") == 1);
     h_close(pp);
 }
 
@@ -559,15 +574,6 @@ static void test_recall(void)
     h_close(b1);
 }
 
-static uint32_t friend_count(int conn, uint32_t id, const char *field)
-{
-    struct req r = h_req(OP_FRIEND_LIST, id);
-    h_request(conn, &r);
-    const msgpack_object *a = h_get(h_reply(conn, id), field);
-    CHECK(a && a->type == MSGPACK_OBJECT_ARRAY);
-    return a ? a->via.array.size : 99;
-}
-
 /*
  * Friend ops are durable before they are visible: the caller's ok and push,
  * and the peer's push, wait for their sides' writes. A failed write of the
@@ -579,33 +585,25 @@ static void test_friend_durable(void)
     int fa = h_hello("fra", "d", false), fb = h_hello("frb", "d", false);
     h_drain(fa);
     h_drain(fb);
-    struct req r = h_req(OP_FRIEND_REQUEST, 80);
-    r.user = strv_c("frb");
     h_hold_writes = true;
-    h_request(fa, &r);
+    friend_op(fa, OP_FRIEND_REQUEST, 80, "frb", true);
     CHECK(h_next(fa) == NULL && h_next(fb) == NULL); /* nothing durable yet */
     h_release_writes();
     CHECK(h_is_ok(h_reply(fa, 80)));
     CHECK(h_is_str(h_next_op(fb, "friend"), "event", "request"));
-    r = h_req(OP_FRIEND_ACCEPT, 81);
-    r.user = strv_c("fra");
-    h_request(fb, &r);
+    friend_op(fb, OP_FRIEND_ACCEPT, 81, "fra", true);
     CHECK(h_is_ok(h_reply(fb, 81)));
     CHECK(h_is_str(h_next_op(fa, "friend"), "event", "added"));
     CHECK(h_is_str(h_next_op(fb, "friend"), "event", "added"));
     /* the caller's side fails: an error, and nothing changes anywhere */
     h_fail_writes = 1;
-    r = h_req(OP_FRIEND_REMOVE, 82);
-    r.user = strv_c("frb");
-    h_request(fa, &r);
+    friend_op(fa, OP_FRIEND_REMOVE, 82, "frb", true);
     CHECK(h_is_err(h_reply(fa, 82), "unavailable"));
     CHECK(h_next_op(fa, "friend") == NULL && h_next_op(fb, "friend") == NULL);
     CHECK(friend_count(fa, 83, "friends") == 1 && friend_count(fb, 84, "friends") == 1);
     /* the peer's side fails: the caller has its ok, the peer waits for the retry */
     h_hold_writes = true;
-    r = h_req(OP_FRIEND_REMOVE, 85);
-    r.user = strv_c("frb");
-    h_request(fa, &r);
+    friend_op(fa, OP_FRIEND_REMOVE, 85, "frb", true);
     h_fail_writes = 1; /* the next submit: the peer's side */
     h_release_writes();
     CHECK(h_fail_writes == 0);
@@ -627,29 +625,21 @@ static void test_friend_durable(void)
     CHECK(friend_count(fa, 89, "friends") == 0 && friend_count(fb, 90, "friends") == 0);
     CHECK(friend_count(fa, 91, "requests") == 0 && friend_count(fb, 92, "requests") == 0);
 
-    /* ops sent without waiting are checked against what the ones before will
-     * make it: request then remove leaves nothing; accept twice pushes once */
-    r = h_req(OP_FRIEND_REQUEST, 93);
-    r.user = strv_c("frb");
-    h_request_nosettle(fa, &r);
-    r = h_req(OP_FRIEND_REMOVE, 94);
-    r.user = strv_c("frb");
-    h_request_nosettle(fa, &r);
+    /* ops sent without waiting wait for the ones before them and are checked
+     * against what those wrote: request then remove leaves nothing; accept
+     * twice pushes once */
+    friend_op(fa, OP_FRIEND_REQUEST, 93, "frb", false);
+    friend_op(fa, OP_FRIEND_REMOVE, 94, "frb", false);
     h_settle();
     CHECK(h_is_ok(h_reply(fa, 93)) && h_is_ok(h_reply(fa, 94)));
     CHECK(friend_count(fb, 95, "requests") == 0 && friend_count(fa, 96, "friends") == 0);
     h_drain(fa);
     h_drain(fb);
-    r = h_req(OP_FRIEND_REQUEST, 97);
-    r.user = strv_c("frb");
-    h_request(fa, &r);
+    friend_op(fa, OP_FRIEND_REQUEST, 97, "frb", true);
     CHECK(h_is_ok(h_reply(fa, 97)));
     h_drain(fb);
-    r = h_req(OP_FRIEND_ACCEPT, 98);
-    r.user = strv_c("fra");
-    h_request_nosettle(fb, &r);
-    r.id = 99;
-    h_request_nosettle(fb, &r);
+    friend_op(fb, OP_FRIEND_ACCEPT, 98, "fra", false);
+    friend_op(fb, OP_FRIEND_ACCEPT, 99, "fra", false);
     h_settle();
     CHECK(h_is_ok(h_reply(fb, 98)) && h_is_ok(h_reply(fb, 99)));
     CHECK(h_is_str(h_next_op(fb, "friend"), "event", "added") && h_next_op(fb, "friend") == NULL);
@@ -657,19 +647,13 @@ static void test_friend_durable(void)
 
     /* the peer's own ops on the pair wait while the peer's side is still to
      * be written, and are then checked against it */
-    r = h_req(OP_FRIEND_REMOVE, 100);
-    r.user = strv_c("frb");
     h_hold_writes = true;
-    h_request(fa, &r);
+    friend_op(fa, OP_FRIEND_REMOVE, 100, "frb", true);
     h_fail_writes = 1; /* frb's side */
     h_release_writes();
     CHECK(h_is_ok(h_reply(fa, 100)) && h_next_op(fb, "friend") == NULL);
-    r = h_req(OP_FRIEND_REMOVE, 101);
-    r.user = strv_c("fra");
-    h_request(fb, &r);
-    r = h_req(OP_FRIEND_REQUEST, 102);
-    r.user = strv_c("fra");
-    h_request(fb, &r);
+    friend_op(fb, OP_FRIEND_REMOVE, 101, "fra", true);
+    friend_op(fb, OP_FRIEND_REQUEST, 102, "fra", true);
     CHECK(h_reply(fb, 101) == NULL && h_reply(fb, 102) == NULL); /* waiting */
     CHECK(!chat_quiescent(h_chat(h_home("frb"))));               /* a side still to write */
     chat_on_tick(h_chat(h_home("frb")));
@@ -685,12 +669,9 @@ static void test_friend_durable(void)
     /* a pipelined op behind one that fails is checked against what is durable */
     h_drain(fa);
     h_drain(fb);
-    r = h_req(OP_FRIEND_ACCEPT, 107);
-    r.user = strv_c("frb");
     h_fail_writes = 1;
-    h_request_nosettle(fa, &r);
-    r.id = 108;
-    h_request_nosettle(fa, &r);
+    friend_op(fa, OP_FRIEND_ACCEPT, 107, "frb", false);
+    friend_op(fa, OP_FRIEND_ACCEPT, 108, "frb", false);
     h_settle();
     CHECK(h_is_err(h_reply(fa, 107), "unavailable"));
     CHECK(h_is_ok(h_reply(fa, 108)));
@@ -701,13 +682,9 @@ static void test_friend_durable(void)
      * on what the pair became after it */
     h_drain(fb);
     h_hold_writes = true;
-    r = h_req(OP_FRIEND_REMOVE, 111);
-    r.user = strv_c("frb");
-    h_request(fa, &r);
+    friend_op(fa, OP_FRIEND_REMOVE, 111, "frb", true);
     h_fail_held_write(h_home("fra"), 0);
-    r = h_req(OP_FRIEND_REQUEST, 112);
-    r.user = strv_c("frb");
-    h_request(fa, &r); /* waits for the remove */
+    friend_op(fa, OP_FRIEND_REQUEST, 112, "frb", true); /* waits for the remove */
     h_close(fa);
     h_hold_reads[h_home("fra")] = true; /* fra's state is loading again ... */
     fa = h_hello_nosettle("fra", "d", false);
