@@ -17,6 +17,7 @@ leaves its background error after space returns (its recovery waits for more
 free space than such a disk has): service then resumes only after a restart.
 """
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -77,15 +78,39 @@ def _check_log(c, conv, acked):
     return entries
 
 
-def test_disk_full_then_space_returns():
+@contextlib.contextmanager
+def _server_on_small_disk(*args):
+    """A started one-shard server whose data directory is on a fresh tmpfs;
+    yields (server, mount point); kills the server and unmounts afterwards."""
     mnt = _mount()
     srv = None
     try:
-        data = os.path.join(mnt, "data")
-        srv = Server(shards=1, data=data, args=["--block-cache-mb", "8", "--rate-limit", "100000",
-                           "--rate-burst", "100000"],
+        srv = Server(shards=1, data=os.path.join(mnt, "data"),
+                     args=["--block-cache-mb", "8", "--rate-limit", "100000",
+                           "--rate-burst", "100000", *args],
                      env=reltools.server_env())
         srv.start()
+        yield srv, mnt
+    finally:
+        if srv is not None and srv.running():
+            srv.kill()
+        _umount(mnt)
+
+
+def _after_kill(srv, user, conv, acked):
+    """kill -9, restart, check the log as user, stop cleanly; returns the entries."""
+    srv.kill()
+    srv.start()
+    v = srv.login(user, "v")
+    entries = _check_log(v, conv, acked)
+    v.close()
+    srv.stop()
+    assert srv.returncode == 0, srv.stderr_tail()
+    return entries
+
+
+def test_disk_full_then_space_returns():
+    with _server_on_small_disk() as (srv, mnt):
         c = srv.login("dfa", "d")
         acked, failed, codes = {}, [], {}
         n = 0
@@ -138,19 +163,8 @@ def test_disk_full_then_space_returns():
         r = expect_ok(c.send_message(to="dfb", body=BODY, cmid=retry))
         acked[retry] = r["seq"]
         c.close()
-
-        srv.kill()
-        srv.start()
-        v = srv.login("dfb", "v")
-        entries = _check_log(v, conv, acked)
+        entries = _after_kill(srv, "dfb", conv, acked)
         assert sum(1 for e in entries if e["cmid"] == retry) == 1, retry
-        v.close()
-        srv.stop()
-        assert srv.returncode == 0, srv.stderr_tail()
-    finally:
-        if srv is not None and srv.running():
-            srv.kill()
-        _umount(mnt)
 
 
 def test_disk_full_pipelined():
@@ -158,15 +172,7 @@ def test_disk_full_pipelined():
     into one conversation at once, so that several write batches are in flight
     when the disk fills: a failed batch fails the ones behind it, and the log
     keeps every acknowledged entry with seqs 1..last_seq."""
-    mnt = _mount()
-    srv = None
-    try:
-        data = os.path.join(mnt, "data")
-        srv = Server(shards=1, data=data, args=["--block-cache-mb", "8", "--rate-limit", "100000",
-                                                "--rate-burst", "100000", "--write-pipeline", "16",
-                                                "--max-devices", "10"],
-                     env=reltools.server_env())
-        srv.start()
+    with _server_on_small_disk("--write-pipeline", "16", "--max-devices", "10") as (srv, mnt):
         clients = [srv.login("dpa", "d%d" % i) for i in range(4)]
         lock = threading.Lock()
         acked, codes = {}, {}
@@ -222,17 +228,7 @@ def test_disk_full_pipelined():
         _check_log(c, conv, acked)
         for c in clients:
             c.close()
-        srv.kill()
-        srv.start()
-        v = srv.login("dpb", "v")
-        _check_log(v, conv, acked)
-        v.close()
-        srv.stop()
-        assert srv.returncode == 0, srv.stderr_tail()
-    finally:
-        if srv is not None and srv.running():
-            srv.kill()
-        _umount(mnt)
+        _after_kill(srv, "dpb", conv, acked)
 
 
 if __name__ == "__main__":
