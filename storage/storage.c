@@ -242,6 +242,10 @@ static void writer_commit(struct storage *st, uint32_t n)
             if (st->lanes[s].last_in_group)
                 st->lanes[s].failed = true;
     }
+    /* counted before any completion is published, so a shard that has its
+     * completion also sees it in the stats */
+    atomic_fetch_add_explicit(&st->submits, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->ops, ops, memory_order_relaxed);
     for (uint32_t i = 0; i < n; i++) {
         stg_batch_free(st->grp[i].b);
         post(
@@ -253,8 +257,6 @@ static void writer_commit(struct storage *st, uint32_t n)
         if (spsc_publish(&st->lanes[s].wdone))
             notify(st, s);
     }
-    atomic_fetch_add_explicit(&st->submits, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->ops, ops, memory_order_relaxed);
 }
 
 /*
@@ -336,9 +338,9 @@ static void reader_one(struct worker *w, struct rreq *r, uint64_t tag)
             atomic_fetch_add_explicit(&st->read_errors, 1, memory_order_relaxed);
     }
     free(r);
+    atomic_fetch_add_explicit(&st->reads, 1, memory_order_relaxed);
     post(&w->lane->rdone, &d);
     spsc_publish(&w->lane->rdone);
-    atomic_fetch_add_explicit(&st->reads, 1, memory_order_relaxed);
     notify(st, w->shard);
 }
 

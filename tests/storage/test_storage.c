@@ -172,6 +172,9 @@ static void test_write_order(struct storage *st)
     struct storage_stats s;
     storage_stats_get(st, &s);
     CHECK(s.submits >= 100 && s.groups <= s.submits);
+    /* the wake-up follows the publish: allow it a moment */
+    for (int i = 0; i < 1000 && atomic_load(&notified) == 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
     CHECK(atomic_load(&notified) > 0);
 
     struct buf k, v;
