@@ -10,6 +10,13 @@
  *   zero after its direct descriptor was closed.
  * - At most one sendmsg is in flight; frames queued meanwhile go out together
  *   in the next one, from the flush phase.
+ * - Replies go out in the iteration that queued them (the flush list). A
+ *   connection with only pushes queued waits its turn on the push list, which
+ *   sends PUSH_BUDGET per iteration, oldest first: a large fan-out is spread
+ *   over iterations, the loop reads requests between them, and what is pushed
+ *   meanwhile joins the sends still to come (more frames per socket write the
+ *   busier the shard). A connection on the push list is not freed until the
+ *   list has passed it.
  * - Every frame queued is a reference to a shared rbuf; nothing is copied per
  *   recipient.
  */
@@ -44,6 +51,7 @@ int conn_table_init(struct shard *sh, uint32_t capacity)
         sh->conns[i].misc_next = i + 1 < capacity ? i + 1 : CONN_NONE;
     sh->free_head = 0;
     sh->flush_head = sh->dead_head = sh->rearm_head = sh->handoff_head = CONN_NONE;
+    sh->push_head = sh->push_tail = CONN_NONE;
     sh->ready_head = CONN_NONE;
     for (uint32_t i = 0; i < WHEEL_SLOTS; i++)
         sh->wheel[i] = CONN_NONE;
@@ -203,7 +211,7 @@ struct conn *conn_new(struct shard *sh, uint32_t fd, enum conn_state state)
     c->gen = gen;
     c->fd = fd;
     c->state = (uint8_t)state;
-    c->flush_next = c->misc_next = c->dead_next = CONN_NONE;
+    c->flush_next = c->push_next = c->misc_next = c->dead_next = CONN_NONE;
     c->born = c->last_rx = sh->tick;
     c->rate_tokens = sh->cfg->rate_burst * 1000u;
     c->rate_ms = (uint32_t)sh->now_ms;
@@ -221,15 +229,23 @@ static void outq_free(struct outq *q)
     for (uint32_t i = 0; i < q->n; i++)
         rbuf_unref(q->items[(q->head + i) % q->cap].b);
     free(q->items);
+    if (q->iov != q->iov_small)
+        free(q->iov);
     free(q);
 }
 
 void conn_free_dead(struct shard *sh)
 {
+    uint32_t later = CONN_NONE; /* still linked on the push list */
     while (sh->dead_head != CONN_NONE) {
         uint32_t idx = sh->dead_head;
         struct conn *c = &sh->conns[idx];
         sh->dead_head = c->dead_next;
+        if (c->flags & CONN_F_IN_PUSH) {
+            c->dead_next = later;
+            later = idx;
+            continue;
+        }
         wheel_remove(sh, c);
         outq_free(c->oq);
         frame_dec_deinit(&c->dec);
@@ -246,6 +262,7 @@ void conn_free_dead(struct shard *sh)
         sh->stats.conns = sh->live;
         sh->stats.closes++;
     }
+    sh->dead_head = later;
 }
 
 /* ---- closing ---- */
@@ -294,16 +311,34 @@ void conn_op_done(struct shard *sh, struct conn *c)
     }
 }
 
+/* File c for a send: on the flush list when a reply is queued, else at the
+ * end of the push list. Both at once is harmless (a list skips a connection
+ * whose send is in flight). */
 static void queue_flush(struct shard *sh, struct conn *c)
 {
-    if (c->flags & (CONN_F_IN_FLUSH | CONN_F_SEND))
+    if (c->flags & CONN_F_SEND)
+        return; /* its completion files it again */
+    if (c->flags & CONN_F_URGENT) {
+        if (c->flags & CONN_F_IN_FLUSH)
+            return;
+        c->flags |= CONN_F_IN_FLUSH;
+        c->flush_next = sh->flush_head;
+        sh->flush_head = conn_slot(sh, c);
         return;
-    c->flags |= CONN_F_IN_FLUSH;
-    c->flush_next = sh->flush_head;
-    sh->flush_head = conn_slot(sh, c);
+    }
+    if (c->flags & (CONN_F_IN_FLUSH | CONN_F_IN_PUSH))
+        return;
+    uint32_t slot = conn_slot(sh, c);
+    c->flags |= CONN_F_IN_PUSH;
+    c->push_next = CONN_NONE;
+    if (sh->push_tail == CONN_NONE)
+        sh->push_head = slot;
+    else
+        sh->conns[sh->push_tail].push_next = slot;
+    sh->push_tail = slot;
 }
 
-static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame);
+static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame, bool urgent);
 
 /* Appends id to a growable list; -ENOMEM leaves it unchanged. */
 static int id_list_push(conn_id_t **list, uint32_t *n, uint32_t *cap, conn_id_t id)
@@ -344,7 +379,7 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
         if (enc_bye(&b, reason) == 0) {
             struct rbuf *rb = rbuf_copy(b.data, (uint32_t)b.len);
             if (rb) {
-                queue_frame(sh, c, rb);
+                queue_frame(sh, c, rb, true);
                 rbuf_unref(rb);
             }
         }
@@ -368,7 +403,7 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
 
 /* ---- sending ---- */
 
-static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item)
+static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item, bool urgent)
 {
     struct outq *q = c->oq;
     if (!q) {
@@ -378,6 +413,8 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
             return -ENOMEM;
         q->head = q->n = q->cap = q->bytes = 0;
         q->items = NULL;
+        q->iov = q->iov_small;
+        q->iov_cap = OUTQ_IOV_SMALL;
     }
     if (q->n == q->cap) {
         uint32_t cap = q->cap ? q->cap * 2 : 4;
@@ -395,18 +432,20 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
     rbuf_ref(item->b);
     q->n++;
     q->bytes += oitem_len(item);
+    if (urgent)
+        c->flags |= CONN_F_URGENT;
     queue_flush(sh, c);
     return 0;
 }
 
-static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame)
+static int queue_frame(struct shard *sh, struct conn *c, struct rbuf *frame, bool urgent)
 {
     struct oitem it = {.b = frame};
     if (ws_live(c)) {
         it.skip = FRAME_HDR;
         it.hlen = (uint8_t)ws_frame_header(it.hdr, frame->len - FRAME_HDR);
     }
-    return queue_item(sh, c, &it);
+    return queue_item(sh, c, &it, urgent);
 }
 
 int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len)
@@ -415,7 +454,7 @@ int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len)
     if (!rb)
         return -ENOMEM;
     struct oitem it = {.b = rb};
-    int r = queue_item(sh, c, &it);
+    int r = queue_item(sh, c, &it, true);
     rbuf_unref(rb);
     return r;
 }
@@ -431,7 +470,7 @@ static void outq_drop_unsent(struct outq *q, uint32_t keep)
     }
 }
 
-int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
+static int conn_queue(struct shard *sh, struct conn *c, struct rbuf *frame, bool urgent)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return -ENOENT;
@@ -447,7 +486,17 @@ int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
         return -RP_EFULL;
     }
     sh->stats.frames_out++;
-    return queue_frame(sh, c, frame) ? -ENOENT : 0;
+    return queue_frame(sh, c, frame, urgent) ? -ENOENT : 0;
+}
+
+int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
+{
+    return conn_queue(sh, c, frame, true);
+}
+
+int conn_push(struct shard *sh, struct conn *c, struct rbuf *frame)
+{
+    return conn_queue(sh, c, frame, false);
 }
 
 void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id, int code,
@@ -468,8 +517,17 @@ void conn_send_error(struct shard *sh, struct conn *c, bool has_id, uint32_t id,
 static void send_start(struct shard *sh, struct conn *c)
 {
     struct outq *q = c->oq;
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < q->n && n + 2 <= OUTQ_IOV; i++) {
+    uint32_t n = 0, i = 0;
+    if (q->n + 2 > q->iov_cap && q->iov == q->iov_small) {
+        /* a backlog: one write for up to OUTQ_IOV iovecs of it (or, without
+         * the memory, a few frames at a time) */
+        struct iovec *v = malloc(OUTQ_IOV * sizeof(*v));
+        if (v) {
+            q->iov = v;
+            q->iov_cap = OUTQ_IOV;
+        }
+    }
+    for (; i < q->n && n + 2 <= q->iov_cap; i++) {
         struct oitem *it = &q->items[(q->head + i) % q->cap];
         uint32_t off = it->off;
         if (off < it->hlen) {
@@ -481,6 +539,8 @@ static void send_start(struct shard *sh, struct conn *c)
         q->iov[n].iov_base = it->b->data + body;
         q->iov[n++].iov_len = it->b->len - body;
     }
+    if (i == q->n)
+        c->flags &= (uint16_t)~CONN_F_URGENT; /* every reply queued is in this send */
     struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
     if (n == 1) {
         /* The common case in a fan-out: one frame. A plain send spares the
@@ -498,17 +558,28 @@ static void send_start(struct shard *sh, struct conn *c)
     c->inflight++;
 }
 
-void conn_flush_all(struct shard *sh)
+bool conn_flush_all(struct shard *sh)
 {
+    const uint16_t no_send = CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDED;
     while (sh->flush_head != CONN_NONE) {
         struct conn *c = &sh->conns[sh->flush_head];
         sh->flush_head = c->flush_next;
         c->flags &= (uint16_t)~CONN_F_IN_FLUSH;
-        if (c->flags & (CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDED))
-            continue;
-        if (c->oq && c->oq->n)
+        if (!(c->flags & no_send) && c->oq && c->oq->n)
             send_start(sh, c);
     }
+    for (uint32_t sent = 0; sh->push_head != CONN_NONE && sent < PUSH_BUDGET;) {
+        struct conn *c = &sh->conns[sh->push_head];
+        sh->push_head = c->push_next;
+        if (sh->push_head == CONN_NONE)
+            sh->push_tail = CONN_NONE;
+        c->flags &= (uint16_t)~CONN_F_IN_PUSH;
+        if (!(c->flags & no_send) && c->oq && c->oq->n) {
+            send_start(sh, c);
+            sent++;
+        }
+    }
+    return sh->push_head != CONN_NONE;
 }
 
 static struct conn *conn_of_cqe(struct shard *sh, struct io_uring_cqe *cqe)

@@ -42,10 +42,14 @@ enum {
     CONN_F_PROBED = 1u << 8,     /* the first byte told TCP frames from WebSocket */
     CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
     CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
+    CONN_F_IN_PUSH = 1u << 11,   /* on the shard's push list */
+    CONN_F_URGENT = 1u << 12,    /* a reply is queued that no send has taken yet */
 };
 
-#define CONN_NONE UINT32_MAX
-#define OUTQ_IOV  16u /* frames per sendmsg: more wait for the next one */
+#define CONN_NONE      UINT32_MAX
+#define OUTQ_IOV       64u /* iovecs per sendmsg: frames beyond wait for the next one */
+#define OUTQ_IOV_SMALL 4u  /* iovecs kept in the queue itself (a send of one or two frames) */
+#define PUSH_BUDGET    64u /* sends started from the push list per loop iteration */
 
 /* One queued item: hlen header bytes, then b->data[skip .. b->len). A frame
  * goes to a TCP client whole (4-byte length prefix included); to a WebSocket
@@ -78,7 +82,9 @@ struct outq {
     uint32_t head, n, cap; /* items[head .. head+n) in a ring of cap */
     uint32_t bytes;        /* unsent bytes queued */
     struct msghdr msg;     /* the sendmsg in flight: borrowed by the kernel until it completes */
-    struct iovec iov[OUTQ_IOV];
+    struct iovec *iov;     /* iov_small, or OUTQ_IOV of them once the queue was longer */
+    uint32_t iov_cap;
+    struct iovec iov_small[OUTQ_IOV_SMALL];
     struct oitem *items;
 };
 
@@ -115,7 +121,7 @@ struct conn {
     uint8_t state;
     uint8_t inflight; /* operations whose last completion is outstanding */
     uint16_t flags;
-    uint32_t flush_next, misc_next, dead_next;
+    uint32_t flush_next, push_next, misc_next, dead_next;
     uint32_t tw_prev, tw_next, tw_slot;
     uint32_t born;        /* shard tick of accept or adoption */
     uint32_t last_rx;     /* shard tick of the last frame received */
@@ -155,6 +161,10 @@ void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t le
  * (outbound bound exceeded: the connection is being closed with bye slow). */
 int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame);
 
+/* As conn_send, for a push: c's next send may wait its turn on the shard's
+ * push list (conn_flush_all), behind replies and other connections' pushes. */
+int conn_push(struct shard *sh, struct conn *c, struct rbuf *frame);
+
 /* Queue bytes that go out as they are (an HTTP response, WebSocket control
  * frames): copied. 0 or -ENOMEM. */
 int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len);
@@ -181,8 +191,11 @@ void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe);
 void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe);
 void conn_on_op(struct shard *sh, struct io_uring_cqe *cqe); /* shutdown, close */
 
-/* Loop phases. */
-void conn_flush_all(struct shard *sh);
+/* Loop phases. conn_flush_all starts a send for every connection with a reply
+ * queued, and for the first PUSH_BUDGET connections of the push list; true
+ * when the push list still has connections (the loop must come round again
+ * without sleeping). */
+bool conn_flush_all(struct shard *sh);
 void conn_rearm_all(struct shard *sh);
 void conn_free_dead(struct shard *sh);
 void conn_timers(struct shard *sh);

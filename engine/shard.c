@@ -57,6 +57,12 @@ static int env_send(void *rt, conn_id_t id, struct rbuf *frame)
     return c ? conn_send(rt, c, frame) : -ENOENT;
 }
 
+static int env_push(void *rt, conn_id_t id, struct rbuf *frame)
+{
+    struct conn *c = home_conn(rt, id);
+    return c ? conn_push(rt, c, frame) : -ENOENT;
+}
+
 static void env_close(void *rt, conn_id_t id, const char *reason)
 {
     struct shard *sh = rt;
@@ -386,7 +392,7 @@ static void loop(struct shard *sh)
         conn_ready_all(sh);
         conn_chat_closes(sh);
         chat_flush(sh->chat);
-        conn_flush_all(sh);
+        bool pushes_left = conn_flush_all(sh);
         xcore_publish(sh);
         conn_rearm_all(sh);
         conn_ready_all(sh); /* nothing on the ready list may be freed below */
@@ -402,14 +408,16 @@ static void loop(struct shard *sh)
         /* Announce sleep, then look once more at everything that does not
          * come through the ring itself. */
         wake_prepare(&sh->wake);
-        bool work = false;
+        bool work = pushes_left;
         for (unsigned s = 0; s < sh->srv->nshards && !work; s++)
             work = spsc_front(sh->in[s]) != NULL;
         if (!work)
             work = storage_drain(sh) > 0 || chat_pending(sh->chat);
         if (work) {
             wake_cancel(&sh->wake);
-            io_uring_submit(&sh->ring);
+            /* also runs the completions the kernel deferred to this thread
+             * (DEFER_TASKRUN), so requests are read between push batches */
+            io_uring_submit_and_get_events(&sh->ring);
             continue;
         }
         int r = io_uring_submit_and_wait(&sh->ring, 1);
@@ -491,6 +499,7 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .nshards = n,
         .cfg = &srv->chat_cfg,
         .send = env_send,
+        .push = env_push,
         .close = env_close,
         .ready = env_ready,
         .congested = env_congested,

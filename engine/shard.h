@@ -51,7 +51,9 @@ struct shard {
     uint32_t nconns; /* capacity */
     uint32_t free_head;
     uint32_t live;
-    uint32_t flush_head;   /* connections with frames queued this iteration */
+    uint32_t flush_head;   /* connections with a reply queued: sent this iteration */
+    uint32_t push_head;    /* connections with only pushes queued, oldest first: */
+    uint32_t push_tail;    /* sent PUSH_BUDGET per iteration */
     uint32_t dead_head;    /* connections whose last operation completed */
     uint32_t rearm_head;   /* connections whose multishot recv must be re-armed */
     uint32_t handoff_head; /* edge connections waiting to be handed to their home */

@@ -68,6 +68,7 @@ void chat_free(struct chat *c)
     /* release what outstanding reads and writes hold (the runtime may stop
      * with storage work in flight) without reaching the runtime */
     c->env.send = gone_send;
+    c->env.push = gone_send;
     c->env.close = gone_close;
     c->env.xsend = gone_xsend;
     c->env.write = gone_write;
@@ -93,6 +94,11 @@ struct rbuf *chat_frame(struct buf *b)
         f = rbuf_copy(b->data, (uint32_t)b->len);
     buf_reset(b);
     return f;
+}
+
+int chat_push(struct chat *c, conn_id_t conn, struct rbuf *f)
+{
+    return c->env.push ? c->env.push(c->env.rt, conn, f) : c->env.send(c->env.rt, conn, f);
 }
 
 void chat_send(struct chat *c, conn_id_t conn, struct rbuf *f)

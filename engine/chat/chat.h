@@ -77,6 +77,14 @@ struct chat_env {
     int (*send)(void *rt, conn_id_t conn, struct rbuf *frame);
 
     /*
+     * As send, for a push (an entry or event the connection did not ask for):
+     * the runtime may let it wait its turn behind other connections' pushes,
+     * while replies go out first. Order per connection is call order across
+     * send and push alike. May be NULL (push = send).
+     */
+    int (*push)(void *rt, conn_id_t conn, struct rbuf *frame);
+
+    /*
      * The session of a hello'd connection may take requests now (its user's
      * state is loaded). Until then the runtime holds the connection's frames:
      * nothing reaches chat_on_request before this call. Call it once per

@@ -51,6 +51,10 @@ struct rbuf *chat_frame(struct buf *b);
 /* Queue f for a local connection and drop the caller's reference. */
 void chat_send(struct chat *c, conn_id_t conn, struct rbuf *f);
 
+/* Queue a push (env.push, or env.send without it); the caller keeps its
+ * reference. 0 or env.send's errors. */
+int chat_push(struct chat *c, conn_id_t conn, struct rbuf *f);
+
 /* An error frame for (has_id, id); NULL on ENOMEM. */
 struct rbuf *chat_err_frame(struct chat *c, bool has_id, uint32_t id, int err, const char *msg);
 

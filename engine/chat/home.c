@@ -338,7 +338,7 @@ void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64
         n->val = map_u64(seq);
     else
         map_put(&s->sent, conv.p, conv.len, map_u64(seq));
-    if (c->env.send(c->env.rt, s->conn, frame) == 0)
+    if (chat_push(c, s->conn, frame) == 0)
         c->stats.deliveries++;
 }
 
@@ -346,7 +346,7 @@ void home_push_user(struct chat *c, struct user *u, struct strv except, struct r
 {
     for (struct session *s = u->sessions; s; s = s->next)
         if (!strv_eq((struct strv){s->dev, s->devlen}, except))
-            c->env.send(c->env.rt, s->conn, frame);
+            chat_push(c, s->conn, frame);
 }
 
 static void push_to_user(struct chat *c, struct user *u, const struct dlv *d)

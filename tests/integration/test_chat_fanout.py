@@ -163,5 +163,78 @@ def test_group_of_2000_gets_every_message():
         assert rep["pushes"] == 2000 * 5, rep
 
 
+async def _leaving_run(srv, members, nmsgs):
+    """Every member online; the owner sends nmsgs without waiting between
+    them; odd members reset their connection on the first message. Returns
+    (even members' seqs, send replies, a ping's reply after it all)."""
+    sem = asyncio.Semaphore(200)
+
+    async def login(user):
+        async with sem:
+            reader, writer = await asyncio.open_connection(srv.host, srv.port)
+            writer.write(frame({"op": "hello", "id": 1, "token": srv.token(user),
+                                "device": "d", "resume": False}))
+            r = await asyncio.wait_for(_read(reader), 30)
+            assert r.get("op") == "ok", (user, r)
+            return reader, writer
+
+    conns = await asyncio.gather(*(login(u) for u in members))
+    owner_r, owner_w = await login("owner")
+
+    async def member(i, reader, writer):
+        seqs = []
+        try:
+            while len(seqs) < nmsgs:
+                f = await asyncio.wait_for(_read(reader), 60)
+                if f.get("op") == "msg" and f.get("conv") == "g:leave":
+                    seqs.append(f["seq"])
+                    if i % 2:
+                        writer.transport.abort()  # a reset with pushes still coming
+                        return None
+        finally:
+            writer.close()
+        return seqs
+
+    readers = [asyncio.ensure_future(member(i, r, w)) for i, (r, w) in enumerate(conns)]
+    for k in range(nmsgs):
+        owner_w.write(frame({"op": "send", "id": 10 + k, "group": "leave", "cmid": "l%d" % k,
+                             "type": "text", "body": "leave %d" % k}))
+    await owner_w.drain()
+    replies = [await asyncio.wait_for(_read(owner_r), 60) for _ in range(nmsgs)]
+    got = await asyncio.gather(*readers)
+    # the slots of the reset connections are taken again by new sessions
+    again = await asyncio.gather(*(login(u) for u in members[1::2]))
+    for _, w in again:
+        w.close()
+    owner_w.write(frame({"op": "ping", "id": 99}))
+    pong = await asyncio.wait_for(_read(owner_r), 30)
+    owner_w.close()
+    return [g for g in got if g is not None], replies, pong
+
+
+def test_members_leaving_during_fanout():
+    """One shard sends a fan-out a few connections per loop pass; connections
+    reset while their pushes wait their turn must not disturb the others, nor
+    the sessions that take their slots next."""
+    with Server(shards=1) as srv:
+        owner = srv.login("owner", "o", resume=False)
+        members = ["v%04d" % i for i in range(800)]
+        expect_ok(owner.request("group.create", group="leave", name="Leave",
+                                members=members[:499], _timeout=60))
+        expect_ok(owner.request("group.invite", group="leave", users=members[499:],
+                                _timeout=60))
+        first = expect_ok(owner.request("group.info", group="leave"))["last_seq"]
+        owner.close()
+        nmsgs = 30
+        got, replies, pong = asyncio.run(_leaving_run(srv, members, nmsgs))
+        assert [r.get("op") for r in replies] == ["ok"] * nmsgs, replies[:3]
+        want = list(range(first + 1, first + 1 + nmsgs))
+        assert len(got) == len(members) // 2
+        bad = [g for g in got if g != want]
+        assert not bad, bad[:3]
+        assert pong.get("op") == "pong", pong
+        assert srv.running()
+
+
 if __name__ == "__main__":
     rptest.main()
