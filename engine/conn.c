@@ -318,7 +318,7 @@ static void queue_flush(struct shard *sh, struct conn *c)
 {
     if (c->flags & CONN_F_SEND)
         return; /* its completion files it again */
-    if (c->flags & CONN_F_URGENT) {
+    if (c->oq && c->oq->urgent) {
         if (c->flags & CONN_F_IN_FLUSH)
             return;
         c->flags |= CONN_F_IN_FLUSH;
@@ -411,7 +411,7 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
         q = c->oq = malloc(sizeof(*q));
         if (!q)
             return -ENOMEM;
-        q->head = q->n = q->cap = q->bytes = 0;
+        q->head = q->n = q->cap = q->bytes = q->sending = q->urgent = 0;
         q->items = NULL;
         q->iov = q->iov_small;
         q->iov_cap = OUTQ_IOV_SMALL;
@@ -433,7 +433,7 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
     q->n++;
     q->bytes += oitem_len(item);
     if (urgent)
-        c->flags |= CONN_F_URGENT;
+        q->urgent = q->n;
     queue_flush(sh, c);
     return 0;
 }
@@ -468,6 +468,8 @@ static void outq_drop_unsent(struct outq *q, uint32_t keep)
         rbuf_unref(it->b);
         q->n--;
     }
+    if (q->urgent > q->n)
+        q->urgent = q->n;
 }
 
 static int conn_queue(struct shard *sh, struct conn *c, struct rbuf *frame, bool urgent)
@@ -481,7 +483,7 @@ static int conn_queue(struct shard *sh, struct conn *c, struct rbuf *frame, bool
         sh->stats.bye_slow++;
         log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), queued);
         if (c->oq)
-            outq_drop_unsent(c->oq, (c->flags & CONN_F_SEND) ? 1 : 0);
+            outq_drop_unsent(c->oq, (c->flags & CONN_F_SEND) ? c->oq->sending : 0);
         conn_close(sh, c, "slow");
         return -RP_EFULL;
     }
@@ -527,9 +529,11 @@ static void send_start(struct shard *sh, struct conn *c)
             q->iov_cap = OUTQ_IOV;
         }
     }
-    for (; i < q->n && n + 2 <= q->iov_cap; i++) {
+    for (; i < q->n; i++) {
         struct oitem *it = &q->items[(q->head + i) % q->cap];
         uint32_t off = it->off;
+        if (n + (off < it->hlen ? 2u : 1u) > q->iov_cap)
+            break;
         if (off < it->hlen) {
             q->iov[n].iov_base = it->hdr + off;
             q->iov[n++].iov_len = it->hlen - off;
@@ -539,8 +543,7 @@ static void send_start(struct shard *sh, struct conn *c)
         q->iov[n].iov_base = it->b->data + body;
         q->iov[n++].iov_len = it->b->len - body;
     }
-    if (i == q->n)
-        c->flags &= (uint16_t)~CONN_F_URGENT; /* every reply queued is in this send */
+    q->sending = i;
     struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
     if (n == 1) {
         /* The common case in a fan-out: one frame. A plain send spares the
@@ -558,7 +561,7 @@ static void send_start(struct shard *sh, struct conn *c)
     c->inflight++;
 }
 
-bool conn_flush_all(struct shard *sh)
+void conn_flush_all(struct shard *sh)
 {
     const uint16_t no_send = CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDED;
     while (sh->flush_head != CONN_NONE) {
@@ -579,7 +582,6 @@ bool conn_flush_all(struct shard *sh)
             sent++;
         }
     }
-    return sh->push_head != CONN_NONE;
 }
 
 static struct conn *conn_of_cqe(struct shard *sh, struct io_uring_cqe *cqe)
@@ -621,6 +623,8 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
             rbuf_unref(it->b);
             q->head = (q->head + 1) % q->cap;
             q->n--;
+            if (q->urgent)
+                q->urgent--;
         }
     }
     if ((c->flags & CONN_F_DRAIN) && q->bytes <= sh->cfg->outbound_limit / 4 &&
@@ -634,7 +638,7 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
         queue_flush(sh, c);
     } else {
         /* Idle connections hold no outbound memory (a small malloc per
-         * burst is cheaper than 432 bytes on each of a million sockets). */
+         * burst is cheaper than a queue on each of a million sockets). */
         outq_free(q);
         c->oq = NULL;
         if (c->state == CONN_CLOSING)

@@ -43,11 +43,10 @@ enum {
     CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
     CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
     CONN_F_IN_PUSH = 1u << 11,   /* on the shard's push list */
-    CONN_F_URGENT = 1u << 12,    /* a reply is queued that no send has taken yet */
 };
 
 #define CONN_NONE      UINT32_MAX
-#define OUTQ_IOV       64u /* iovecs per sendmsg: frames beyond wait for the next one */
+#define OUTQ_IOV       64u /* iovecs per sendmsg (a frame takes 1, a WebSocket frame 2) */
 #define OUTQ_IOV_SMALL 4u  /* iovecs kept in the queue itself (a send of one or two frames) */
 #define PUSH_BUDGET    64u /* sends started from the push list per loop iteration */
 
@@ -81,6 +80,8 @@ struct conn_ws {
 struct outq {
     uint32_t head, n, cap; /* items[head .. head+n) in a ring of cap */
     uint32_t bytes;        /* unsent bytes queued */
+    uint32_t sending;      /* items[head .. head+sending) are in the send in flight */
+    uint32_t urgent;       /* items[head .. head+urgent) end with a reply: sent first */
     struct msghdr msg;     /* the sendmsg in flight: borrowed by the kernel until it completes */
     struct iovec *iov;     /* iov_small, or OUTQ_IOV of them once the queue was longer */
     uint32_t iov_cap;
@@ -192,10 +193,9 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe);
 void conn_on_op(struct shard *sh, struct io_uring_cqe *cqe); /* shutdown, close */
 
 /* Loop phases. conn_flush_all starts a send for every connection with a reply
- * queued, and for the first PUSH_BUDGET connections of the push list; true
- * when the push list still has connections (the loop must come round again
- * without sleeping). */
-bool conn_flush_all(struct shard *sh);
+ * queued, and for the first PUSH_BUDGET connections of the push list; while
+ * the push list is not empty the loop must come round again without sleeping. */
+void conn_flush_all(struct shard *sh);
 void conn_rearm_all(struct shard *sh);
 void conn_free_dead(struct shard *sh);
 void conn_timers(struct shard *sh);

@@ -392,7 +392,7 @@ static void loop(struct shard *sh)
         conn_ready_all(sh);
         conn_chat_closes(sh);
         chat_flush(sh->chat);
-        bool pushes_left = conn_flush_all(sh);
+        conn_flush_all(sh);
         xcore_publish(sh);
         conn_rearm_all(sh);
         conn_ready_all(sh); /* nothing on the ready list may be freed below */
@@ -408,7 +408,9 @@ static void loop(struct shard *sh)
         /* Announce sleep, then look once more at everything that does not
          * come through the ring itself. */
         wake_prepare(&sh->wake);
-        bool work = pushes_left;
+        /* pushes left for the next pass, or frames queued after the flush
+         * phase (replayed requests, closes) */
+        bool work = sh->push_head != CONN_NONE || sh->flush_head != CONN_NONE;
         for (unsigned s = 0; s < sh->srv->nshards && !work; s++)
             work = spsc_front(sh->in[s]) != NULL;
         if (!work)

@@ -208,5 +208,51 @@ def test_overflow_while_pushing_to_several_devices():
         expect_ok(a.send_message(to="ovc", body="still up"))
 
 
+def test_overflow_with_a_long_write_in_flight():
+    # Pushes pipelined by a fast sender queue many frames per loop pass, so
+    # the write in flight when the queue overflows holds many of them. The
+    # overflow may drop only what is not in that write: the client then reads
+    # well-formed frames, its seqs contiguous, and the bye last.
+    args = ["--outbound-limit", "65536", "--rate-limit", "1000000", "--rate-burst", "1000000"]
+    with Server(shards=1, args=args, env=reltools.server_env()) as srv:
+        owner = srv.login("lwa", "d")
+        expect_ok(owner.request("group.create", name="lw", group="lw", members=["lwb"]))
+        first = expect_ok(owner.request("group.info", group="lw"))["last_seq"]
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((srv.host, srv.port))
+        s.sendall(frame({"op": "hello", "id": 1, "token": srv.token("lwb"), "device": "d",
+                         "resume": False}))
+        window, sent, done, n = 16, 0, 0, 6000
+        first_id = owner.next_id
+        while done < n:
+            while sent < n and sent - done < window:
+                owner.send({"op": "send", "id": first_id + sent, "group": "lw",
+                            "cmid": "lw%d" % sent, "type": "text",
+                            "body": "%04d" % sent + "w" * 1020})
+                sent += 1
+            expect_ok(owner.reply(first_id + done, timeout=60.0))
+            done += 1
+        data = b""
+        s.settimeout(20.0)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        frames, rest = _frames(data)
+        assert rest == b"", "%d bytes of a partial frame at the end" % len(rest)
+        assert frames[0].get("op") == "ok", frames[0]
+        assert frames[-1] == {"op": "bye", "reason": "slow"}, frames[-3:]
+        msgs = [f for f in frames if f.get("op") == "msg"]
+        seqs = [f["seq"] for f in msgs]
+        assert seqs == list(range(first + 1, first + 1 + len(seqs))), seqs[:3] + seqs[-3:]
+        assert 0 < len(seqs) < n, len(seqs)
+        for f in msgs:
+            assert f["body"] == "%04d" % (f["seq"] - first - 1) + "w" * 1020, f["seq"]
+        assert reltools.alive(srv), "ringpushd died:\n" + srv.stderr_tail(30)
+
+
 if __name__ == "__main__":
     rptest.main(timeout=1800)
