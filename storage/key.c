@@ -114,6 +114,38 @@ int stg_key_friend(struct buf *k, const char *user, size_t userlen, const char *
     return encode(k, p, 2, NULL);
 }
 
+int stg_key_friend_pending(struct buf *k, const char *user, size_t userlen, const char *peer,
+                           size_t peerlen, uint64_t ts)
+{
+    struct stg_view p[2] = {{user, userlen}, {peer, peerlen}};
+    buf_reset(k);
+    buf_put_u8(k, 0);
+    return encode_more(k, p, 2, &ts);
+}
+
+int stg_key_friend_pending_prefix(struct buf *k, const char *user, size_t userlen)
+{
+    struct stg_view p[1] = {{user, userlen}};
+    buf_reset(k);
+    buf_put_u8(k, 0);
+    return encode_more(k, p, 1, NULL);
+}
+
+int stg_key_split_friend_pending(const void *key, size_t klen, struct stg_view *user,
+                                 struct stg_view *peer, uint64_t *ts)
+{
+    const uint8_t *d = key;
+    if (klen < 1 || d[0] != 0)
+        return -EINVAL;
+    struct stg_view p[2];
+    int rc = stg_key_split(d + 1, klen - 1, p, 2, ts);
+    if (rc == 0) {
+        *user = p[0];
+        *peer = p[1];
+    }
+    return rc;
+}
+
 int stg_key_prefix(struct buf *k, const char *s, size_t len)
 {
     struct stg_view p[1] = {{s, len}};

@@ -15,6 +15,9 @@
  *   cursor   user | device | conv      -> ack cursor (opaque)
  *   dedup    h | conv | user | cmid    -> be64 ts_ms, then opaque bytes
  *   friend   user | peer               -> friendship (opaque)
+ *   friend   0 | user | peer | ts      -> a side of user's still to be written
+ *                                         (opaque); the 0 byte keeps these apart
+ *                                         from every friendship key
  *
  * Dedup records are only ever read by point lookups, so their keys need no
  * order; they start with h, a big-endian 32-bit hash of the encoded
@@ -95,6 +98,15 @@ struct stg_view {
  */
 int stg_key_split(const void *key, size_t klen, struct stg_view *parts, unsigned nstr,
                   uint64_t *seq);
+
+/* A pending side of user's friendship with peer, from an op at ts; the
+ * prefix form (peer NULL) is the common prefix of every pending key of user.
+ * stg_key_split_friend_pending takes one apart: 0 or -EINVAL. */
+int stg_key_friend_pending(struct buf *k, const char *user, size_t userlen, const char *peer,
+                           size_t peerlen, uint64_t ts);
+int stg_key_friend_pending_prefix(struct buf *k, const char *user, size_t userlen);
+int stg_key_split_friend_pending(const void *key, size_t klen, struct stg_view *user,
+                                 struct stg_view *peer, uint64_t *ts);
 
 /* Shorthand for a log key: 0 or -EINVAL. */
 int stg_key_split_log(const void *key, size_t klen, struct stg_view *conv, uint64_t *seq);

@@ -177,6 +177,39 @@ static void row_park(struct chat *c, struct frow *w)
 
 static void row_done(struct chat *c, void *ctx, int err);
 
+static uint8_t peer_state(uint8_t own)
+{
+    return own == FRIEND_ASKED ? FRIEND_ASKING : own;
+}
+
+/*
+ * With the caller's side, the record of the peer's side (written in the same
+ * batch, so a crash leaves both or neither); with the peer's side, the
+ * record's removal.
+ */
+static int pending_stage(struct chat *c, struct stg_batch *b, const struct frow *w)
+{
+    struct strv user = row_user(w), peer = row_peer(w);
+    struct buf k;
+    buf_init(&k);
+    int rc = w->own ? stg_key_friend_pending(&k, peer.p, peer.len, user.p, user.len, w->f->extra)
+                    : stg_key_friend_pending(&k, user.p, user.len, peer.p, peer.len, w->f->extra);
+    if (rc == 0 && !w->own) {
+        rc = stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
+    } else if (rc == 0) {
+        uint8_t st = peer_state(w->state);
+        bool asked = st == FRIEND_ASKING;
+        struct friend_rec fr = {
+            .state = st, .ts = w->f->extra, .note = asked ? w->f->req.note : (struct strv){"", 0}};
+        buf_reset(&c->vb);
+        rc = val_friend_encode(&c->vb, &fr);
+        if (rc == 0)
+            rc = stg_batch_put(b, STG_CF_FRIEND, k.data, k.len, c->vb.data, c->vb.len);
+    }
+    buf_deinit(&k);
+    return rc;
+}
+
 /*
  * Stage w's row and register its completion. On error the batch may hold the
  * put (the caller poisons it) and w is still the caller's.
@@ -186,15 +219,17 @@ static int row_stage(struct chat *c, struct frow *w)
     struct stg_batch *b = io_batch(c);
     struct fkey *k = b ? fkey_of(c, w, true) : NULL;
     int rc = k ? 0 : -ENOMEM;
-    if (rc == 0 && w->state == FRIEND_NONE) {
-        rc = stg_batch_del(b, STG_CF_FRIEND, c->kb.data, c->kb.len);
-    } else if (rc == 0) {
+    if (rc == 0) {
+        /* a removal stays as a FRIEND_NONE row with its time until the user's
+         * next load, so that a pending side older than it is not replayed */
         struct friend_rec fr = {.state = w->state, .ts = w->f->extra, .note = row_note(w)};
         buf_reset(&c->vb);
         rc = val_friend_encode(&c->vb, &fr);
         if (rc == 0)
             rc = stg_batch_put(b, STG_CF_FRIEND, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
     }
+    if (rc == 0)
+        rc = pending_stage(c, b, w);
     if (rc == 0)
         rc = io_on_commit(c, row_done, w);
     if (rc < 0)
@@ -465,6 +500,92 @@ void friend_on_peer(struct chat *c, struct fwd *f)
         io_poison(c);
         row_park(c, w); /* written at the next tick, like a failed write */
     }
+}
+
+/* Whether res holds a pending record of peer. */
+static bool has_pending(const struct stg_result *res, struct strv peer)
+{
+    for (uint32_t i = 0; res && i < res->n; i++) {
+        struct stg_view ku, kp;
+        uint64_t ts;
+        if (stg_key_split_friend_pending(res->kv[i].key, res->kv[i].klen, &ku, &kp, &ts) == 0 &&
+            strv_eq(peer, (struct strv){kp.p, kp.len}))
+            return true;
+    }
+    return false;
+}
+
+/* Whether rows of the pair me|peer are in flight or wait to be written. */
+static bool pair_busy(struct chat *c, struct strv me, struct strv peer)
+{
+    struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
+    return k && (k->inflight || k->parked);
+}
+
+/*
+ * u is loaded; u->friends still holds FRIEND_NONE marks with the time of each
+ * removal. Of the pending records read with u, a side is written when it is
+ * the newest of its pair, nothing of the pair is in flight and what was
+ * loaded is older; every other record is only removed. The removal rows of
+ * pairs with no record left go too.
+ */
+void friend_replay(struct chat *c, struct user *u)
+{
+    struct stg_result *res = u->fpend;
+    u->fpend = NULL;
+    struct strv me = {u->id, u->idlen};
+    for (uint32_t i = 0; res && i < res->n; i++) {
+        struct stg_view ku, kp;
+        uint64_t ts;
+        struct friend_rec r;
+        if (stg_key_split_friend_pending(res->kv[i].key, res->kv[i].klen, &ku, &kp, &ts) < 0 ||
+            val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
+            continue;
+        struct strv peer = {kp.p, kp.len};
+        /* keys of one peer are adjacent and in ts order: the last is newest */
+        bool newest = true;
+        if (i + 1 < res->n) {
+            struct stg_view nu, np;
+            uint64_t nts;
+            newest = stg_key_split_friend_pending(res->kv[i + 1].key, res->kv[i + 1].klen, &nu, &np,
+                                                  &nts) < 0 ||
+                     !strv_eq(peer, (struct strv){np.p, np.len});
+        }
+        struct ufriend *cur = map_get(&u->friends, peer.p, peer.len);
+        bool stale = cur ? cur->ts >= ts : r.state == FRIEND_NONE;
+        struct fwd *f = NULL;
+        if (newest && !stale && !pair_busy(c, me, peer)) {
+            struct req q = {.op = r.state == FRIEND_ASKING ? OP_FRIEND_REQUEST
+                                  : r.state == FRIEND_YES  ? OP_FRIEND_ACCEPT
+                                                           : OP_FRIEND_REMOVE,
+                            .user = me,
+                            .note = r.note};
+            f = fwd_new(&q, peer, (struct strv){"", 0}, (struct strv){"", 0}, 0, c->env.shard);
+        }
+        if (f) {
+            f->extra = ts;
+            log_info("chat_friend_replay", "user=%.*s peer=%.*s", (int)me.len, me.p, (int)peer.len,
+                     peer.p);
+            friend_on_peer(c, f); /* its batch removes the record */
+            continue;
+        }
+        struct stg_batch *b = io_batch(c);
+        if (b)
+            stg_batch_del(b, STG_CF_FRIEND, res->kv[i].key, res->kv[i].klen);
+    }
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &u->friends);
+    while ((n = map_next(&it))) {
+        struct strv peer = {n->key, n->klen};
+        if (((struct ufriend *)n->val)->state != FRIEND_NONE || has_pending(res, peer) ||
+            pair_busy(c, me, peer))
+            continue;
+        struct stg_batch *b = io_batch(c);
+        if (b && key_of(c, me, peer) == 0)
+            stg_batch_del(b, STG_CF_FRIEND, c->kb.data, c->kb.len);
+    }
+    stg_result_free(res);
 }
 
 void friend_tick(struct chat *c)

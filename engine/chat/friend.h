@@ -8,6 +8,11 @@
  * write. A failed write of the caller's side is answered with the error; a
  * failed write of the peer's side is retried every second until it holds or
  * a newer op replaces it, so while the process runs the two sides meet again.
+ * Across a crash or a stop they meet through a pending record: the batch of
+ * the caller's side also records the peer's side under the peer (key
+ * 0|peer|caller|ts), the batch of the peer's side removes it, and loading the
+ * peer reads the records left and writes the newest side of each pair that
+ * is newer than what was loaded.
  *
  * Thread: the shard's thread.
  */
@@ -23,6 +28,9 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r);
 /* The peer's side of a friend op (f->user is the caller, f->req.user the
  * peer; f transferred). */
 void friend_on_peer(struct chat *c, struct fwd *f);
+
+/* u is loaded: write the pending sides read with it (u->fpend; freed). */
+void friend_replay(struct chat *c, struct user *u);
 
 /* Once a second: write again the peer sides whose write failed. */
 void friend_tick(struct chat *c);

@@ -83,10 +83,11 @@ struct session {
 struct user {
     struct ilink by_id; /* home.users */
     struct session *sessions;
-    struct map convs;   /* conv -> struct uconv * */
-    struct map gone;    /* convs left while loading: ignored in the loaded list */
-    struct map friends; /* peer -> struct ufriend * */
-    uint32_t refs;      /* sessions + reads in flight */
+    struct map convs;         /* conv -> struct uconv * */
+    struct map gone;          /* convs left while loading: ignored in the loaded list */
+    struct map friends;       /* peer -> struct ufriend * */
+    struct stg_result *fpend; /* pending friend sides read while loading */
+    uint32_t refs;            /* sessions + reads in flight */
     uint32_t pending;
     uint32_t nsessions;
     uint8_t state;

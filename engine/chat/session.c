@@ -6,6 +6,7 @@
 #include "engine/chat/session.h"
 
 #include "engine/chat/core.h"
+#include "engine/chat/friend.h"
 #include "engine/chat/values.h"
 
 #include "base/err.h"
@@ -54,6 +55,7 @@ static void user_free(struct user *u)
         free(f);
     }
     map_deinit(&u->friends);
+    stg_result_free(u->fpend);
     free(u);
 }
 
@@ -180,7 +182,8 @@ static void user_loaded(struct chat *c, struct user *u)
 {
     u->state = U_READY;
     map_deinit(&u->gone);
-    /* the marks of friends removed while loading have done their work */
+    friend_replay(c, u);
+    /* the marks of friends removed have done their work */
     struct map_iter it;
     struct map_node *n;
     map_iter_init(&it, &u->friends);
@@ -260,8 +263,10 @@ static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     for (uint32_t i = 0; err == 0 && i < res->n; i++) {
         struct stg_view p[2];
         struct friend_rec r;
+        /* a FRIEND_NONE row (a removal) becomes a mark like one made while
+         * loading: friend_replay compares with its time, then marks go */
         if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
-            val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 || r.state == FRIEND_NONE)
+            val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;
         /* a friend op that reached the user while this read was in flight
          * is newer than what the read saw (and replacing it would leak it) */
@@ -279,6 +284,20 @@ static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     }
     stg_result_free(res);
     load_step_done(c, u, err);
+}
+
+/* Pending sides of the user's friendships (friend.h), kept for user_loaded. */
+static void on_friend_pending(struct chat *c, void *ctx, uint64_t arg, int err,
+                              struct stg_result *res)
+{
+    struct user *u = ctx;
+    if (err == 0 && res && res->n) {
+        stg_result_free(u->fpend);
+        u->fpend = res;
+    } else {
+        stg_result_free(res);
+    }
+    load_step_done(c, u, err == -ENOENT ? 0 : err);
 }
 
 /* Issue one load read holding a user reference; on failure count it as a failed step. */
@@ -356,6 +375,11 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
         if (rc == 0)
             rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0, HOME_FRIENDS_MAX,
                                 on_friends, u, 0);
+        load_read(c, u, rc);
+        rc = stg_key_friend_pending_prefix(&c->kb, uid.p, uid.len);
+        if (rc == 0)
+            rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0, HOME_FRIENDS_MAX,
+                                on_friend_pending, u, 0);
         load_read(c, u, rc);
     }
     load_step_done(c, u, err);

@@ -238,11 +238,52 @@ static void test_invalid(void)
     buf_deinit(&k);
 }
 
+/* Pending friend sides: round trip, their own prefix per user, and never
+ * inside the range of a user's friendship keys (a scan of one never returns
+ * the other). */
+static void test_friend_pending(void)
+{
+    struct buf k, pre, lo, hi;
+    buf_init(&k);
+    buf_init(&pre);
+    buf_init(&lo);
+    buf_init(&hi);
+    CHECK(stg_key_friend_pending(&k, "alice", 5, "bob", 3, 0x0102030405060708ull) == 0);
+    struct stg_view u, p;
+    uint64_t ts = 0;
+    CHECK(stg_key_split_friend_pending(k.data, k.len, &u, &p, &ts) == 0);
+    CHECK(u.len == 5 && memcmp(u.p, "alice", 5) == 0 && p.len == 3 && memcmp(p.p, "bob", 3) == 0);
+    CHECK(ts == 0x0102030405060708ull);
+    CHECK(stg_key_split_friend_pending(k.data, k.len - 1, &u, &p, &ts) == -EINVAL);
+    CHECK(stg_key_split_friend_pending(k.data + 1, k.len - 1, &u, &p, &ts) == -EINVAL);
+    CHECK(stg_key_friend_pending_prefix(&pre, "alice", 5) == 0);
+    CHECK(pre.len < k.len && memcmp(pre.data, k.data, pre.len) == 0);
+    /* not under another user's pending prefix, even one that is a prefix of it */
+    CHECK(stg_key_friend_pending_prefix(&pre, "alic", 4) == 0);
+    CHECK(memcmp(pre.data, k.data, pre.len) != 0);
+    /* a user's friendship range [prefix, successor) holds no pending key */
+    const char *users[] = {"a", "alice", "bob", "\x01", "\xff\xff"};
+    for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
+        size_t n = strlen(users[i]);
+        CHECK(stg_key_prefix(&lo, users[i], n) == 0);
+        CHECK(stg_key_prefix(&hi, users[i], n) == 0 && stg_key_successor(&hi) == 0);
+        CHECK(stg_key_friend_pending(&k, users[i], n, "peer", 4, 7) == 0);
+        size_t m = k.len < lo.len ? k.len : lo.len;
+        CHECK(memcmp(k.data, lo.data, m) < 0);
+    }
+    CHECK(stg_key_friend_pending(&k, "", 0, "p", 1, 1) == -EINVAL);
+    buf_deinit(&k);
+    buf_deinit(&pre);
+    buf_deinit(&lo);
+    buf_deinit(&hi);
+}
+
 int main(void)
 {
     test_log_order();
     test_cursor_order();
     test_invalid();
+    test_friend_pending();
     if (failures) {
         fprintf(stderr, "test_key: %d failures\n", failures);
         return 1;

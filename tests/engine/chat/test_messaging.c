@@ -698,6 +698,67 @@ static void test_friend_durable(void)
     h_close(fb);
 }
 
+/*
+ * The peer's side of a friend op outlives a crash between the two sides: its
+ * pending record, written with the caller's side, is found when the peer is
+ * loaded again, the side is written and pushed then, and only once.
+ */
+static void test_friend_across_crash(void)
+{
+    int fa = h_hello("fca", "d", false), fb = h_hello("fcb", "d", false);
+    h_drain(fa);
+    h_drain(fb);
+    h_hold_writes = true;
+    friend_op(fa, OP_FRIEND_REQUEST, 120, "fcb", true);
+    h_fail_writes = 1; /* the peer's side fails, waits for a retry ... */
+    h_release_writes();
+    CHECK(h_is_ok(h_reply(fa, 120)));
+    CHECK(h_next_op(fb, "friend") == NULL);
+    h_stop_abrupt(); /* ... that never comes */
+    h_start(dir, true);
+    fb = h_hello("fcb", "d", false);
+    const msgpack_object *ev = h_next_op(fb, "friend");
+    CHECK(h_is_str(ev, "event", "request") && h_is_str(ev, "from", "fca"));
+    CHECK(friend_count(fb, 121, "requests") == 1);
+    h_close(fb);
+    h_stop();
+    h_start(dir, true);
+    fb = h_hello("fcb", "d", false);
+    CHECK(h_next_op(fb, "friend") == NULL); /* the record went with the side */
+    CHECK(friend_count(fb, 122, "requests") == 1);
+    friend_op(fb, OP_FRIEND_ACCEPT, 123, "fca", true);
+    CHECK(h_is_ok(h_reply(fb, 123)));
+    fa = h_hello("fca", "d", false);
+    CHECK(friend_count(fa, 124, "friends") == 1 && friend_count(fb, 125, "friends") == 1);
+    h_close(fa);
+    h_close(fb);
+
+    /* a record left by a crash is not replayed over a later op: the request
+     * whose peer side was lost is withdrawn before the peer comes back */
+    fa = h_hello("fcc", "d", false);
+    fb = h_hello("fcd", "d", false);
+    h_drain(fa);
+    h_hold_writes = true;
+    friend_op(fa, OP_FRIEND_REQUEST, 126, "fcd", true);
+    h_fail_writes = 1;
+    h_release_writes();
+    CHECK(h_is_ok(h_reply(fa, 126)));
+    h_close(fb);
+    h_stop_abrupt();
+    h_now += 1000;
+    h_start(dir, true);
+    fa = h_hello("fcc", "d", false);
+    friend_op(fa, OP_FRIEND_REMOVE, 127, "fcd", true);
+    CHECK(h_is_ok(h_reply(fa, 127)));
+    h_close(fa);
+    h_stop();
+    h_start(dir, true);
+    fb = h_hello("fcd", "d", false);
+    CHECK(h_next_op(fb, "friend") == NULL);
+    CHECK(friend_count(fb, 128, "requests") == 0 && friend_count(fb, 129, "friends") == 0);
+    h_close(fb);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_msg.%d", (int)getpid());
@@ -713,6 +774,7 @@ int main(void)
     test_recall();
     test_friend_beside_failure();
     test_friend_durable();
+    test_friend_across_crash();
     h_stop();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
