@@ -426,7 +426,12 @@ static void own_op(struct chat *c, struct fwd *f)
     struct frow *w = calloc(1, sizeof(*w));
     int rc = w ? 0 : -ENOMEM;
     if (rc == 0) {
-        f->extra = chat_now(c);
+        /* the op's time names its pending record: never the same twice */
+        uint64_t now = chat_now(c);
+        if (now <= c->home.friend_ts_last)
+            now = c->home.friend_ts_last + 1;
+        c->home.friend_ts_last = now;
+        f->extra = now;
         w->f = f;
         w->own = true;
         w->state = mine;
@@ -524,16 +529,23 @@ static bool pair_busy(struct chat *c, struct strv me, struct strv peer)
 
 /*
  * u is loaded; u->friends still holds FRIEND_NONE marks with the time of each
- * removal. Of the pending records read with u, a side is written when it is
- * the newest of its pair, nothing of the pair is in flight and what was
- * loaded is older; every other record is only removed. The removal rows of
- * pairs with no record left go too.
+ * removal. A pending record of a past run (older than this run's start: its
+ * forwarded op is gone) is written when it is the newest of its pair, nothing
+ * of the pair is in flight or waiting, and what was loaded is older; an older
+ * or stale one is removed. A record of this run is left alone: the op it
+ * stands for is on its way or waiting here, and its write removes it. The
+ * removal rows of pairs with no record left go too. Nothing is decided when
+ * a read stopped at its limit (the next load decides).
  */
 void friend_replay(struct chat *c, struct user *u)
 {
     struct stg_result *res = u->fpend;
     u->fpend = NULL;
     struct strv me = {u->id, u->idlen};
+    if (u->friends_cut) {
+        stg_result_free(res);
+        return;
+    }
     for (uint32_t i = 0; res && i < res->n; i++) {
         struct stg_view ku, kp;
         uint64_t ts;
@@ -542,6 +554,8 @@ void friend_replay(struct chat *c, struct user *u)
             val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;
         struct strv peer = {kp.p, kp.len};
+        if (ts >= c->home.friend_epoch || pair_busy(c, me, peer))
+            continue;
         /* keys of one peer are adjacent and in ts order: the last is newest */
         bool newest = true;
         if (i + 1 < res->n) {
@@ -553,21 +567,21 @@ void friend_replay(struct chat *c, struct user *u)
         }
         struct ufriend *cur = map_get(&u->friends, peer.p, peer.len);
         bool stale = cur ? cur->ts >= ts : r.state == FRIEND_NONE;
-        struct fwd *f = NULL;
-        if (newest && !stale && !pair_busy(c, me, peer)) {
+        if (newest && !stale) {
             struct req q = {.op = r.state == FRIEND_ASKING ? OP_FRIEND_REQUEST
                                   : r.state == FRIEND_YES  ? OP_FRIEND_ACCEPT
                                                            : OP_FRIEND_REMOVE,
                             .user = me,
                             .note = r.note};
-            f = fwd_new(&q, peer, (struct strv){"", 0}, (struct strv){"", 0}, 0, c->env.shard);
-        }
-        if (f) {
-            f->extra = ts;
-            log_info("chat_friend_replay", "user=%.*s peer=%.*s", (int)me.len, me.p, (int)peer.len,
-                     peer.p);
-            friend_on_peer(c, f); /* its batch removes the record */
-            continue;
+            struct fwd *f =
+                fwd_new(&q, peer, (struct strv){"", 0}, (struct strv){"", 0}, 0, c->env.shard);
+            if (f) {
+                f->extra = ts;
+                log_info("chat_friend_replay", "user=%.*s peer=%.*s", (int)me.len, me.p,
+                         (int)peer.len, peer.p);
+                friend_on_peer(c, f); /* its batch removes the record */
+            }
+            continue; /* without memory the record stays for the next load */
         }
         struct stg_batch *b = io_batch(c);
         if (b)

@@ -92,7 +92,8 @@ struct user {
     uint32_t nsessions;
     uint8_t state;
     uint8_t idlen;
-    char id[]; /* idlen bytes and a NUL */
+    bool friends_cut; /* a friend read at load stopped at its limit */
+    char id[];        /* idlen bytes and a NUL */
 };
 
 struct home {
@@ -104,6 +105,8 @@ struct home {
     /* friend.c: friend row key -> struct fkey, while rows of it are pending */
     struct map friend_keys;
     uint64_t friend_gen_last;
+    uint64_t friend_ts_last; /* the time of the last friend op: strictly increasing */
+    uint64_t friend_epoch;   /* wall clock at start: pending sides older are a past run's */
 };
 
 int home_init(struct chat *c);

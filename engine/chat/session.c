@@ -260,6 +260,8 @@ static void on_read_cursors(struct chat *c, void *ctx, uint64_t arg, int err,
 static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct user *u = ctx;
+    if (err == 0 && res->more)
+        u->friends_cut = true;
     for (uint32_t i = 0; err == 0 && i < res->n; i++) {
         struct stg_view p[2];
         struct friend_rec r;
@@ -291,6 +293,8 @@ static void on_friend_pending(struct chat *c, void *ctx, uint64_t arg, int err,
                               struct stg_result *res)
 {
     struct user *u = ctx;
+    if (err == 0 && res && res->more)
+        u->friends_cut = true;
     if (err == 0 && res && res->n) {
         stg_result_free(u->fpend);
         u->fpend = res;
