@@ -229,6 +229,7 @@ static void outq_free(struct outq *q)
     for (uint32_t i = 0; i < q->n; i++)
         rbuf_unref(q->items[(q->head + i) % q->cap].b);
     free(q->items);
+    free(q->items_sent);
     if (q->iov != q->iov_small)
         free(q->iov);
     free(q);
@@ -412,7 +413,7 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
         if (!q)
             return -ENOMEM;
         q->head = q->n = q->cap = q->bytes = q->sending = q->urgent = 0;
-        q->items = NULL;
+        q->items = q->items_sent = NULL;
         q->iov = q->iov_small;
         q->iov_cap = OUTQ_IOV_SMALL;
     }
@@ -423,7 +424,10 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
             return -ENOMEM;
         for (uint32_t i = 0; i < q->n; i++)
             items[i] = q->items[(q->head + i) % q->cap];
-        free(q->items);
+        if ((c->flags & CONN_F_SEND) && !q->items_sent)
+            q->items_sent = q->items; /* the kernel may still read headers in it */
+        else
+            free(q->items);
         q->items = items;
         q->head = 0;
         q->cap = cap;
@@ -602,6 +606,10 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
         return;
     c->flags &= (uint16_t)~CONN_F_SEND;
     struct outq *q = c->oq;
+    if (q && q->items_sent) {
+        free(q->items_sent); /* the send that pointed into it is over */
+        q->items_sent = NULL;
+    }
     if (cqe->res < 0) {
         if (q)
             outq_drop_unsent(q, 0);

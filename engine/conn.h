@@ -87,6 +87,8 @@ struct outq {
     uint32_t iov_cap;
     struct iovec iov_small[OUTQ_IOV_SMALL];
     struct oitem *items;
+    struct oitem *items_sent; /* an older items array the send in flight points into (its
+                                 WebSocket headers): freed when that send completes */
 };
 
 /* A session being handed from its edge shard to its home shard. */

@@ -5,12 +5,14 @@
 #define _GNU_SOURCE
 #include "engine/server.h"
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -39,6 +41,10 @@ int server_init(struct server *srv, const struct config *cfg)
     memset(srv, 0, sizeof(*srv));
     srv->cfg = *cfg;
     chat_config_from(&srv->chat_cfg, &srv->cfg);
+    if (getrandom(&srv->chat_cfg.run_id, sizeof(srv->chat_cfg.run_id), 0) !=
+        (ssize_t)sizeof(srv->chat_cfg.run_id))
+        srv->chat_cfg.run_id = clock_wall_ms() << 16 ^ (uint64_t)getpid();
+    srv->chat_cfg.run_id |= 1; /* never 0: records without one are a past run's */
     srv->ncpus = (unsigned)get_nprocs();
     srv->nshards = cfg->shards ? cfg->shards : srv->ncpus;
     if (srv->nshards > 255) {

@@ -511,7 +511,6 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .now_ms = env_now_ms,
         .admin_done = env_admin_done,
     };
-    sh->now_ms = clock_wall_ms(); /* the chat layer reads its start time */
     sh->chat = chat_new(&env);
     return sh->chat ? 0 : -ENOMEM;
 }

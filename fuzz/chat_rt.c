@@ -347,6 +347,7 @@ void rt_begin(void)
 {
     rt_npushes = rt_nacks = 0;
     rt_fail_writes = 0;
+    rt_cfg.run_id++; /* every begin is a new run */
     for (unsigned i = 0; i < RT_SHARDS; i++) {
         rts[i].idx = i;
         struct chat_env env = {.rt = &rts[i],

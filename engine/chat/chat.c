@@ -32,7 +32,6 @@ struct chat *chat_new(const struct chat_env *env)
         return NULL;
     }
     home_init(c);
-    c->home.friend_epoch = chat_now(c);
     owner_init(c);
     return c;
 }

@@ -55,6 +55,7 @@ struct chat_config {
     uint32_t max_devices;
     uint32_t max_group_size;
     bool dm_friends_only; /* dm_policy = friends */
+    uint64_t run_id;      /* differs in every run of the process (never 0) */
 };
 
 struct chat_admin_result;

@@ -152,6 +152,19 @@ static void row_free(struct frow *w)
 
 static void run_waiting(struct chat *c, const struct frow *w);
 
+/* A peer's side w is dropped, replaced by a newer row of its pair: its
+ * pending record goes too (in the next batch). */
+static void pending_forget(struct chat *c, const struct frow *w)
+{
+    struct stg_batch *b = w->own ? NULL : io_batch(c);
+    struct buf k;
+    buf_init(&k);
+    if (b && stg_key_friend_pending(&k, row_user(w).p, row_user(w).len, row_peer(w).p,
+                                    row_peer(w).len, w->f->extra) == 0)
+        stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
+    buf_deinit(&k);
+}
+
 /* Keep a peer's side whose write failed for the next tick (w transferred). */
 static void row_park(struct chat *c, struct frow *w)
 {
@@ -165,13 +178,16 @@ static void row_park(struct chat *c, struct frow *w)
         return;
     }
     if (k->durable > w->gen || (k->parked && k->parked->gen > w->gen)) {
+        pending_forget(c, w);
         run_waiting(c, w); /* a newer row is written, or waits itself */
         fkey_release(c, w);
         row_free(w);
         return;
     }
-    if (k->parked)
+    if (k->parked) {
+        pending_forget(c, k->parked);
         row_free(k->parked);
+    }
     k->parked = w;
 }
 
@@ -199,8 +215,10 @@ static int pending_stage(struct chat *c, struct stg_batch *b, const struct frow 
     } else if (rc == 0) {
         uint8_t st = peer_state(w->state);
         bool asked = st == FRIEND_ASKING;
-        struct friend_rec fr = {
-            .state = st, .ts = w->f->extra, .note = asked ? w->f->req.note : (struct strv){"", 0}};
+        struct friend_rec fr = {.state = st,
+                                .ts = w->f->extra,
+                                .note = asked ? w->f->req.note : (struct strv){"", 0},
+                                .run = c->env.cfg->run_id};
         buf_reset(&c->vb);
         rc = val_friend_encode(&c->vb, &fr);
         if (rc == 0)
@@ -314,6 +332,7 @@ static void row_done(struct chat *c, void *ctx, int err)
         if (k && w->gen > k->durable)
             k->durable = w->gen;
         if (k && k->parked && k->parked->gen < w->gen) {
+            pending_forget(c, k->parked);
             row_free(k->parked); /* replaced by this newer row */
             k->parked = NULL;
         }
@@ -430,6 +449,8 @@ static void own_op(struct chat *c, struct fwd *f)
         uint64_t now = chat_now(c);
         if (now <= c->home.friend_ts_last)
             now = c->home.friend_ts_last + 1;
+        if (uf && now <= uf->ts)
+            now = uf->ts + 1; /* after what the pair's last op wrote, whichever home's clock */
         c->home.friend_ts_last = now;
         f->extra = now;
         w->f = f;
@@ -490,6 +511,8 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
 
 void friend_on_peer(struct chat *c, struct fwd *f)
 {
+    if (f->extra > c->home.friend_ts_last)
+        c->home.friend_ts_last = f->extra; /* ops here come after this one */
     struct frow *w = calloc(1, sizeof(*w));
     if (!w) {
         log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)f->req.user.len, f->req.user.p,
@@ -529,11 +552,11 @@ static bool pair_busy(struct chat *c, struct strv me, struct strv peer)
 
 /*
  * u is loaded; u->friends still holds FRIEND_NONE marks with the time of each
- * removal. A pending record of a past run (older than this run's start: its
- * forwarded op is gone) is written when it is the newest of its pair, nothing
- * of the pair is in flight or waiting, and what was loaded is older; an older
- * or stale one is removed. A record of this run is left alone: the op it
- * stands for is on its way or waiting here, and its write removes it. The
+ * removal. A pending record of a past run (its forwarded op is gone with that
+ * run) is written when it is the newest of its pair, nothing of the pair is
+ * in flight or waiting, and what was loaded is older; an older or stale one is
+ * removed. A record of this run is left alone: the op it stands for is on its
+ * way or waiting here, and its write (or its replacement) removes it. The
  * removal rows of pairs with no record left go too. Nothing is decided when
  * a read stopped at its limit (the next load decides).
  */
@@ -554,7 +577,7 @@ void friend_replay(struct chat *c, struct user *u)
             val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;
         struct strv peer = {kp.p, kp.len};
-        if (ts >= c->home.friend_epoch || pair_busy(c, me, peer))
+        if (r.run == c->env.cfg->run_id || pair_busy(c, me, peer))
             continue;
         /* keys of one peer are adjacent and in ts order: the last is newest */
         bool newest = true;

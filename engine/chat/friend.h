@@ -10,9 +10,10 @@
  * a newer op replaces it, so while the process runs the two sides meet again.
  * Across a crash or a stop they meet through a pending record: the batch of
  * the caller's side also records the peer's side under the peer (key
- * 0|peer|caller|ts), the batch of the peer's side removes it, and loading the
- * peer reads the records left and writes the newest side of each pair that
- * is newer than what was loaded.
+ * 0|peer|caller|ts), the batch of the peer's side (or of a newer row that
+ * replaces it) removes it, and loading the peer reads the records left and
+ * writes the newest side of each pair, if a past run wrote it and it is newer
+ * than what was loaded.
  *
  * Thread: the shard's thread.
  */

@@ -106,7 +106,6 @@ struct home {
     struct map friend_keys;
     uint64_t friend_gen_last;
     uint64_t friend_ts_last; /* the time of the last friend op: strictly increasing */
-    uint64_t friend_epoch;   /* wall clock at start: pending sides older are a past run's */
 };
 
 int home_init(struct chat *c);

@@ -219,10 +219,12 @@ int val_friend_encode(struct buf *b, const struct friend_rec *f)
 {
     msgpack_packer pk;
     pk_init(&pk, b);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, f->run ? 4 : 3);
     pk_kv_u64(&pk, "s", f->state);
     pk_kv_u64(&pk, "t", f->ts);
     pk_kv_str(&pk, "n", f->note);
+    if (f->run)
+        pk_kv_u64(&pk, "r", f->run);
     return done(b);
 }
 
@@ -236,6 +238,8 @@ static int friend_field(struct mpr *r, char k, void *out)
         return mpr_uint(r, &f->ts);
     case 'n':
         return mpr_str(r, &f->note);
+    case 'r':
+        return mpr_uint(r, &f->run);
     default:
         return 1;
     }

@@ -59,6 +59,7 @@ struct friend_rec {
     uint8_t state;
     uint64_t ts;
     struct strv note;
+    uint64_t run; /* a pending side: the run that wrote it (0: none) */
 };
 
 int val_conv_encode(struct buf *b, const struct conv_meta *m);

@@ -270,6 +270,7 @@ void h_start(const char *dir, bool keep)
     }
     if (!h_now)
         h_now = clock_wall_ms();
+    h_cfg.run_id++; /* every start is a new run */
     struct storage_config sc = {.path = dir, .durability = STG_WAL, .nshards = H_SHARDS};
     CHECK(storage_open(&sc, &st) == 0);
     inflight = 0;
