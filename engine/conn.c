@@ -606,10 +606,6 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
         return;
     c->flags &= (uint16_t)~CONN_F_SEND;
     struct outq *q = c->oq;
-    if (q && q->items_sent) {
-        free(q->items_sent); /* the send that pointed into it is over */
-        q->items_sent = NULL;
-    }
     if (cqe->res < 0) {
         if (q)
             outq_drop_unsent(q, 0);
@@ -617,6 +613,10 @@ void conn_on_send(struct shard *sh, struct io_uring_cqe *cqe)
         conn_teardown(sh, c);
         conn_op_done(sh, c);
         return;
+    }
+    if (q->items_sent) {
+        free(q->items_sent); /* the send that pointed into it is over */
+        q->items_sent = NULL;
     }
     uint32_t sent = (uint32_t)cqe->res;
     sh->stats.bytes_out += sent;
