@@ -24,10 +24,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The local users with a session who are members of one group conversation. */
+/* The local users with a session who are members of one group conversation,
+ * each with its entry of the conversation in the user's list (a fan-out needs
+ * both; the entry lives exactly as long as the index holds the user). */
+struct imember {
+    struct user *u;
+    struct uconv *uc;
+};
+
 struct idx {
     uint32_t n, cap;
-    struct user **u;
+    struct imember *m;
 };
 
 int home_init(struct chat *c)
@@ -50,7 +57,7 @@ void home_deinit(struct chat *c)
     map_iter_init(&it, &c->home.index);
     while ((n = map_next(&it))) {
         struct idx *x = n->val;
-        free(x->u);
+        free(x->m);
         free(x);
     }
     map_deinit(&c->home.index);
@@ -126,7 +133,7 @@ void home_session_remove(struct chat *c, struct session *s)
     imap_remove(&c->home.conns, &s->by_conn, mix(s->conn));
 }
 
-int home_index_add(struct chat *c, struct strv conv, struct user *u)
+int home_index_add(struct chat *c, struct strv conv, struct user *u, struct uconv *uc)
 {
     struct idx *x = map_get(&c->home.index, conv.p, conv.len);
     if (!x) {
@@ -136,18 +143,21 @@ int home_index_add(struct chat *c, struct strv conv, struct user *u)
             return -ENOMEM;
         }
     }
-    for (uint32_t i = 0; i < x->n; i++)
-        if (x->u[i] == u)
+    for (uint32_t i = 0; i < x->n; i++) {
+        if (x->m[i].u == u) {
+            x->m[i].uc = uc;
             return 0;
+        }
+    }
     if (x->n == x->cap) {
         uint32_t nc = x->cap ? x->cap * 2 : 4;
-        struct user **nu = realloc(x->u, nc * sizeof(*nu));
-        if (!nu)
+        struct imember *nm = realloc(x->m, nc * sizeof(*nm));
+        if (!nm)
             return -ENOMEM;
-        x->u = nu;
+        x->m = nm;
         x->cap = nc;
     }
-    x->u[x->n++] = u;
+    x->m[x->n++] = (struct imember){u, uc};
     return 0;
 }
 
@@ -157,14 +167,14 @@ void home_index_del(struct chat *c, struct strv conv, struct user *u)
     if (!x)
         return;
     for (uint32_t i = 0; i < x->n; i++) {
-        if (x->u[i] == u) {
-            x->u[i] = x->u[--x->n];
+        if (x->m[i].u == u) {
+            x->m[i] = x->m[--x->n];
             break;
         }
     }
     if (!x->n) {
         map_del(&c->home.index, conv.p, conv.len);
-        free(x->u);
+        free(x->m);
         free(x);
     }
 }
@@ -179,7 +189,7 @@ struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, u
             free(uc);
             return NULL;
         }
-        if (kind == CONV_GROUP && home_index_add(c, conv, u) < 0) {
+        if (kind == CONV_GROUP && home_index_add(c, conv, u, uc) < 0) {
             map_del(&u->convs, conv.p, conv.len);
             free(uc);
             return NULL;
@@ -349,9 +359,11 @@ void home_push_user(struct chat *c, struct user *u, struct strv except, struct r
             chat_push(c, s->conn, frame);
 }
 
-static void push_to_user(struct chat *c, struct user *u, const struct dlv *d)
+/* uc: u's entry of d->conv when the caller has it (NULL: looked up) */
+static void push_to_user(struct chat *c, struct user *u, struct uconv *uc, const struct dlv *d)
 {
-    struct uconv *uc = map_get(&u->convs, d->conv.p, d->conv.len);
+    if (!uc)
+        uc = map_get(&u->convs, d->conv.p, d->conv.len);
     if (!uc && d->conv.p[0] == 'd')
         uc = home_uconv_put(c, u, d->conv, CONV_DIRECT, 1);
     if (uc && d->seq > uc->last_seq) {
@@ -384,14 +396,14 @@ void home_on_deliver(struct chat *c, struct dlv *d)
         if (ident_conv_parse(d->conv, &a, &b) == CONV_DIRECT) {
             struct user *ua = home_user(c, a), *ub = strv_eq(a, b) ? NULL : home_user(c, b);
             if (ua)
-                push_to_user(c, ua, d);
+                push_to_user(c, ua, NULL, d);
             if (ub)
-                push_to_user(c, ub, d);
+                push_to_user(c, ub, NULL, d);
         }
     } else {
         struct idx *x = map_get(&c->home.index, d->conv.p, d->conv.len);
         for (uint32_t i = 0; x && i < x->n; i++)
-            push_to_user(c, x->u[i], d);
+            push_to_user(c, x->m[i].u, x->m[i].uc, d);
     }
     for (uint32_t i = 0; i < d->ndels; i++) {
         struct user *u = home_user(c, d->dels[i].user);

@@ -132,7 +132,7 @@ int home_session_add(struct chat *c, struct session *s);
 void home_session_remove(struct chat *c, struct session *s);
 
 /* Online index maintenance (session.c and home.c). */
-int home_index_add(struct chat *c, struct strv conv, struct user *u);
+int home_index_add(struct chat *c, struct strv conv, struct user *u, struct uconv *uc);
 void home_index_del(struct chat *c, struct strv conv, struct user *u);
 
 /* Add or update one of u's conversations. NULL on ENOMEM. */
