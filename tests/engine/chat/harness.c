@@ -33,6 +33,7 @@ int h_refuse_writes;
 struct hadmin h_admin[H_ADMIN_MAX];
 bool h_hold_writes;
 bool h_hold_reads[H_SHARDS];
+bool h_hold_xmsgs[H_SHARDS];
 
 /* A read kept back by h_hold_reads, with copies of the bytes it points to. */
 struct hread {
@@ -311,8 +312,9 @@ bool h_step(void)
                 chat_on_storage(s->chat, &done[k]);
             any = true;
         }
-        struct qmsg *q = s->head;
-        s->head = s->tail = NULL;
+        struct qmsg *q = h_hold_xmsgs[i] ? NULL : s->head;
+        if (q)
+            s->head = s->tail = NULL;
         while (q) {
             struct qmsg *next = q->next;
             chat_on_xmsg(s->chat, &q->m);
@@ -372,8 +374,17 @@ void h_stop_abrupt(void)
     conns_free();
 }
 
+void h_release_xmsgs(void)
+{
+    for (unsigned i = 0; i < H_SHARDS; i++)
+        h_hold_xmsgs[i] = false;
+    h_settle();
+}
+
 void h_stop(void)
 {
+    for (unsigned i = 0; i < H_SHARDS; i++)
+        h_hold_xmsgs[i] = false;
     h_settle();
     for (unsigned i = 0; i < H_SHARDS; i++) {
         chat_free(rts[i].chat);

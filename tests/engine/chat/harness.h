@@ -46,6 +46,9 @@ void h_fail_held_write(unsigned shard, int k);
 /* true: reads submitted by that shard wait (not started) until h_release_reads */
 extern bool h_hold_reads[H_SHARDS];
 void h_release_reads(void);
+/* true: cross-shard messages to that shard wait until h_release_xmsgs */
+extern bool h_hold_xmsgs[H_SHARDS];
+void h_release_xmsgs(void);
 
 /* Start shards with storage in dir (created fresh unless keep). */
 void h_start(const char *dir, bool keep);

@@ -767,6 +767,32 @@ static void test_friend_across_crash(void)
     h_close(fb);
 }
 
+/*
+ * A pending record of this run is not replayed: the peer loads while the op
+ * that wrote it is still on its way to the peer's home, and gets one push,
+ * from that op.
+ */
+static void test_friend_forward_in_flight(void)
+{
+    char a[8] = "fia", b[8] = "fib0";
+    for (char k = '0'; k <= '9' && h_home(a) == h_home(b); k++)
+        b[3] = k;
+    CHECK(h_home(a) != h_home(b));
+    int fa = h_hello(a, "d", false);
+    h_drain(fa);
+    h_hold_xmsgs[h_home(b)] = true;
+    friend_op(fa, OP_FRIEND_REQUEST, 130, b, true);
+    CHECK(h_is_ok(h_reply(fa, 130)));
+    int fb = h_hello(b, "d", false); /* loaded with the op's record in storage */
+    CHECK(h_next_op(fb, "friend") == NULL);
+    h_release_xmsgs();
+    CHECK(h_is_str(h_next_op(fb, "friend"), "event", "request"));
+    CHECK(h_next_op(fb, "friend") == NULL);
+    CHECK(friend_count(fb, 131, "requests") == 1);
+    h_close(fa);
+    h_close(fb);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_msg.%d", (int)getpid());
@@ -783,6 +809,7 @@ int main(void)
     test_friend_beside_failure();
     test_friend_durable();
     test_friend_across_crash();
+    test_friend_forward_in_flight();
     h_stop();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
