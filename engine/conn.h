@@ -48,7 +48,7 @@ enum {
 #define CONN_NONE      UINT32_MAX
 #define OUTQ_IOV       64u /* iovecs per sendmsg (a frame takes 1, a WebSocket frame 2) */
 #define OUTQ_IOV_SMALL 4u  /* iovecs kept in the queue itself (a send of one or two frames) */
-#define PUSH_BUDGET    64u /* sends started from the push list per loop iteration */
+#define PUSH_BUDGET    16u /* sends started from the push list per loop iteration */
 
 /* One queued item: hlen header bytes, then b->data[skip .. b->len). A frame
  * goes to a TCP client whole (4-byte length prefix included); to a WebSocket
