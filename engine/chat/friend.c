@@ -152,6 +152,15 @@ static void row_free(struct frow *w)
 
 static void run_waiting(struct chat *c, const struct frow *w);
 
+/* The key of the pending record of w's op: kept under the op's peer, named
+ * by its caller and time (the same for both sides' rows). */
+static int pending_key(struct buf *k, const struct frow *w)
+{
+    const struct fwd *f = w->f;
+    return stg_key_friend_pending(k, f->req.user.p, f->req.user.len, f->user.p, f->user.len,
+                                  f->extra);
+}
+
 /* A peer's side w is dropped, replaced by a newer row of its pair: its
  * pending record goes too (in the next batch). */
 static void pending_forget(struct chat *c, const struct frow *w)
@@ -159,8 +168,7 @@ static void pending_forget(struct chat *c, const struct frow *w)
     struct stg_batch *b = w->own ? NULL : io_batch(c);
     struct buf k;
     buf_init(&k);
-    if (b && stg_key_friend_pending(&k, row_user(w).p, row_user(w).len, row_peer(w).p,
-                                    row_peer(w).len, w->f->extra) == 0)
+    if (b && pending_key(&k, w) == 0)
         stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
     buf_deinit(&k);
 }
@@ -205,11 +213,9 @@ static uint8_t peer_state(uint8_t own)
  */
 static int pending_stage(struct chat *c, struct stg_batch *b, const struct frow *w)
 {
-    struct strv user = row_user(w), peer = row_peer(w);
     struct buf k;
     buf_init(&k);
-    int rc = w->own ? stg_key_friend_pending(&k, peer.p, peer.len, user.p, user.len, w->f->extra)
-                    : stg_key_friend_pending(&k, user.p, user.len, peer.p, peer.len, w->f->extra);
+    int rc = pending_key(&k, w);
     if (rc == 0 && !w->own) {
         rc = stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
     } else if (rc == 0) {
@@ -569,25 +575,23 @@ void friend_replay(struct chat *c, struct user *u)
         stg_result_free(res);
         return;
     }
-    for (uint32_t i = 0; res && i < res->n; i++) {
+    /* keys of one peer are adjacent and in ts order: walked from the end, the
+     * first of each peer is its newest */
+    struct strv after = {NULL, 0}; /* the peer of the record after this one */
+    for (uint32_t i = res ? res->n : 0; i-- > 0;) {
         struct stg_view ku, kp;
         uint64_t ts;
         struct friend_rec r;
-        if (stg_key_split_friend_pending(res->kv[i].key, res->kv[i].klen, &ku, &kp, &ts) < 0 ||
-            val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
+        if (stg_key_split_friend_pending(res->kv[i].key, res->kv[i].klen, &ku, &kp, &ts) < 0) {
+            after = (struct strv){NULL, 0};
             continue;
-        struct strv peer = {kp.p, kp.len};
-        if (r.run == c->env.cfg->run_id || pair_busy(c, me, peer))
-            continue;
-        /* keys of one peer are adjacent and in ts order: the last is newest */
-        bool newest = true;
-        if (i + 1 < res->n) {
-            struct stg_view nu, np;
-            uint64_t nts;
-            newest = stg_key_split_friend_pending(res->kv[i + 1].key, res->kv[i + 1].klen, &nu, &np,
-                                                  &nts) < 0 ||
-                     !strv_eq(peer, (struct strv){np.p, np.len});
         }
+        struct strv peer = {kp.p, kp.len};
+        bool newest = !strv_eq(peer, after);
+        after = peer;
+        if (val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 ||
+            r.run == c->env.cfg->run_id || pair_busy(c, me, peer))
+            continue;
         struct ufriend *cur = map_get(&u->friends, peer.p, peer.len);
         bool stale = cur ? cur->ts >= ts : r.state == FRIEND_NONE;
         if (newest && !stale) {

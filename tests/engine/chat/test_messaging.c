@@ -345,6 +345,17 @@ static void friend_op(int conn, int op, uint32_t id, const char *user, bool sett
         h_request_nosettle(conn, &r);
 }
 
+/* A friend op whose caller side is written and whose peer side fails (it
+ * waits for a retry at a tick). */
+static void friend_op_peer_fails(int conn, int op, uint32_t id, const char *user)
+{
+    h_hold_writes = true;
+    friend_op(conn, op, id, user, true);
+    h_fail_writes = 1; /* the next submit: the peer's side */
+    h_release_writes();
+    CHECK(h_fail_writes == 0);
+}
+
 static uint32_t friend_count(int conn, uint32_t id, const char *field)
 {
     struct req r = h_req(OP_FRIEND_LIST, id);
@@ -602,11 +613,7 @@ static void test_friend_durable(void)
     CHECK(h_next_op(fa, "friend") == NULL && h_next_op(fb, "friend") == NULL);
     CHECK(friend_count(fa, 83, "friends") == 1 && friend_count(fb, 84, "friends") == 1);
     /* the peer's side fails: the caller has its ok, the peer waits for the retry */
-    h_hold_writes = true;
-    friend_op(fa, OP_FRIEND_REMOVE, 85, "frb", true);
-    h_fail_writes = 1; /* the next submit: the peer's side */
-    h_release_writes();
-    CHECK(h_fail_writes == 0);
+    friend_op_peer_fails(fa, OP_FRIEND_REMOVE, 85, "frb");
     CHECK(h_is_ok(h_reply(fa, 85)));
     CHECK(h_is_str(h_next_op(fa, "friend"), "event", "removed"));
     CHECK(h_next_op(fb, "friend") == NULL && friend_count(fb, 86, "friends") == 1);
@@ -647,10 +654,7 @@ static void test_friend_durable(void)
 
     /* the peer's own ops on the pair wait while the peer's side is still to
      * be written, and are then checked against it */
-    h_hold_writes = true;
-    friend_op(fa, OP_FRIEND_REMOVE, 100, "frb", true);
-    h_fail_writes = 1; /* frb's side */
-    h_release_writes();
+    friend_op_peer_fails(fa, OP_FRIEND_REMOVE, 100, "frb");
     CHECK(h_is_ok(h_reply(fa, 100)) && h_next_op(fb, "friend") == NULL);
     friend_op(fb, OP_FRIEND_REMOVE, 101, "fra", true);
     friend_op(fb, OP_FRIEND_REQUEST, 102, "fra", true);
@@ -708,10 +712,7 @@ static void test_friend_across_crash(void)
     int fa = h_hello("fca", "d", false), fb = h_hello("fcb", "d", false);
     h_drain(fa);
     h_drain(fb);
-    h_hold_writes = true;
-    friend_op(fa, OP_FRIEND_REQUEST, 120, "fcb", true);
-    h_fail_writes = 1; /* the peer's side fails, waits for a retry ... */
-    h_release_writes();
+    friend_op_peer_fails(fa, OP_FRIEND_REQUEST, 120, "fcb");
     CHECK(h_is_ok(h_reply(fa, 120)));
     CHECK(h_next_op(fb, "friend") == NULL);
     /* the peer comes back while its side waits: the record stays, it is
@@ -719,7 +720,7 @@ static void test_friend_across_crash(void)
     h_close(fb);
     fb = h_hello("fcb", "d", false);
     CHECK(h_next_op(fb, "friend") == NULL);
-    h_stop_abrupt(); /* ... the retry never comes */
+    h_stop_abrupt(); /* the retry never comes */
     h_now += 1000;
     h_start(dir, true);
     fb = h_hello("fcb", "d", false);
@@ -745,10 +746,7 @@ static void test_friend_across_crash(void)
     fa = h_hello("fcc", "d", false);
     fb = h_hello("fcd", "d", false);
     h_drain(fa);
-    h_hold_writes = true;
-    friend_op(fa, OP_FRIEND_REQUEST, 126, "fcd", true);
-    h_fail_writes = 1;
-    h_release_writes();
+    friend_op_peer_fails(fa, OP_FRIEND_REQUEST, 126, "fcd");
     CHECK(h_is_ok(h_reply(fa, 126)));
     h_close(fb);
     h_stop_abrupt();
