@@ -128,6 +128,8 @@ int stg_key_friend_pending_prefix(struct buf *k, const char *user, size_t userle
     struct stg_view p[1] = {{user, userlen}};
     buf_reset(k);
     buf_put_u8(k, 0);
+    if (!user)
+        return buf_failed(k) ? -ENOMEM : 0;
     return encode_more(k, p, 1, NULL);
 }
 

@@ -100,7 +100,8 @@ int stg_key_split(const void *key, size_t klen, struct stg_view *parts, unsigned
                   uint64_t *seq);
 
 /* A pending side of user's friendship with peer, from an op at ts; the
- * prefix form (peer NULL) is the common prefix of every pending key of user.
+ * prefix form is the common prefix of every pending key of user (of every
+ * pending key when user is NULL).
  * stg_key_split_friend_pending takes one apart: 0 or -EINVAL. */
 int stg_key_friend_pending(struct buf *k, const char *user, size_t userlen, const char *peer,
                            size_t peerlen, uint64_t ts);

@@ -6,6 +6,7 @@
 #include "engine/chat/friend.h"
 
 #include "engine/chat/core.h"
+#include "engine/chat/session.h"
 #include "engine/chat/values.h"
 
 #include "base/err.h"
@@ -629,8 +630,104 @@ void friend_replay(struct chat *c, struct user *u)
     stg_result_free(res);
 }
 
+/*
+ * The sweep. A pending side is written when its user is next loaded, and a
+ * user who does not come back would keep an old side (what a send on their
+ * behalf is checked against) for good. So after a start each shard reads
+ * the pending records a page at a time and loads those of its users that a
+ * past run left a record for and that are not here: loading one does what a
+ * login does (friend_replay), and the user is let go again. A page's users
+ * are loaded before the next page is read, so a shard loads at most
+ * SWEEP_PAGE users for it at once. After a failed read the sweep goes on at
+ * the next tick from where it stopped, and after a failed load from the
+ * start of that load's page.
+ */
+enum { SWEEP_START, SWEEP_READING, SWEEP_LOADING, SWEEP_DONE };
+
+#define SWEEP_PAGE 32u
+
+static void on_sweep_page(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res);
+
+static void sweep_read(struct chat *c)
+{
+    struct home *h = &c->home;
+    buf_reset(&h->sweep_page);
+    buf_append(&h->sweep_page, h->sweep_from.data, h->sweep_from.len);
+    int rc = buf_failed(&h->sweep_page) ? -ENOMEM : stg_key_friend_pending_prefix(&c->kb, NULL, 0);
+    if (rc == 0)
+        rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len,
+                            h->sweep_from.len ? h->sweep_from.data : NULL, h->sweep_from.len,
+                            SWEEP_PAGE, on_sweep_page, NULL, 0);
+    h->sweep_state = rc < 0 ? SWEEP_START : SWEEP_READING;
+}
+
+static void on_sweep_page(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    (void)ctx;
+    (void)arg;
+    struct home *h = &c->home;
+    bool more = err == 0 && res->more, stopped = false;
+    uint32_t i = 0;
+    for (; err == 0 && i < res->n; i++) {
+        struct stg_view ku, kp;
+        uint64_t ts;
+        struct friend_rec r;
+        if (stg_key_split_friend_pending(res->kv[i].key, res->kv[i].klen, &ku, &kp, &ts) < 0 ||
+            val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 ||
+            r.run == c->env.cfg->run_id)
+            continue;
+        struct strv user = {ku.p, (uint32_t)ku.len};
+        if (xfer_home(c, user) != c->env.shard)
+            continue;
+        int rc = session_load_user(c, user);
+        if (rc < 0) {
+            stopped = true; /* this record again, at a tick */
+            break;
+        }
+        h->sweep_loads += (uint32_t)rc;
+    }
+    if (i > 0) {
+        /* the next page starts right after the last record looked at */
+        buf_reset(&h->sweep_from);
+        buf_append(&h->sweep_from, res->kv[i - 1].key, res->kv[i - 1].klen);
+        buf_put_u8(&h->sweep_from, 0);
+        if (buf_failed(&h->sweep_from))
+            buf_reset(&h->sweep_from); /* from the first record again */
+    }
+    stg_result_free(res);
+    if ((err < 0 && err != -ENOENT) || stopped)
+        h->sweep_state = SWEEP_START;
+    else if (!more)
+        h->sweep_state = SWEEP_DONE;
+    else if (h->sweep_loads > 0)
+        h->sweep_state = SWEEP_LOADING;
+    else
+        sweep_read(c);
+}
+
+void friend_sweep_loaded(struct chat *c, bool failed)
+{
+    struct home *h = &c->home;
+    h->sweep_failed |= failed;
+    if (--h->sweep_loads > 0)
+        return;
+    if (h->sweep_failed) {
+        /* the page again at a tick: what its loads wrote is gone from it */
+        h->sweep_failed = false;
+        buf_reset(&h->sweep_from);
+        buf_append(&h->sweep_from, h->sweep_page.data, h->sweep_page.len);
+        if (buf_failed(&h->sweep_from))
+            buf_reset(&h->sweep_from);
+        h->sweep_state = SWEEP_START;
+    } else if (h->sweep_state == SWEEP_LOADING) {
+        sweep_read(c);
+    }
+}
+
 void friend_tick(struct chat *c)
 {
+    if (c->home.sweep_state == SWEEP_START && c->home.sweep_loads == 0)
+        sweep_read(c);
     struct map_iter it;
     struct map_node *n;
     map_iter_init(&it, &c->home.friend_keys);
@@ -669,4 +766,6 @@ void friend_deinit(struct chat *c)
         free(k);
     }
     map_deinit(&c->home.friend_keys);
+    buf_deinit(&c->home.sweep_from);
+    buf_deinit(&c->home.sweep_page);
 }

@@ -13,7 +13,8 @@
  * 0|peer|caller|ts), the batch of the peer's side (or of a newer row that
  * replaces it) removes it, and loading the peer reads the records left and
  * writes the newest side of each pair, if a past run wrote it and it is newer
- * than what was loaded.
+ * than what was loaded. Peers who do not log in are loaded for that by a
+ * sweep of the records once after a start (friend.c).
  *
  * Thread: the shard's thread.
  */
@@ -33,8 +34,12 @@ void friend_on_peer(struct chat *c, struct fwd *f);
 /* u is loaded: write the pending sides read with it (u->fpend; freed). */
 void friend_replay(struct chat *c, struct user *u);
 
-/* Once a second: write again the peer sides whose write failed. */
+/* Once a second: write again the peer sides whose write failed, and go on
+ * with the sweep of pending sides left by an earlier run (friend.c). */
 void friend_tick(struct chat *c);
+
+/* The load of a user for the sweep has ended (session.c), failed or not. */
+void friend_sweep_loaded(struct chat *c, bool failed);
 
 /* True while friend rows are in flight or wait to be written again. */
 bool friend_pending(const struct chat *c);

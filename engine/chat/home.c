@@ -46,6 +46,11 @@ int home_init(struct chat *c)
     map_init(&c->home.written);
     map_init(&c->home.friend_keys);
     c->home.friend_gen_last = 0;
+    buf_init(&c->home.sweep_from);
+    buf_init(&c->home.sweep_page);
+    c->home.sweep_failed = false;
+    c->home.sweep_loads = 0;
+    c->home.sweep_state = 0; /* the sweep starts at the first tick */
     return 0;
 }
 

@@ -18,6 +18,8 @@
 #include "engine/chat/map.h"
 #include "engine/chat/xfer.h"
 
+#include "base/buf.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -93,6 +95,7 @@ struct user {
     uint8_t state;
     uint8_t idlen;
     bool friends_cut; /* a friend read at load stopped at its limit */
+    bool swept;       /* loaded for the friend sweep (friend.h), which holds a reference */
     char id[];        /* idlen bytes and a NUL */
 };
 
@@ -106,6 +109,12 @@ struct home {
     struct map friend_keys;
     uint64_t friend_gen_last;
     uint64_t friend_ts_last; /* the time of the last friend op: strictly increasing */
+    /* friend.c: the sweep of pending friend sides left by an earlier run */
+    struct buf sweep_from; /* where the next page starts (empty: at the first) */
+    struct buf sweep_page; /* where the page read last started */
+    uint32_t sweep_loads;  /* users loaded for it and not loaded yet */
+    uint8_t sweep_state;
+    bool sweep_failed; /* a load of the page failed */
 };
 
 int home_init(struct chat *c);

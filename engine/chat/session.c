@@ -218,6 +218,12 @@ static void load_step_done(struct chat *c, struct user *u, int err)
         user_failed(c, u);
     if (--u->pending == 0 && u->state == U_LOADING)
         user_loaded(c, u);
+    if (u->pending == 0 && u->swept) {
+        /* the sweep's reference; the read's, below, is the last to go */
+        u->swept = false;
+        user_unref(c, u);
+        friend_sweep_loaded(c, u->state == U_FAILED);
+    }
     user_unref(c, u);
 }
 
@@ -413,6 +419,21 @@ static struct user *user_new(struct chat *c, struct strv id)
                             on_userconvs, u, 0);
     load_read(c, u, rc);
     return u;
+}
+
+int session_load_user(struct chat *c, struct strv id)
+{
+    if (home_user(c, id))
+        return 0;
+    struct user *u = user_new(c, id);
+    if (!u)
+        return -ENOMEM;
+    if (u->pending == 0) {
+        user_unref(c, u); /* its first read failed: nothing was loaded */
+        return -RP_ESTORAGE;
+    }
+    u->swept = true; /* user_new's reference is the sweep's */
+    return 1;
 }
 
 /* ---- catch-up ---- */

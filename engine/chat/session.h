@@ -42,6 +42,14 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
 /* Free everything at shutdown. */
 void session_free_all(struct chat *c);
 
+/*
+ * Load user id for the friend sweep (friend.h) unless it is here already:
+ * 1 when a load started (friend_sweep_loaded is called once it has ended and
+ * the user is let go again, unless a session holds it), 0 when the user is
+ * here, <0 when no load could start.
+ */
+int session_load_user(struct chat *c, struct strv id);
+
 /* The connection's outbound queue drained: resume a paused catch-up. */
 void session_on_drained(struct chat *c, conn_id_t conn);
 

@@ -160,9 +160,16 @@ static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
     return rc;
 }
 
+int h_fail_reads;
+enum stg_cf h_fail_reads_cf;
+
 static int rt_read(void *rt, const struct stg_read *q, uint64_t tag)
 {
     struct shard_rt *s = rt;
+    if (h_fail_reads > 0 && q->cf == h_fail_reads_cf) {
+        h_fail_reads--;
+        return -EIO;
+    }
     if (h_hold_reads[s->idx]) {
         CHECK(s->nreads < 64);
         struct hread *h = &s->reads[s->nreads++];
@@ -566,4 +573,32 @@ uint32_t h_send_group(int conn, const char *gid, const char *cmid, const char *b
     r.body = strv_c(body);
     h_request(conn, &r);
     return r.id;
+}
+
+void h_put_raw(enum stg_cf cf, const void *k, size_t kl, const void *v, size_t vl)
+{
+    struct stg_batch *b = stg_batch_new();
+    CHECK(b && stg_batch_put(b, cf, k, kl, v, vl) == 0);
+    CHECK(storage_write_sync(st, b) == 0);
+    stg_batch_free(b);
+}
+
+bool h_has_raw(enum stg_cf cf, const void *k, size_t kl)
+{
+    struct buf v;
+    buf_init(&v);
+    int rc = storage_get_sync(st, cf, k, kl, &v);
+    CHECK(rc == 0 || rc == -ENOENT);
+    buf_deinit(&v);
+    return rc == 0;
+}
+
+int h_finish(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return 1;
+    printf("ok\n");
+    return 0;
 }

@@ -9,6 +9,7 @@
 #define RP_TEST_CHAT_HARNESS_H
 
 #include "engine/chat/chat.h"
+#include "storage/storage.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -50,9 +51,19 @@ void h_release_reads(void);
 extern bool h_hold_xmsgs[H_SHARDS];
 void h_release_xmsgs(void);
 
+/* The next h_fail_reads reads of family h_fail_reads_cf fail (-EIO). */
+extern int h_fail_reads;
+extern enum stg_cf h_fail_reads_cf;
+
+/* Write or look up one record of storage directly. */
+void h_put_raw(enum stg_cf cf, const void *k, size_t kl, const void *v, size_t vl);
+bool h_has_raw(enum stg_cf cf, const void *k, size_t kl);
+
 /* Start shards with storage in dir (created fresh unless keep). */
 void h_start(const char *dir, bool keep);
 void h_stop(void);
+/* The end of a test program, once stopped: remove dir, print "ok"; main's exit code. */
+int h_finish(const char *dir);
 
 /* Run every shard's loop until nothing happens for a while. */
 void h_settle(void);

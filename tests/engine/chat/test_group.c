@@ -212,10 +212,5 @@ int main(void)
     id = h_send_group(o, "g1", "post2", "x");
     CHECK(h_is_err(h_reply(o, id), "not_found"));
     h_stop();
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        return 1;
-    printf("ok\n");
-    return 0;
+    return h_finish(dir);
 }

@@ -205,10 +205,5 @@ int main(void)
     test_failed_write_reads();
     test_expiry();
     h_stop();
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        return 1;
-    printf("ok\n");
-    return 0;
+    return h_finish(dir);
 }

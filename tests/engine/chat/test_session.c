@@ -260,10 +260,5 @@ int main(void)
         h_step();
     chat_on_hello(h_chat(1), ((conn_id_t)60 << 32) | 7u, strv_c("ursula"), strv_c("u1"), true, 1);
     h_stop_abrupt();
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        return 1;
-    printf("ok\n");
-    return 0;
+    return h_finish(dir);
 }
