@@ -476,23 +476,54 @@ static void outq_drop_unsent(struct outq *q, uint32_t keep)
         q->urgent = q->n;
 }
 
+/* Would len more bytes take c's queue over outbound_limit? */
+static bool over_limit(const struct shard *sh, const struct conn *c, uint64_t len)
+{
+    return (c->oq ? c->oq->bytes : 0) + len > sh->cfg->outbound_limit;
+}
+
+/*
+ * The client does not keep up: `bye slow`, and the close. Everything it
+ * misses is durable: it reconnects and resumes from its ack cursor. What is
+ * on the wire already stays ahead of the bye, so the stream the client reads
+ * is whole up to it: the items of the send in flight, or, between sends, the
+ * rest of a frame a short send began.
+ */
+static void conn_overflow(struct shard *sh, struct conn *c)
+{
+    struct outq *q = c->oq;
+    sh->stats.bye_slow++;
+    log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), q ? q->bytes : 0);
+    if (q) {
+        uint32_t keep = (c->flags & CONN_F_SEND)        ? q->sending
+                        : q->n && q->items[q->head].off ? 1
+                                                        : 0;
+        outq_drop_unsent(q, keep);
+    }
+    conn_close(sh, c, "slow");
+}
+
 static int conn_queue(struct shard *sh, struct conn *c, struct rbuf *frame, bool urgent)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return -ENOENT;
-    uint32_t queued = c->oq ? c->oq->bytes : 0;
-    if (queued + frame->len + 10 > sh->cfg->outbound_limit) {
-        /* The client does not keep up. Everything it misses is durable: it
-         * reconnects and resumes from its ack cursor. */
-        sh->stats.bye_slow++;
-        log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), queued);
-        if (c->oq)
-            outq_drop_unsent(c->oq, (c->flags & CONN_F_SEND) ? c->oq->sending : 0);
-        conn_close(sh, c, "slow");
+    if (over_limit(sh, c, (uint64_t)frame->len + 10)) {
+        conn_overflow(sh, c);
         return -RP_EFULL;
     }
     sh->stats.frames_out++;
     return queue_frame(sh, c, frame, urgent) ? -ENOENT : 0;
+}
+
+int conn_send_control(struct shard *sh, struct conn *c, const void *p, size_t len)
+{
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return -ENOENT;
+    if (over_limit(sh, c, len)) {
+        conn_overflow(sh, c);
+        return -RP_EFULL;
+    }
+    return conn_send_raw(sh, c, p, len);
 }
 
 int conn_send(struct shard *sh, struct conn *c, struct rbuf *frame)
@@ -567,7 +598,8 @@ static void send_start(struct shard *sh, struct conn *c)
 
 void conn_flush_all(struct shard *sh)
 {
-    const uint16_t no_send = CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDED;
+    const uint16_t no_send =
+        CONN_F_SEND | CONN_F_SHUT | CONN_F_FD_CLOSING | CONN_F_HANDING | CONN_F_HANDED;
     while (sh->flush_head != CONN_NONE) {
         struct conn *c = &sh->conns[sh->flush_head];
         sh->flush_head = c->flush_next;

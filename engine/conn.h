@@ -43,6 +43,7 @@ enum {
     CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
     CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
     CONN_F_IN_PUSH = 1u << 11,   /* on the shard's push list */
+    CONN_F_HANDING = 1u << 12,   /* the socket is on its way to another shard: no sends */
 };
 
 #define CONN_NONE      UINT32_MAX
@@ -171,6 +172,11 @@ int conn_push(struct shard *sh, struct conn *c, struct rbuf *frame);
 /* Queue bytes that go out as they are (an HTTP response, WebSocket control
  * frames): copied. 0 or -ENOMEM. */
 int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len);
+
+/* As conn_send_raw, for output the client's input asks for (a WebSocket pong):
+ * bounded like frames, `bye slow` and the close past outbound_limit
+ * (-RP_EFULL). */
+int conn_send_control(struct shard *sh, struct conn *c, const void *p, size_t len);
 
 /* One complete frame received on c (engine/input.c): decode, rate-limit,
  * dispatch. Returns false when c stops reading (closing or handing over). */

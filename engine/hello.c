@@ -172,11 +172,14 @@ void hello_handoffs(struct shard *sh)
             continue;
         }
         struct handoff *ho = c->ho;
-        if (ho->step == HO_WAIT_RECV && !c->inflight) {
+        if (ho->step == HO_WAIT_RECV && !c->inflight && !(c->oq && c->oq->n)) {
+            /* nothing of ours is in flight or queued (a pong goes out
+             * first, whole): the home's frames follow ours on the socket */
             struct shard *home = &sh->srv->shards[ho->home];
             struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
             uring_prep_send_fd(sqe, home->ring_fd, c->fd, ud_pack(UOP_HANDOFF, idx, c->gen));
             c->inflight++;
+            c->flags |= CONN_F_HANDING;
             ho->step = HO_SENDING_FD;
         } else if (ho->step == HO_ADOPT_PENDING) {
             if (!send_adopt(sh, c))
@@ -207,6 +210,7 @@ void hello_on_handoff(struct shard *sh, struct io_uring_cqe *cqe)
     }
     if (cqe->res < 0) {
         log_warn("handoff_failed", "slot=%u home=%u err=%s", slot, c->ho->home, err_str(cqe->res));
+        c->flags &= (uint16_t)~CONN_F_HANDING;
         c->state = CONN_EDGE;
         conn_send_error(sh, c, true, c->ho->hello_id, CODE_UNAVAILABLE, "home shard is full");
         conn_close(sh, c, NULL);

@@ -148,7 +148,7 @@ static void ws_send_output(struct shard *sh, struct conn *c)
         /* wslay answered a complete control frame (a ping, most often):
          * that is activity, like any complete frame */
         c->last_rx = sh->tick;
-        conn_send_raw(sh, c, out, n);
+        conn_send_control(sh, c, out, n);
     }
 }
 

@@ -41,8 +41,12 @@ def ws_frame(opcode, payload, fin=True, mask=True):
 
 
 class WS:
-    def __init__(self, srv, path="/ws", timeout=5.0, headers=None):
-        self.sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
+    def __init__(self, srv, path="/ws", timeout=5.0, headers=None, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", srv.port))
         self.buf = b""
         self.key = base64.b64encode(os.urandom(16)).decode()
         hdrs = headers if headers is not None else {
@@ -229,6 +233,31 @@ def test_websocket_pings_keep_a_session_alive():
             assert op == 10 and payload == b"k", (op, payload)
             time.sleep(0.5)
         assert ws.request("ping")["op"] == "pong"
+
+
+def test_pings_of_a_client_that_does_not_read_are_bounded():
+    # Pongs count against outbound_limit like every frame: a client that
+    # pings and never reads gets bye slow and the close, not an ever-growing
+    # queue of pongs.
+    limit = 64 * 1024
+    with Server(shards=1, args=["--outbound-limit", str(limit)]) as srv:
+        ws = WS(srv, rcvbuf=4096, timeout=30.0)
+        assert ws.hello(srv, "ida")["op"] == "ok"
+        pings = ws_frame(9, b"p" * 125) * 512
+        sent, closed = 0, False
+        try:
+            while sent < 64 * 1024 * 1024:
+                ws.send_raw(pings)
+                sent += len(pings)
+        except ConnectionError:
+            closed = True
+        # the server reads pings faster than it can send pongs to this
+        # client: it must give up after about outbound_limit of pongs
+        assert closed, "64 MiB of pings and the connection is still open"
+        assert sent < 32 * 1024 * 1024, sent
+        other = WS(srv)
+        assert other.hello(srv, "jon")["op"] == "ok"
+        assert other.request("ping")["op"] == "pong"
 
 
 def test_shutdown_sends_bye_then_close():
