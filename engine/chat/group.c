@@ -322,6 +322,8 @@ static int do_members(struct chat *c, struct oconv *cv, struct fwd *f)
     uint32_t limit = f->req.has_limit ? f->req.limit : MEMBERS_DEFAULT;
     /* an element is at most ~64 + 64 + 40 bytes: keep the page within max_frame */
     uint32_t fit = (c->env.cfg->max_frame - 64) / 200;
+    if (fit == 0)
+        fit = 1; /* max_frame is at least 256 */
     if (limit > fit)
         limit = fit;
     bool more = k > limit;

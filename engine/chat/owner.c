@@ -35,6 +35,10 @@ enum { DD_NONE, DD_PENDING, DD_MISS, DD_HIT, DD_SKIP };
  */
 struct odedup {
     uint64_t seq, ts;
+    /* when it was made, by dd_clock: what the expiry queue is ordered and
+     * aged by (ts follows the conversation's last ts, which can be ahead of
+     * the clock) */
+    uint64_t born;
     struct orec *rec;
     struct oconv *cv;
     struct map_node *node;
@@ -73,6 +77,18 @@ static uint64_t dd_window(struct chat *c)
     return w ? w : 86400000u;
 }
 
+/* The expiry queue's clock (ms): it never goes back, so the queue stays in
+ * time order and a clock that was ahead once holds no record back. */
+static uint64_t dd_clock(struct chat *c)
+{
+    struct owner *o = &c->owner;
+    uint64_t now = chat_now(c);
+    if (now > o->dd_wall)
+        o->dd_mono += now - o->dd_wall;
+    o->dd_wall = now;
+    return o->dd_mono;
+}
+
 /* A new record for key in cv, appended to the expiry queue; NULL on ENOMEM. */
 static struct odedup *dd_add(struct chat *c, struct oconv *cv, const char *k, uint32_t kl,
                              uint64_t ts)
@@ -87,6 +103,7 @@ static struct odedup *dd_add(struct chat *c, struct oconv *cv, const char *k, ui
     d->cv = cv;
     d->node = n;
     d->ts = ts;
+    d->born = dd_clock(c);
     struct owner *o = &c->owner;
     d->prev = o->dq_tail;
     if (o->dq_tail)
@@ -128,8 +145,10 @@ int owner_init(struct chat *c)
     map_init(&c->owner.convs);
     c->owner.ready_head = NULL;
     c->owner.ndedup = 0;
+    c->owner.queued_bytes = 0;
     c->owner.dedup_max = OWNER_DEDUP_MAX;
     c->owner.dq_head = c->owner.dq_tail = NULL;
+    c->owner.dd_mono = c->owner.dd_wall = 0;
     return 0;
 }
 
@@ -169,6 +188,7 @@ void owner_conv_free(struct chat *c, struct oconv *cv)
     while (cv->qhead) {
         struct fwd *f = cv->qhead;
         cv->qhead = f->next;
+        c->owner.queued_bytes -= owner_fwd_cost(f);
         if (f->extra_ptr)
             stg_result_free(f->extra_ptr);
         free(f);
@@ -272,6 +292,13 @@ void owner_on_fwd(struct chat *c, struct fwd *f)
         free(f);
         return;
     }
+    if (c->owner.queued_bytes + owner_fwd_cost(f) > OWNER_QUEUED_BYTES) {
+        /* storage is behind (a stall): new requests wait no more */
+        chat_fwd_err(c, f, -RP_EFULL, "server busy");
+        free(f);
+        return;
+    }
+    c->owner.queued_bytes += owner_fwd_cost(f);
     f->next = NULL;
     if (cv->qtail)
         cv->qtail->next = f;
@@ -641,12 +668,8 @@ int owner_put_meta(struct chat *c, struct oconv *cv, const struct ochange *chg)
 /* Returns 1 when f was consumed by a record or a reply, <0 to answer f with an error. */
 static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
 {
-    if (cv->kind == CONV_GROUP) {
-        if (!cv->exists || cv->dismissed)
-            return -ENOENT;
-        if (!owner_member(cv, f->user))
-            return -EPERM;
-    }
+    /* a retry of what was stored gets the original, also when its sender has
+     * left the group since or the group is gone: dedup comes first */
     char k[DD_KEY_MAX];
     uint32_t kl = dedup_key(k, f->user, f->req.cmid);
     struct odedup *d = map_get(&cv->dedup, k, kl);
@@ -673,6 +696,12 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     }
     if (f->extra)
         return -RP_ESTORAGE; /* the dedup lookup failed: a dup cannot be ruled out */
+    if (cv->kind == CONV_GROUP) {
+        if (!cv->exists || cv->dismissed)
+            return -ENOENT;
+        if (!owner_member(cv, f->user))
+            return -EPERM;
+    }
     if (f->dd_state == DD_SKIP)
         c->owner.dd_reads_skipped++;
     uint64_t seq = cv->staged_seq + 1;
@@ -723,6 +752,7 @@ static void stage_conv(struct chat *c, struct oconv *cv)
         if (!cv->qhead)
             cv->qtail = NULL;
         cv->qlen--;
+        c->owner.queued_bytes -= owner_fwd_cost(f);
         f->next = NULL;
         struct stg_result *aux = f->req.op == OP_RECALL ? f->extra_ptr : NULL;
         int rc;
@@ -774,24 +804,22 @@ static void dd_evicted(struct chat *c, struct oconv *cv, uint64_t ts)
 void owner_tick(struct chat *c)
 {
     struct owner *o = &c->owner;
-    uint64_t now = chat_now(c);
+    uint64_t now = chat_now(c), mono = dd_clock(c);
     uint64_t window = dd_window(c);
-    /* records are queued in creation order, so the expired ones are at the head;
+    /* records are queued in creation order, so the old ones are at the head;
      * one still in flight is young and ends the walk */
     struct odedup *d;
     /* dd_drop unlinks d from the head, so each pass reads a live record */
     while ((d = o->dq_head) && !d->rec) { // NOLINT(clang-analyzer-unix.Malloc)
-        if (d->ts + window >= now) {
-            /* live: kept unless memory is crowded and it is a minute old */
-            if (o->ndedup <= o->dedup_max || d->ts + OWNER_DEDUP_MIN_MS >= now)
-                break;
-            struct oconv *cv = d->cv;
-            uint64_t ts = d->ts;
-            dd_drop(c, d);
-            dd_evicted(c, cv, ts);
-            continue;
-        }
+        /* young: kept unless memory is crowded and it is a minute old */
+        if (d->born + window >= mono &&
+            (o->ndedup <= o->dedup_max || d->born + OWNER_DEDUP_MIN_MS >= mono))
+            break;
+        struct oconv *cv = d->cv;
+        uint64_t ts = d->ts;
         dd_drop(c, d);
+        if (ts + window >= now)
+            dd_evicted(c, cv, ts); /* storage still answers for it */
     }
     if (map_count(&o->convs) <= OWNER_CONVS_MAX)
         return;

@@ -31,11 +31,12 @@
 
 struct chat;
 
-#define OWNER_QUEUE_MAX    4096u   /* requests waiting per conversation */
-#define OWNER_DEDUP_MAX    262144u /* dedup records kept in memory per shard (default) */
-#define OWNER_DEDUP_MIN_MS 60000u  /* a live record is kept this long at least */
-#define OWNER_CONVS_MAX    200000u /* conversations kept loaded before idle ones go */
-#define OWNER_MEMBER_PAGE  4096u   /* member rows per storage scan while loading */
+#define OWNER_QUEUE_MAX    4096u       /* requests waiting per conversation */
+#define OWNER_QUEUED_BYTES (64u << 20) /* and in all of a shard's conversations */
+#define OWNER_DEDUP_MAX    262144u     /* dedup records kept in memory per shard (default) */
+#define OWNER_DEDUP_MIN_MS 60000u      /* a live record is kept this long at least */
+#define OWNER_CONVS_MAX    200000u     /* conversations kept loaded before idle ones go */
+#define OWNER_MEMBER_PAGE  4096u       /* member rows per storage scan while loading */
 
 enum oconv_state { OC_LOADING, OC_READY };
 
@@ -84,14 +85,23 @@ struct odedup;
 struct owner {
     struct map convs; /* id -> struct oconv * */
     struct oconv *ready_head;
+    uint64_t queued_bytes; /* of the requests waiting in conversations (owner_fwd_cost) */
     uint32_t ndedup;
     uint32_t dedup_max; /* past this many records, live ones older than a minute go */
     /* every dedup record of the shard in creation (so time) order: the tick expires
      * from the head, so it costs what it expires */
     struct odedup *dq_head, *dq_tail;
+    /* the queue's clock: the wall clock's steps forward, none of its steps back */
+    uint64_t dd_mono, dd_wall;
     uint64_t dd_reads;         /* dedup records read from storage */
     uint64_t dd_reads_skipped; /* new cmids staged with no read */
 };
+
+/* What a waiting request counts against OWNER_QUEUED_BYTES. */
+static inline uint64_t owner_fwd_cost(const struct fwd *f)
+{
+    return sizeof(*f) + f->req.body.len;
+}
 
 int owner_init(struct chat *c);
 void owner_deinit(struct chat *c);

@@ -24,6 +24,7 @@ static void fail_queue(struct chat *c, struct oconv *cv, int err)
         struct fwd *f = cv->qhead;
         cv->qhead = f->next;
         cv->qlen--;
+        c->owner.queued_bytes -= owner_fwd_cost(f);
         chat_fwd_err(c, f, err, NULL);
         if (f->extra_ptr)
             stg_result_free(f->extra_ptr);

@@ -167,6 +167,10 @@ int main(void)
           h_is_str(&gl->via.array.ptr[0], "role", "member"));
 
     /* kick: the kicked member gets the kick event and nothing after */
+    id = h_send_group(x, "g1", "x1", "before the kick");
+    ok = h_reply(x, id);
+    CHECK(h_is_ok(ok));
+    uint64_t x1_seq = h_u(ok, "seq");
     h_drain(x);
     r = gr(OP_GROUP_KICK, "g1");
     r.users = xs;
@@ -182,6 +186,10 @@ int main(void)
     CHECK(h_count_op(x, "msg") == 0);
     id = h_send_group(x, "g1", "x2", "let me in");
     CHECK(h_is_err(h_reply(x, id), "forbidden"));
+    /* a retry of what was stored before the kick gets the original */
+    id = h_send_group(x, "g1", "x1", "before the kick");
+    ok = h_reply(x, id);
+    CHECK(h_is_ok(ok) && h_u(ok, "seq") == x1_seq && h_get(ok, "dup"));
     ok = greq(x, &hr);
     CHECK(h_is_err(ok, "forbidden"));
     /* an admin cannot kick the owner */
@@ -201,6 +209,9 @@ int main(void)
     CHECK(event(a, "dismiss"));
     id = h_send_group(o, "g1", "post", "x");
     CHECK(h_is_err(h_reply(o, id), "not_found"));
+    id = h_send_group(o, "g1", "after-kick", "secret"); /* a retry: the original */
+    ok = h_reply(o, id);
+    CHECK(h_is_ok(ok) && h_get(ok, "dup"));
     r = gr(OP_GROUP_JOIN, "g1");
     CHECK(h_is_err(greq(x, &r), "not_found"));
 
