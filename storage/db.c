@@ -239,6 +239,11 @@ static int db_connect(struct stg_db *db)
 
     /* RocksDB insists that the default family is opened too; it stays empty. */
     rocksdb_options_t *dbo = db_options();
+    /* Without the write-ahead log the families' memtables are the only copy
+     * until flushed, each family on its own: flushed together, an entry,
+     * its conversation's last_seq and its dedup record still agree after a
+     * crash (each flush loses what came after it, all families alike). */
+    rocksdb_options_set_atomic_flush(dbo, db->durability == STG_NONE);
     names[0] = "default";
     cfo[0] = rocksdb_options_create();
     for (unsigned i = 0; i < STG_CF__COUNT; i++) {
@@ -470,8 +475,9 @@ int stg_db_write_now(struct stg_db *db, const struct stg_batch *b)
     struct stg_db_group *g = stg_db_group_new(db);
     if (!g)
         return -ENOMEM;
-    stg_db_group_add(g, b);
-    int rc = stg_db_group_commit(g);
+    int rc = stg_db_group_add(g, b);
+    if (rc == 0)
+        rc = stg_db_group_commit(g);
     stg_db_group_free(g);
     return rc;
 }

@@ -359,8 +359,10 @@ void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64
 
 void home_push_user(struct chat *c, struct user *u, struct strv except, struct rbuf *frame)
 {
+    /* a session whose hello is not answered yet gets nothing before the ok
+     * (it reads this state with its user's) */
     for (struct session *s = u->sessions; s; s = s->next)
-        if (!strv_eq((struct strv){s->dev, s->devlen}, except))
+        if (s->state != S_WAIT_USER && !strv_eq((struct strv){s->dev, s->devlen}, except))
             chat_push(c, s->conn, frame);
 }
 

@@ -64,6 +64,7 @@ struct session_pre {
     uint32_t cu_i, cu_j;
     uint32_t cu_sent; /* entries pushed by the catch-up so far */
     bool cu_started, cu_paused;
+    bool cu_failed; /* a catch-up read failed: no synced, the session ends */
 };
 
 struct session {

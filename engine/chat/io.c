@@ -15,8 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TAG_WRITE (1ull << 63)
-#define NIL       UINT32_MAX
+#define TAG_WRITE   (1ull << 63)
+#define IO_GEN_MASK 0x7fffffffu /* a read tag is gen << 32 | slot: gen stays off bit 63 */
+#define NIL         UINT32_MAX
 
 struct io_read_slot {
     io_read_cb cb;
@@ -81,7 +82,7 @@ static void slot_free(struct io *io, uint32_t i)
 {
     struct io_read_slot *s = &io->slots[i];
     s->used = false;
-    s->gen++;
+    s->gen = (s->gen + 1) & IO_GEN_MASK; /* bit 63 of a tag marks a write */
     buf_reset(&s->bytes);
     s->next = io->free_head;
     io->free_head = i;

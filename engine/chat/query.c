@@ -64,7 +64,11 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
     msgpack_pack_array(&pk, n);
     for (i = 0; i < n; i++) {
         const struct uconv *uc = rows[i].uc;
-        uint64_t rd = uc->read_seq < uc->last_seq ? uc->read_seq : uc->last_seq;
+        /* what came before the user joined is not theirs to read */
+        uint64_t floor = uc->joined_seq ? uc->joined_seq - 1 : 0;
+        uint64_t rd = uc->read_seq > floor ? uc->read_seq : floor;
+        if (rd > uc->last_seq)
+            rd = uc->last_seq;
         msgpack_pack_map(&pk, 6);
         enc_pack_cstr(&pk, "conv");
         enc_pack_strv(&pk, (struct strv){rows[i].conv, rows[i].convlen});
@@ -169,8 +173,8 @@ void query_history(struct chat *c, struct session *s, const struct req *r)
     h->backward = !r->has_after;
     memcpy(h + 1, r->conv.p, r->conv.len);
     uint64_t from = joined;
-    if (r->has_after && r->after + 1 > from)
-        from = r->after + 1;
+    if (r->has_after && r->after >= from)
+        from = r->after < UINT64_MAX ? r->after + 1 : UINT64_MAX;
     int rc = stg_key_log(&lo, r->conv.p, r->conv.len, from);
     if (rc == 0 && r->has_before && !r->has_after) {
         rc = stg_key_log(&hi, r->conv.p, r->conv.len, r->before);

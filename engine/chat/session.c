@@ -537,16 +537,29 @@ static void finish_catchup(struct chat *c, struct session *s)
     go_live(c, s);
 }
 
+/* Every catch-up read has ended: push it, unless a part of it could not be
+ * read. Then `synced` would claim what the device does not have, so the
+ * session ends instead, and the client's resume asks again. */
+static void catchup_read(struct chat *c, struct session *s)
+{
+    if (s->pre->cu_failed)
+        c->env.close(c->env.rt, s->conn, NULL);
+    else
+        finish_catchup(c, s);
+}
+
 static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct session *s = ctx;
     if (!s->closed) {
         s->pre->cu[arg].res = res;
         res = NULL;
-        if (err < 0 && err != -ENOENT)
+        if (err < 0 && err != -ENOENT) {
             log_warn("chat_catchup_read_failed", "err=%d", err);
+            s->pre->cu_failed = true;
+        }
         if (--s->pre->cu_pending == 0)
-            finish_catchup(c, s);
+            catchup_read(c, s);
     }
     stg_result_free(res);
     session_unref(c, s);
@@ -569,6 +582,8 @@ static void read_catchup(struct chat *c, struct session *s)
     while ((nd = map_next(&it))) {
         struct uconv *uc = nd->val;
         uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
+        if (ack >= uc->last_seq)
+            continue; /* also an ack past the end */
         uint64_t lo = ack + 1 > uc->joined_seq ? ack + 1 : uc->joined_seq;
         if (uc->last_seq < lo)
             continue;
@@ -602,11 +617,14 @@ static void read_catchup(struct chat *c, struct session *s)
             s->refs++;
             sp->cu_pending++;
             n++;
+        } else {
+            sp->cu_failed = true;
+            break;
         }
     }
     sp->ncu = n;
     if (--sp->cu_pending == 0)
-        finish_catchup(c, s);
+        catchup_read(c, s);
 }
 
 static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)

@@ -127,6 +127,52 @@ static void test_catchup(void)
     h_close(a1);
 }
 
+/*
+ * A catch-up that could not read one of its conversations ends the session
+ * without `synced` (it would claim entries the device does not have); the
+ * next resume gets them all. An ack of the largest seq, or a history `after`
+ * it, means nothing after: it does not wrap around to the start.
+ */
+static void test_catchup_failures(void)
+{
+    int a = h_hello("cfa", "d", false), c2 = h_hello("cfc", "d", false);
+    h_drain(a);
+    h_drain(c2);
+    CHECK(h_is_ok(h_reply(a, h_send_to(a, "cfb", "x1", "from a"))));
+    CHECK(h_is_ok(h_reply(c2, h_send_to(c2, "cfb", "x2", "from c"))));
+    h_fail_reads = 1;
+    h_fail_reads_cf = STG_CF_LOG;
+    int b = h_hello("cfb", "d", true);
+    CHECK(h_fail_reads == 0);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_count_op(b, "synced") == 0 && !h_conn(b)->open);
+    b = h_hello("cfb", "d", true);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_count_op(b, "msg") == 2 && h_count_op(b, "synced") == 1);
+    h_drain(b);
+    struct req ack = h_req(OP_ACK, 0);
+    ack.has_id = false;
+    ack.conv = strv_c("d:cfa:cfb");
+    ack.seq = UINT64_MAX;
+    h_request(b, &ack);
+    h_close(b);
+    b = h_hello("cfb", "d", true);
+    CHECK(h_is_ok(h_next(b)));
+    const msgpack_object *m = h_next(b);
+    CHECK(h_is_str(m, "op", "msg") && h_is_str(m, "conv", "d:cfb:cfc"));
+    CHECK(h_is_str(h_next(b), "op", "synced"));
+    struct req r = h_req(OP_HISTORY, 70);
+    r.conv = strv_c("d:cfa:cfb");
+    r.after = UINT64_MAX;
+    r.has_after = true;
+    h_request(b, &r);
+    const msgpack_object *ok = h_reply(b, 70);
+    CHECK(h_is_ok(ok) && h_get(ok, "msgs")->via.array.size == 0);
+    h_close(a);
+    h_close(b);
+    h_close(c2);
+}
+
 static void test_gapless(void)
 {
     int a1 = h_hello("alice", "a1", false), b1 = h_hello("bob", "b1", false);
@@ -827,6 +873,7 @@ int main(void)
     test_send_push();
     test_dedup_restart();
     test_catchup();
+    test_catchup_failures();
     test_gapless();
     test_gapless_pipelined();
     test_fence_across_other_rows();
