@@ -59,6 +59,7 @@ struct session_pre {
                            session's catch-up was being read: nothing after it */
     struct cu_part *cu; /* catch-up results, one per conversation read */
     uint32_t ncu, cu_pending;
+    uint32_t cu_end; /* parts below it are read or being read */
     /* where a catch-up paused while the connection's outbound queue drains:
      * part cu_i, entries below cu_j of it still to push (counting down) */
     uint32_t cu_i, cu_j;

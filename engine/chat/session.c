@@ -29,9 +29,14 @@ struct held {
 /* A catch-up read of one conversation. */
 struct cu_part {
     struct stg_result *res;
+    uint64_t lo; /* the first seq the device lacks */
     uint32_t convlen;
     char conv[2 + 64 + 1 + 64];
 };
+
+/* Conversations of a catch-up read at once: what a catch-up holds in memory
+ * is at most this many conversations' results (each up to catchup_limit). */
+#define CU_WINDOW 16u
 
 static void session_start(struct chat *c, struct session *s);
 static void hello_ok(struct chat *c, struct session *s);
@@ -459,13 +464,15 @@ static void go_live(struct chat *c, struct session *s)
     }
 }
 
+static void read_window(struct chat *c, struct session *s);
+
 static void finish_catchup(struct chat *c, struct session *s)
 {
     /* Pushed part by part, pausing whenever the connection's outbound queue
      * is past its low-water mark: a catch-up larger than the queue bound
      * must arrive, not end in bye slow (chat_on_drained resumes it). */
     struct session_pre *pre = s->pre;
-    for (; pre->cu_i < pre->ncu && !s->closed; pre->cu_i++) {
+    for (; pre->cu_i < pre->cu_end && !s->closed; pre->cu_i++) {
         struct cu_part *p = &pre->cu[pre->cu_i];
         uint64_t top = map_as_u64(map_get(&s->sent, p->conv, p->convlen));
         if (!pre->cu_started) {
@@ -520,6 +527,10 @@ static void finish_catchup(struct chat *c, struct session *s)
     }
     if (s->closed)
         return;
+    if (pre->cu_i < pre->ncu) {
+        read_window(c, s); /* the next conversations */
+        return;
+    }
     /* what the device acked needs no push either */
     struct map_iter it;
     struct map_node *n;
@@ -565,6 +576,46 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     session_unref(c, s);
 }
 
+/* Read the catch-up of the window's conversations, from part cu_i on. */
+static void read_window(struct chat *c, struct session *s)
+{
+    struct session_pre *sp = s->pre;
+    uint32_t end = sp->cu_i + CU_WINDOW < sp->ncu ? sp->cu_i + CU_WINDOW : sp->ncu;
+    sp->cu_end = sp->cu_i;
+    sp->cu_pending = 1; /* held until every read is issued */
+    for (uint32_t i = sp->cu_i; i < end; i++) {
+        struct cu_part *p = &sp->cu[i];
+        struct buf up;
+        buf_init(&up);
+        int rc = stg_key_prefix(&up, p->conv, p->convlen);
+        if (rc == 0)
+            rc = stg_key_successor(&up);
+        if (rc == 0)
+            rc = stg_key_log(&c->kb, p->conv, p->convlen, p->lo);
+        if (rc == 0) {
+            struct stg_read q = {.kind = STG_SCAN,
+                                 .cf = STG_CF_LOG,
+                                 .key = c->kb.data,
+                                 .klen = c->kb.len,
+                                 .upper = up.data,
+                                 .ulen = up.len,
+                                 .limit = c->env.cfg->catchup_limit,
+                                 .reverse = true};
+            rc = io_read(c, &q, on_catchup, s, i);
+        }
+        buf_deinit(&up);
+        if (rc < 0) {
+            sp->cu_failed = true;
+            break;
+        }
+        s->refs++;
+        sp->cu_pending++;
+        sp->cu_end = i + 1;
+    }
+    if (--sp->cu_pending == 0)
+        catchup_read(c, s);
+}
+
 static void read_catchup(struct chat *c, struct session *s)
 {
     struct user *u = s->u;
@@ -575,7 +626,6 @@ static void read_catchup(struct chat *c, struct session *s)
         c->env.close(c->env.rt, s->conn, NULL);
         return;
     }
-    sp->cu_pending = 1; /* held until every read is issued */
     struct map_iter it;
     struct map_node *nd;
     map_iter_init(&it, &u->convs);
@@ -587,44 +637,13 @@ static void read_catchup(struct chat *c, struct session *s)
         uint64_t lo = ack + 1 > uc->joined_seq ? ack + 1 : uc->joined_seq;
         if (uc->last_seq < lo)
             continue;
-        struct cu_part *p = &sp->cu[n];
+        struct cu_part *p = &sp->cu[n++];
         memcpy(p->conv, nd->key, nd->klen);
         p->convlen = nd->klen;
-        struct buf pre;
-        buf_init(&pre);
-        int rc = stg_key_prefix(&pre, nd->key, nd->klen);
-        if (rc == 0)
-            rc = stg_key_log(&c->kb, nd->key, nd->klen, lo);
-        if (rc == 0) {
-            struct buf up;
-            buf_init(&up);
-            buf_append(&up, pre.data, pre.len);
-            rc = buf_failed(&up) ? -ENOMEM : stg_key_successor(&up);
-            struct stg_read q = {.kind = STG_SCAN,
-                                 .cf = STG_CF_LOG,
-                                 .key = c->kb.data,
-                                 .klen = c->kb.len,
-                                 .upper = up.data,
-                                 .ulen = up.len,
-                                 .limit = c->env.cfg->catchup_limit,
-                                 .reverse = true};
-            if (rc == 0)
-                rc = io_read(c, &q, on_catchup, s, n);
-            buf_deinit(&up);
-        }
-        buf_deinit(&pre);
-        if (rc == 0) {
-            s->refs++;
-            sp->cu_pending++;
-            n++;
-        } else {
-            sp->cu_failed = true;
-            break;
-        }
+        p->lo = lo;
     }
     sp->ncu = n;
-    if (--sp->cu_pending == 0)
-        catchup_read(c, s);
+    read_window(c, s);
 }
 
 static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)

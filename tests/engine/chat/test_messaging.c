@@ -173,6 +173,50 @@ static void test_catchup_failures(void)
     h_close(c2);
 }
 
+/* A catch-up over more conversations than are read at once: all of them,
+ * each in seq order, then synced. */
+static void test_catchup_windows(void)
+{
+    char peer[16], cmid[16];
+    int b = h_hello("cwb", "d", false);
+    h_drain(b);
+    for (int i = 0; i < 40; i++) {
+        snprintf(peer, sizeof(peer), "cw%02d", i);
+        for (int j = 0; j < 2; j++) {
+            snprintf(cmid, sizeof(cmid), "m%d", j);
+            CHECK(h_is_ok(h_reply(b, h_send_to(b, peer, cmid, "x"))));
+        }
+    }
+    h_close(b);
+    for (int i = 0; i < 40; i++) {
+        snprintf(peer, sizeof(peer), "cw%02d", i);
+        int p = h_hello(peer, "d", true);
+        CHECK(h_is_ok(h_next(p)));
+        for (uint64_t seq = 1; seq <= 2; seq++) {
+            const msgpack_object *m = h_next(p);
+            CHECK(h_is_str(m, "op", "msg") && h_u(m, "seq") == seq);
+        }
+        CHECK(h_is_str(h_next(p), "op", "synced"));
+        h_close(p);
+    }
+    /* the sender's other device: 40 conversations to catch up at once */
+    b = h_hello("cwb", "d2", true);
+    CHECK(h_is_ok(h_next(b)));
+    uint64_t seen[40] = {0};
+    for (int k = 0; k < 80; k++) {
+        const msgpack_object *m = h_next(b);
+        CHECK(h_is_str(m, "op", "msg"));
+        const msgpack_object *cv = h_get(m, "conv");
+        int i = atoi(cv->via.str.ptr + 4); /* "d:cwNN:cwb" */
+        CHECK(i >= 0 && i < 40 && h_u(m, "seq") == seen[i] + 1);
+        seen[i] = h_u(m, "seq");
+    }
+    CHECK(h_is_str(h_next(b), "op", "synced"));
+    for (int i = 0; i < 40; i++)
+        CHECK(seen[i] == 2);
+    h_close(b);
+}
+
 static void test_gapless(void)
 {
     int a1 = h_hello("alice", "a1", false), b1 = h_hello("bob", "b1", false);
@@ -874,6 +918,7 @@ int main(void)
     test_dedup_restart();
     test_catchup();
     test_catchup_failures();
+    test_catchup_windows();
     test_gapless();
     test_gapless_pipelined();
     test_fence_across_other_rows();
