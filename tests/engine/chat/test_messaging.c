@@ -217,6 +217,32 @@ static void test_catchup_windows(void)
     h_close(b);
 }
 
+/* A session whose hello is not answered yet (its user is loading) gets no
+ * push before its `ok`: here a read receipt of its peer. */
+static void test_no_push_before_ok(void)
+{
+    int a = h_hello("poa", "d", false), b = h_hello("pob", "d", false);
+    h_drain(a);
+    h_drain(b);
+    uint32_t id = h_send_to(b, "poa", "m1", "x");
+    uint64_t seq = h_u(h_reply(b, id), "seq");
+    h_close(b);
+    unsigned hb = h_home("pob");
+    h_hold_reads[hb] = true;
+    b = h_hello_nosettle("pob", "d", false);
+    for (int i = 0; i < 4; i++)
+        h_step();
+    struct req r = h_req(OP_READ, 90);
+    r.conv = strv_c("d:poa:pob");
+    r.seq = seq;
+    h_request(a, &r);
+    CHECK(h_is_ok(h_reply(a, 90)));
+    h_release_reads();
+    CHECK(h_is_ok(h_next(b)));
+    h_close(a);
+    h_close(b);
+}
+
 static void test_gapless(void)
 {
     int a1 = h_hello("alice", "a1", false), b1 = h_hello("bob", "b1", false);
@@ -919,6 +945,7 @@ int main(void)
     test_catchup();
     test_catchup_failures();
     test_catchup_windows();
+    test_no_push_before_ok();
     test_gapless();
     test_gapless_pipelined();
     test_fence_across_other_rows();
