@@ -712,8 +712,13 @@ void friend_sweep_loaded(struct chat *c, bool failed)
     if (--h->sweep_loads > 0)
         return;
     if (h->sweep_failed) {
-        /* the page again at a tick: what its loads wrote is gone from it */
+        /* the page again, after a pause that doubles with each failure (up
+         * to a minute): what its loads wrote is gone from it */
         h->sweep_failed = false;
+        h->sweep_pause = h->sweep_pause ? h->sweep_pause * 2 : 1;
+        if (h->sweep_pause > 60)
+            h->sweep_pause = 60;
+        h->sweep_wait = h->sweep_pause;
         buf_reset(&h->sweep_from);
         buf_append(&h->sweep_from, h->sweep_page.data, h->sweep_page.len);
         if (buf_failed(&h->sweep_from))
@@ -726,7 +731,10 @@ void friend_sweep_loaded(struct chat *c, bool failed)
 
 void friend_tick(struct chat *c)
 {
-    if (c->home.sweep_state == SWEEP_START && c->home.sweep_loads == 0)
+    struct home *h = &c->home;
+    if (h->sweep_wait > 0)
+        h->sweep_wait--;
+    else if (h->sweep_state == SWEEP_START && h->sweep_loads == 0)
         sweep_read(c);
     struct map_iter it;
     struct map_node *n;

@@ -49,6 +49,7 @@ int home_init(struct chat *c)
     buf_init(&c->home.sweep_from);
     buf_init(&c->home.sweep_page);
     c->home.sweep_failed = false;
+    c->home.sweep_pause = c->home.sweep_wait = 0;
     c->home.sweep_loads = 0;
     c->home.sweep_state = 0; /* the sweep starts at the first tick */
     return 0;

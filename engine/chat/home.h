@@ -58,7 +58,7 @@ struct session_pre {
     struct map caps;    /* conv -> the event that removed the user while this
                            session's catch-up was being read: nothing after it */
     struct cu_part *cu; /* catch-up results, one per conversation read */
-    uint32_t ncu, cu_pending;
+    uint32_t ncu;
     uint32_t cu_end; /* parts below it are read or being read */
     /* where a catch-up paused while the connection's outbound queue drains:
      * part cu_i, entries below cu_j of it still to push (counting down) */
@@ -116,7 +116,9 @@ struct home {
     struct buf sweep_page; /* where the page read last started */
     uint32_t sweep_loads;  /* users loaded for it and not loaded yet */
     uint8_t sweep_state;
-    bool sweep_failed; /* a load of the page failed */
+    bool sweep_failed;   /* a load of the page failed */
+    uint8_t sweep_pause; /* ticks to wait after a failed load (doubling) */
+    uint8_t sweep_wait;  /* ticks still to wait */
 };
 
 int home_init(struct chat *c);

@@ -97,10 +97,10 @@ struct owner {
     uint64_t dd_reads_skipped; /* new cmids staged with no read */
 };
 
-/* What a waiting request counts against OWNER_QUEUED_BYTES. */
+/* What a waiting request counts against OWNER_QUEUED_BYTES: its allocation. */
 static inline uint64_t owner_fwd_cost(const struct fwd *f)
 {
-    return sizeof(*f) + f->req.body.len;
+    return f->size;
 }
 
 int owner_init(struct chat *c);

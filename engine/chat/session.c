@@ -29,14 +29,16 @@ struct held {
 /* A catch-up read of one conversation. */
 struct cu_part {
     struct stg_result *res;
+    bool done;   /* its read has completed */
     uint64_t lo; /* the first seq the device lacks */
     uint32_t convlen;
     char conv[2 + 64 + 1 + 64];
 };
 
-/* Conversations of a catch-up read at once: what a catch-up holds in memory
- * is at most this many conversations' results (each up to catchup_limit). */
-#define CU_WINDOW 16u
+/* Conversations of a catch-up read ahead of the one being pushed: what a
+ * catch-up holds in memory is at most this many conversations' results
+ * (each up to catchup_limit). */
+#define CU_AHEAD 32u
 
 static void session_start(struct chat *c, struct session *s);
 static void hello_ok(struct chat *c, struct session *s);
@@ -464,16 +466,21 @@ static void go_live(struct chat *c, struct session *s)
     }
 }
 
-static void read_window(struct chat *c, struct session *s);
+static bool read_ahead(struct chat *c, struct session *s);
 
 static void finish_catchup(struct chat *c, struct session *s)
 {
-    /* Pushed part by part, pausing whenever the connection's outbound queue
-     * is past its low-water mark: a catch-up larger than the queue bound
-     * must arrive, not end in bye slow (chat_on_drained resumes it). */
+    /* Pushed part by part as their reads complete (in order), pausing
+     * whenever the connection's outbound queue is past its low-water mark:
+     * a catch-up larger than the queue bound must arrive, not end in bye
+     * slow (chat_on_drained resumes it). */
     struct session_pre *pre = s->pre;
-    for (; pre->cu_i < pre->cu_end && !s->closed; pre->cu_i++) {
+    for (; pre->cu_i < pre->ncu && !s->closed; pre->cu_i++) {
+        if (!read_ahead(c, s))
+            return;
         struct cu_part *p = &pre->cu[pre->cu_i];
+        if (!p->done)
+            return; /* on_catchup goes on */
         uint64_t top = map_as_u64(map_get(&s->sent, p->conv, p->convlen));
         if (!pre->cu_started) {
             pre->cu_j = p->res ? p->res->n : 0;
@@ -513,10 +520,8 @@ static void finish_catchup(struct chat *c, struct session *s)
             top = seq;
             int rc = c->env.send(c->env.rt, s->conn, f);
             rbuf_unref(f);
-            if (rc < 0) {
-                pre->cu_j = 0;
-                break;
-            }
+            if (rc < 0)
+                return; /* the connection is closing */
             pre->cu_sent++;
             c->stats.deliveries++;
         }
@@ -527,10 +532,6 @@ static void finish_catchup(struct chat *c, struct session *s)
     }
     if (s->closed)
         return;
-    if (pre->cu_i < pre->ncu) {
-        read_window(c, s); /* the next conversations */
-        return;
-    }
     /* what the device acked needs no push either */
     struct map_iter it;
     struct map_node *n;
@@ -548,43 +549,37 @@ static void finish_catchup(struct chat *c, struct session *s)
     go_live(c, s);
 }
 
-/* Every catch-up read has ended: push it, unless a part of it could not be
- * read. Then `synced` would claim what the device does not have, so the
- * session ends instead, and the client's resume asks again. */
-static void catchup_read(struct chat *c, struct session *s)
-{
-    if (s->pre->cu_failed)
-        c->env.close(c->env.rt, s->conn, NULL);
-    else
-        finish_catchup(c, s);
-}
-
 static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct session *s = ctx;
-    if (!s->closed) {
-        s->pre->cu[arg].res = res;
+    if (!s->closed && !s->pre->cu_failed) {
+        struct session_pre *pre = s->pre;
+        pre->cu[arg].res = res;
+        pre->cu[arg].done = true;
         res = NULL;
         if (err < 0 && err != -ENOENT) {
+            /* `synced` would claim what the device does not have: the
+             * session ends instead, and the client's resume asks again */
             log_warn("chat_catchup_read_failed", "err=%d", err);
-            s->pre->cu_failed = true;
+            pre->cu_failed = true;
+            c->env.close(c->env.rt, s->conn, NULL);
+        } else if (arg == pre->cu_i && !pre->cu_paused) {
+            finish_catchup(c, s);
         }
-        if (--s->pre->cu_pending == 0)
-            catchup_read(c, s);
     }
     stg_result_free(res);
     session_unref(c, s);
 }
 
-/* Read the catch-up of the window's conversations, from part cu_i on. */
-static void read_window(struct chat *c, struct session *s)
+/* Keep the reads of up to CU_AHEAD parts from cu_i on issued. False when one
+ * could not be issued: the session ends (as for a failed read). */
+static bool read_ahead(struct chat *c, struct session *s)
 {
     struct session_pre *sp = s->pre;
-    uint32_t end = sp->cu_i + CU_WINDOW < sp->ncu ? sp->cu_i + CU_WINDOW : sp->ncu;
-    sp->cu_end = sp->cu_i;
-    sp->cu_pending = 1; /* held until every read is issued */
-    for (uint32_t i = sp->cu_i; i < end; i++) {
-        struct cu_part *p = &sp->cu[i];
+    if (sp->cu_failed)
+        return false;
+    while (sp->cu_end < sp->ncu && sp->cu_end < sp->cu_i + CU_AHEAD) {
+        struct cu_part *p = &sp->cu[sp->cu_end];
         struct buf up;
         buf_init(&up);
         int rc = stg_key_prefix(&up, p->conv, p->convlen);
@@ -601,19 +596,18 @@ static void read_window(struct chat *c, struct session *s)
                                  .ulen = up.len,
                                  .limit = c->env.cfg->catchup_limit,
                                  .reverse = true};
-            rc = io_read(c, &q, on_catchup, s, i);
+            rc = io_read(c, &q, on_catchup, s, sp->cu_end);
         }
         buf_deinit(&up);
         if (rc < 0) {
             sp->cu_failed = true;
-            break;
+            c->env.close(c->env.rt, s->conn, NULL);
+            return false;
         }
         s->refs++;
-        sp->cu_pending++;
-        sp->cu_end = i + 1;
+        sp->cu_end++;
     }
-    if (--sp->cu_pending == 0)
-        catchup_read(c, s);
+    return true;
 }
 
 static void read_catchup(struct chat *c, struct session *s)
@@ -643,7 +637,7 @@ static void read_catchup(struct chat *c, struct session *s)
         p->lo = lo;
     }
     sp->ncu = n;
-    read_window(c, s);
+    finish_catchup(c, s);
 }
 
 static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)

@@ -45,9 +45,10 @@ struct fwd *fwd_new(const struct req *req, struct strv user, struct strv dev, st
         n += ((const struct strv *)((const char *)req + (size_t)fields[i]))->len;
     for (uint32_t i = 0; i < req->nusers; i++)
         n += req->users[i].len;
-    struct fwd *f = calloc(1, sizeof(*f) + n);
+    struct fwd *f = n <= UINT32_MAX - sizeof(*f) ? calloc(1, sizeof(*f) + n) : NULL;
     if (!f)
         return NULL;
+    f->size = (uint32_t)(sizeof(*f) + n);
     f->conn = conn;
     f->home = home;
     f->req = *req;

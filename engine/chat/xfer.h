@@ -51,6 +51,7 @@ struct fwd {
     uint64_t admin_tag;   /* ... with this tag */
     struct strv user, dev, conv;
     struct req req;
+    uint32_t size; /* bytes allocated for it (fwd_new) */
     /* owner-side processing state */
     int dd_state; /* 0 none, 1 lookup pending, 2 miss, 3 hit */
     uint64_t dd_seq, dd_ts;

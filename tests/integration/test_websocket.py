@@ -241,20 +241,26 @@ def test_pings_of_a_client_that_does_not_read_are_bounded():
     # queue of pongs.
     limit = 64 * 1024
     with Server(shards=1, args=["--outbound-limit", str(limit)]) as srv:
-        ws = WS(srv, rcvbuf=4096, timeout=30.0)
+        ws = WS(srv, rcvbuf=4096, timeout=5.0)
         assert ws.hello(srv, "ida")["op"] == "ok"
         pings = ws_frame(9, b"p" * 125) * 512
-        sent, closed = 0, False
+        sent = 0
         try:
             while sent < 64 * 1024 * 1024:
                 ws.send_raw(pings)
                 sent += len(pings)
-        except ConnectionError:
-            closed = True
-        # the server reads pings faster than it can send pongs to this
-        # client: it must give up after about outbound_limit of pongs
-        assert closed, "64 MiB of pings and the connection is still open"
+        except (ConnectionError, socket.timeout):
+            pass  # closed, or no longer read: the server gave up on it
+        # without the bound the server reads pings as fast as they come
         assert sent < 32 * 1024 * 1024, sent
+        # and the connection ends: a close frame, the end of the stream, or
+        # a reset (the server closed with pings unread), never a timeout
+        ws.sock.settimeout(60.0)
+        try:
+            while ws.frame()[0] != 8:
+                pass
+        except (rptest.ConnectionClosed, ConnectionError):
+            pass
         other = WS(srv)
         assert other.hello(srv, "jon")["op"] == "ok"
         assert other.request("ping")["op"] == "pong"

@@ -84,7 +84,7 @@ static void test_pages(void)
     h_close(c);
 }
 
-/* a load that fails leaves the record; a later tick does it again */
+/* a load that fails leaves the record; the sweep does it again after a pause */
 static void test_failed_load(void)
 {
     uint64_t ts = h_now - 50;
@@ -96,6 +96,8 @@ static void test_failed_load(void)
     tick();
     CHECK(h_fail_reads == 0);
     CHECK(has(PENDING, "swf", "swq", ts) && !has(ROW, "swf", "swq", 0) && !loaded("swf"));
+    tick(); /* a pause of a tick after a failure */
+    CHECK(has(PENDING, "swf", "swq", ts));
     tick();
     CHECK(!has(PENDING, "swf", "swq", ts) && has(ROW, "swf", "swq", 0) && !loaded("swf"));
 }
