@@ -115,6 +115,37 @@ static void rt_close(void *rt, conn_id_t conn, const char *reason)
     pending_close[npending_close++] = i;
 }
 
+int h_congest_every;
+static int congest_calls;
+static conn_id_t congested_conn[H_SHARDS];
+static bool congested_pending[H_SHARDS];
+
+/* Every h_congest_every-th question, a connection's queue is "past its
+ * low-water mark"; h_drained tells the chat layer it has drained. */
+static bool rt_congested(void *rt, conn_id_t conn)
+{
+    if (!h_congest_every || ++congest_calls % h_congest_every)
+        return false;
+    unsigned sh = ((struct shard_rt *)rt)->idx;
+    congested_conn[sh] = conn;
+    congested_pending[sh] = true;
+    return true;
+}
+
+bool h_drained(void)
+{
+    bool any = false;
+    for (unsigned i = 0; i < H_SHARDS; i++) {
+        if (congested_pending[i]) {
+            congested_pending[i] = false;
+            chat_on_drained(rts[i].chat, congested_conn[i]);
+            any = true;
+        }
+    }
+    h_settle();
+    return any;
+}
+
 static int rt_xsend(void *rt, unsigned dst, const struct xmsg *m)
 {
     CHECK(dst < H_SHARDS);
@@ -291,6 +322,7 @@ void h_start(const char *dir, bool keep)
                                .send = rt_send,
                                .close = rt_close,
                                .xsend = rt_xsend,
+                               .congested = rt_congested,
                                .write = rt_write,
                                .read = rt_read,
                                .now_ms = rt_now,

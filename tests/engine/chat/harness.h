@@ -55,6 +55,12 @@ void h_release_xmsgs(void);
 extern int h_fail_reads;
 extern enum stg_cf h_fail_reads_cf;
 
+/* > 0: every h_congest_every-th check of a connection's queue finds it past
+ * its low-water mark (a catch-up pauses); h_drained then reports the queues
+ * drained and settles: true if any was. */
+extern int h_congest_every;
+bool h_drained(void);
+
 /* Write or look up one record of storage directly. */
 void h_put_raw(enum stg_cf cf, const void *k, size_t kl, const void *v, size_t vl);
 bool h_has_raw(enum stg_cf cf, const void *k, size_t kl);

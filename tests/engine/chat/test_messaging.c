@@ -215,6 +215,25 @@ static void test_catchup_windows(void)
     for (int i = 0; i < 40; i++)
         CHECK(seen[i] == 2);
     h_close(b);
+    /* and paused again and again by a congested connection */
+    h_congest_every = 3;
+    b = h_hello("cwb", "d3", true);
+    for (int k = 0; k < 1000 && h_drained(); k++)
+        ;
+    h_congest_every = 0;
+    CHECK(h_is_ok(h_next(b)));
+    memset(seen, 0, sizeof(seen));
+    for (int k = 0; k < 80; k++) {
+        const msgpack_object *m = h_next(b);
+        CHECK(h_is_str(m, "op", "msg"));
+        const msgpack_object *cv = h_get(m, "conv");
+        int i = atoi(cv->via.str.ptr + 4);
+        CHECK(i >= 0 && i < 40 && h_u(m, "seq") == seen[i] + 1);
+        seen[i] = h_u(m, "seq");
+    }
+    CHECK(h_is_str(h_next(b), "op", "synced"));
+    CHECK(h_next(b) == NULL);
+    h_close(b);
 }
 
 /* A session whose hello is not answered yet (its user is loading) gets no
