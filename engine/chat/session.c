@@ -12,6 +12,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocol/ident.h"
+#include "protocol/mpread.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -468,6 +469,76 @@ static void go_live(struct chat *c, struct session *s)
 
 static bool read_ahead(struct chat *c, struct session *s);
 
+/* The users of a group event entry's data: whether user is among them. */
+static bool names_user(struct mpr *r, struct strv user)
+{
+    uint32_t n;
+    if (mpr_array(r, &n) < 0)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        struct strv u;
+        if (mpr_str(r, &u) < 0)
+            return false;
+        if (strv_eq(u, user))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Is this log entry (a msg frame) the event that takes user out of its group:
+ * a kick or leave that names user, or a dismiss? A catch-up stops there, as
+ * it stops at a removal delivered while it is read: the stored last_seq it
+ * reads up to may be past a removal whose delivery is still on its way. (An
+ * event names at most its first 20 users; a larger kick is caught by its
+ * delivery only.)
+ */
+static bool entry_removes(const uint8_t *p, uint32_t len, struct strv user)
+{
+    struct mpr r;
+    uint32_t pairs;
+    bool event = false;
+    struct mpr data = {NULL, NULL};
+    mpr_init(&r, p, len);
+    if (mpr_map(&r, &pairs) < 0)
+        return false;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct strv k, v;
+        if (mpr_str(&r, &k) < 0)
+            return false;
+        if (strv_eq_c(k, "type")) {
+            if (mpr_str(&r, &v) < 0)
+                return false;
+            event = strv_eq_c(v, "event");
+        } else {
+            if (strv_eq_c(k, "data"))
+                data = r;
+            if (mpr_skip(&r) < 0)
+                return false;
+        }
+    }
+    if (!event || !data.p || mpr_map(&data, &pairs) < 0)
+        return false;
+    struct strv kind = {NULL, 0};
+    bool named = false;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct strv k;
+        if (mpr_str(&data, &k) < 0)
+            return false;
+        if (strv_eq_c(k, "kind")) {
+            if (mpr_str(&data, &kind) < 0)
+                return false;
+        } else if (strv_eq_c(k, "users")) {
+            named = names_user(&data, user);
+            break; /* the fields after users do not matter */
+        } else if (mpr_skip(&data) < 0) {
+            return false;
+        }
+    }
+    return strv_eq_c(kind, "dismiss") ||
+           ((strv_eq_c(kind, "kick") || strv_eq_c(kind, "leave")) && named);
+}
+
 static void finish_catchup(struct chat *c, struct session *s)
 {
     /* Pushed part by part as their reads complete (in order), pausing
@@ -522,6 +593,9 @@ static void finish_catchup(struct chat *c, struct session *s)
             rbuf_unref(f);
             if (rc < 0)
                 return; /* the connection is closing */
+            if (p->conv[0] == 'g' &&
+                entry_removes(kv->val, kv->vlen, (struct strv){s->u->id, s->u->idlen}))
+                pre->cu_j = 0; /* nothing after its removal */
             pre->cu_sent++;
             c->stats.deliveries++;
         }

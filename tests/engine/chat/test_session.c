@@ -108,6 +108,68 @@ static void login_while_loading(bool resume)
     h_close(s);
 }
 
+static const msgpack_object *greq(int conn, int op, const char *gid, const char *user)
+{
+    static uint32_t id = 5000;
+    struct strv users[1] = {strv_c(user)};
+    struct req r = h_req(op, ++id);
+    r.group = strv_c(gid);
+    r.has_group = true;
+    r.name = strv_c("n");
+    r.has_name = op == OP_GROUP_CREATE;
+    r.users = users;
+    r.nusers = 1;
+    h_request(conn, &r);
+    return h_reply(conn, r.id);
+}
+
+/*
+ * A member removed while their state is loading: the group's last seq read
+ * at load is past the kick, whose delivery is still on its way to the home.
+ * The catch-up ends with the kick event, and nothing after it is pushed.
+ */
+static void removed_while_loading(void)
+{
+    char u[16] = "", o[16] = "", g[16] = "", conv[IDENT_CONV_MAX + 1];
+    for (int i = 0; i < 100 && (!*u || !*o || !*g); i++) {
+        if (!*u && (snprintf(u, sizeof(u), "rwu%d", i), h_home(u) != 0))
+            u[0] = 0;
+        if (!*o && (snprintf(o, sizeof(o), "rwo%d", i), h_home(o) != 1))
+            o[0] = 0;
+        snprintf(g, sizeof(g), "rwg%d", i);
+        conv[ident_conv_group(conv, strv_c(g))] = 0;
+        if (h_owner(conv) != 1)
+            g[0] = 0;
+    }
+    CHECK(*u && *o && *g);
+    int oc = h_hello(o, "d", false);
+    CHECK(h_is_ok(greq(oc, OP_GROUP_CREATE, g, u)));
+    CHECK(h_is_ok(h_reply(oc, h_send_group(oc, g, "before", "before the kick"))));
+    /* u logs in: the read of its conversations runs now (its completion
+     * waits to be polled); what u's home reads and receives after is held */
+    int uc = h_hello_nosettle(u, "d", true);
+    usleep(200000);
+    h_hold_reads[0] = true;
+    h_hold_xmsgs[0] = true;
+    CHECK(h_is_ok(greq(oc, OP_GROUP_KICK, g, u))); /* seq 3, after create and "before" */
+    const msgpack_object *ok = h_reply(oc, h_send_group(oc, g, "after", "not for u"));
+    CHECK(h_is_ok(ok) && h_u(ok, "seq") == 4);
+    h_release_reads();
+    h_release_xmsgs();
+    uint64_t top = 0;
+    bool kicked = false;
+    const msgpack_object *m;
+    while ((m = h_next(uc))) {
+        if (h_is_str(m, "op", "msg") && h_is_str(m, "conv", conv)) {
+            top = h_u(m, "seq");
+            kicked |= h_is_str(h_get(m, "data"), "kind", "kick");
+        }
+    }
+    CHECK(kicked && top == 3);
+    h_close(uc);
+    h_close(oc);
+}
+
 static const msgpack_object *freq(int conn, int op, const char *user, uint32_t id)
 {
     struct req r = h_req(op, id);
@@ -216,6 +278,7 @@ int main(void)
 
     login_while_loading(false);
     login_while_loading(true);
+    removed_while_loading();
     /* a session replaced (or kicked) before its user's state is loaded still
      * has its hello answered, then the bye */
     h_hold_reads[h_home("rex")] = true;
