@@ -719,10 +719,9 @@ void friend_sweep_loaded(struct chat *c, bool failed)
         if (h->sweep_pause > 60)
             h->sweep_pause = 60;
         h->sweep_wait = h->sweep_pause;
-        buf_reset(&h->sweep_from);
-        buf_append(&h->sweep_from, h->sweep_page.data, h->sweep_page.len);
-        if (buf_failed(&h->sweep_from))
-            buf_reset(&h->sweep_from);
+        struct buf from = h->sweep_from;
+        h->sweep_from = h->sweep_page;
+        h->sweep_page = from;
         h->sweep_state = SWEEP_START;
     } else if (h->sweep_state == SWEEP_LOADING) {
         sweep_read(c);

@@ -623,6 +623,16 @@ static void finish_catchup(struct chat *c, struct session *s)
     go_live(c, s);
 }
 
+/* A part of the catch-up cannot be read: `synced` would claim what the device
+ * does not have, so the session ends instead, and the client's resume asks
+ * again. */
+static void catchup_fail(struct chat *c, struct session *s, int err)
+{
+    log_warn("chat_catchup_read_failed", "err=%d", err);
+    s->pre->cu_failed = true;
+    c->env.close(c->env.rt, s->conn, NULL);
+}
+
 static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct session *s = ctx;
@@ -631,15 +641,10 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
         pre->cu[arg].res = res;
         pre->cu[arg].done = true;
         res = NULL;
-        if (err < 0 && err != -ENOENT) {
-            /* `synced` would claim what the device does not have: the
-             * session ends instead, and the client's resume asks again */
-            log_warn("chat_catchup_read_failed", "err=%d", err);
-            pre->cu_failed = true;
-            c->env.close(c->env.rt, s->conn, NULL);
-        } else if (arg == pre->cu_i && !pre->cu_paused) {
+        if (err < 0 && err != -ENOENT)
+            catchup_fail(c, s, err);
+        else if (arg == pre->cu_i && !pre->cu_paused)
             finish_catchup(c, s);
-        }
     }
     stg_result_free(res);
     session_unref(c, s);
@@ -674,8 +679,7 @@ static bool read_ahead(struct chat *c, struct session *s)
         }
         buf_deinit(&up);
         if (rc < 0) {
-            sp->cu_failed = true;
-            c->env.close(c->env.rt, s->conn, NULL);
+            catchup_fail(c, s, rc);
             return false;
         }
         s->refs++;

@@ -493,6 +493,18 @@ static void friend_op_peer_fails(int conn, int op, uint32_t id, const char *user
     CHECK(h_fail_writes == 0);
 }
 
+/* Stop (as a crash: nothing in flight finishes) and, a second later, start
+ * again on the same storage. */
+static void restart_later(bool crash)
+{
+    if (crash)
+        h_stop_abrupt();
+    else
+        h_stop();
+    h_now += 1000;
+    h_start(dir, true);
+}
+
 static uint32_t friend_count(int conn, uint32_t id, const char *field)
 {
     struct req r = h_req(OP_FRIEND_LIST, id);
@@ -857,17 +869,13 @@ static void test_friend_across_crash(void)
     h_close(fb);
     fb = h_hello("fcb", "d", false);
     CHECK(h_next_op(fb, "friend") == NULL);
-    h_stop_abrupt(); /* the retry never comes */
-    h_now += 1000;
-    h_start(dir, true);
+    restart_later(true); /* the retry never comes */
     fb = h_hello("fcb", "d", false);
     const msgpack_object *ev = h_next_op(fb, "friend");
     CHECK(h_is_str(ev, "event", "request") && h_is_str(ev, "from", "fca"));
     CHECK(friend_count(fb, 121, "requests") == 1);
     h_close(fb);
-    h_stop();
-    h_now += 1000;
-    h_start(dir, true);
+    restart_later(false);
     fb = h_hello("fcb", "d", false);
     CHECK(h_next_op(fb, "friend") == NULL); /* the record went with the side */
     CHECK(friend_count(fb, 122, "requests") == 1);
@@ -886,16 +894,12 @@ static void test_friend_across_crash(void)
     friend_op_peer_fails(fa, OP_FRIEND_REQUEST, 126, "fcd");
     CHECK(h_is_ok(h_reply(fa, 126)));
     h_close(fb);
-    h_stop_abrupt();
-    h_now += 1000;
-    h_start(dir, true);
+    restart_later(true);
     fa = h_hello("fcc", "d", false);
     friend_op(fa, OP_FRIEND_REMOVE, 127, "fcd", true);
     CHECK(h_is_ok(h_reply(fa, 127)));
     h_close(fa);
-    h_stop();
-    h_now += 1000;
-    h_start(dir, true);
+    restart_later(false);
     fb = h_hello("fcd", "d", false);
     CHECK(h_next_op(fb, "friend") == NULL);
     CHECK(friend_count(fb, 128, "requests") == 0 && friend_count(fb, 129, "friends") == 0);
@@ -916,9 +920,7 @@ static void test_friend_sweep(void)
     CHECK(h_is_ok(h_reply(fa, 140)));
     h_close(fb);
     h_close(fa);
-    h_stop_abrupt();
-    h_now += 1000;
-    h_start(dir, true);
+    restart_later(true);
     for (unsigned i = 0; i < H_SHARDS; i++)
         chat_on_tick(h_chat(i));
     h_settle();
