@@ -124,6 +124,19 @@ static int render_chat(const struct server *srv, struct buf *out)
         prom_histogram(out, "ringpush_catchup_entries", labels, cu_bounds, s[i].catchup_hist,
                        CHAT_CU_N, (double)s[i].catchup_entries);
     }
+    prom_family(out, "ringpush_login_reads_waiting", "gauge",
+                "Storage reads of logins (user state, catch-up) waiting for one of the shard's "
+                "read slots.");
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+        prom_sample(out, "ringpush_login_reads_waiting", labels, s[i].reads_waiting);
+    }
+    prom_family(out, "ringpush_login_reads_waited_total", "counter",
+                "Storage reads of logins that had to wait for a read slot.");
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
+        prom_sample(out, "ringpush_login_reads_waited_total", labels, s[i].reads_waited);
+    }
     return buf_failed(out) ? -ENOMEM : 0;
 }
 

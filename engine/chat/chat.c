@@ -267,6 +267,8 @@ void chat_flush(struct chat *c)
     home_stage(c);
     io_flush(c);
     xfer_flush(c);
+    c->stats.reads_waiting = c->io.nwait;
+    c->stats.reads_waited = c->io.waited;
 }
 
 bool chat_pending(const struct chat *c)

@@ -35,12 +35,38 @@ struct io_commit {
     void *ctx;
 };
 
+/* A read past the slots: it waits for one, in call order. */
+struct io_wait {
+    struct io_wait *next;
+    io_read_cb cb;
+    void *ctx;
+    uint64_t arg;
+    struct stg_read q; /* key and upper point into bytes */
+    uint8_t bytes[];
+};
+
 int io_init(struct io *io)
 {
     memset(io, 0, sizeof(*io));
     io->free_head = NIL;
     io->retry_head = io->retry_tail = NIL;
+    io->reads_max = IO_READS_MAX;
     return 0;
+}
+
+void io_set_reads_max(struct io *io, uint32_t n)
+{
+    io->reads_max = n < 1 ? 1 : n > IO_READS_MAX ? IO_READS_MAX : n;
+}
+
+static struct io_wait *wait_pop(struct io *io)
+{
+    struct io_wait *w = io->wait_head;
+    io->wait_head = w->next;
+    if (!io->wait_head)
+        io->wait_tail = NULL;
+    io->nwait--;
+    return w;
 }
 
 void io_deinit(struct io *io)
@@ -48,6 +74,8 @@ void io_deinit(struct io *io)
     for (uint32_t i = 0; i < io->nslots; i++)
         buf_deinit(&io->slots[i].bytes);
     free(io->slots);
+    while (io->wait_head)
+        free(wait_pop(io));
     stg_batch_free(io->staged);
     free(io->staged_cbs);
     for (uint32_t i = 0; i < IO_FLIGHT_MAX; i++)
@@ -57,13 +85,13 @@ void io_deinit(struct io *io)
 
 static int slot_alloc(struct io *io, uint32_t *out)
 {
+    if (io->used >= io->reads_max)
+        return -RP_EFULL;
     if (io->free_head != NIL) {
         *out = io->free_head;
         io->free_head = io->slots[*out].next;
         return 0;
     }
-    if (io->nslots >= IO_READS_MAX)
-        return -RP_EFULL;
     if (io->nslots == io->cap) {
         uint32_t nc = io->cap ? io->cap * 2 : 64;
         struct io_read_slot *s = realloc(io->slots, nc * sizeof(*s));
@@ -112,15 +140,37 @@ static void retry_push(struct io *io, uint32_t i)
     io->retry_tail = i;
 }
 
-int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg)
+/* Queue a read behind the ones waiting for a slot. 0 or -ENOMEM. */
+static int wait_push(struct io *io, const struct stg_read *q, io_read_cb cb, void *ctx,
+                     uint64_t arg)
+{
+    size_t ulen = q->upper ? q->ulen : 0;
+    struct io_wait *w = malloc(sizeof(*w) + q->klen + ulen);
+    if (!w)
+        return -ENOMEM;
+    *w = (struct io_wait){.cb = cb, .ctx = ctx, .arg = arg, .q = *q};
+    memcpy(w->bytes, q->key, q->klen);
+    w->q.key = w->bytes;
+    if (ulen) {
+        memcpy(w->bytes + q->klen, q->upper, ulen);
+        w->q.upper = w->bytes + q->klen;
+    }
+    if (io->wait_tail)
+        io->wait_tail->next = w;
+    else
+        io->wait_head = w;
+    io->wait_tail = w;
+    io->nwait++;
+    io->waited++;
+    return 0;
+}
+
+/* Start the read q in slot i, which was just allocated. 0 or a negative code
+ * (the slot is freed and cb never runs). */
+static int slot_start(struct chat *c, uint32_t i, const struct stg_read *q, io_read_cb cb,
+                      void *ctx, uint64_t arg)
 {
     struct io *io = &c->io;
-    uint32_t i;
-    if (io->closed)
-        return -RP_ECLOSED;
-    int rc = slot_alloc(io, &i);
-    if (rc < 0)
-        return rc;
     struct io_read_slot *s = &io->slots[i];
     s->cb = cb;
     s->ctx = ctx;
@@ -129,7 +179,7 @@ int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, 
     io->used++;
     uint64_t tag = (uint64_t)s->gen << 32 | i;
     /* Reads refused earlier go first, so that reads are submitted in call order. */
-    rc = io->retry_head == NIL ? c->env.read(c->env.rt, q, tag) : -RP_EFULL;
+    int rc = io->retry_head == NIL ? c->env.read(c->env.rt, q, tag) : -RP_EFULL;
     if (rc == 0)
         return 0;
     if (rc == -RP_EFULL && slot_keep(s, q) == 0) {
@@ -140,16 +190,75 @@ int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, 
     return rc == -RP_EFULL ? -ENOMEM : rc;
 }
 
+static int read_opt(struct chat *c, const struct stg_read *q, bool wait, io_read_cb cb, void *ctx,
+                    uint64_t arg)
+{
+    struct io *io = &c->io;
+    uint32_t i;
+    if (io->closed)
+        return -RP_ECLOSED;
+    if (wait && io->wait_head)
+        return wait_push(io, q, cb, ctx, arg); /* behind the ones waiting */
+    int rc = slot_alloc(io, &i);
+    if (rc == -RP_EFULL && wait)
+        return wait_push(io, q, cb, ctx, arg);
+    return rc < 0 ? rc : slot_start(c, i, q, cb, ctx, arg);
+}
+
+int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg)
+{
+    return read_opt(c, q, false, cb, ctx, arg);
+}
+
+int io_read_wait(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg)
+{
+    return read_opt(c, q, true, cb, ctx, arg);
+}
+
+/* Give the slots that came free to the reads waiting for one, in order. */
+static void admit_waiting(struct chat *c)
+{
+    struct io *io = &c->io;
+    uint32_t i;
+    while (io->wait_head && slot_alloc(io, &i) == 0) {
+        struct io_wait *w = wait_pop(io);
+        int rc = slot_start(c, i, &w->q, w->cb, w->ctx, w->arg);
+        io_read_cb cb = w->cb;
+        void *ctx = w->ctx;
+        uint64_t arg = w->arg;
+        free(w);
+        if (rc < 0)
+            cb(c, ctx, arg, rc, NULL);
+    }
+}
+
+bool io_reads_backlogged(const struct chat *c)
+{
+    return c->io.wait_head || c->io.retry_head != NIL;
+}
+
+static int get_opt(struct chat *c, enum stg_cf cf, const void *key, size_t klen, bool wait,
+                   io_read_cb cb, void *ctx, uint64_t arg)
+{
+    struct stg_read q = {.kind = STG_GET, .cf = cf, .key = key, .klen = klen};
+    return read_opt(c, &q, wait, cb, ctx, arg);
+}
+
 int io_get(struct chat *c, enum stg_cf cf, const void *key, size_t klen, io_read_cb cb, void *ctx,
            uint64_t arg)
 {
-    struct stg_read q = {.kind = STG_GET, .cf = cf, .key = key, .klen = klen};
-    return io_read(c, &q, cb, ctx, arg);
+    return get_opt(c, cf, key, klen, false, cb, ctx, arg);
 }
 
-int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
-                   const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
-                   uint64_t arg)
+int io_get_wait(struct chat *c, enum stg_cf cf, const void *key, size_t klen, io_read_cb cb,
+                void *ctx, uint64_t arg)
+{
+    return get_opt(c, cf, key, klen, true, cb, ctx, arg);
+}
+
+static int scan_opt(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
+                    const void *lower, size_t llen, uint32_t limit, bool wait, io_read_cb cb,
+                    void *ctx, uint64_t arg)
 {
     struct buf up;
     buf_init(&up);
@@ -163,10 +272,24 @@ int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t pl
                              .upper = up.data,
                              .ulen = up.len,
                              .limit = limit};
-        rc = io_read(c, &q, cb, ctx, arg);
+        rc = read_opt(c, &q, wait, cb, ctx, arg);
     }
     buf_deinit(&up);
     return rc;
+}
+
+int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
+                   const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
+                   uint64_t arg)
+{
+    return scan_opt(c, cf, prefix, plen, lower, llen, limit, false, cb, ctx, arg);
+}
+
+int io_scan_prefix_wait(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
+                        const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
+                        uint64_t arg)
+{
+    return scan_opt(c, cf, prefix, plen, lower, llen, limit, true, cb, ctx, arg);
 }
 
 static void retry_reads(struct chat *c)
@@ -305,6 +428,15 @@ void io_abort(struct chat *c)
             cb(c, ctx, arg, -RP_ECLOSED, NULL);
             any = true;
         }
+        while (io->wait_head) {
+            struct io_wait *w = wait_pop(io);
+            io_read_cb cb = w->cb;
+            void *ctx = w->ctx;
+            uint64_t arg = w->arg;
+            free(w);
+            cb(c, ctx, arg, -RP_ECLOSED, NULL);
+            any = true;
+        }
     }
 }
 
@@ -323,6 +455,7 @@ void io_flush(struct chat *c)
 {
     struct io *io = &c->io;
     retry_reads(c);
+    admit_waiting(c);
     io_settle(c);
     if (io->poisoned || io->draining || io->nflight >= pipeline_of(c) || !io->staged ||
         (stg_batch_count(io->staged) == 0 && io->nstaged == 0))

@@ -4,8 +4,15 @@
  *
  * Reads: io_read() queues a read through env->read and remembers which
  * callback the completion goes to. When the storage queue is full the read is
- * kept (bytes copied) and retried on every io_flush, in order; at most
- * IO_READS_MAX reads are pending at once.
+ * kept (bytes copied) and retried on every io_flush, in order. At most
+ * IO_READS_MAX reads hold a slot at once. Past that io_read refuses
+ * (-RP_EFULL: the request it serves gets "server busy"), while the _wait
+ * variants, which only the login path uses (a user's state and a session's
+ * catch-up), wait in memory in call order until a slot comes free: a wave of
+ * logins slows down instead of failing. What waits is bounded by what is
+ * being loaded: one read per conversation of a user whose state is being
+ * built, and per catch-up one read while reads are backlogged
+ * (io_reads_backlogged).
  *
  * Writes: the shard stages all of one loop iteration's puts into one batch
  * (io_batch) and registers a callback per staged unit of work (io_on_commit).
@@ -50,6 +57,7 @@ typedef void (*io_read_cb)(struct chat *c, void *ctx, uint64_t arg, int err,
 typedef void (*io_write_cb)(struct chat *c, void *ctx, int err);
 
 struct io_read_slot;
+struct io_wait;
 struct io_commit;
 
 /* A submitted batch's callbacks, until its completion. */
@@ -63,7 +71,11 @@ struct io_flight {
 struct io {
     struct io_read_slot *slots;
     uint32_t nslots, cap, free_head, used;
-    uint32_t retry_head, retry_tail; /* FIFO of slots whose submit was refused */
+    uint32_t retry_head, retry_tail;       /* FIFO of slots whose submit was refused */
+    uint32_t reads_max;                    /* slots at most: IO_READS_MAX unless a test lowers it */
+    struct io_wait *wait_head, *wait_tail; /* reads waiting for a slot, oldest first */
+    uint32_t nwait;
+    uint64_t waited; /* reads that had to wait for a slot, since start */
     struct stg_batch *staged;
     struct io_commit *staged_cbs;
     uint32_t nstaged, cap_staged;
@@ -80,22 +92,37 @@ int io_init(struct io *io);
 /* Drops pending work without calling callbacks (shutdown). */
 void io_deinit(struct io *io);
 
+/* Lower the slot bound below IO_READS_MAX (tests; 1..IO_READS_MAX). */
+void io_set_reads_max(struct io *io, uint32_t n);
+
 /*
- * Queue a read; cb runs later, from chat_on_storage (never from inside this
- * call). q and its bytes are borrowed for the call. Returns 0, -RP_EFULL
- * (IO_READS_MAX reads pending) or -ENOMEM; on error cb never runs.
+ * Queue a read; cb runs later, from chat_on_storage or io_flush (never from
+ * inside this call). q and its bytes are borrowed for the call. Returns 0,
+ * -RP_EFULL (IO_READS_MAX reads hold slots), -ENOMEM or -RP_ECLOSED (after
+ * io_abort); on error cb never runs.
  */
 int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg);
+/* As io_read, but past the slots the read waits for one instead of -RP_EFULL. */
+int io_read_wait(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg);
 
 /* A GET of key in cf. Same contract as io_read. */
 int io_get(struct chat *c, enum stg_cf cf, const void *key, size_t klen, io_read_cb cb, void *ctx,
            uint64_t arg);
+int io_get_wait(struct chat *c, enum stg_cf cf, const void *key, size_t klen, io_read_cb cb,
+                void *ctx, uint64_t arg);
 
 /* A forward SCAN of every key that starts with prefix, from lower (inclusive,
  * NULL: the prefix itself). Same contract as io_read. */
 int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
                    const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
                    uint64_t arg);
+int io_scan_prefix_wait(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
+                        const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
+                        uint64_t arg);
+
+/* True when reads are waiting, for a slot or for room in the storage queue:
+ * reads that are only ahead of need should not be issued. */
+bool io_reads_backlogged(const struct chat *c);
 
 /* True when work that takes seqs may be staged now: the staged batch can be
  * submitted at this flush (below write_pipeline in flight, no failure being
@@ -123,7 +150,8 @@ int io_on_commit(struct chat *c, io_write_cb cb, void *ctx);
 void io_poison(struct chat *c);
 
 /* Submit the staged batch (unless write_pipeline batches are in flight, a
- * failure is being drained or it is poisoned), and retry refused reads.
+ * failure is being drained or it is poisoned), retry refused reads and give
+ * free slots to waiting ones.
  * Callbacks run from here (a poisoned batch) but never submit. */
 void io_flush(struct chat *c);
 

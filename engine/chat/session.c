@@ -369,7 +369,7 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
         while ((n = map_next(&it))) {
             int rc = stg_key_conv(&c->kb, n->key, n->klen);
             if (rc == 0)
-                rc = io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_conv_meta, u, 0);
+                rc = io_get_wait(c, STG_CF_CONV, c->kb.data, c->kb.len, on_conv_meta, u, 0);
             load_read(c, u, rc);
         }
         /* read cursors not yet durable first; the read only moves them forward */
@@ -386,18 +386,18 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
         if (rc == 0)
             rc = cursor_prefix(&c->kb, uid, strv_c(VAL_READ_DEVICE));
         if (rc == 0)
-            rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
-                                on_read_cursors, u, 0);
+            rc = io_scan_prefix_wait(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0,
+                                     HOME_CONVS_MAX, on_read_cursors, u, 0);
         load_read(c, u, rc);
         rc = stg_key_prefix(&c->kb, uid.p, uid.len);
         if (rc == 0)
-            rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0, HOME_FRIENDS_MAX,
-                                on_friends, u, 0);
+            rc = io_scan_prefix_wait(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0,
+                                     HOME_FRIENDS_MAX, on_friends, u, 0);
         load_read(c, u, rc);
         rc = stg_key_friend_pending_prefix(&c->kb, uid.p, uid.len);
         if (rc == 0)
-            rc = io_scan_prefix(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0, HOME_FRIENDS_MAX,
-                                on_friend_pending, u, 0);
+            rc = io_scan_prefix_wait(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0,
+                                     HOME_FRIENDS_MAX, on_friend_pending, u, 0);
         load_read(c, u, rc);
     }
     load_step_done(c, u, err);
@@ -423,8 +423,8 @@ static struct user *user_new(struct chat *c, struct strv id)
     u->refs = 1; /* dropped once the first session holds it */
     int rc = stg_key_prefix(&c->kb, id.p, id.len);
     if (rc == 0)
-        rc = io_scan_prefix(c, STG_CF_USERCONV, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
-                            on_userconvs, u, 0);
+        rc = io_scan_prefix_wait(c, STG_CF_USERCONV, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
+                                 on_userconvs, u, 0);
     load_read(c, u, rc);
     return u;
 }
@@ -650,14 +650,17 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     session_unref(c, s);
 }
 
-/* Keep the reads of up to CU_AHEAD parts from cu_i on issued. False when one
- * could not be issued: the session ends (as for a failed read). */
+/* Keep the reads of up to CU_AHEAD parts from cu_i on issued; only the one of
+ * part cu_i while the shard's reads are backlogged, so that a wave of
+ * catch-ups shares the slots instead of a few sessions taking them. False
+ * when one could not be issued: the session ends (as for a failed read). */
 static bool read_ahead(struct chat *c, struct session *s)
 {
     struct session_pre *sp = s->pre;
     if (sp->cu_failed)
         return false;
-    while (sp->cu_end < sp->ncu && sp->cu_end < sp->cu_i + CU_AHEAD) {
+    while (sp->cu_end < sp->ncu && sp->cu_end < sp->cu_i + CU_AHEAD &&
+           (sp->cu_end == sp->cu_i || !io_reads_backlogged(c))) {
         struct cu_part *p = &sp->cu[sp->cu_end];
         struct buf up;
         buf_init(&up);
@@ -675,7 +678,7 @@ static bool read_ahead(struct chat *c, struct session *s)
                                  .ulen = up.len,
                                  .limit = c->env.cfg->catchup_limit,
                                  .reverse = true};
-            rc = io_read(c, &q, on_catchup, s, sp->cu_end);
+            rc = io_read_wait(c, &q, on_catchup, s, sp->cu_end);
         }
         buf_deinit(&up);
         if (rc < 0) {
@@ -780,8 +783,8 @@ static void session_start(struct chat *c, struct session *s)
         rc = cursor_prefix(&c->kb, (struct strv){s->u->id, s->u->idlen},
                            (struct strv){s->dev, s->devlen});
     if (rc == 0)
-        rc = io_scan_prefix(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
-                            on_acks, s, 0);
+        rc = io_scan_prefix_wait(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
+                                 on_acks, s, 0);
     if (rc == 0)
         s->refs++;
     else

@@ -400,6 +400,9 @@ def test_metrics_count_entries_deliveries_and_latency():
         assert total("ringpush_deliveries", "ringpush_deliveries_total") == 9
         assert total("ringpush_push_latency_seconds", "ringpush_push_latency_seconds_count") >= 3
         assert total("ringpush_catchup_entries", "ringpush_catchup_entries_sum") >= 3
+        # a handful of logins stays far below the read slots
+        assert total("ringpush_login_reads_waiting", "ringpush_login_reads_waiting") == 0
+        assert total("ringpush_login_reads_waited", "ringpush_login_reads_waited_total") == 0
         for c in (a, b1, b2, late):
             c.close()
         settle(srv, 2)

@@ -19,7 +19,7 @@
 #include "check.h"
 
 #define H_SHARDS 2
-#define H_CONNS  64
+#define H_CONNS  256
 
 struct hframe {
     msgpack_zone zone;
