@@ -8,6 +8,8 @@
 
 int spsc_init(struct spsc *r, uint32_t capacity, uint32_t elem_size)
 {
+    if (capacity > SPSC_CAPACITY_MAX || elem_size == 0)
+        return -EINVAL;
     uint32_t cap = 2;
     while (cap < capacity)
         cap <<= 1;

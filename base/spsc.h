@@ -34,10 +34,14 @@ struct spsc {
     unsigned char *slots;
 };
 
+/* The largest capacity: the ring's indices are 32-bit. */
+#define SPSC_CAPACITY_MAX (1u << 31)
+
 /*
- * capacity is rounded up to a power of two (at least 2). elem_size is the size
- * of one element in bytes. Returns 0 or -ENOMEM. Not thread-safe; call before
- * either side starts.
+ * capacity is rounded up to a power of two (at least 2, at most
+ * SPSC_CAPACITY_MAX). elem_size is the size of one element in bytes (> 0).
+ * Returns 0, -EINVAL (capacity or elem_size out of range) or -ENOMEM. Not
+ * thread-safe; call before either side starts.
  */
 int spsc_init(struct spsc *r, uint32_t capacity, uint32_t elem_size);
 void spsc_deinit(struct spsc *r);

@@ -6,6 +6,7 @@
 #include "base/err.h"
 #include "base/spsc.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -19,6 +20,8 @@ static struct spsc ring;
 static void test_single_thread(void)
 {
     struct spsc r;
+    CHECK(spsc_init(&r, SPSC_CAPACITY_MAX + 1u, 8) == -EINVAL); /* no power of two fits */
+    CHECK(spsc_init(&r, 8, 0) == -EINVAL);
     CHECK(spsc_init(&r, 5, sizeof(uint64_t)) == 0); /* rounds up to 8 */
     CHECK(spsc_front(&r) == NULL);
     for (uint64_t i = 0; i < 8; i++)
