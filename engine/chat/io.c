@@ -41,6 +41,7 @@ struct io_wait {
     io_read_cb cb;
     void *ctx;
     uint64_t arg;
+    size_t size;       /* of this allocation */
     struct stg_read q; /* key and upper point into bytes */
     uint8_t bytes[];
 };
@@ -51,12 +52,18 @@ int io_init(struct io *io)
     io->free_head = NIL;
     io->retry_head = io->retry_tail = NIL;
     io->reads_max = IO_READS_MAX;
+    io->wait_bytes_max = IO_WAIT_BYTES;
     return 0;
 }
 
 void io_set_reads_max(struct io *io, uint32_t n)
 {
     io->reads_max = n < 1 ? 1 : n > IO_READS_MAX ? IO_READS_MAX : n;
+}
+
+void io_set_wait_bytes(struct io *io, uint64_t n)
+{
+    io->wait_bytes_max = n < IO_WAIT_BYTES ? n : IO_WAIT_BYTES;
 }
 
 static struct io_wait *wait_pop(struct io *io)
@@ -66,6 +73,7 @@ static struct io_wait *wait_pop(struct io *io)
     if (!io->wait_head)
         io->wait_tail = NULL;
     io->nwait--;
+    io->wait_bytes -= w->size;
     return w;
 }
 
@@ -83,9 +91,15 @@ void io_deinit(struct io *io)
     memset(io, 0, sizeof(*io));
 }
 
-static int slot_alloc(struct io *io, uint32_t *out)
+/* The slots a read may hold: the _wait ones leave a quarter free. */
+static uint32_t slots_for(const struct io *io, bool wait)
 {
-    if (io->used >= io->reads_max)
+    return wait ? io->reads_max - io->reads_max / 4 : io->reads_max;
+}
+
+static int slot_alloc(struct io *io, bool wait, uint32_t *out)
+{
+    if (io->used >= slots_for(io, wait))
         return -RP_EFULL;
     if (io->free_head != NIL) {
         *out = io->free_head;
@@ -145,10 +159,13 @@ static int wait_push(struct io *io, const struct stg_read *q, io_read_cb cb, voi
                      uint64_t arg)
 {
     size_t ulen = q->upper ? q->ulen : 0;
-    struct io_wait *w = malloc(sizeof(*w) + q->klen + ulen);
+    size_t size = sizeof(struct io_wait) + q->klen + ulen;
+    if (io->wait_bytes + size > io->wait_bytes_max)
+        return -RP_EFULL;
+    struct io_wait *w = malloc(size);
     if (!w)
         return -ENOMEM;
-    *w = (struct io_wait){.cb = cb, .ctx = ctx, .arg = arg, .q = *q};
+    *w = (struct io_wait){.cb = cb, .ctx = ctx, .arg = arg, .q = *q, .size = size};
     memcpy(w->bytes, q->key, q->klen);
     w->q.key = w->bytes;
     if (ulen) {
@@ -161,6 +178,7 @@ static int wait_push(struct io *io, const struct stg_read *q, io_read_cb cb, voi
         io->wait_head = w;
     io->wait_tail = w;
     io->nwait++;
+    io->wait_bytes += size;
     io->waited++;
     return 0;
 }
@@ -199,7 +217,7 @@ static int read_opt(struct chat *c, const struct stg_read *q, bool wait, io_read
         return -RP_ECLOSED;
     if (wait && io->wait_head)
         return wait_push(io, q, cb, ctx, arg); /* behind the ones waiting */
-    int rc = slot_alloc(io, &i);
+    int rc = slot_alloc(io, wait, &i);
     if (rc == -RP_EFULL && wait)
         return wait_push(io, q, cb, ctx, arg);
     return rc < 0 ? rc : slot_start(c, i, q, cb, ctx, arg);
@@ -220,7 +238,7 @@ static void admit_waiting(struct chat *c)
 {
     struct io *io = &c->io;
     uint32_t i;
-    while (io->wait_head && slot_alloc(io, &i) == 0) {
+    while (io->wait_head && slot_alloc(io, true, &i) == 0) {
         struct io_wait *w = wait_pop(io);
         int rc = slot_start(c, i, &w->q, w->cb, w->ctx, w->arg);
         io_read_cb cb = w->cb;

@@ -6,13 +6,15 @@
  * callback the completion goes to. When the storage queue is full the read is
  * kept (bytes copied) and retried on every io_flush, in order. At most
  * IO_READS_MAX reads hold a slot at once. Past that io_read refuses
- * (-RP_EFULL: the request it serves gets "server busy"), while the _wait
- * variants, which only the login path uses (a user's state and a session's
- * catch-up), wait in memory in call order until a slot comes free: a wave of
- * logins slows down instead of failing. What waits is bounded by what is
- * being loaded: one read per conversation of a user whose state is being
- * built, and per catch-up one read while reads are backlogged
- * (io_reads_backlogged).
+ * (-RP_EFULL: the request it serves gets "server busy"). The _wait variants,
+ * which loading a user's state and a session's catch-up use (at login, and
+ * for the friend sweep), wait in memory in call order until a slot comes
+ * free, so a wave of logins slows down instead of failing. They never take
+ * the last quarter of the slots, which stays for everything else a shard
+ * reads (a conversation's state for a send, a dedup check, a query), and
+ * their waiting is bounded too: past IO_WAIT_BYTES of waiting reads they
+ * refuse like io_read. While reads wait (io_reads_backlogged), a catch-up
+ * reads only a few conversations ahead.
  *
  * Writes: the shard stages all of one loop iteration's puts into one batch
  * (io_batch) and registers a callback per staged unit of work (io_on_commit).
@@ -44,7 +46,8 @@
 struct chat;
 
 #define IO_READS_MAX  65536u
-#define IO_FLIGHT_MAX 16u /* write batches in flight per shard */
+#define IO_WAIT_BYTES (64u << 20) /* of reads waiting for a slot, per shard */
+#define IO_FLIGHT_MAX 16u         /* write batches in flight per shard */
 
 /*
  * A read completion: err 0 with res (transferred: free it with
@@ -75,7 +78,9 @@ struct io {
     uint32_t reads_max;                    /* slots at most: IO_READS_MAX unless a test lowers it */
     struct io_wait *wait_head, *wait_tail; /* reads waiting for a slot, oldest first */
     uint32_t nwait;
-    uint64_t waited; /* reads that had to wait for a slot, since start */
+    uint64_t wait_bytes;     /* of the waiting reads, their allocations */
+    uint64_t wait_bytes_max; /* IO_WAIT_BYTES unless a test lowers it */
+    uint64_t waited;         /* reads that had to wait for a slot, since start */
     struct stg_batch *staged;
     struct io_commit *staged_cbs;
     uint32_t nstaged, cap_staged;
@@ -92,8 +97,10 @@ int io_init(struct io *io);
 /* Drops pending work without calling callbacks (shutdown). */
 void io_deinit(struct io *io);
 
-/* Lower the slot bound below IO_READS_MAX (tests; 1..IO_READS_MAX). */
+/* Lower the slot bound below IO_READS_MAX (tests; 1..IO_READS_MAX), the
+ * bound of waiting reads below IO_WAIT_BYTES (tests). */
 void io_set_reads_max(struct io *io, uint32_t n);
+void io_set_wait_bytes(struct io *io, uint64_t n);
 
 /*
  * Queue a read; cb runs later, from chat_on_storage or io_flush (never from
@@ -102,7 +109,8 @@ void io_set_reads_max(struct io *io, uint32_t n);
  * io_abort); on error cb never runs.
  */
 int io_read(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg);
-/* As io_read, but past the slots the read waits for one instead of -RP_EFULL. */
+/* As io_read, but past the slots the _wait reads may use the read waits for
+ * one; -RP_EFULL only when IO_WAIT_BYTES already wait. */
 int io_read_wait(struct chat *c, const struct stg_read *q, io_read_cb cb, void *ctx, uint64_t arg);
 
 /* A GET of key in cf. Same contract as io_read. */

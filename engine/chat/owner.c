@@ -280,9 +280,10 @@ void owner_mark_ready(struct chat *c, struct oconv *cv)
 
 void owner_on_fwd(struct chat *c, struct fwd *f)
 {
-    struct oconv *cv = owner_conv_get(c, f->conv);
+    int err = 0;
+    struct oconv *cv = owner_conv_get(c, f->conv, &err);
     if (!cv) {
-        chat_fwd_err(c, f, -ENOMEM, NULL);
+        chat_fwd_err(c, f, err, err == -RP_EFULL ? "server busy" : NULL);
         free(f);
         return;
     }

@@ -159,8 +159,9 @@ int owner_put_meta(struct chat *c, struct oconv *cv, const struct ochange *chg);
  */
 
 /* The conversation id, loaded or loading; when absent it is created and its
- * load started. NULL for a malformed id or when out of memory. */
-struct oconv *owner_conv_get(struct chat *c, struct strv id);
+ * load started. NULL with *err set when it cannot be: -EINVAL (a malformed
+ * id), -ENOMEM, or -RP_EFULL (every read slot is taken: server busy). */
+struct oconv *owner_conv_get(struct chat *c, struct strv id, int *err);
 
 /* Free cv with its queued requests, dedup records and members; the caller has
  * taken it out of the conversation map (or never put it there). */

@@ -190,14 +190,16 @@ static void on_meta(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
 }
 
 /* The loaded (or now loading) conversation; NULL on ENOMEM or a bad id. */
-struct oconv *owner_conv_get(struct chat *c, struct strv id)
+struct oconv *owner_conv_get(struct chat *c, struct strv id, int *err)
 {
     struct oconv *cv = map_get(&c->owner.convs, id.p, id.len);
     if (cv)
         return cv;
+    *err = -EINVAL;
     enum conv_kind kind = ident_conv_parse(id, NULL, NULL);
     if (kind == CONV_BAD || id.len >= sizeof(cv->id))
         return NULL;
+    *err = -ENOMEM;
     cv = calloc(1, sizeof(*cv));
     if (!cv)
         return NULL;
@@ -210,8 +212,11 @@ struct oconv *owner_conv_get(struct chat *c, struct strv id)
     map_init(&cv->dedup);
     if (!cv->home_count || !map_put(&c->owner.convs, id.p, id.len, cv))
         goto fail;
-    if (stg_key_conv(&c->kb, id.p, id.len) < 0 ||
-        io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_meta, cv, 0) < 0) {
+    int rc = stg_key_conv(&c->kb, id.p, id.len);
+    if (rc == 0)
+        rc = io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_meta, cv, 0);
+    if (rc < 0) {
+        *err = rc;
         map_del(&c->owner.convs, id.p, id.len);
         goto fail;
     }

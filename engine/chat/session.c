@@ -39,7 +39,8 @@ struct cu_part {
 /* Conversations of a catch-up read ahead of the one being pushed: what a
  * catch-up holds in memory is at most this many conversations' results
  * (each up to catchup_limit). */
-#define CU_AHEAD 32u
+#define CU_AHEAD      32u
+#define CU_AHEAD_BUSY 4u /* while the shard's reads are backlogged */
 
 static void session_start(struct chat *c, struct session *s);
 static void hello_ok(struct chat *c, struct session *s);
@@ -650,17 +651,17 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     session_unref(c, s);
 }
 
-/* Keep the reads of up to CU_AHEAD parts from cu_i on issued; only the one of
- * part cu_i while the shard's reads are backlogged, so that a wave of
- * catch-ups shares the slots instead of a few sessions taking them. False
- * when one could not be issued: the session ends (as for a failed read). */
+/* Keep the reads of up to CU_AHEAD parts from cu_i on issued, CU_AHEAD_BUSY
+ * while the shard's reads are backlogged, so that a wave of catch-ups shares
+ * the slots instead of a few sessions taking them. False when one could not
+ * be issued: the session ends (as for a failed read). */
 static bool read_ahead(struct chat *c, struct session *s)
 {
     struct session_pre *sp = s->pre;
     if (sp->cu_failed)
         return false;
-    while (sp->cu_end < sp->ncu && sp->cu_end < sp->cu_i + CU_AHEAD &&
-           (sp->cu_end == sp->cu_i || !io_reads_backlogged(c))) {
+    uint32_t ahead = io_reads_backlogged(c) ? CU_AHEAD_BUSY : CU_AHEAD;
+    while (sp->cu_end < sp->ncu && sp->cu_end < sp->cu_i + ahead) {
         struct cu_part *p = &sp->cu[sp->cu_end];
         struct buf up;
         buf_init(&up);

@@ -3,9 +3,7 @@
  * when a write fails, read/sync, history, recall. */
 #include "harness.h"
 
-#include "engine/chat/core.h"
 #include "engine/chat/home.h"
-#include "engine/chat/io.h"
 
 #include "protocol/req.h"
 
@@ -236,79 +234,6 @@ static void test_catchup_windows(void)
     CHECK(h_is_str(h_next(b), "op", "synced"));
     CHECK(h_next(b) == NULL);
     h_close(b);
-}
-
-/*
- * A wave of logins needs more reads than a shard has slots (lowered to 2
- * here): the reads past them wait for a slot instead of failing the logins.
- * Every user loads, every catch-up arrives whole and in order. A query's
- * read past the slots is refused instead.
- */
-static void test_reads_past_slots(void)
-{
-    enum { PEERS = 30 };
-    char peer[16], cmid[16];
-    int hub = h_hello("rph", "d", false);
-    h_drain(hub);
-    for (int i = 0; i < PEERS; i++) {
-        snprintf(peer, sizeof(peer), "rp%02d", i);
-        for (int j = 0; j < 2; j++) {
-            snprintf(cmid, sizeof(cmid), "m%d", j);
-            CHECK(h_is_ok(h_reply(hub, h_send_to(hub, peer, cmid, "x"))));
-        }
-    }
-    h_close(hub);
-    uint64_t waited = 0;
-    for (unsigned sh = 0; sh < H_SHARDS; sh++) {
-        waited += h_chat(sh)->io.waited;
-        io_set_reads_max(&h_chat(sh)->io, 2);
-    }
-    int conns[PEERS];
-    for (int i = 0; i < PEERS; i++) {
-        snprintf(peer, sizeof(peer), "rp%02d", i);
-        conns[i] = h_hello_nosettle(peer, "d", true);
-    }
-    hub = h_hello_nosettle("rph", "d2", true);
-    h_settle();
-    for (int i = 0; i < PEERS; i++) {
-        CHECK(h_is_ok(h_next(conns[i])));
-        for (uint64_t seq = 1; seq <= 2; seq++) {
-            const msgpack_object *m = h_next(conns[i]);
-            CHECK(h_is_str(m, "op", "msg") && h_u(m, "seq") == seq);
-        }
-        CHECK(h_is_str(h_next(conns[i]), "op", "synced"));
-        h_close(conns[i]);
-    }
-    CHECK(h_is_ok(h_next(hub)));
-    uint64_t seen[PEERS] = {0};
-    for (int k = 0; k < 2 * PEERS; k++) {
-        const msgpack_object *m = h_next(hub);
-        CHECK(h_is_str(m, "op", "msg"));
-        const msgpack_object *cv = h_get(m, "conv");
-        int i = atoi(cv->via.str.ptr + 4); /* "d:rpNN:rph" */
-        CHECK(i >= 0 && i < PEERS && h_u(m, "seq") == seen[i] + 1);
-        seen[i] = h_u(m, "seq");
-    }
-    CHECK(h_is_str(h_next(hub), "op", "synced"));
-    /* a client's own queries do not wait: past the slots they are refused */
-    h_hold_reads[h_home("rph")] = true;
-    for (uint32_t id = 1; id <= 3; id++) {
-        struct req r = h_req(OP_HISTORY, 80 + id);
-        r.conv = strv_c("d:rp00:rph");
-        h_request(hub, &r);
-    }
-    CHECK(h_is_err(h_reply(hub, 83), "unavailable"));
-    h_release_reads();
-    h_settle();
-    CHECK(h_is_ok(h_reply(hub, 81)) && h_is_ok(h_reply(hub, 82)));
-    h_close(hub);
-    uint64_t waited_after = 0;
-    for (unsigned sh = 0; sh < H_SHARDS; sh++) {
-        waited_after += h_chat(sh)->io.waited;
-        CHECK(h_chat(sh)->io.nwait == 0);
-        io_set_reads_max(&h_chat(sh)->io, IO_READS_MAX);
-    }
-    CHECK(waited_after > waited);
 }
 
 /* A session whose hello is not answered yet (its user is loading) gets no
@@ -1041,7 +966,6 @@ int main(void)
     test_catchup();
     test_catchup_failures();
     test_catchup_windows();
-    test_reads_past_slots();
     test_no_push_before_ok();
     test_gapless();
     test_gapless_pipelined();

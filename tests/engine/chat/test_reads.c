@@ -1,0 +1,307 @@
+/*
+ * Reads past a shard's read slots (engine/chat/io.h): the reads of logins
+ * wait for a slot, bounded, and leave a quarter of the slots to the rest.
+ * The slot bound is lowered to a few here.
+ */
+#include "harness.h"
+
+#include "engine/chat/core.h"
+#include "engine/chat/home.h"
+#include "engine/chat/io.h"
+#include "protocol/req.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static void set_reads_max(uint32_t n)
+{
+    for (unsigned sh = 0; sh < H_SHARDS; sh++)
+        io_set_reads_max(&h_chat(sh)->io, n);
+}
+
+static void hold_reads(bool on)
+{
+    for (unsigned sh = 0; sh < H_SHARDS; sh++)
+        h_hold_reads[sh] = on;
+}
+
+static uint32_t waiting(void)
+{
+    uint32_t n = 0;
+    for (unsigned sh = 0; sh < H_SHARDS; sh++)
+        n += h_chat(sh)->io.nwait;
+    return n;
+}
+
+/* n user names of the form <prefix>NN whose home is shard `home` */
+static void users_on(unsigned home, const char *prefix, int n, char out[][16])
+{
+    for (int i = 0, k = 0; k < n; i++) {
+        snprintf(out[k], 16, "%s%02d", prefix, i);
+        if (h_home(out[k]) == home)
+            k++;
+    }
+}
+
+/*
+ * A wave of logins needs more reads than a shard has slots (lowered to 2
+ * here): the reads past them wait for a slot instead of failing the logins.
+ * Every user loads, every catch-up arrives whole and in order. A query's
+ * read past the slots is refused instead.
+ */
+static void test_wave(void)
+{
+    enum { PEERS = 30 };
+    char peer[16], cmid[16];
+    int hub = h_hello("rph", "d", false);
+    h_drain(hub);
+    for (int i = 0; i < PEERS; i++) {
+        snprintf(peer, sizeof(peer), "rp%02d", i);
+        for (int j = 0; j < 2; j++) {
+            snprintf(cmid, sizeof(cmid), "m%d", j);
+            CHECK(h_is_ok(h_reply(hub, h_send_to(hub, peer, cmid, "x"))));
+        }
+    }
+    h_close(hub);
+    uint64_t waited = 0;
+    for (unsigned sh = 0; sh < H_SHARDS; sh++) {
+        waited += h_chat(sh)->io.waited;
+        io_set_reads_max(&h_chat(sh)->io, 2);
+    }
+    int conns[PEERS];
+    for (int i = 0; i < PEERS; i++) {
+        snprintf(peer, sizeof(peer), "rp%02d", i);
+        conns[i] = h_hello_nosettle(peer, "d", true);
+    }
+    hub = h_hello_nosettle("rph", "d2", true);
+    h_settle();
+    for (int i = 0; i < PEERS; i++) {
+        CHECK(h_is_ok(h_next(conns[i])));
+        for (uint64_t seq = 1; seq <= 2; seq++) {
+            const msgpack_object *m = h_next(conns[i]);
+            CHECK(h_is_str(m, "op", "msg") && h_u(m, "seq") == seq);
+        }
+        CHECK(h_is_str(h_next(conns[i]), "op", "synced"));
+        h_close(conns[i]);
+    }
+    CHECK(h_is_ok(h_next(hub)));
+    uint64_t seen[PEERS] = {0};
+    for (int k = 0; k < 2 * PEERS; k++) {
+        const msgpack_object *m = h_next(hub);
+        CHECK(h_is_str(m, "op", "msg"));
+        const msgpack_object *cv = h_get(m, "conv");
+        int i = atoi(cv->via.str.ptr + 4); /* "d:rpNN:rph" */
+        CHECK(i >= 0 && i < PEERS && h_u(m, "seq") == seen[i] + 1);
+        seen[i] = h_u(m, "seq");
+    }
+    CHECK(h_is_str(h_next(hub), "op", "synced"));
+    /* a client's own queries do not wait: past the slots they are refused */
+    h_hold_reads[h_home("rph")] = true;
+    for (uint32_t id = 1; id <= 3; id++) {
+        struct req r = h_req(OP_HISTORY, 80 + id);
+        r.conv = strv_c("d:rp00:rph");
+        h_request(hub, &r);
+    }
+    CHECK(h_is_err(h_reply(hub, 83), "unavailable"));
+    h_release_reads();
+    h_settle();
+    CHECK(h_is_ok(h_reply(hub, 81)) && h_is_ok(h_reply(hub, 82)));
+    h_close(hub);
+    uint64_t waited_after = 0;
+    for (unsigned sh = 0; sh < H_SHARDS; sh++) {
+        waited_after += h_chat(sh)->io.waited;
+        CHECK(h_chat(sh)->io.nwait == 0);
+        io_set_reads_max(&h_chat(sh)->io, IO_READS_MAX);
+    }
+    CHECK(waited_after > waited);
+}
+
+/*
+ * The reads of logins never take the last quarter of the slots: with 4 slots
+ * and logins waiting, an online user's history still gets the fourth.
+ */
+static void test_reserve(void)
+{
+    int a = h_hello("rsa", "d", false);
+    h_drain(a);
+    CHECK(h_is_ok(h_reply(a, h_send_to(a, "rsb", "m1", "x"))));
+    unsigned home = h_home("rsa");
+    char names[6][16];
+    users_on(home, "rsw", 6, names);
+    set_reads_max(4);
+    hold_reads(true);
+    int conns[6];
+    for (int i = 0; i < 6; i++)
+        conns[i] = h_hello_nosettle(names[i], "d", false);
+    h_settle();
+    CHECK(h_chat(home)->io.used == 3 && h_chat(home)->io.nwait == 3);
+    struct req r = h_req(OP_HISTORY, 50);
+    r.conv = strv_c("d:rsa:rsb");
+    h_request(a, &r);
+    CHECK(h_reply(a, 50) == NULL); /* a slot, its read held: not refused */
+    CHECK(h_chat(home)->io.used == 4);
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    const msgpack_object *ok = h_reply(a, 50);
+    CHECK(h_is_ok(ok) && h_get(ok, "msgs")->via.array.size == 1);
+    for (int i = 0; i < 6; i++) {
+        CHECK(h_is_ok(h_next(conns[i])));
+        h_close(conns[i]);
+    }
+    h_close(a);
+    set_reads_max(IO_READS_MAX);
+}
+
+/* A send whose conversation must be read while every slot of its owner is
+ * taken is refused as unavailable (server busy), not as an internal error. */
+static void test_send_busy(void)
+{
+    int a = h_hello("sba", "d", false);
+    h_drain(a);
+    unsigned owner = h_owner("d:sba:sbp");
+    char names[1][16];
+    users_on(owner, "sbw", 1, names);
+    set_reads_max(1);
+    hold_reads(true);
+    int w = h_hello_nosettle(names[0], "d", false); /* takes the owner's slot */
+    h_settle();
+    CHECK(h_chat(owner)->io.used == 1);
+    uint32_t id = h_send_to(a, "sbp", "m1", "x");
+    CHECK(h_is_err(h_reply(a, id), "unavailable"));
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    CHECK(h_is_ok(h_next(w)));
+    CHECK(h_is_ok(h_reply(a, h_send_to(a, "sbp", "m1", "x"))));
+    h_close(w);
+    h_close(a);
+    set_reads_max(IO_READS_MAX);
+}
+
+/* Past the bound of waiting bytes, a login's read is refused: the hello gets
+ * unavailable, and the next one, with room again, goes through. */
+static void test_wait_bound(void)
+{
+    unsigned home = h_home("wba");
+    char names[2][16];
+    users_on(home, "wbb", 2, names);
+    set_reads_max(1);
+    io_set_wait_bytes(&h_chat(home)->io, 1);
+    hold_reads(true);
+    int a = h_hello_nosettle(names[0], "d", false); /* takes the one slot */
+    int b = h_hello_nosettle(names[1], "d", false); /* cannot wait */
+    h_settle();
+    CHECK(h_is_err(h_next(b), "unavailable"));
+    io_set_wait_bytes(&h_chat(home)->io, IO_WAIT_BYTES); /* a's later reads wait */
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    CHECK(h_is_ok(h_next(a)));
+    h_close(b);
+    b = h_hello(names[1], "d", false);
+    CHECK(h_is_ok(h_next(b)));
+    h_close(a);
+    h_close(b);
+    set_reads_max(IO_READS_MAX);
+}
+
+/* Sessions closed while their reads wait: the reads still run when admitted,
+ * then everything they held is let go. */
+static void test_close_while_waiting(void)
+{
+    enum { N = 12 };
+    char u[16];
+    int cs[N];
+    set_reads_max(1);
+    hold_reads(true);
+    for (int i = 0; i < N; i++) {
+        snprintf(u, sizeof(u), "cw%02d", i);
+        cs[i] = h_hello_nosettle(u, "d", true);
+    }
+    h_settle();
+    CHECK(waiting() > 0);
+    for (int i = 0; i < N; i++)
+        h_close(cs[i]);
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    CHECK(waiting() == 0);
+    for (unsigned sh = 0; sh < H_SHARDS; sh++)
+        CHECK(h_chat(sh)->io.used == 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(u, sizeof(u), "cw%02d", i);
+        CHECK(home_user(h_chat(h_home(u)), strv_c(u)) == NULL);
+    }
+    set_reads_max(IO_READS_MAX);
+}
+
+/* A waiting read that fails once admitted fails its login like any read:
+ * the hello gets unavailable. */
+static void test_fail_on_admit(void)
+{
+    enum { N = 6 };
+    char u[16];
+    int cs[N];
+    set_reads_max(1);
+    hold_reads(true);
+    for (int i = 0; i < N; i++) {
+        snprintf(u, sizeof(u), "fa%02d", i);
+        cs[i] = h_hello_nosettle(u, "d", true);
+    }
+    h_settle();
+    CHECK(waiting() > 0);
+    h_fail_reads = 1000;
+    h_fail_reads_cf = STG_CF_USERCONV;
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    h_fail_reads = 0;
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        /* the read that held a shard's slot was submitted before the failures */
+        const msgpack_object *m = h_next(cs[i]);
+        CHECK(h_is_ok(m) || h_is_err(m, "unavailable"));
+        failed += !h_is_ok(m);
+        h_close(cs[i]);
+    }
+    CHECK(failed >= N - (int)H_SHARDS);
+    CHECK(waiting() == 0);
+    set_reads_max(IO_READS_MAX);
+}
+
+/* Stopped with reads waiting: what they hold is freed (the sanitizers check). */
+static void test_stop_while_waiting(void)
+{
+    char u[16];
+    set_reads_max(1);
+    hold_reads(true);
+    for (int i = 0; i < 12; i++) {
+        snprintf(u, sizeof(u), "sw%02d", i);
+        h_hello_nosettle(u, "d", true);
+    }
+    h_settle();
+    CHECK(waiting() > 0);
+    hold_reads(false);
+    h_stop_abrupt();
+    h_start(dir, true);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_reads.%d", (int)getpid());
+    h_start(dir, false);
+    test_wave();
+    test_reserve();
+    test_send_busy();
+    test_wait_bound();
+    test_close_while_waiting();
+    test_fail_on_admit();
+    test_stop_while_waiting();
+    h_stop();
+    return h_finish(dir);
+}
