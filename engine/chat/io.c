@@ -154,7 +154,8 @@ static void retry_push(struct io *io, uint32_t i)
     io->retry_tail = i;
 }
 
-/* Queue a read behind the ones waiting for a slot. 0 or -ENOMEM. */
+/* Queue a read behind the ones waiting for a slot. 0, -RP_EFULL (wait_bytes_max
+ * reached) or -ENOMEM. */
 static int wait_push(struct io *io, const struct stg_read *q, io_read_cb cb, void *ctx,
                      uint64_t arg)
 {
