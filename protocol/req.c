@@ -10,6 +10,8 @@
  */
 #include "protocol/req.h"
 
+#include "protocol/utf8.h"
+
 #include "base/err.h"
 #include "protocol/ident.h"
 #include "protocol/mpread.h"
@@ -194,43 +196,11 @@ static void reader_at(const struct slots *s, enum key k, struct mpr *r)
     r->end = s->end;
 }
 
-/* Valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
-static bool utf8_ok(struct strv s)
-{
-    const unsigned char *p = (const unsigned char *)s.p, *e = p + s.len;
-    while (p < e) {
-        unsigned c = *p++;
-        if (c < 0x80)
-            continue;
-        unsigned n, min;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0)
-            n = 1, min = 0x80, cp = c & 0x1f;
-        else if ((c & 0xf0) == 0xe0)
-            n = 2, min = 0x800, cp = c & 0x0f;
-        else if ((c & 0xf8) == 0xf0)
-            n = 3, min = 0x10000, cp = c & 0x07;
-        else
-            return false;
-        if ((size_t)(e - p) < n)
-            return false;
-        for (unsigned i = 0; i < n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        p += n;
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
-}
-
 static int get_text(const struct slots *s, enum key k, uint32_t min, uint32_t max, struct strv *out)
 {
     struct mpr r;
     reader_at(s, k, &r);
-    if (mpr_str(&r, out) || out->len < min || out->len > max || !utf8_ok(*out))
+    if (mpr_str(&r, out) || out->len < min || out->len > max || !utf8_valid(out->p, out->len))
         return -RP_EREQUEST;
     return 0;
 }

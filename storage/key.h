@@ -36,8 +36,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest id (user, group, conversation, device, cmid) the codec accepts. */
-#define STG_ID_MAX 64
+/* Longest id (user, group, conversation, device, cmid) the codec accepts:
+ * what its one length byte can say. A direct conversation's id holds two
+ * user ids ("d:<a>:<b>", up to 131 bytes). */
+#define STG_ID_MAX 255
 /* Bytes of the sender hash in front of a dedup key. */
 #define STG_DEDUP_HASH_BYTES 4
 

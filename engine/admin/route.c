@@ -6,6 +6,7 @@
 #include "engine/admin/route.h"
 
 #include "base/err.h"
+#include "protocol/utf8.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -150,14 +151,47 @@ bool route_auth_ok(const char *key, const char *auth, size_t auth_len)
 
 /* ---- JSON bodies ---- */
 
+/* Does the JSON text hold a \u0000 escape? cJSON would decode it into a
+ * NUL that ends the C string early: "a\u0000b" would be taken as "a". */
+static bool has_nul_escape(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (p[i] != '\\')
+            continue;
+        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
+            return true;
+        i++; /* the escaped character, a backslash among them */
+    }
+    return false;
+}
+
+static bool only_space(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return false;
+    return true;
+}
+
+/* A JSON object: valid UTF-8 (RFC 8259), one value and nothing after it, no
+ * NUL in any string. */
 static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
 {
     if (!body || len == 0) {
         *why = "a JSON object body is required";
         return NULL;
     }
-    cJSON *o = cJSON_ParseWithLength((const char *)body, len);
-    if (!o || !cJSON_IsObject(o)) {
+    if (!utf8_valid(body, len)) {
+        *why = "the body is not valid UTF-8";
+        return NULL;
+    }
+    if (has_nul_escape(body, len)) {
+        *why = "strings must not contain U+0000";
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
+    if (!o || !cJSON_IsObject(o) || !end || !only_space(end, (const char *)body + len)) {
         cJSON_Delete(o);
         *why = "the body is not a JSON object";
         return NULL;

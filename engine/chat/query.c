@@ -16,9 +16,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Upper bound of one sync element or group.list element, to fit max_frame. */
-#define ELEM_MAX       400u
-#define REPLY_OVERHEAD 64u
+#define REPLY_OVERHEAD 64u /* a reply's frame header, op, id, list key and array header */
+
+/* Packed size of a msgpack str of len bytes. */
+static size_t mp_str_size(size_t len)
+{
+    return len + (len < 32 ? 1 : len < 256 ? 2 : len < 65536 ? 3 : 5);
+}
+
+/* Packed size, at most, of one sync element: a map of 6, their keys, the
+ * conversation id and 5 integers of up to 9 bytes. */
+static size_t sync_elem_size(size_t convlen)
+{
+    return 1 + mp_str_size(4) + mp_str_size(8) + mp_str_size(7) + mp_str_size(8) + mp_str_size(7) +
+           mp_str_size(6) + mp_str_size(convlen) + 5 * 9;
+}
+
+/* How many of the first n elements fit in a reply of max_frame bytes. */
+static size_t fit_count(size_t max_frame, size_t n, size_t (*size_of)(const void *rows, size_t i),
+                        const void *rows)
+{
+    size_t used = REPLY_OVERHEAD, k = 0;
+    while (k < n && used + size_of(rows, k) <= max_frame)
+        used += size_of(rows, k++);
+    return k;
+}
 
 struct sync_row {
     const char *conv;
@@ -32,6 +54,11 @@ static int by_ts_desc(const void *a, const void *b)
     if (x->uc->last_ts != y->uc->last_ts)
         return x->uc->last_ts < y->uc->last_ts ? 1 : -1;
     return x->uc->last_seq < y->uc->last_seq ? 1 : x->uc->last_seq > y->uc->last_seq ? -1 : 0;
+}
+
+static size_t sync_row_size(const void *rows, size_t i)
+{
+    return sync_elem_size(((const struct sync_row *)rows)[i].convlen);
 }
 
 static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
@@ -55,9 +82,7 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
     while ((nd = map_next(&it)))
         rows[i++] = (struct sync_row){nd->key, nd->klen, nd->val};
     qsort(rows, n, sizeof(*rows), by_ts_desc);
-    size_t fit = (c->env.cfg->max_frame - REPLY_OVERHEAD) / ELEM_MAX;
-    if (n > fit)
-        n = fit;
+    n = fit_count(c->env.cfg->max_frame, n, sync_row_size, rows);
     msgpack_packer pk;
     size_t start = enc_ok_begin(&c->fb, &pk, r->id, 1);
     enc_pack_cstr(&pk, "convs");
@@ -232,6 +257,14 @@ struct glist {
     } rows[];
 };
 
+/* Packed size of one group.list element: a map of 3, its keys and values. */
+static size_t glist_row_size(const void *rows, size_t i)
+{
+    const struct glist_row *r = &((const struct glist_row *)rows)[i];
+    return 1 + mp_str_size(5) + mp_str_size(4) + mp_str_size(4) + mp_str_size(r->gidlen) +
+           mp_str_size(r->name ? strlen(r->name) : 0) + mp_str_size(strlen(role_name(r->role)));
+}
+
 static void glist_finish(struct chat *c, struct glist *g)
 {
     struct session *s = g->s;
@@ -239,8 +272,7 @@ static void glist_finish(struct chat *c, struct glist *g)
         if (g->err < 0) {
             chat_reply_err(c, s->conn, true, g->id, g->err, NULL);
         } else {
-            size_t fit = (c->env.cfg->max_frame - REPLY_OVERHEAD) / ELEM_MAX;
-            uint32_t n = g->n < fit ? g->n : (uint32_t)fit;
+            uint32_t n = (uint32_t)fit_count(c->env.cfg->max_frame, g->n, glist_row_size, g->rows);
             msgpack_packer pk;
             size_t start = enc_ok_begin(&c->fb, &pk, g->id, 1);
             enc_pack_cstr(&pk, "groups");

@@ -203,6 +203,21 @@ def test_friends_and_dm_policy():
         assert a.push("friend")["event"] == "added"
         expect_ok(a.send_message(to="bill", body="again"))
 
+def test_group_list_lists_every_group():
+    """group.list holds every group of the caller while they fit a frame."""
+    n = 200
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        a = srv.login("alice")
+        first = a.next_id
+        a.send_raw(b"".join(rptest.frame({"op": "group.create", "id": first + i, "name": "G",
+                                          "group": "grp%03d" % i}) for i in range(n)))
+        a.next_id += n
+        for i in range(n):
+            expect_ok(a.reply(first + i, 30))
+        groups = expect_ok(a.request("group.list"))["groups"]
+        assert sorted(g["group"] for g in groups) == ["grp%03d" % i for i in range(n)]
+        a.close()
+
 
 if __name__ == "__main__":
     rptest.main()

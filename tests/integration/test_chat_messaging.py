@@ -413,6 +413,68 @@ def test_push_right_after_login_while_state_loads():
             c.ping()
             c.close()
 
+def pipelined(c, frames, timeout=30):
+    """Send frames in one write; return their replies in order."""
+    first = c.next_id
+    c.send_raw(b"".join(rptest.frame(dict(f, id=first + i)) for i, f in enumerate(frames)))
+    c.next_id += len(frames)
+    return [c.reply(first + i, timeout) for i in range(len(frames))]
+
+
+def test_ids_of_full_length():
+    """User and group ids may be 64 bytes (§2), so a direct conversation's id
+    may be 131: two users with UUID ids, a user writing to themself, a group
+    id of 64 bytes."""
+    a_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    b_id = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+    long_a, long_b = "a" * 64, "b" * 64
+    with Server(shards=2) as srv:
+        a, _ = login(srv, a_id)
+        b, _ = login(srv, b_id)
+        seq = expect_ok(a.send_message(to=b_id, body="hi"))["seq"]
+        p = b.push("msg")
+        assert p["conv"] == "d:%s:%s" % (a_id, b_id) and p["seq"] == seq
+        expect_ok(a.send_message(to=a_id, body="note to self"))
+        expect_ok(a.request("group.create", name="G", group="g" * 64))
+        la, _ = login(srv, long_a)
+        lb, _ = login(srv, long_b)
+        expect_ok(la.send_message(to=long_b, body="x"))
+        conv = "d:%s:%s" % (long_a, long_b)
+        assert lb.push("msg")["conv"] == conv
+        page = expect_ok(lb.request("history", conv=conv))
+        assert [m["body"] for m in page["msgs"]] == ["x"]
+        for c in (a, b, la, lb):
+            c.close()
+        srv.restart()
+        lb, got = login(srv, long_b, "d2")
+        assert [(m["conv"], m["seq"]) for m in got] == [(conv, 1)]
+        lb.close()
+
+
+def test_sync_lists_what_fits_a_frame():
+    """sync lists every conversation while they fit one frame (the newest
+    first when they do not)."""
+    n = 300
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        a, _ = login(srv, "alice")
+        for r in pipelined(a, [{"op": "send", "to": "u%03d" % i, "cmid": "c%d" % i,
+                                "type": "text", "body": "x"} for i in range(n)]):
+            expect_ok(r)
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert len(convs) == n
+        a.close()
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000",
+                                "--max-frame", "2048"]) as srv:
+        a, _ = login(srv, "alice")
+        for r in pipelined(a, [{"op": "send", "to": "u%03d" % i, "cmid": "c%d" % i,
+                                "type": "text", "body": "x"} for i in range(60)]):
+            expect_ok(r)
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert 15 <= len(convs) < 60
+        ts = [c["last_ts"] for c in convs]
+        assert ts == sorted(ts, reverse=True)
+        a.close()
+
 
 if __name__ == "__main__":
     rptest.main()

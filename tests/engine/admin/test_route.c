@@ -165,6 +165,15 @@ static void test_message(void)
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":"
         "\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
         "not json",
+        /* a NUL would end the C string: "order\0 1" and "order\0 2" would be one cmid */
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"o\\u00001\"}",
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"a\\u0000b\",\"cmid\":\"c\"}",
+        /* not UTF-8 (RFC 8259), raw or in a string */
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"\xff\xfe\"}",
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"t\xc0\xaf\",\"body\":\"hi\",\"cmid\":\"c\"}",
+        /* anything after the object */
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"} x",
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"}{}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int r = message(bad[i], &m);
@@ -181,6 +190,12 @@ static void test_message(void)
     CHECK(message("{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"0123456789x\","
                   "\"cmid\":\"c\"}",
                   &m) == -RP_ETOOLARGE);
+    /* an escaped backslash before "u0000" is no NUL; white space may follow the object */
+    CHECK(message("{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"\\\\u0000\","
+                  "\"cmid\":\"c\"} \r\n",
+                  &m) == 0);
+    CHECK(m.body_len == 6 && strcmp(m.body, "\\u0000") == 0);
+    route_message_deinit(&m);
 }
 
 int main(void)
