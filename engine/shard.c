@@ -286,9 +286,25 @@ static int ring_setup(struct shard *sh)
 
 /* ---- the loop ---- */
 
+/* An accept that failed for want of a resource (a descriptor, memory): the
+ * connection stays queued and would fail again at once. */
+static bool accept_starved(int res)
+{
+    return res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS;
+}
+
 static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
 {
-    if (!(cqe->flags & IORING_CQE_F_MORE) && !sh->stopping)
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (cqe->res < 0 && accept_starved(cqe->res) && !more) {
+        /* retried at the next tick, not at once: that would spin */
+        if (!sh->accept_paused)
+            log_warn("accept_paused", "err=\"%s\" until=next_tick", err_str(cqe->res));
+        sh->accept_paused = true;
+        sh->stats.accept_pauses++;
+        return;
+    }
+    if (!more && !sh->stopping)
         arm_accept(sh);
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED)
@@ -354,6 +370,10 @@ static unsigned reap(struct shard *sh, bool *ticked)
             sh->tick++;
             *ticked = true;
             arm_tick(sh);
+            if (sh->accept_paused && !sh->stopping) {
+                sh->accept_paused = false;
+                arm_accept(sh);
+            }
             break;
         case UOP_EVENTFD:
             if (atomic_load(&sh->srv->stop))
@@ -397,7 +417,13 @@ static void loop(struct shard *sh)
         conn_rearm_all(sh);
         conn_ready_all(sh); /* nothing on the ready list may be freed below */
         conn_chat_closes(sh);
+        uint32_t live = sh->live;
         conn_free_dead(sh);
+        if (sh->accept_paused && sh->live < live && !sh->stopping) {
+            /* a connection's slot came free: no need to wait for the tick */
+            sh->accept_paused = false;
+            arm_accept(sh);
+        }
 
         if (sh->stopping) {
             if (!stop_at)

@@ -11,6 +11,7 @@
 struct shard_stats {
     uint64_t conns; /* connections open on this shard (edge and home) */
     uint64_t accepts;
+    uint64_t accept_pauses; /* accepting paused for a tick: out of descriptors or memory */
     uint64_t hello_ok;
     uint64_t hello_unauthorized;
     uint64_t hello_bad;

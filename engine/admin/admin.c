@@ -83,6 +83,7 @@ struct admin {
     int event_fd;
     uint64_t event_val; /* read target of event_fd */
     bool stopping;
+    bool accept_paused; /* out of descriptors: accepting resumes at the next tick */
     struct __kernel_timespec tick_ts;
     struct backup backup;
     uint32_t backup_idx, backup_gen; /* the connection waiting for the backup */
@@ -592,6 +593,10 @@ static void on_send(struct admin *a, struct aconn *c, int res)
 static void on_tick(struct admin *a)
 {
     uint64_t now = a->sh->now_ms;
+    if (a->accept_paused && !a->stopping) {
+        a->accept_paused = false;
+        arm_accept(a);
+    }
     for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++) {
         struct aconn *c = &a->conns[i];
         if (c->fd < 0 || c->closing || now < c->deadline_ms)
@@ -624,6 +629,14 @@ static void on_event(struct admin *a)
 
 static void on_accept(struct admin *a, int res)
 {
+    if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
+        /* the connection stays queued and would fail again at once: retried
+         * at the next tick instead of spinning */
+        if (!a->accept_paused)
+            log_warn("admin_accept_paused", "err=\"%s\" until=next_tick", err_str(res));
+        a->accept_paused = true;
+        return;
+    }
     if (!a->stopping)
         arm_accept(a);
     if (res < 0) {

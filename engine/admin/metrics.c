@@ -38,6 +38,10 @@ static const struct per_shard shard_rows[] = {
     {"ringpush_connections", "gauge", "Client connections open (edge and home).", NULL,
      STAT(conns)},
     {"ringpush_accepts_total", "counter", "Client connections accepted.", NULL, STAT(accepts)},
+    {"ringpush_accept_pauses_total", "counter",
+     "Times accepting paused until the next tick: no descriptor (fixed file table or "
+     "process limit) or no memory for a new connection.",
+     NULL, STAT(accept_pauses)},
     {"ringpush_hellos_total", "counter", "Hello requests by outcome.", "outcome=\"ok\"",
      STAT(hello_ok)},
     {"ringpush_hellos_total", NULL, NULL, "outcome=\"unauthorized\"", STAT(hello_unauthorized)},

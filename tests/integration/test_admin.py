@@ -299,6 +299,41 @@ def test_keep_alive_and_pipelining():
         r.close()
 
 
+class LowFdServer(AdminServer):
+    """A server with room for only a few descriptors."""
+
+    def command(self):
+        return ["prlimit", "--nofile=48:48"] + super().command()
+
+
+def test_accept_out_of_descriptors_pauses():
+    """Out of descriptors, accepting pauses until the next tick instead of
+    failing again and again at once; it resumes when descriptors come back."""
+    with LowFdServer(shards=1) as srv:
+        socks = []
+        for _ in range(40):
+            try:
+                socks.append(socket.create_connection((srv.host, srv.admin_port), timeout=1))
+            except OSError:
+                break
+        time.sleep(1.0)
+        lines = srv.stderr_text().count("admin_accept_")
+        assert 1 <= lines <= 10, "%d accept failure lines in 1 s" % lines
+        for s in socks:
+            s.close()
+
+        def healthy():
+            try:
+                r = Raw(srv, timeout=1)
+                r.send("GET /healthz HTTP/1.1\r\n\r\n")
+                ok = r.response()[0] == 200
+                r.close()
+                return ok
+            except OSError:
+                return False
+        rptest.wait_until(healthy, timeout=10.0, what="/healthz after the descriptors came back")
+
+
 def test_slow_client_closed_others_served():
     with AdminServer(shards=2) as srv:
         slow = Raw(srv)
