@@ -25,6 +25,7 @@
  * ADMIN_LINGER_MS), so a client still sending an oversized body reads the
  * 413 instead of a connection reset.
  */
+#define _GNU_SOURCE /* memmem */
 #include "engine/admin/admin.h"
 
 #include "base/err.h"
@@ -67,6 +68,7 @@ struct aconn {
     bool waiting;              /* a request is being answered asynchronously */
     bool close_after;          /* close once the response has gone out */
     bool req_timed;            /* the current request's deadline is set */
+    bool head_only;            /* the current request is a HEAD: its response has no body */
     uint32_t req_no;           /* requests answered so far: ties a chat result to its request */
     enum route_id chat_route;  /* the endpoint a chat result answers */
     uint64_t deadline_ms;
@@ -218,6 +220,12 @@ static void respond_send(struct admin *a, struct aconn *c, int write_err)
         log_warn("admin_oom", "conn=%u", aconn_idx(a, c));
         aconn_close(a, c);
         return;
+    }
+    if (c->head_only) {
+        /* the head of what a GET gets, Content-Length included (RFC 9110 9.3.2) */
+        const uint8_t *end = memmem(c->out.data, c->out.len, "\r\n\r\n", 4);
+        if (end)
+            c->out.len = (size_t)(end + 4 - c->out.data);
     }
     arm_send(a, c);
 }
@@ -463,7 +471,9 @@ void admin_chat_done(struct shard *sh, uint64_t tag, const struct chat_admin_res
 static void handle(struct admin *a, struct aconn *c, const struct http_req *req)
 {
     struct route_match m;
-    route_match(req->method, req->target, req->target_len, &m);
+    /* HEAD is GET without the body */
+    c->head_only = req->method == HTTP_HEAD;
+    route_match(c->head_only ? HTTP_GET : req->method, req->target, req->target_len, &m);
     log_debug("admin_request", "method=%s target=\"%.*s\" route=%s",
               http_method_str((enum http_method)req->method), (int)req->target_len, req->target,
               route_name(m.id));

@@ -57,6 +57,8 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_reader *r = reader_of(p);
+    if (r->headers_done)
+        return 0; /* a chunked body's trailers: nothing in them counts */
     if (r->value_started) {
         r->value_started = false;
         r->in_auth = false;
@@ -78,6 +80,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
      * copies handed out are NUL-terminated strings, so refuse it. */
     if (memchr(at, 0, len))
         return fail(p, -RP_EREQUEST);
+    if (r->headers_done)
+        return 0;
     if (!r->value_started) {
         r->value_started = true;
         r->in_auth = r->hname.len == 13 &&
@@ -185,8 +189,16 @@ static int finish(struct http_reader *r, struct http_req *req)
     req->target = (const char *)r->target.data;
     req->target_len = r->target.len;
     if (r->auth_seen) {
-        req->auth = (const char *)r->auth.data;
-        req->auth_len = r->auth.len;
+        /* white space around a field value is not part of it (RFC 9110 5.5) */
+        char *v = (char *)r->auth.data;
+        size_t n = r->auth.len;
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        while (n && (*v == ' ' || *v == '\t'))
+            v++, n--;
+        v[n] = '\0'; /* still a string */
+        req->auth = v;
+        req->auth_len = n;
     }
     if (r->body.len) {
         req->body = r->body.data;

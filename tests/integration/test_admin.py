@@ -56,8 +56,9 @@ class Raw:
             raise EOFError("admin server closed the connection")
         self.buf += data
 
-    def response(self):
-        """(status, headers dict lower-case, body bytes) of the next response."""
+    def response(self, to_head=False):
+        """(status, headers dict lower-case, body bytes) of the next response;
+        to_head: a response to HEAD (no body whatever Content-Length says)."""
         while b"\r\n\r\n" not in self.buf:
             self._fill()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
@@ -68,7 +69,7 @@ class Raw:
         for ln in lines[1:]:
             k, v = ln.split(":", 1)
             headers[k.strip().lower()] = v.strip()
-        n = int(headers["content-length"])
+        n = 0 if to_head else int(headers["content-length"])
         while len(self.buf) < n:
             self._fill()
         body, self.buf = self.buf[:n], self.buf[n:]
@@ -291,6 +292,14 @@ def test_keep_alive_and_pipelining():
         assert r.response()[0] == 200
         assert r.response()[0] == 404
         assert r.response()[0] == 200
+        # HEAD: the head of the GET response, no body, pipelined with a GET.
+        r.send(req("HEAD", "/healthz") + req("HEAD", "/metrics", key) + req("GET", "/healthz"))
+        status, headers, body = r.response(to_head=True)
+        assert status == 200 and int(headers["content-length"]) > 0 and body == b"", headers
+        status, headers, _ = r.response(to_head=True)
+        assert status == 200 and headers["content-type"].startswith("text/plain"), headers
+        status, _, body = r.response()
+        assert status == 200 and b"ok" in body
         # Connection: close is honoured.
         r.send(req("GET", "/healthz", extra="Connection: close\r\n"))
         status, headers, _ = r.response()

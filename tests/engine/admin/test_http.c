@@ -121,6 +121,26 @@ static void test_chunked(void)
     http_reader_init(&r);
     CHECK(feed_all(&r, req, strlen(req), &q) == 1);
     CHECK(q.body_len == 7 && memcmp(q.body, "abcdefg", 7) == 0);
+    CHECK(q.auth == NULL);
+    http_reader_deinit(&r);
+    /* a trailer is no header: an Authorization there does not count */
+    const char trailer[] = "POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "3\r\nabc\r\n0\r\nAuthorization: Bearer k\r\n\r\n";
+    http_reader_init(&r);
+    CHECK(feed_all(&r, trailer, strlen(trailer), &q) == 1);
+    CHECK(q.body_len == 3 && q.auth == NULL);
+    http_reader_deinit(&r);
+}
+
+/* White space around the Authorization value is not part of it. */
+static void test_auth_white_space(void)
+{
+    const char req[] = "GET /metrics HTTP/1.1\r\nAuthorization: \t Bearer k3y \t\r\n\r\n";
+    struct http_reader r;
+    struct http_req q = {0};
+    http_reader_init(&r);
+    CHECK(feed_all(&r, req, strlen(req), &q) == 1);
+    CHECK(q.auth && q.auth_len == 10 && strcmp(q.auth, "Bearer k3y") == 0);
     http_reader_deinit(&r);
 }
 
@@ -291,6 +311,7 @@ int main(void)
     test_truncated();
     test_pipelined();
     test_chunked();
+    test_auth_white_space();
     test_keep_alive_flags();
     test_head_bound();
     test_body_bound();
