@@ -111,16 +111,30 @@ static int put_member(struct chat *c, struct oconv *cv, struct strv user,
     return rc;
 }
 
-static int del_member(struct chat *c, struct oconv *cv, struct strv user)
+/* The member row goes; the user's row of the conversation stays as a mark of
+ * the removal (the event at left_seq), which a device offline now gets at its
+ * next login. With no event (left_seq 0) it goes too. */
+static int del_member(struct chat *c, struct oconv *cv, struct strv user, uint64_t left_seq)
 {
     struct stg_batch *b = io_batch(c);
+    const struct omember *om = owner_member(cv, user);
+    struct userconv_rec u = {.kind = CONV_GROUP,
+                             .role = om ? om->role : 0,
+                             .joined_seq = om ? om->joined_seq : 0,
+                             .left_seq = left_seq,
+                             .left_ts = chat_now(c)};
     int rc = b ? stg_key_member(&c->kb, cv->id, cv->idlen, user.p, user.len) : -ENOMEM;
     if (rc == 0)
         rc = stg_batch_del(b, STG_CF_MEMBER, c->kb.data, c->kb.len);
     if (rc == 0)
         rc = stg_key_userconv(&c->kb, user.p, user.len, cv->id, cv->idlen);
+    if (rc == 0 && !left_seq) /* no event to be had */
+        return stg_batch_del(b, STG_CF_USERCONV, c->kb.data, c->kb.len);
+    buf_reset(&c->vb);
     if (rc == 0)
-        rc = stg_batch_del(b, STG_CF_USERCONV, c->kb.data, c->kb.len);
+        rc = val_userconv_encode(&c->vb, &u);
+    if (rc == 0)
+        rc = stg_batch_put(b, STG_CF_USERCONV, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
     return rc;
 }
 
@@ -236,7 +250,7 @@ static int stage_event(struct chat *c, struct oconv *cv, struct fwd *f, const ch
         rc = put_member(c, cv, u->user, &m);
     }
     for (uint32_t i = 0; rc == 0 && i < chg->ndels; i++)
-        rc = del_member(c, cv, chg->dels[i]);
+        rc = del_member(c, cv, chg->dels[i], kind ? seq : 0);
     struct rbuf *reply = NULL;
     if (rc == 0 && !(reply = ok_frame(c, f)))
         rc = -ENOMEM;

@@ -204,14 +204,35 @@ struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, u
     uc->kind = kind;
     uc->joined_seq = joined_seq;
     map_del(&u->gone, conv.p, conv.len);
+    free(map_del(&u->left, conv.p, conv.len)); /* a member again */
     return uc;
 }
 
-void home_uconv_del(struct chat *c, struct user *u, struct strv conv)
+void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq)
+{
+    if (!joined_seq)
+        return; /* where the user's part began is unknown: nothing is sent */
+    struct uleft *l = map_get(&u->left, conv.p, conv.len);
+    if (l) {
+        if (left_seq > l->left_seq)
+            *l = (struct uleft){left_seq, joined_seq};
+        return;
+    }
+    l = malloc(sizeof(*l));
+    if (!l)
+        return; /* then a device offline now learns it from history's forbidden */
+    *l = (struct uleft){left_seq, joined_seq};
+    if (!map_add(&u->left, conv.p, conv.len, l))
+        free(l);
+}
+
+void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t left_seq)
 {
     struct uconv *uc = map_del(&u->convs, conv.p, conv.len);
     if (u->state == U_LOADING)
         map_put(&u->gone, conv.p, conv.len, map_u64(1));
+    if (left_seq && conv.p[0] == 'g')
+        home_left_put(u, conv, left_seq, uc ? uc->joined_seq : 0);
     if (!uc)
         return;
     if (uc->kind == CONV_GROUP)
@@ -421,7 +442,7 @@ void home_on_deliver(struct chat *c, struct dlv *d)
         for (struct session *s = u->sessions; s; s = s->next)
             if (s->state == S_CATCHUP && s->pre)
                 map_put(&s->pre->caps, d->conv.p, d->conv.len, map_u64(d->seq));
-        home_uconv_del(c, u, d->conv);
+        home_uconv_del(c, u, d->conv, d->frame ? d->seq : 0);
     }
     rbuf_unref(d->frame);
     free(d);
@@ -468,7 +489,8 @@ static void do_ack(struct chat *c, struct session *s, const struct req *r)
     struct map_node *n = map_find(&s->acks, r->conv.p, r->conv.len);
     if (n && map_as_u64(n->val) >= r->seq)
         return;
-    if (!n && !map_get(&s->u->convs, r->conv.p, r->conv.len))
+    struct uleft *l = n ? NULL : map_get(&s->u->left, r->conv.p, r->conv.len);
+    if (!n && !l && !map_get(&s->u->convs, r->conv.p, r->conv.len))
         return; /* not one of the user's conversations: ignored (ack has no reply) */
     if (n)
         n->val = map_u64(r->seq);

@@ -25,9 +25,12 @@
 
 struct chat;
 
-#define HOME_HELD_MAX    4096u  /* live pushes held per session during catch-up */
-#define HOME_CONVS_MAX   10000u /* conversations of a user read at login */
-#define HOME_FRIENDS_MAX 10000u
+#define HOME_HELD_MAX  4096u  /* live pushes held per session during catch-up */
+#define HOME_CONVS_MAX 10000u /* conversations of a user read at login */
+/* How long a group the user was removed from still brings the removal event
+ * to a device that was offline then, at its next login (30 days). */
+#define HOME_LEFT_KEEP_MS (30ull * 24 * 3600 * 1000)
+#define HOME_FRIENDS_MAX  10000u
 
 enum user_state { U_LOADING, U_READY, U_FAILED };
 enum session_state { S_WAIT_USER, S_CATCHUP, S_LIVE };
@@ -38,6 +41,13 @@ struct uconv {
     uint64_t joined_seq;
     uint64_t last_seq, last_ts; /* from storage at login, then from deliveries */
     uint64_t read_seq;
+};
+
+/* A group the user was removed from: a device that has not acked the removal
+ * event yet gets the entries up to it at login. */
+struct uleft {
+    uint64_t left_seq; /* the removal event */
+    uint64_t joined_seq;
 };
 
 struct ufriend {
@@ -89,6 +99,7 @@ struct user {
     struct session *sessions;
     struct map convs;         /* conv -> struct uconv * */
     struct map gone;          /* convs left while loading: ignored in the loaded list */
+    struct map left;          /* group conv -> struct uleft *, removed within HOME_LEFT_KEEP_MS */
     struct map friends;       /* peer -> struct ufriend * */
     struct stg_result *fpend; /* pending friend sides read while loading */
     uint32_t refs;            /* sessions + reads in flight */
@@ -151,7 +162,9 @@ void home_index_del(struct chat *c, struct strv conv, struct user *u);
 /* Add or update one of u's conversations. NULL on ENOMEM. */
 struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, uint8_t kind,
                              uint64_t joined_seq);
-void home_uconv_del(struct chat *c, struct user *u, struct strv conv);
+void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t left_seq);
+/* Remember that u was removed from group conv by the event at left_seq. */
+void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq);
 
 /* Queue a cursor write (seq only moves forward). device "*" is the read cursor. */
 void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct strv conv,

@@ -57,6 +57,10 @@ static void user_free(struct user *u)
         free(n->val);
     map_deinit(&u->convs);
     map_deinit(&u->gone);
+    map_iter_init(&it, &u->left);
+    while ((n = map_next(&it)))
+        free(n->val);
+    map_deinit(&u->left);
     map_iter_init(&it, &u->friends);
     while ((n = map_next(&it))) {
         struct ufriend *f = n->val;
@@ -352,6 +356,12 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
             val_userconv_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;
         struct strv conv = {p[1].p, (uint32_t)p[1].len};
+        if (r.left_seq) {
+            /* removed: the event still goes to devices that have not had it */
+            if (r.left_ts + HOME_LEFT_KEEP_MS >= chat_now(c) && conv.p[0] == 'g')
+                home_left_put(u, conv, r.left_seq, r.joined_seq);
+            continue;
+        }
         if (map_get(&u->gone, conv.p, conv.len))
             continue;
         struct uconv *uc = home_uconv_put(c, u, conv, r.kind, r.joined_seq);
@@ -416,6 +426,7 @@ static struct user *user_new(struct chat *c, struct strv id)
     u->state = U_LOADING;
     map_init(&u->convs);
     map_init(&u->gone);
+    map_init(&u->left);
     map_init(&u->friends);
     if (home_user_add(c, u) < 0) {
         free(u);
@@ -697,7 +708,7 @@ static void read_catchup(struct chat *c, struct session *s)
     struct user *u = s->u;
     struct session_pre *sp = s->pre;
     uint32_t n = 0;
-    sp->cu = calloc(map_count(&u->convs) + 1, sizeof(*sp->cu));
+    sp->cu = calloc(map_count(&u->convs) + map_count(&u->left) + 1, sizeof(*sp->cu));
     if (!sp->cu) {
         c->env.close(c->env.rt, s->conn, NULL);
         return;
@@ -712,6 +723,20 @@ static void read_catchup(struct chat *c, struct session *s)
             continue; /* also an ack past the end */
         uint64_t lo = ack + 1 > uc->joined_seq ? ack + 1 : uc->joined_seq;
         if (uc->last_seq < lo)
+            continue;
+        struct cu_part *p = &sp->cu[n++];
+        memcpy(p->conv, nd->key, nd->klen);
+        p->convlen = nd->klen;
+        p->lo = lo;
+    }
+    /* groups the user was removed from: up to the removal event */
+    map_iter_init(&it, &u->left);
+    while ((nd = map_next(&it))) {
+        const struct uleft *l = nd->val;
+        uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
+        uint64_t lo = ack + 1 > l->joined_seq ? ack + 1 : l->joined_seq;
+        if (ack >= l->left_seq || lo > l->left_seq ||
+            !map_put(&sp->caps, nd->key, nd->klen, map_u64(l->left_seq)))
             continue;
         struct cu_part *p = &sp->cu[n++];
         memcpy(p->conv, nd->key, nd->klen);

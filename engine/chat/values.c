@@ -187,10 +187,14 @@ int val_userconv_encode(struct buf *b, const struct userconv_rec *u)
 {
     msgpack_packer pk;
     pk_init(&pk, b);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, u->left_seq ? 5 : 3);
     pk_kv_u64(&pk, "k", u->kind);
     pk_kv_u64(&pk, "r", u->role);
     pk_kv_u64(&pk, "j", u->joined_seq);
+    if (u->left_seq) {
+        pk_kv_u64(&pk, "l", u->left_seq);
+        pk_kv_u64(&pk, "t", u->left_ts);
+    }
     return done(b);
 }
 
@@ -204,6 +208,10 @@ static int userconv_field(struct mpr *r, char k, void *out)
         return rd_u8(r, &u->role);
     case 'j':
         return mpr_uint(r, &u->joined_seq);
+    case 'l':
+        return mpr_uint(r, &u->left_seq);
+    case 't':
+        return mpr_uint(r, &u->left_ts);
     default:
         return 1;
     }

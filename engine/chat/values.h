@@ -7,7 +7,9 @@
  *   conv      {"k":kind,"s":last_seq,"t":last_ts} plus, for a group,
  *             {"n":name,"c":notice,"o":owner,"p":open,"d":dismissed,"m":members}
  *   member    conv|user -> {"r":role,"j":joined_seq,"n":nick,"m":remark}
- *   userconv  user|conv -> {"k":kind,"r":role,"j":joined_seq}
+ *   userconv  user|conv -> {"k":kind,"r":role,"j":joined_seq[,"l":left_seq,"t":left_ts]}
+ *             (with "l": the user was removed by the event at left_seq, at
+ *             left_ts; kept so that devices offline then still get it)
  *   cursor    user|device|conv -> be64 seq (device "*" holds the read cursor)
  *   dedup     conv|user|cmid -> be64 ts, be64 seq
  *   friend    user|peer -> {"s":state,"t":ts,"n":note}
@@ -50,6 +52,8 @@ struct userconv_rec {
     uint8_t kind;
     uint8_t role;
     uint64_t joined_seq;
+    uint64_t left_seq; /* 0: a member; else the seq of the event that removed the user */
+    uint64_t left_ts;
 };
 
 enum friend_state { FRIEND_NONE = 0, FRIEND_YES = 1, FRIEND_ASKED = 2, FRIEND_ASKING = 3 };

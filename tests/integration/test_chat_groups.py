@@ -218,6 +218,83 @@ def test_group_list_lists_every_group():
         assert sorted(g["group"] for g in groups) == ["grp%03d" % i for i in range(n)]
         a.close()
 
+def catchup(srv, user, device):
+    """A resume session and the pushes of its catch-up, up to synced."""
+    c = srv.login(user, device, resume=True)
+    got = []
+    while True:
+        p = c.push(timeout=10)
+        if p["op"] == "synced":
+            return c, got
+        got.append(p)
+
+
+def test_removed_while_offline_gets_the_removal_event():
+    """A member removed while offline gets, at its next login, what it missed
+    up to the event that removed it and nothing after it: by a kick, a
+    dismiss, and (the user loaded meanwhile) on a second device; acked, the
+    event does not come again; a member again, the group is as any other."""
+    with Server(shards=2) as srv:
+        o, _ = catchup(srv, "owner", "d1")
+        a, _ = catchup(srv, "ann", "d1")
+        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))
+        expect_ok(o.request("group.create", name="H", group="h", members=["ann"]))
+        for _ in range(2):
+            p = a.push("msg")
+            a.ack(p["conv"], p["seq"])
+        a.ping()
+        a.close()
+        time.sleep(0.3)
+        before = expect_ok(o.send_message(group="g", body="before the kick"))["seq"]
+        expect_ok(o.request("group.kick", group="g", users=["ann"]))
+        expect_ok(o.send_message(group="g", body="after the kick"))
+        expect_ok(o.send_message(group="h", body="before the dismiss"))
+        expect_ok(o.request("group.dismiss", group="h"))
+        a, got = catchup(srv, "ann", "d1")
+        seen = [(p["conv"], p["seq"], p["type"]) for p in got]
+        assert sorted(seen) == sorted([("g:g", before, "text"), ("g:g", before + 1, "event"),
+                                       ("g:h", 2, "text"), ("g:h", 3, "event")]), seen
+        kinds = {(p["conv"], p["data"]["kind"]) for p in got if p["type"] == "event"}
+        assert kinds == {("g:g", "kick"), ("g:h", "dismiss")}, kinds
+        expect_error(a.request("history", conv="g:g"), "forbidden")
+        assert all(c["conv"] not in ("g:g", "g:h") for c in expect_ok(a.request("sync"))["convs"])
+        # a second device of the same (loaded) user gets them too, from its own cursor
+        b, got = catchup(srv, "ann", "d2")
+        assert {(p["conv"], p["data"]["kind"]) for p in got if p["type"] == "event"} >= kinds
+        for p in got:
+            b.ack(p["conv"], p["seq"])
+        for p in got:
+            a.ack(p["conv"], p["seq"])
+        a.ping()
+        b.ping()
+        a.close()
+        b.close()
+        time.sleep(0.3)
+        # acked: not again, also after a restart
+        srv.restart()
+        a, got = catchup(srv, "ann", "d1")
+        assert [p for p in got if p["conv"] in ("g:g", "g:h")] == [], got
+        a.close()
+        # removed while online with another device offline: that device gets it later
+        o, _ = catchup(srv, "owner", "d1")
+        expect_ok(o.request("group.invite", group="g", users=["ann"]))
+        a, got = catchup(srv, "ann", "d1")
+        join = [p for p in got if p["conv"] == "g:g"]
+        assert join and join[-1]["data"]["kind"] == "invite", join
+        for p in got:
+            a.ack(p["conv"], p["seq"])
+        a.ping()
+        expect_ok(o.request("group.kick", group="g", users=["ann"]))
+        kick = event(a, "kick")
+        a.ack(kick["conv"], kick["seq"])
+        a.ping()
+        c, got = catchup(srv, "ann", "d3")
+        g = [(p["seq"], p["type"]) for p in got if p["conv"] == "g:g"]
+        assert g and g[-1] == (kick["seq"], "event"), g
+        assert all(seq >= join[-1]["seq"] for seq, _ in g), (g, join[-1]["seq"])
+        for x in (a, c, o):
+            x.close()
+
 
 if __name__ == "__main__":
     rptest.main()
