@@ -57,12 +57,14 @@
 #define ADMIN_CHAT_MS    10000u
 #define ADMIN_TICK_NS    250000000L
 
-enum aop { AOP_ACCEPT, AOP_RECV, AOP_SEND, AOP_TICK, AOP_EVENT, AOP_IGNORE };
+enum aop { AOP_ACCEPT, AOP_RECV, AOP_SEND, AOP_CONTINUE, AOP_TICK, AOP_EVENT, AOP_IGNORE };
 
 struct aconn {
     int fd; /* -1: free */
     uint32_t gen;
     bool recv_busy, send_busy; /* an operation in flight */
+    bool cont_busy;            /* a "100 Continue" in flight */
+    bool send_after_cont;      /* the response waits for it: sends may not overlap */
     bool closing;              /* shut down; freed when nothing is in flight */
     bool lingering;            /* response sent, write side shut: draining input */
     bool waiting;              /* a request is being answered asynchronously */
@@ -144,6 +146,19 @@ static void arm_send(struct admin *a, struct aconn *c)
     c->send_busy = true;
 }
 
+/* The interim answer to "Expect: 100-continue"; nothing else is being sent
+ * while a request is read. A short write is not retried: the client then
+ * sends its body after its own wait. */
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void arm_continue(struct admin *a, struct aconn *c)
+{
+    struct io_uring_sqe *sqe = uring_sqe(&a->sh->ring);
+    io_uring_prep_send(sqe, c->fd, continue_line, sizeof(continue_line) - 1, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, aud(AOP_CONTINUE, aconn_idx(a, c), c->gen));
+    c->cont_busy = true;
+}
+
 /* ---- connection lifecycle ---- */
 
 static void aconn_release(struct admin *a, struct aconn *c)
@@ -159,7 +174,7 @@ static void aconn_release(struct admin *a, struct aconn *c)
 
 static void aconn_try_free(struct admin *a, struct aconn *c)
 {
-    if (c->closing && !c->recv_busy && !c->send_busy)
+    if (c->closing && !c->recv_busy && !c->send_busy && !c->cont_busy)
         aconn_release(a, c);
 }
 
@@ -227,7 +242,10 @@ static void respond_send(struct admin *a, struct aconn *c, int write_err)
         if (end)
             c->out.len = (size_t)(end + 4 - c->out.data);
     }
-    arm_send(a, c);
+    if (c->cont_busy)
+        c->send_after_cont = true;
+    else
+        arm_send(a, c);
 }
 
 static void respond_raw(struct admin *a, struct aconn *c, int status, const char *ctype,
@@ -533,6 +551,8 @@ static void input(struct admin *a, struct aconn *c, const uint8_t *data, size_t 
         handle(a, c, &req);
         return;
     }
+    if (!c->send_busy && !c->cont_busy && http_reader_continue(&c->rd))
+        arm_continue(a, c);
     if (http_reader_started(&c->rd) && !c->req_timed) {
         c->req_timed = true;
         c->deadline_ms = a->sh->now_ms + ADMIN_REQUEST_MS;
@@ -683,6 +703,7 @@ void admin_on_cqe(struct shard *sh, struct io_uring_cqe *cqe)
         return;
     case AOP_RECV:
     case AOP_SEND:
+    case AOP_CONTINUE:
         break;
     default:
         return;
@@ -692,10 +713,21 @@ void admin_on_cqe(struct shard *sh, struct io_uring_cqe *cqe)
     struct aconn *c = &a->conns[idx];
     if (c->fd < 0 || c->gen != ud_gen(cqe->user_data))
         return;
-    if (op == AOP_RECV)
+    if (op == AOP_RECV) {
         on_recv(a, c, cqe->res);
-    else
+    } else if (op == AOP_CONTINUE) {
+        c->cont_busy = false;
+        if (!c->closing && cqe->res != (int)sizeof(continue_line) - 1)
+            aconn_close(a, c); /* half a line would garble what follows */
+        if (c->closing) {
+            aconn_try_free(a, c);
+        } else if (c->send_after_cont) {
+            c->send_after_cont = false;
+            arm_send(a, c);
+        }
+    } else {
         on_send(a, c, cqe->res);
+    }
 }
 
 /* ---- start and stop ---- */

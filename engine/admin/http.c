@@ -61,7 +61,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         return 0; /* a chunked body's trailers: nothing in them counts */
     if (r->value_started) {
         r->value_started = false;
-        r->in_auth = false;
+        r->in_auth = r->in_expect = false;
         buf_reset(&r->hname);
     }
     /* Only the name "authorization" matters; longer names are cut, not kept. */
@@ -84,6 +84,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         return 0;
     if (!r->value_started) {
         r->value_started = true;
+        r->in_expect =
+            r->hname.len == 6 && strncasecmp((const char *)r->hname.data, "expect", 6) == 0;
         r->in_auth = r->hname.len == 13 &&
                      strncasecmp((const char *)r->hname.data, "authorization", 13) == 0;
         if (r->in_auth) {
@@ -92,6 +94,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                 return fail(p, -RP_EREQUEST);
             r->auth_seen = true;
         }
+    }
+    if (r->in_expect) {
+        size_t room = sizeof(r->expect) - r->expect_len;
+        size_t n = len < room ? len : room;
+        memcpy(r->expect + r->expect_len, at, n);
+        r->expect_len = (uint8_t)(r->expect_len + n);
     }
     if (!r->in_auth)
         return 0;
@@ -152,6 +160,15 @@ void http_reader_deinit(struct http_reader *r)
     buf_deinit(&r->hname);
 }
 
+bool http_reader_continue(struct http_reader *r)
+{
+    if (r->continue_told || !r->headers_done || r->complete || r->err || r->expect_len != 12 ||
+        strncasecmp(r->expect, "100-continue", 12) != 0)
+        return false;
+    r->continue_told = true;
+    return true;
+}
+
 void http_reader_next(struct http_reader *r)
 {
     buf_reset(&r->target);
@@ -159,8 +176,9 @@ void http_reader_next(struct http_reader *r)
     buf_reset(&r->body);
     buf_reset(&r->hname);
     r->head_bytes = 0;
-    r->in_auth = r->value_started = r->auth_seen = false;
-    r->headers_done = r->complete = r->started = false;
+    r->in_auth = r->in_expect = r->value_started = r->auth_seen = false;
+    r->headers_done = r->complete = r->started = r->continue_told = false;
+    r->expect_len = 0;
     r->err = 0;
     http_parser_init(&r->parser, HTTP_REQUEST);
     r->parser.data = r;

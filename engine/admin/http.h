@@ -49,8 +49,12 @@ struct http_reader {
     http_parser parser;
     http_parser_settings settings;
     struct buf target, auth, body, hname;
-    size_t head_bytes;  /* bytes of the current request before its body */
-    bool in_auth;       /* the header whose value is being read is Authorization */
+    size_t head_bytes; /* bytes of the current request before its body */
+    bool in_auth;      /* the header whose value is being read is Authorization */
+    bool in_expect;    /* ... is Expect */
+    char expect[16];   /* the start of the Expect value */
+    uint8_t expect_len;
+    bool continue_told; /* the caller learned that a 100 is due (http_reader_continue) */
     bool value_started; /* at least one on_header_value since the last field */
     bool auth_seen;
     bool headers_done;
@@ -60,6 +64,13 @@ struct http_reader {
 };
 
 void http_reader_init(struct http_reader *r);
+
+/*
+ * True once per request when the client sent "Expect: 100-continue", its
+ * head has been read and its body has not: send "HTTP/1.1 100 Continue"
+ * (RFC 9110 10.1.1), or the client waits before sending the body.
+ */
+bool http_reader_continue(struct http_reader *r);
 void http_reader_deinit(struct http_reader *r);
 
 /*

@@ -343,6 +343,22 @@ def test_accept_out_of_descriptors_pauses():
         rptest.wait_until(healthy, timeout=10.0, what="/healthz after the descriptors came back")
 
 
+def test_expect_100_continue():
+    """A client that waits for "100 Continue" before its body gets it at once."""
+    with AdminServer(shards=1) as srv:
+        body = json.dumps({"dir": "relative"}).encode()
+        r = Raw(srv, timeout=0.5)
+        r.send(("POST /v1/backup HTTP/1.1\r\nAuthorization: Bearer %s\r\n"
+                "Expect: 100-continue\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (srv.admin_key, len(body))).encode())
+        status, _, _ = r.response(to_head=True)  # within 0.5 s, or the read times out
+        assert status == 100
+        r.send(body)
+        status, _, resp = r.response()
+        expect_error_body(status, json.loads(resp), 400, "bad_request")
+        r.close()
+
+
 def test_slow_client_closed_others_served():
     with AdminServer(shards=2) as srv:
         slow = Raw(srv)

@@ -132,6 +132,26 @@ static void test_chunked(void)
     http_reader_deinit(&r);
 }
 
+/* "Expect: 100-continue": a 100 is due once the head is in and the body is
+ * not, and only once; without the header never. */
+static void test_expect_continue(void)
+{
+    const char head[] = "POST /v1/messages HTTP/1.1\r\nExpect: 100-Continue\r\n"
+                        "Content-Length: 3\r\n\r\n";
+    struct http_reader r;
+    struct http_req q = {0};
+    http_reader_init(&r);
+    CHECK(!http_reader_continue(&r));
+    CHECK(feed_all(&r, head, strlen(head), &q) == 0);
+    CHECK(http_reader_continue(&r));
+    CHECK(!http_reader_continue(&r));
+    CHECK(feed_all(&r, "abc", 3, &q) == 1);
+    http_reader_next(&r);
+    CHECK(feed_all(&r, post_req, strlen(post_req) - 3, &q) == 0); /* no Expect */
+    CHECK(!http_reader_continue(&r));
+    http_reader_deinit(&r);
+}
+
 /* White space around the Authorization value is not part of it. */
 static void test_auth_white_space(void)
 {
@@ -312,6 +332,7 @@ int main(void)
     test_pipelined();
     test_chunked();
     test_auth_white_space();
+    test_expect_continue();
     test_keep_alive_flags();
     test_head_bound();
     test_body_bound();
