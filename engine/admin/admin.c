@@ -536,6 +536,7 @@ static void input(struct admin *a, struct aconn *c, const uint8_t *data, size_t 
         if (r == 0)
             break;
         if (r < 0) {
+            c->head_only = false; /* not the answer to a HEAD */
             if (r == -RP_ETOOLARGE)
                 respond_error(a, c, 413, "request head or body too large", false);
             else if (r == -ENOMEM)
@@ -604,6 +605,7 @@ static void on_send(struct admin *a, struct aconn *c, int res)
         return;
     }
     http_reader_next(&c->rd);
+    c->head_only = false;
     c->req_timed = false;
     c->deadline_ms = a->sh->now_ms + ADMIN_IDLE_MS;
     if (!c->pend.len) {

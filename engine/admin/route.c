@@ -174,7 +174,7 @@ static bool only_space(const char *p, const char *end)
 }
 
 /* A JSON object: valid UTF-8 (RFC 8259), one value and nothing after it, no
- * NUL in any string. */
+ * NUL anywhere (raw, which JSON never allows, or escaped in a string). */
 static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
 {
     if (!body || len == 0) {
@@ -185,7 +185,7 @@ static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
         *why = "the body is not valid UTF-8";
         return NULL;
     }
-    if (has_nul_escape(body, len)) {
+    if (memchr(body, 0, len) || has_nul_escape(body, len)) {
         *why = "strings must not contain U+0000";
         return NULL;
     }

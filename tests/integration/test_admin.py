@@ -300,6 +300,14 @@ def test_keep_alive_and_pipelining():
         assert status == 200 and headers["content-type"].startswith("text/plain"), headers
         status, _, body = r.response()
         assert status == 200 and b"ok" in body
+        # an error answer after a HEAD has its body
+        r2 = Raw(srv)
+        r2.send(req("HEAD", "/healthz"))
+        assert r2.response(to_head=True)[0] == 200
+        r2.send(b"NOT HTTP\r\n\r\n")
+        status, _, body = r2.response()
+        expect_error_body(status, json.loads(body), 400, "bad_request")
+        r2.close()
         # Connection: close is honoured.
         r.send(req("GET", "/healthz", extra="Connection: close\r\n"))
         status, headers, _ = r.response()

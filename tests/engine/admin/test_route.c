@@ -175,6 +175,12 @@ static void test_message(void)
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"} x",
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"}{}",
     };
+    /* a raw NUL ends the C string cJSON hands back: "hi\0dden" would be "hi" */
+    static const char raw_nul[] =
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\0dden\",\"cmid\":\"c\"}";
+    const char *why = NULL;
+    CHECK(route_parse_message((const uint8_t *)raw_nul, sizeof(raw_nul) - 1, 10, &m, &why) ==
+          -RP_EREQUEST);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int r = message(bad[i], &m);
         if (r != -RP_EREQUEST)
