@@ -49,6 +49,7 @@ struct stg_db {
     rocksdb_readoptions_t *ropts; /* point reads: no bounds, shared read-only */
     rocksdb_cache_t *cache;
     rocksdb_compactionfilter_t *dedup_filter; /* not owned by the options: freed at close */
+    rocksdb_compactionfilter_t *left_filter;  /* the same */
     enum stg_durability durability;
     uint64_t dedup_window_ms;
 };
@@ -151,6 +152,19 @@ static const char *dedup_filter_name(void *state)
     return "rp.dedup.expiry";
 }
 
+static unsigned char left_expiry(void *state, int level, const char *key, size_t klen,
+                                 const char *val, size_t vlen, char **new_val, size_t *new_vlen,
+                                 unsigned char *changed)
+{
+    *changed = 0;
+    return dedup_expired(STG_LEFT_KEEP_MS, val, vlen);
+}
+
+static const char *left_filter_name(void *state)
+{
+    return "rp.left.expiry";
+}
+
 /* ---- open / close ---- */
 
 /*
@@ -207,6 +221,8 @@ static rocksdb_options_t *cf_options(struct stg_db *db, enum stg_cf cf)
     }
     if (cf == STG_CF_DEDUP)
         rocksdb_options_set_compaction_filter(o, db->dedup_filter);
+    if (cf == STG_CF_LEFT)
+        rocksdb_options_set_compaction_filter(o, db->left_filter);
 
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
@@ -290,9 +306,12 @@ int stg_db_open(const struct storage_config *cfg, struct stg_db **out)
                                                                 : DEFAULT_BLOCK_CACHE);
     db->dedup_filter =
         rocksdb_compactionfilter_create(db, noop_destroy, dedup_filter, dedup_filter_name);
+    db->left_filter =
+        rocksdb_compactionfilter_create(db, noop_destroy, left_expiry, left_filter_name);
     db->wopts = rocksdb_writeoptions_create();
     db->ropts = rocksdb_readoptions_create();
-    if (!db->path || !db->cache || !db->dedup_filter || !db->wopts || !db->ropts)
+    if (!db->path || !db->cache || !db->dedup_filter || !db->left_filter || !db->wopts ||
+        !db->ropts)
         goto free_db;
     rocksdb_writeoptions_set_sync(db->wopts, cfg->durability == STG_SYNC);
     rocksdb_writeoptions_disable_WAL(db->wopts, cfg->durability == STG_NONE);
@@ -317,6 +336,8 @@ void stg_db_close(struct stg_db *db)
     /* The filter must outlive the database: compactions hold a raw pointer. */
     if (db->dedup_filter)
         rocksdb_compactionfilter_destroy(db->dedup_filter);
+    if (db->left_filter)
+        rocksdb_compactionfilter_destroy(db->left_filter);
     if (db->cache)
         rocksdb_cache_destroy(db->cache);
     if (db->wopts)

@@ -14,7 +14,7 @@
 static const char *const cf_names[STG_CF__COUNT] = {
     [STG_CF_LOG] = "log",           [STG_CF_CONV] = "conv",     [STG_CF_MEMBER] = "member",
     [STG_CF_USERCONV] = "userconv", [STG_CF_CURSOR] = "cursor", [STG_CF_DEDUP] = "dedup",
-    [STG_CF_FRIEND] = "friend",
+    [STG_CF_FRIEND] = "friend",     [STG_CF_LEFT] = "left",
 };
 _Static_assert(sizeof(cf_names) / sizeof(cf_names[0]) == STG_CF__COUNT, "cf name table");
 

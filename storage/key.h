@@ -51,8 +51,13 @@ enum stg_cf {
     STG_CF_CURSOR,
     STG_CF_DEDUP,
     STG_CF_FRIEND,
+    STG_CF_LEFT, /* user|conv -> 8-byte big-endian ms timestamp, then the record */
     STG_CF__COUNT
 };
+
+/* Records of STG_CF_LEFT older than this (by their leading timestamp) are
+ * dropped when compaction meets them: 30 days. */
+#define STG_LEFT_KEEP_MS (30ull * 24 * 3600 * 1000)
 
 /* The column family's name in the database ("log", "conv", ...); NULL if out of range. */
 const char *stg_cf_name(enum stg_cf cf);

@@ -108,12 +108,15 @@ static int put_member(struct chat *c, struct oconv *cv, struct strv user,
         rc = val_userconv_encode(&c->vb, &u);
     if (rc == 0)
         rc = stg_batch_put(b, STG_CF_USERCONV, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
+    if (rc == 0) /* a member (again): an earlier removal no longer counts */
+        rc = stg_batch_del(b, STG_CF_LEFT, c->kb.data, c->kb.len);
     return rc;
 }
 
-/* The member row goes; the user's row of the conversation stays as a mark of
- * the removal (the event at left_seq), which a device offline now gets at its
- * next login. With no event (left_seq 0) it goes too. */
+/* The member row and the user's row of the conversation go. With an event
+ * (left_seq) a removal record takes the latter's place, so that a device
+ * offline now still gets the event at its next login (for STG_LEFT_KEEP_MS;
+ * compaction drops the record after that). */
 static int del_member(struct chat *c, struct oconv *cv, struct strv user, uint64_t left_seq)
 {
     struct stg_batch *b = io_batch(c);
@@ -128,13 +131,13 @@ static int del_member(struct chat *c, struct oconv *cv, struct strv user, uint64
         rc = stg_batch_del(b, STG_CF_MEMBER, c->kb.data, c->kb.len);
     if (rc == 0)
         rc = stg_key_userconv(&c->kb, user.p, user.len, cv->id, cv->idlen);
-    if (rc == 0 && !left_seq) /* no event to be had */
-        return stg_batch_del(b, STG_CF_USERCONV, c->kb.data, c->kb.len);
-    buf_reset(&c->vb);
     if (rc == 0)
-        rc = val_userconv_encode(&c->vb, &u);
+        rc = stg_batch_del(b, STG_CF_USERCONV, c->kb.data, c->kb.len);
+    if (rc < 0 || !left_seq || !u.joined_seq)
+        return rc;
+    rc = val_left_encode(&c->vb, &u);
     if (rc == 0)
-        rc = stg_batch_put(b, STG_CF_USERCONV, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
+        rc = stg_batch_put(b, STG_CF_LEFT, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
     return rc;
 }
 

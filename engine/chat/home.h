@@ -25,12 +25,10 @@
 
 struct chat;
 
-#define HOME_HELD_MAX  4096u  /* live pushes held per session during catch-up */
-#define HOME_CONVS_MAX 10000u /* conversations of a user read at login */
-/* How long a group the user was removed from still brings the removal event
- * to a device that was offline then, at its next login (30 days). */
-#define HOME_LEFT_KEEP_MS (30ull * 24 * 3600 * 1000)
-#define HOME_FRIENDS_MAX  10000u
+#define HOME_HELD_MAX    4096u  /* live pushes held per session during catch-up */
+#define HOME_CONVS_MAX   10000u /* conversations of a user read at login */
+#define HOME_LEFT_MAX    1000u  /* removal records of a user read at login */
+#define HOME_FRIENDS_MAX 10000u
 
 enum user_state { U_LOADING, U_READY, U_FAILED };
 enum session_state { S_WAIT_USER, S_CATCHUP, S_LIVE };
@@ -99,7 +97,7 @@ struct user {
     struct session *sessions;
     struct map convs;         /* conv -> struct uconv * */
     struct map gone;          /* convs left while loading: ignored in the loaded list */
-    struct map left;          /* group conv -> struct uleft *, removed within HOME_LEFT_KEEP_MS */
+    struct map left;          /* group conv -> struct uleft *, removed within STG_LEFT_KEEP_MS */
     struct map friends;       /* peer -> struct ufriend * */
     struct stg_result *fpend; /* pending friend sides read while loading */
     uint32_t refs;            /* sessions + reads in flight */

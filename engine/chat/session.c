@@ -32,6 +32,7 @@ struct cu_part {
     struct stg_result *res;
     bool done;   /* its read has completed */
     uint64_t lo; /* the first seq the device lacks */
+    uint64_t hi; /* the last seq it may get (0: no bound) */
     uint32_t convlen;
     char conv[2 + 64 + 1 + 64];
 };
@@ -345,6 +346,25 @@ static int cursor_prefix(struct buf *k, struct strv user, struct strv dev)
     return rc;
 }
 
+/* The user's removal records: groups whose removal event devices offline
+ * then still get. A group the user is in (again) has none that counts. */
+static void on_left(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    struct user *u = ctx;
+    for (uint32_t i = 0; err == 0 && i < res->n; i++) {
+        struct stg_view p[2];
+        struct userconv_rec r;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
+            val_left_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 ||
+            r.left_ts + STG_LEFT_KEEP_MS < chat_now(c) || p[1].len < 2 || p[1].p[0] != 'g' ||
+            map_get(&u->convs, p[1].p, (uint32_t)p[1].len))
+            continue;
+        home_left_put(u, (struct strv){p[1].p, (uint32_t)p[1].len}, r.left_seq, r.joined_seq);
+    }
+    stg_result_free(res);
+    load_step_done(c, u, err);
+}
+
 static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct user *u = ctx;
@@ -356,12 +376,6 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
             val_userconv_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;
         struct strv conv = {p[1].p, (uint32_t)p[1].len};
-        if (r.left_seq) {
-            /* removed: the event still goes to devices that have not had it */
-            if (r.left_ts + HOME_LEFT_KEEP_MS >= chat_now(c) && conv.p[0] == 'g')
-                home_left_put(u, conv, r.left_seq, r.joined_seq);
-            continue;
-        }
         if (map_get(&u->gone, conv.p, conv.len))
             continue;
         struct uconv *uc = home_uconv_put(c, u, conv, r.kind, r.joined_seq);
@@ -409,6 +423,11 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
         if (rc == 0)
             rc = io_scan_prefix_wait(c, STG_CF_FRIEND, c->kb.data, c->kb.len, NULL, 0,
                                      HOME_FRIENDS_MAX, on_friend_pending, u, 0);
+        load_read(c, u, rc);
+        rc = stg_key_prefix(&c->kb, uid.p, uid.len);
+        if (rc == 0)
+            rc = io_scan_prefix_wait(c, STG_CF_LEFT, c->kb.data, c->kb.len, NULL, 0, HOME_LEFT_MAX,
+                                     on_left, u, 0);
         load_read(c, u, rc);
     }
     load_step_done(c, u, err);
@@ -676,8 +695,9 @@ static bool read_ahead(struct chat *c, struct session *s)
         struct cu_part *p = &sp->cu[sp->cu_end];
         struct buf up;
         buf_init(&up);
-        int rc = stg_key_prefix(&up, p->conv, p->convlen);
-        if (rc == 0)
+        int rc = p->hi ? stg_key_log(&up, p->conv, p->convlen, p->hi + 1)
+                       : stg_key_prefix(&up, p->conv, p->convlen);
+        if (rc == 0 && !p->hi)
             rc = stg_key_successor(&up);
         if (rc == 0)
             rc = stg_key_log(&c->kb, p->conv, p->convlen, p->lo);
@@ -733,6 +753,8 @@ static void read_catchup(struct chat *c, struct session *s)
     map_iter_init(&it, &u->left);
     while ((nd = map_next(&it))) {
         const struct uleft *l = nd->val;
+        if (map_get(&u->convs, nd->key, nd->klen))
+            continue; /* a member again */
         uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
         uint64_t lo = ack + 1 > l->joined_seq ? ack + 1 : l->joined_seq;
         if (ack >= l->left_seq || lo > l->left_seq ||
@@ -742,6 +764,7 @@ static void read_catchup(struct chat *c, struct session *s)
         memcpy(p->conv, nd->key, nd->klen);
         p->convlen = nd->klen;
         p->lo = lo;
+        p->hi = l->left_seq;
     }
     sp->ncu = n;
     finish_catchup(c, s);

@@ -187,14 +187,12 @@ int val_userconv_encode(struct buf *b, const struct userconv_rec *u)
 {
     msgpack_packer pk;
     pk_init(&pk, b);
-    msgpack_pack_map(&pk, u->left_seq ? 5 : 3);
+    msgpack_pack_map(&pk, u->left_seq ? 4 : 3);
     pk_kv_u64(&pk, "k", u->kind);
     pk_kv_u64(&pk, "r", u->role);
     pk_kv_u64(&pk, "j", u->joined_seq);
-    if (u->left_seq) {
+    if (u->left_seq)
         pk_kv_u64(&pk, "l", u->left_seq);
-        pk_kv_u64(&pk, "t", u->left_ts);
-    }
     return done(b);
 }
 
@@ -210,8 +208,6 @@ static int userconv_field(struct mpr *r, char k, void *out)
         return mpr_uint(r, &u->joined_seq);
     case 'l':
         return mpr_uint(r, &u->left_seq);
-    case 't':
-        return mpr_uint(r, &u->left_ts);
     default:
         return 1;
     }
@@ -221,6 +217,29 @@ int val_userconv_decode(const uint8_t *p, uint32_t n, struct userconv_rec *u)
 {
     *u = (struct userconv_rec){0};
     return walk(p, n, userconv_field, u);
+}
+
+int val_left_encode(struct buf *b, const struct userconv_rec *u)
+{
+    uint8_t ts[8];
+    for (int i = 0; i < 8; i++)
+        ts[i] = (uint8_t)(u->left_ts >> (56 - 8 * i));
+    buf_reset(b);
+    if (buf_append(b, ts, sizeof(ts)) < 0)
+        return -ENOMEM;
+    return val_userconv_encode(b, u); /* appends */
+}
+
+int val_left_decode(const uint8_t *p, uint32_t n, struct userconv_rec *u)
+{
+    if (n < 8)
+        return -EINVAL;
+    uint64_t ts = 0;
+    for (int i = 0; i < 8; i++)
+        ts = ts << 8 | p[i];
+    int rc = val_userconv_decode(p + 8, n - 8, u);
+    u->left_ts = ts;
+    return rc < 0 ? rc : u->left_seq ? 0 : -EINVAL;
 }
 
 int val_friend_encode(struct buf *b, const struct friend_rec *f)

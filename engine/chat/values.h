@@ -7,9 +7,10 @@
  *   conv      {"k":kind,"s":last_seq,"t":last_ts} plus, for a group,
  *             {"n":name,"c":notice,"o":owner,"p":open,"d":dismissed,"m":members}
  *   member    conv|user -> {"r":role,"j":joined_seq,"n":nick,"m":remark}
- *   userconv  user|conv -> {"k":kind,"r":role,"j":joined_seq[,"l":left_seq,"t":left_ts]}
- *             (with "l": the user was removed by the event at left_seq, at
- *             left_ts; kept so that devices offline then still get it)
+ *   userconv  user|conv -> {"k":kind,"r":role,"j":joined_seq}
+ *   left      user|conv -> left_ts (8 bytes, big-endian) {"k","r","j","l":left_seq}:
+ *             the user was removed by the event at left_seq, at left_ts; kept
+ *             (STG_LEFT_KEEP_MS) so that devices offline then still get it
  *   cursor    user|device|conv -> be64 seq (device "*" holds the read cursor)
  *   dedup     conv|user|cmid -> be64 ts, be64 seq
  *   friend    user|peer -> {"s":state,"t":ts,"n":note}
@@ -74,6 +75,10 @@ int val_member_decode(const uint8_t *p, uint32_t n, struct member_rec *m);
 
 int val_userconv_encode(struct buf *b, const struct userconv_rec *u);
 int val_userconv_decode(const uint8_t *p, uint32_t n, struct userconv_rec *u);
+/* A removal record (STG_CF_LEFT): left_ts as 8 bytes big-endian (what the
+ * family's expiry reads), then the userconv map with left_seq. */
+int val_left_encode(struct buf *b, const struct userconv_rec *u);
+int val_left_decode(const uint8_t *p, uint32_t n, struct userconv_rec *u);
 
 int val_friend_encode(struct buf *b, const struct friend_rec *f);
 int val_friend_decode(const uint8_t *p, uint32_t n, struct friend_rec *f);

@@ -295,6 +295,29 @@ def test_removed_while_offline_gets_the_removal_event():
         for x in (a, c, o):
             x.close()
 
+def test_removal_event_past_the_catchup_limit():
+    """Kicked while offline, then the group goes on for more than
+    catchup_limit entries: the device still gets the kick event (its catch-up
+    of the group ends there, not at the group's end)."""
+    with Server(shards=2, args=["--catchup-limit", "5"]) as srv:
+        o, _ = catchup(srv, "owner", "d1")
+        a, _ = catchup(srv, "ann", "d1")
+        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))
+        p = a.push("msg")
+        a.ack(p["conv"], p["seq"])
+        a.ping()
+        a.close()
+        time.sleep(0.3)
+        expect_ok(o.send_message(group="g", body="before"))
+        expect_ok(o.request("group.kick", group="g", users=["ann"]))
+        for i in range(8):
+            expect_ok(o.send_message(group="g", body="after %d" % i))
+        a, got = catchup(srv, "ann", "d1")
+        assert [(p["seq"], p["type"]) for p in got] == [(2, "text"), (3, "event")], got
+        assert got[1]["data"]["kind"] == "kick"
+        a.close()
+        o.close()
+
 
 if __name__ == "__main__":
     rptest.main()
