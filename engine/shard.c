@@ -286,8 +286,9 @@ static int ring_setup(struct shard *sh)
 
 /* ---- the loop ---- */
 
-/* An accept that failed for want of a resource (a descriptor, memory): the
- * connection stays queued and would fail again at once. */
+/* An accept that failed for want of a resource (a slot of the fixed file
+ * table, memory): re-armed at once it would fail again at once, dropping
+ * one queued connection each time. */
 static bool accept_starved(int res)
 {
     return res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS;
