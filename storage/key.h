@@ -36,10 +36,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest id (user, group, conversation, device, cmid) the codec accepts:
- * what its one length byte can say. A direct conversation's id holds two
- * user ids ("d:<a>:<b>", up to 131 bytes). */
-#define STG_ID_MAX 255
+/* Longest id (user, group, conversation, device, cmid) the codec accepts. A
+ * direct conversation's id holds two user ids ("d:<a>:<b>", up to 131
+ * bytes). One less than its length byte can say, so that every prefix has a
+ * successor (stg_key_successor): an id of 0xff bytes then ends below the
+ * next length. */
+#define STG_ID_MAX 254
 /* Bytes of the sender hash in front of a dedup key. */
 #define STG_DEDUP_HASH_BYTES 4
 

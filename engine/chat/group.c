@@ -108,8 +108,6 @@ static int put_member(struct chat *c, struct oconv *cv, struct strv user,
         rc = val_userconv_encode(&c->vb, &u);
     if (rc == 0)
         rc = stg_batch_put(b, STG_CF_USERCONV, c->kb.data, c->kb.len, c->vb.data, c->vb.len);
-    if (rc == 0) /* a member (again): an earlier removal no longer counts */
-        rc = stg_batch_del(b, STG_CF_LEFT, c->kb.data, c->kb.len);
     return rc;
 }
 

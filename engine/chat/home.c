@@ -204,24 +204,37 @@ struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, u
     uc->kind = kind;
     uc->joined_seq = joined_seq;
     map_del(&u->gone, conv.p, conv.len);
-    free(map_del(&u->left, conv.p, conv.len)); /* a member again */
     return uc;
 }
 
-void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq)
+void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq,
+                   uint64_t left_ts)
 {
     if (!joined_seq)
         return; /* where the user's part began is unknown: nothing is sent */
     struct uleft *l = map_get(&u->left, conv.p, conv.len);
     if (l) {
         if (left_seq > l->left_seq)
-            *l = (struct uleft){left_seq, joined_seq};
+            *l = (struct uleft){left_seq, joined_seq, left_ts};
         return;
+    }
+    if (map_count(&u->left) >= HOME_LEFT_MAX) {
+        /* full: the oldest removal makes room (a rare, linear walk) */
+        struct map_iter it;
+        struct map_node *n, *oldest = NULL;
+        map_iter_init(&it, &u->left);
+        while ((n = map_next(&it)))
+            if (!oldest ||
+                ((struct uleft *)n->val)->left_ts < ((struct uleft *)oldest->val)->left_ts)
+                oldest = n;
+        if (!oldest || ((struct uleft *)oldest->val)->left_ts > left_ts)
+            return;
+        free(map_del(&u->left, oldest->key, oldest->klen));
     }
     l = malloc(sizeof(*l));
     if (!l)
         return; /* then a device offline now learns it from history's forbidden */
-    *l = (struct uleft){left_seq, joined_seq};
+    *l = (struct uleft){left_seq, joined_seq, left_ts};
     if (!map_add(&u->left, conv.p, conv.len, l))
         free(l);
 }
@@ -232,7 +245,7 @@ void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t l
     if (u->state == U_LOADING)
         map_put(&u->gone, conv.p, conv.len, map_u64(1));
     if (left_seq && conv.p[0] == 'g')
-        home_left_put(u, conv, left_seq, uc ? uc->joined_seq : 0);
+        home_left_put(u, conv, left_seq, uc ? uc->joined_seq : 0, chat_now(c));
     if (!uc)
         return;
     if (uc->kind == CONV_GROUP)

@@ -46,6 +46,7 @@ struct uconv {
 struct uleft {
     uint64_t left_seq; /* the removal event */
     uint64_t joined_seq;
+    uint64_t left_ts; /* when: after STG_LEFT_KEEP_MS it no longer counts */
 };
 
 struct ufriend {
@@ -161,8 +162,10 @@ void home_index_del(struct chat *c, struct strv conv, struct user *u);
 struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, uint8_t kind,
                              uint64_t joined_seq);
 void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t left_seq);
-/* Remember that u was removed from group conv by the event at left_seq. */
-void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq);
+/* Remember that u was removed from group conv by the event at left_seq (at
+ * left_ts); at most HOME_LEFT_MAX of them, the oldest going first. */
+void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq,
+                   uint64_t left_ts);
 
 /* Queue a cursor write (seq only moves forward). device "*" is the read cursor. */
 void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct strv conv,

@@ -356,11 +356,13 @@ static void on_left(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
         struct userconv_rec r;
         if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
             val_left_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 ||
-            r.left_ts + STG_LEFT_KEEP_MS < chat_now(c) || p[1].len < 2 || p[1].p[0] != 'g' ||
-            map_get(&u->convs, p[1].p, (uint32_t)p[1].len))
+            r.left_ts + STG_LEFT_KEEP_MS < chat_now(c) || p[1].len < 2 || p[1].p[0] != 'g')
             continue;
-        home_left_put(u, (struct strv){p[1].p, (uint32_t)p[1].len}, r.left_seq, r.joined_seq);
+        home_left_put(u, (struct strv){p[1].p, (uint32_t)p[1].len}, r.left_seq, r.joined_seq,
+                      r.left_ts);
     }
+    if (err == 0 && res->more)
+        log_warn("chat_left_cut", "user=%.*s max=%u", (int)u->idlen, u->id, HOME_LEFT_MAX);
     stg_result_free(res);
     load_step_done(c, u, err);
 }
@@ -376,7 +378,8 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
             val_userconv_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;
         struct strv conv = {p[1].p, (uint32_t)p[1].len};
-        if (map_get(&u->gone, conv.p, conv.len))
+        /* left while loading, or (re)joined while loading: what came live is newer */
+        if (map_get(&u->gone, conv.p, conv.len) || map_get(&u->convs, conv.p, conv.len))
             continue;
         struct uconv *uc = home_uconv_put(c, u, conv, r.kind, r.joined_seq);
         if (!uc) {
@@ -607,7 +610,7 @@ static void finish_catchup(struct chat *c, struct session *s)
              * is the last. */
             struct uconv *uc = map_get(&s->u->convs, p->conv, p->convlen);
             uint64_t cap = map_as_u64(map_get(&pre->caps, p->conv, p->convlen));
-            uint64_t lim = uc ? uc->last_seq : cap;
+            uint64_t lim = p->hi ? p->hi : uc ? uc->last_seq : cap; /* a removal's part: to it */
             if (cap && cap < lim)
                 lim = cap;
             if (seq > lim)
@@ -735,10 +738,29 @@ static void read_catchup(struct chat *c, struct session *s)
     }
     struct map_iter it;
     struct map_node *nd;
+    uint64_t now = chat_now(c);
+    /* groups the user was removed from, up to the removal event: first, so
+     * that a group the user is in again goes on from there in seq order */
+    map_iter_init(&it, &u->left);
+    while ((nd = map_next(&it))) {
+        const struct uleft *l = nd->val;
+        uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
+        uint64_t lo = ack + 1 > l->joined_seq ? ack + 1 : l->joined_seq;
+        if (ack >= l->left_seq || lo > l->left_seq || l->left_ts + STG_LEFT_KEEP_MS < now)
+            continue;
+        struct cu_part *p = &sp->cu[n++];
+        memcpy(p->conv, nd->key, nd->klen);
+        p->convlen = nd->klen;
+        p->lo = lo;
+        p->hi = l->left_seq;
+    }
     map_iter_init(&it, &u->convs);
     while ((nd = map_next(&it))) {
         struct uconv *uc = nd->val;
         uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
+        const struct uleft *l = map_get(&u->left, nd->key, nd->klen);
+        if (l && uc->joined_seq <= l->left_seq)
+            continue; /* removed since: its delivery is on its way, its part is the one above */
         if (ack >= uc->last_seq)
             continue; /* also an ack past the end */
         uint64_t lo = ack + 1 > uc->joined_seq ? ack + 1 : uc->joined_seq;
@@ -748,23 +770,6 @@ static void read_catchup(struct chat *c, struct session *s)
         memcpy(p->conv, nd->key, nd->klen);
         p->convlen = nd->klen;
         p->lo = lo;
-    }
-    /* groups the user was removed from: up to the removal event */
-    map_iter_init(&it, &u->left);
-    while ((nd = map_next(&it))) {
-        const struct uleft *l = nd->val;
-        if (map_get(&u->convs, nd->key, nd->klen))
-            continue; /* a member again */
-        uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
-        uint64_t lo = ack + 1 > l->joined_seq ? ack + 1 : l->joined_seq;
-        if (ack >= l->left_seq || lo > l->left_seq ||
-            !map_put(&sp->caps, nd->key, nd->klen, map_u64(l->left_seq)))
-            continue;
-        struct cu_part *p = &sp->cu[n++];
-        memcpy(p->conv, nd->key, nd->klen);
-        p->convlen = nd->klen;
-        p->lo = lo;
-        p->hi = l->left_seq;
     }
     sp->ncu = n;
     finish_catchup(c, s);

@@ -318,6 +318,35 @@ def test_removal_event_past_the_catchup_limit():
         a.close()
         o.close()
 
+def test_kicked_and_invited_again_while_offline():
+    """Kicked and invited back while a device was offline: its catch-up brings
+    what it missed up to the kick, then the group from the invite on, in seq
+    order; also after a restart."""
+    with Server(shards=2) as srv:
+        o, _ = catchup(srv, "owner", "d1")
+        a, _ = catchup(srv, "ann", "d1")
+        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))
+        p = a.push("msg")
+        a.ack(p["conv"], p["seq"])
+        a.ping()
+        a.close()
+        time.sleep(0.3)
+        expect_ok(o.send_message(group="g", body="missed"))             # 2
+        expect_ok(o.request("group.kick", group="g", users=["ann"]))    # 3
+        expect_ok(o.request("group.invite", group="g", users=["ann"]))  # 4
+        expect_ok(o.send_message(group="g", body="after"))              # 5
+        want = [(2, "text"), (3, "event"), (4, "event"), (5, "text")]
+        a, got = catchup(srv, "ann", "d1")
+        assert [(p["seq"], p["type"]) for p in got if p["conv"] == "g:g"] == want, got
+        a.close()
+        o.close()
+        time.sleep(0.3)
+        srv.restart()
+        b, got = catchup(srv, "ann", "d2")  # a new device: from where ann joined first
+        assert [(p["seq"], p["type"]) for p in got if p["conv"] == "g:g"] == \
+            [(1, "event")] + want, got
+        b.close()
+
 
 if __name__ == "__main__":
     rptest.main()
