@@ -347,7 +347,8 @@ static int cursor_prefix(struct buf *k, struct strv user, struct strv dev)
 }
 
 /* The user's removal records: groups whose removal event devices offline
- * then still get. A group the user is in (again) has none that counts. */
+ * then still get, also when the user has been invited back since (the part up
+ * to the removal comes before the member's in the catch-up). */
 static void on_left(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct user *u = ctx;
