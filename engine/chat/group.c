@@ -112,9 +112,9 @@ static int put_member(struct chat *c, struct oconv *cv, struct strv user,
 }
 
 /* The member row and the user's row of the conversation go. With an event
- * (left_seq) a removal record takes the latter's place, so that a device
- * offline now still gets the event at its next login (for STG_LEFT_KEEP_MS;
- * compaction drops the record after that). */
+ * (left_seq) a removal record (one per removal) takes the latter's place, so
+ * that a device offline now still gets the event at its next login (for
+ * STG_LEFT_KEEP_MS; compaction drops the record after that). */
 static int del_member(struct chat *c, struct oconv *cv, struct strv user, uint64_t left_seq)
 {
     struct stg_batch *b = io_batch(c);
@@ -133,6 +133,12 @@ static int del_member(struct chat *c, struct oconv *cv, struct strv user, uint64
         rc = stg_batch_del(b, STG_CF_USERCONV, c->kb.data, c->kb.len);
     if (rc < 0 || !left_seq || !u.joined_seq)
         return rc;
+    /* one record per removal: user|conv|left_seq */
+    uint8_t be[8];
+    for (int i = 0; i < 8; i++)
+        be[i] = (uint8_t)(left_seq >> (56 - 8 * i));
+    if (buf_append(&c->kb, be, sizeof(be)) < 0)
+        return -ENOMEM;
     rc = val_left_encode(&c->vb, &u);
     if (rc == 0)
         rc = stg_batch_put(b, STG_CF_LEFT, c->kb.data, c->kb.len, c->vb.data, c->vb.len);

@@ -207,36 +207,52 @@ struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, u
     return uc;
 }
 
+/* The time of the latest removal recorded for a group. */
+static uint64_t left_latest(const struct uleft *l)
+{
+    return l->n ? l->s[l->n - 1].left_ts : 0;
+}
+
 void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq,
                    uint64_t left_ts)
 {
     if (!joined_seq)
         return; /* where the user's part began is unknown: nothing is sent */
     struct uleft *l = map_get(&u->left, conv.p, conv.len);
-    if (l) {
-        if (left_seq > l->left_seq)
-            *l = (struct uleft){left_seq, joined_seq, left_ts};
-        return;
+    if (!l) {
+        if (map_count(&u->left) >= HOME_LEFT_MAX) {
+            /* full: the group removed from longest ago makes room (a rare, linear walk) */
+            struct map_iter it;
+            struct map_node *n, *oldest = NULL;
+            map_iter_init(&it, &u->left);
+            while ((n = map_next(&it)))
+                if (!oldest || left_latest(n->val) < left_latest(oldest->val))
+                    oldest = n;
+            if (!oldest || left_latest(oldest->val) > left_ts)
+                return;
+            free(map_del(&u->left, oldest->key, oldest->klen));
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l || !map_add(&u->left, conv.p, conv.len, l)) {
+            free(l);
+            return; /* then a device offline now learns it from history's forbidden */
+        }
     }
-    if (map_count(&u->left) >= HOME_LEFT_MAX) {
-        /* full: the oldest removal makes room (a rare, linear walk) */
-        struct map_iter it;
-        struct map_node *n, *oldest = NULL;
-        map_iter_init(&it, &u->left);
-        while ((n = map_next(&it)))
-            if (!oldest ||
-                ((struct uleft *)n->val)->left_ts < ((struct uleft *)oldest->val)->left_ts)
-                oldest = n;
-        if (!oldest || ((struct uleft *)oldest->val)->left_ts > left_ts)
-            return;
-        free(map_del(&u->left, oldest->key, oldest->klen));
+    uint32_t i = 0;
+    while (i < l->n && l->s[i].left_seq < left_seq)
+        i++;
+    if (i < l->n && l->s[i].left_seq == left_seq)
+        return; /* known */
+    if (l->n == HOME_LEFT_SPANS) {
+        if (i == 0)
+            return; /* older than every kept one */
+        memmove(&l->s[0], &l->s[1], (size_t)(i - 1) * sizeof(l->s[0]));
+        i--;
+    } else {
+        memmove(&l->s[i + 1], &l->s[i], (size_t)(l->n - i) * sizeof(l->s[0]));
+        l->n++;
     }
-    l = malloc(sizeof(*l));
-    if (!l)
-        return; /* then a device offline now learns it from history's forbidden */
-    *l = (struct uleft){left_seq, joined_seq, left_ts};
-    if (!map_add(&u->left, conv.p, conv.len, l))
-        free(l);
+    l->s[i] = (struct uleft_span){left_seq, joined_seq, left_ts};
 }
 
 void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t left_seq)

@@ -41,12 +41,18 @@ struct uconv {
     uint64_t read_seq;
 };
 
-/* A group the user was removed from: a device that has not acked the removal
- * event yet gets the entries up to it at login. */
-struct uleft {
+/* A group the user was removed from, maybe more than once (invited back in
+ * between): a device that has not acked a removal event yet gets the span of
+ * membership that ended with it, at login. */
+#define HOME_LEFT_SPANS 4u /* removals kept per group; the oldest goes */
+struct uleft_span {
     uint64_t left_seq; /* the removal event */
     uint64_t joined_seq;
     uint64_t left_ts; /* when: after STG_LEFT_KEEP_MS it no longer counts */
+};
+struct uleft {
+    uint32_t n;
+    struct uleft_span s[HOME_LEFT_SPANS]; /* by left_seq, ascending */
 };
 
 struct ufriend {
@@ -163,7 +169,8 @@ struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, u
                              uint64_t joined_seq);
 void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t left_seq);
 /* Remember that u was removed from group conv by the event at left_seq (at
- * left_ts); at most HOME_LEFT_MAX of them, the oldest going first. */
+ * left_ts); at most HOME_LEFT_MAX groups, the one removed from longest ago
+ * making room. */
 void home_left_put(struct user *u, struct strv conv, uint64_t left_seq, uint64_t joined_seq,
                    uint64_t left_ts);
 

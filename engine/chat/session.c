@@ -355,8 +355,9 @@ static void on_left(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
     for (uint32_t i = 0; err == 0 && i < res->n; i++) {
         struct stg_view p[2];
         struct userconv_rec r;
-        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
-            val_left_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 ||
+        uint64_t key_seq;
+        if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, &key_seq) < 0 ||
+            val_left_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0 || key_seq != r.left_seq ||
             r.left_ts + STG_LEFT_KEEP_MS < chat_now(c) || p[1].len < 2 || p[1].p[0] != 'g')
             continue;
         home_left_put(u, (struct strv){p[1].p, (uint32_t)p[1].len}, r.left_seq, r.joined_seq,
@@ -732,7 +733,8 @@ static void read_catchup(struct chat *c, struct session *s)
     struct user *u = s->u;
     struct session_pre *sp = s->pre;
     uint32_t n = 0;
-    sp->cu = calloc(map_count(&u->convs) + map_count(&u->left) + 1, sizeof(*sp->cu));
+    sp->cu = calloc(map_count(&u->convs) + (size_t)map_count(&u->left) * HOME_LEFT_SPANS + 1,
+                    sizeof(*sp->cu));
     if (!sp->cu) {
         c->env.close(c->env.rt, s->conn, NULL);
         return;
@@ -746,21 +748,25 @@ static void read_catchup(struct chat *c, struct session *s)
     while ((nd = map_next(&it))) {
         const struct uleft *l = nd->val;
         uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
-        uint64_t lo = ack + 1 > l->joined_seq ? ack + 1 : l->joined_seq;
-        if (ack >= l->left_seq || lo > l->left_seq || l->left_ts + STG_LEFT_KEEP_MS < now)
-            continue;
-        struct cu_part *p = &sp->cu[n++];
-        memcpy(p->conv, nd->key, nd->klen);
-        p->convlen = nd->klen;
-        p->lo = lo;
-        p->hi = l->left_seq;
+        for (uint32_t k = 0; k < l->n; k++) { /* in seq order */
+            const struct uleft_span *span = &l->s[k];
+            uint64_t lo = ack + 1 > span->joined_seq ? ack + 1 : span->joined_seq;
+            if (ack >= span->left_seq || lo > span->left_seq ||
+                span->left_ts + STG_LEFT_KEEP_MS < now)
+                continue;
+            struct cu_part *p = &sp->cu[n++];
+            memcpy(p->conv, nd->key, nd->klen);
+            p->convlen = nd->klen;
+            p->lo = lo;
+            p->hi = span->left_seq;
+        }
     }
     map_iter_init(&it, &u->convs);
     while ((nd = map_next(&it))) {
         struct uconv *uc = nd->val;
         uint64_t ack = map_as_u64(map_get(&s->acks, nd->key, nd->klen));
         const struct uleft *l = map_get(&u->left, nd->key, nd->klen);
-        if (l && uc->joined_seq <= l->left_seq)
+        if (l && l->n && uc->joined_seq <= l->s[l->n - 1].left_seq)
             continue; /* removed since: its delivery is on its way, its part is the one above */
         if (ack >= uc->last_seq)
             continue; /* also an ack past the end */

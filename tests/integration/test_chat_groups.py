@@ -291,7 +291,11 @@ def test_removed_while_offline_gets_the_removal_event():
         c, got = catchup(srv, "ann", "d3")
         g = [(p["seq"], p["type"]) for p in got if p["conv"] == "g:g"]
         assert g and g[-1] == (kick["seq"], "event"), g
-        assert all(seq >= join[-1]["seq"] for seq, _ in g), (g, join[-1]["seq"])
+        # both spans of membership, nothing of the time between them
+        out = range(before + 2, join[-1]["seq"])
+        assert [seq for seq, _ in g] == sorted(seq for seq, _ in g), g
+        assert not [seq for seq, _ in g if seq in out], (g, list(out))
+        assert (before + 1, "event") in g and (join[-1]["seq"], "event") in g, g
         for x in (a, c, o):
             x.close()
 
@@ -345,6 +349,36 @@ def test_kicked_and_invited_again_while_offline():
         b, got = catchup(srv, "ann", "d2")  # a new device: from where ann joined first
         assert [(p["seq"], p["type"]) for p in got if p["conv"] == "g:g"] == \
             [(1, "event")] + want, got
+        b.close()
+
+def test_kicked_twice_and_invited_back_while_offline():
+    """Two removals and two invitations while a device was offline: every
+    span of membership arrives, each up to its removal, in seq order; also
+    after a restart, and on a new device from where the user first joined."""
+    with Server(shards=2) as srv:
+        o, _ = catchup(srv, "owner", "d1")
+        a, _ = catchup(srv, "ann", "d1")
+        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))  # 1
+        p = a.push("msg")
+        a.ack(p["conv"], p["seq"])
+        a.ping()
+        a.close()
+        time.sleep(0.3)
+        expect_ok(o.send_message(group="g", body="missed"))             # 2
+        expect_ok(o.request("group.kick", group="g", users=["ann"]))    # 3
+        expect_ok(o.request("group.invite", group="g", users=["ann"]))  # 4
+        expect_ok(o.send_message(group="g", body="second"))             # 5
+        expect_ok(o.request("group.kick", group="g", users=["ann"]))    # 6
+        expect_ok(o.request("group.invite", group="g", users=["ann"]))  # 7
+        expect_ok(o.send_message(group="g", body="after"))              # 8
+        a, got = catchup(srv, "ann", "d1")
+        assert [p["seq"] for p in got if p["conv"] == "g:g"] == [2, 3, 4, 5, 6, 7, 8], got
+        a.close()
+        o.close()
+        time.sleep(0.3)
+        srv.restart()
+        b, got = catchup(srv, "ann", "d2")
+        assert [p["seq"] for p in got if p["conv"] == "g:g"] == list(range(1, 9)), got
         b.close()
 
 
