@@ -64,23 +64,46 @@ static const struct per_shard shard_rows[] = {
     {"ringpush_closes_total", "counter", "Client connections closed.", NULL, STAT(closes)},
 };
 
-static int render_shards(const struct server *srv, struct buf *out)
+/* rows over per-shard structs: shard i's at base + i * stride */
+static void render_rows(struct buf *out, const struct per_shard *rows, size_t nrows,
+                        unsigned nshards, const char *base, size_t stride)
 {
     char labels[96];
-    for (size_t r = 0; r < sizeof(shard_rows) / sizeof(shard_rows[0]); r++) {
-        const struct per_shard *row = &shard_rows[r];
+    for (size_t r = 0; r < nrows; r++) {
+        const struct per_shard *row = &rows[r];
         if (row->type)
             prom_family(out, row->name, row->type, row->help);
-        for (unsigned i = 0; i < srv->nshards; i++) {
-            const struct shard_stats *st = &srv->shards[i].stats;
-            const uint64_t *field = (const uint64_t *)((const char *)st + row->off);
+        for (unsigned i = 0; i < nshards; i++) {
+            const uint64_t *field = (const uint64_t *)(base + i * stride + row->off);
             snprintf(labels, sizeof(labels), "shard=\"%u\"%s%s", i, row->extra ? "," : "",
                      row->extra ? row->extra : "");
             prom_sample(out, row->name, labels, peek(field));
         }
     }
+}
+
+static int render_shards(const struct server *srv, struct buf *out)
+{
+    render_rows(out, shard_rows, sizeof(shard_rows) / sizeof(shard_rows[0]), srv->nshards,
+                (const char *)&srv->shards[0].stats, sizeof(srv->shards[0]));
     return buf_failed(out) ? -ENOMEM : 0;
 }
+
+#define CHAT_STAT(f) offsetof(struct chat_stats, f)
+
+/* The chat layer's per-shard counters and gauges (its histograms follow). */
+static const struct per_shard chat_rows[] = {
+    {"ringpush_entries_total", "counter", "Log entries made durable, by owner shard.", NULL,
+     CHAT_STAT(entries)},
+    {"ringpush_deliveries_total", "counter",
+     "Entries pushed to devices (live and catch-up), by home shard.", NULL, CHAT_STAT(deliveries)},
+    {"ringpush_login_reads_waiting", "gauge",
+     "Storage reads of logins (user state, catch-up) waiting for one of the shard's read "
+     "slots.",
+     NULL, CHAT_STAT(reads_waiting)},
+    {"ringpush_login_reads_waited_total", "counter",
+     "Storage reads of logins that had to wait for a read slot.", NULL, CHAT_STAT(reads_waited)},
+};
 
 static int render_chat(const struct server *srv, struct buf *out)
 {
@@ -101,18 +124,8 @@ static int render_chat(const struct server *srv, struct buf *out)
         for (size_t k = 0; k < sizeof(*cs) / sizeof(uint64_t); k++)
             dst[k] = peek(&src[k]);
     }
-    prom_family(out, "ringpush_entries_total", "counter",
-                "Log entries made durable, by owner shard.");
-    for (unsigned i = 0; i < srv->nshards; i++) {
-        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
-        prom_sample(out, "ringpush_entries_total", labels, s[i].entries);
-    }
-    prom_family(out, "ringpush_deliveries_total", "counter",
-                "Entries pushed to devices (live and catch-up), by home shard.");
-    for (unsigned i = 0; i < srv->nshards; i++) {
-        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
-        prom_sample(out, "ringpush_deliveries_total", labels, s[i].deliveries);
-    }
+    render_rows(out, chat_rows, sizeof(chat_rows) / sizeof(chat_rows[0]), srv->nshards,
+                (const char *)s, sizeof(s[0]));
     prom_family(out, "ringpush_push_latency_seconds", "histogram",
                 "From an entry's timestamp to its arrival at a home shard with online members "
                 "(sequencing, durable write, cross-shard hop); millisecond resolution.");
@@ -127,19 +140,6 @@ static int render_chat(const struct server *srv, struct buf *out)
         snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
         prom_histogram(out, "ringpush_catchup_entries", labels, cu_bounds, s[i].catchup_hist,
                        CHAT_CU_N, (double)s[i].catchup_entries);
-    }
-    prom_family(out, "ringpush_login_reads_waiting", "gauge",
-                "Storage reads of logins (user state, catch-up) waiting for one of the shard's "
-                "read slots.");
-    for (unsigned i = 0; i < srv->nshards; i++) {
-        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
-        prom_sample(out, "ringpush_login_reads_waiting", labels, s[i].reads_waiting);
-    }
-    prom_family(out, "ringpush_login_reads_waited_total", "counter",
-                "Storage reads of logins that had to wait for a read slot.");
-    for (unsigned i = 0; i < srv->nshards; i++) {
-        snprintf(labels, sizeof(labels), "shard=\"%u\"", i);
-        prom_sample(out, "ringpush_login_reads_waited_total", labels, s[i].reads_waited);
     }
     return buf_failed(out) ? -ENOMEM : 0;
 }

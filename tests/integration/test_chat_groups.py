@@ -229,22 +229,29 @@ def catchup(srv, user, device):
         got.append(p)
 
 
+def member_gone_offline(srv, groups=("g",)):
+    """owner creates the groups with ann; ann's device d1 acks their create
+    events and goes offline. Returns the owner's session."""
+    o, _ = catchup(srv, "owner", "d1")
+    a, _ = catchup(srv, "ann", "d1")
+    for g in groups:
+        expect_ok(o.request("group.create", name=g.upper(), group=g, members=["ann"]))
+    for _ in groups:
+        p = a.push("msg")
+        a.ack(p["conv"], p["seq"])
+    a.ping()
+    a.close()
+    time.sleep(0.3)
+    return o
+
+
 def test_removed_while_offline_gets_the_removal_event():
     """A member removed while offline gets, at its next login, what it missed
     up to the event that removed it and nothing after it: by a kick, a
     dismiss, and (the user loaded meanwhile) on a second device; acked, the
     event does not come again; a member again, the group is as any other."""
     with Server(shards=2) as srv:
-        o, _ = catchup(srv, "owner", "d1")
-        a, _ = catchup(srv, "ann", "d1")
-        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))
-        expect_ok(o.request("group.create", name="H", group="h", members=["ann"]))
-        for _ in range(2):
-            p = a.push("msg")
-            a.ack(p["conv"], p["seq"])
-        a.ping()
-        a.close()
-        time.sleep(0.3)
+        o = member_gone_offline(srv, ("g", "h"))
         before = expect_ok(o.send_message(group="g", body="before the kick"))["seq"]
         expect_ok(o.request("group.kick", group="g", users=["ann"]))
         expect_ok(o.send_message(group="g", body="after the kick"))
@@ -304,14 +311,7 @@ def test_removal_event_past_the_catchup_limit():
     catchup_limit entries: the device still gets the kick event (its catch-up
     of the group ends there, not at the group's end)."""
     with Server(shards=2, args=["--catchup-limit", "5"]) as srv:
-        o, _ = catchup(srv, "owner", "d1")
-        a, _ = catchup(srv, "ann", "d1")
-        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))
-        p = a.push("msg")
-        a.ack(p["conv"], p["seq"])
-        a.ping()
-        a.close()
-        time.sleep(0.3)
+        o = member_gone_offline(srv)  # g created at seq 1, acked
         expect_ok(o.send_message(group="g", body="before"))
         expect_ok(o.request("group.kick", group="g", users=["ann"]))
         for i in range(8):
@@ -327,14 +327,7 @@ def test_kicked_and_invited_again_while_offline():
     what it missed up to the kick, then the group from the invite on, in seq
     order; also after a restart."""
     with Server(shards=2) as srv:
-        o, _ = catchup(srv, "owner", "d1")
-        a, _ = catchup(srv, "ann", "d1")
-        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))
-        p = a.push("msg")
-        a.ack(p["conv"], p["seq"])
-        a.ping()
-        a.close()
-        time.sleep(0.3)
+        o = member_gone_offline(srv)  # g created at seq 1, acked
         expect_ok(o.send_message(group="g", body="missed"))             # 2
         expect_ok(o.request("group.kick", group="g", users=["ann"]))    # 3
         expect_ok(o.request("group.invite", group="g", users=["ann"]))  # 4
@@ -356,14 +349,7 @@ def test_kicked_twice_and_invited_back_while_offline():
     span of membership arrives, each up to its removal, in seq order; also
     after a restart, and on a new device from where the user first joined."""
     with Server(shards=2) as srv:
-        o, _ = catchup(srv, "owner", "d1")
-        a, _ = catchup(srv, "ann", "d1")
-        expect_ok(o.request("group.create", name="G", group="g", members=["ann"]))  # 1
-        p = a.push("msg")
-        a.ack(p["conv"], p["seq"])
-        a.ping()
-        a.close()
-        time.sleep(0.3)
+        o = member_gone_offline(srv)  # g created at seq 1, acked
         expect_ok(o.send_message(group="g", body="missed"))             # 2
         expect_ok(o.request("group.kick", group="g", users=["ann"]))    # 3
         expect_ok(o.request("group.invite", group="g", users=["ann"]))  # 4
