@@ -3,7 +3,11 @@
  * a handful of requests a second at most, so this is the simple shape of an
  * io_uring server: ordinary descriptors, one single-shot accept, one recv or
  * one send in flight per connection into its own fixed buffer, and a table of
- * ADMIN_MAX_CONNS connections (an accept beyond that is closed at once).
+ * ADMIN_MAX_CONNS connections. When the table is full, a new connection
+ * takes the slot of the one idle the longest (between requests, or connected
+ * and silent): it waits, with accepting stopped, until that connection's
+ * last completion frees the slot. Only when every connection is inside a
+ * request is a new one closed at once.
  *
  * user_data is (UOP_ADMIN, sub-op << 24 | connection index, generation); a
  * completion for a connection whose generation moved on is dropped.
@@ -88,6 +92,7 @@ struct admin {
     uint64_t event_val; /* read target of event_fd */
     bool stopping;
     bool accept_paused; /* out of descriptors: accepting resumes at the next tick */
+    int held_fd;        /* accepted, waiting for the slot of an idle connection; -1: none */
     struct __kernel_timespec tick_ts;
     struct backup backup;
     uint32_t backup_idx, backup_gen; /* the connection waiting for the backup */
@@ -207,6 +212,23 @@ static struct aconn *aconn_open(struct admin *a, int fd)
         return c;
     }
     return NULL;
+}
+
+/* The connection to close for a new one when the table is full: the one idle
+ * the longest (an idle connection's deadline is its last activity plus
+ * ADMIN_IDLE_MS). NULL when every connection is inside a request. */
+static struct aconn *idle_victim(struct admin *a)
+{
+    struct aconn *v = NULL;
+    for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++) {
+        struct aconn *c = &a->conns[i];
+        if (c->fd < 0 || c->closing || c->lingering || c->waiting || c->send_busy || c->cont_busy ||
+            c->pend.len || http_reader_started(&c->rd))
+            continue;
+        if (!v || c->deadline_ms < v->deadline_ms)
+            v = c;
+    }
+    return v;
 }
 
 /* ---- responses ---- */
@@ -669,27 +691,53 @@ static void on_accept(struct admin *a, int res)
         a->accept_paused = true;
         return;
     }
-    if (!a->stopping)
-        arm_accept(a);
     if (res < 0) {
+        if (!a->stopping)
+            arm_accept(a);
         if (res != -ECANCELED)
             log_warn("admin_accept_failed", "err=\"%s\"", err_str(res));
         return;
     }
-    struct aconn *c = a->stopping ? NULL : aconn_open(a, res);
-    if (!c) {
-        log_warn("admin_conn_refused", "reason=\"%s\"", a->stopping ? "stopping" : "table full");
+    if (a->stopping) {
+        log_warn("admin_conn_refused", "reason=\"stopping\"");
         close(res);
         return;
     }
-    arm_recv(a, c);
+    struct aconn *c = aconn_open(a, res);
+    if (c) {
+        arm_recv(a, c);
+        arm_accept(a);
+        return;
+    }
+    struct aconn *v = idle_victim(a);
+    if (!v) {
+        log_warn("admin_conn_refused", "reason=\"table full\"");
+        close(res);
+        arm_accept(a);
+        return;
+    }
+    /* admitted by admit_held once v's slot is free; accepting waits until then */
+    a->ctr.idle_closed++;
+    log_info("admin_idle_closed", "conn=%u reason=\"table full\"", aconn_idx(a, v));
+    a->held_fd = res;
+    aconn_close(a, v);
 }
 
-void admin_on_cqe(struct shard *sh, struct io_uring_cqe *cqe)
+/* Gives the held connection a slot once one is free, and accepts again. */
+static void admit_held(struct admin *a)
 {
-    struct admin *a = sh->admin;
-    if (!a)
+    if (a->held_fd < 0 || a->stopping)
         return;
+    struct aconn *c = aconn_open(a, a->held_fd);
+    if (!c)
+        return;
+    a->held_fd = -1;
+    arm_recv(a, c);
+    arm_accept(a);
+}
+
+static void on_cqe(struct admin *a, struct io_uring_cqe *cqe)
+{
     uint32_t slot = ud_slot(cqe->user_data);
     enum aop op = (enum aop)(slot >> 24);
     uint32_t idx = slot & 0xffffffu;
@@ -732,6 +780,15 @@ void admin_on_cqe(struct shard *sh, struct io_uring_cqe *cqe)
     }
 }
 
+void admin_on_cqe(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    struct admin *a = sh->admin;
+    if (!a)
+        return;
+    on_cqe(a, cqe);
+    admit_held(a);
+}
+
 /* ---- start and stop ---- */
 
 static int listen_open(const struct config *cfg, int *out)
@@ -762,7 +819,7 @@ int admin_start(struct shard *sh)
     if (!a)
         return -ENOMEM;
     a->sh = sh;
-    a->listen_fd = a->event_fd = -1;
+    a->listen_fd = a->event_fd = a->held_fd = -1;
     backup_init(&a->backup);
     for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++)
         a->conns[i].fd = -1;
@@ -802,6 +859,10 @@ void admin_stop(struct shard *sh)
     struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
     io_uring_prep_cancel64(sqe, aud(AOP_ACCEPT, 0, 0), 0);
     io_uring_sqe_set_data64(sqe, aud(AOP_IGNORE, 0, 0));
+    if (a->held_fd >= 0) {
+        close(a->held_fd);
+        a->held_fd = -1;
+    }
     for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++)
         if (a->conns[i].fd >= 0)
             aconn_close(a, &a->conns[i]);
@@ -817,6 +878,8 @@ void admin_free(struct shard *sh)
     for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++)
         if (a->conns[i].fd >= 0)
             aconn_release(a, &a->conns[i]);
+    if (a->held_fd >= 0)
+        close(a->held_fd);
     if (a->listen_fd >= 0)
         close(a->listen_fd);
     if (a->event_fd >= 0)

@@ -210,6 +210,9 @@ static int render_admin(const struct admin_counters *ac, struct buf *out)
     prom_family(out, "ringpush_admin_timeouts_total", "counter",
                 "Admin connections closed for being slow or idle.");
     prom_sample(out, "ringpush_admin_timeouts_total", NULL, ac->timeouts);
+    prom_family(out, "ringpush_admin_idle_closed_total", "counter",
+                "Idle admin connections closed to make room for a new one.");
+    prom_sample(out, "ringpush_admin_idle_closed_total", NULL, ac->idle_closed);
     prom_family(out, "ringpush_admin_connections", "gauge", "Admin HTTP connections open.");
     prom_sample(out, "ringpush_admin_connections", NULL, ac->conns);
     prom_family(out, "ringpush_backups_total", "counter", "Backups (checkpoints) by result.");

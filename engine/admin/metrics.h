@@ -24,6 +24,7 @@ struct admin_counters {
     uint64_t unauthorized; /* answered 401 */
     uint64_t errors;       /* answered 4xx/5xx other than 401 */
     uint64_t timeouts;     /* connections closed for being slow or idle */
+    uint64_t idle_closed;  /* idle connections closed to make room for a new one */
     uint64_t backups_ok;
     uint64_t backups_failed;
     uint32_t conns; /* admin connections open */

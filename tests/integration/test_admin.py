@@ -351,6 +351,65 @@ def test_accept_out_of_descriptors_pauses():
         rptest.wait_until(healthy, timeout=10.0, what="/healthz after the descriptors came back")
 
 
+ADMIN_MAX_CONNS = 64
+
+
+def test_full_table_closes_the_longest_idle_connection():
+    """With all 64 slots taken, a new connection is served in the place of the
+    connection idle the longest; connections inside a request are kept; when
+    every one is inside a request, a new one is closed at once."""
+    with AdminServer(shards=1) as srv:
+        # 2 idle after a request (the first the oldest), 62 in the middle of one
+        idle = []
+        for _ in range(2):
+            r = Raw(srv, timeout=5)
+            r.send(req("GET", "/healthz"))
+            assert r.response()[0] == 200
+            idle.append(r)
+            time.sleep(0.3)  # the deadlines (last activity + 15 s) differ by more than a tick
+        # the first one (in the lower slot) is used again: the second is now idle the longest
+        idle[0].send(req("GET", "/healthz"))
+        assert idle[0].response()[0] == 200
+        idle.reverse()
+        time.sleep(0.3)
+        busy = []
+        for _ in range(ADMIN_MAX_CONNS - 2):
+            r = Raw(srv, timeout=5)
+            r.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the head is not complete
+            busy.append(r)
+        time.sleep(0.3)
+
+        def served():
+            r = Raw(srv, timeout=5)
+            try:
+                r.send(req("GET", "/healthz"))
+                return r.response()[0] == 200, r
+            except (EOFError, OSError):
+                return False, r
+        ok, newer = served()
+        assert ok, "a new connection was not served with the table full of idle ones"
+        assert idle[0].closed(2.0), "the longest idle connection was not the one closed"
+        assert not idle[1].closed(0.3), "a connection idle for less time was closed"
+        ok, newest = served()
+        assert ok, "the second new connection was not served"
+        assert idle[1].closed(2.0)
+        for r in busy[:3]:  # inside a request: still answered
+            r.send("\r\n")
+            assert r.response()[0] == 200
+            r.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        newer.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        newest.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        # every slot inside a request now: a new connection is closed at once
+        late = Raw(srv, timeout=5)
+        assert late.closed(2.0), "a connection past a table of busy ones was kept"
+        for r in idle + busy + [newer, newest, late]:
+            r.close()
+        time.sleep(0.3)  # the server sees the closes
+        fams = metrics(srv)
+        assert sample(fams, "ringpush_admin_idle_closed", "ringpush_admin_idle_closed_total") == 2
+
+
 def test_expect_100_continue():
     """A client that waits for "100 Continue" before its body gets it at once."""
     with AdminServer(shards=1) as srv:
