@@ -512,20 +512,36 @@ void home_on_user_frame(struct chat *c, struct ufr *f)
 
 /* ---- requests answered here ---- */
 
+/* The highest seq a device of u can have received in conv: the conversation's
+ * last seq as the home knows it, or for a group u was removed from its last
+ * removal event; 0 when conv is not u's. */
+uint64_t home_seq_bound(const struct user *u, struct strv conv)
+{
+    const struct uconv *uc = map_get(&u->convs, conv.p, (uint32_t)conv.len);
+    if (uc)
+        return uc->last_seq;
+    const struct uleft *l = map_get(&u->left, conv.p, (uint32_t)conv.len);
+    return l && l->n ? l->s[l->n - 1].left_seq : 0;
+}
+
+/* An ack past what exists is taken as an ack of the last entry: kept as it
+ * came, it would count entries not yet written as received, and this
+ * device would miss them. */
 static void do_ack(struct chat *c, struct session *s, const struct req *r)
 {
     struct strv me = {s->u->id, s->u->idlen};
-    struct map_node *n = map_find(&s->acks, r->conv.p, r->conv.len);
-    if (n && map_as_u64(n->val) >= r->seq)
-        return;
-    struct uleft *l = n ? NULL : map_get(&s->u->left, r->conv.p, r->conv.len);
-    if (!n && !l && !map_get(&s->u->convs, r->conv.p, r->conv.len))
+    uint64_t bound = home_seq_bound(s->u, r->conv);
+    if (bound == 0)
         return; /* not one of the user's conversations: ignored (ack has no reply) */
-    if (n)
-        n->val = map_u64(r->seq);
-    else if (!map_put(&s->acks, r->conv.p, r->conv.len, map_u64(r->seq)))
+    uint64_t seq = r->seq < bound ? r->seq : bound;
+    struct map_node *n = map_find(&s->acks, r->conv.p, r->conv.len);
+    if (n && map_as_u64(n->val) >= seq)
         return;
-    home_cursor_set(c, me, (struct strv){s->dev, s->devlen}, r->conv, r->seq);
+    if (n)
+        n->val = map_u64(seq);
+    else if (!map_put(&s->acks, r->conv.p, r->conv.len, map_u64(seq)))
+        return;
+    home_cursor_set(c, me, (struct strv){s->dev, s->devlen}, r->conv, seq);
 }
 
 static void do_read(struct chat *c, struct session *s, const struct req *r)

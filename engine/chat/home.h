@@ -168,6 +168,10 @@ void home_index_del(struct chat *c, struct strv conv, struct user *u);
 struct uconv *home_uconv_put(struct chat *c, struct user *u, struct strv conv, uint8_t kind,
                              uint64_t joined_seq);
 void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t left_seq);
+/* The highest seq a device of u can have received in conv (its last seq as
+ * the home knows it; for a group u left, the last removal event); 0 when conv
+ * is not u's. */
+uint64_t home_seq_bound(const struct user *u, struct strv conv);
 /* Remember that u was removed from group conv by the event at left_seq (at
  * left_ts); at most HOME_LEFT_MAX groups, the one removed from longest ago
  * making room. */

@@ -103,6 +103,30 @@ def test_send_push_multi_device_and_errors():
         a1.ping()
 
 
+def test_ack_past_the_last_entry():
+    """An ack beyond the conversation's last seq counts up to the last entry:
+    the entries written after it still reach the device, live and in a later
+    session's catch-up."""
+    with Server(shards=2) as srv:
+        a, _ = login(srv, "alice")
+        expect_ok(a.send_message(to="bob", body="m1"))
+        b, got = login(srv, "bob", "phone")
+        assert [p["seq"] for p in got] == [1], got
+        b.ack("d:alice:bob", 100)
+        b.ping()
+        (conv,) = expect_ok(b.request("sync"))["convs"]
+        assert (conv["last_seq"], conv["ack_seq"]) == (1, 1), conv
+        expect_ok(a.send_message(to="bob", body="m2"))
+        assert b.push("msg")["seq"] == 2
+        b.close()
+        time.sleep(0.3)
+        b, got = login(srv, "bob", "phone")
+        assert [p["seq"] for p in got] == [2], got
+        for i in range(3):
+            expect_ok(a.send_message(to="bob", body="live%d" % i))
+        assert [b.push("msg")["seq"] for _ in range(3)] == [3, 4, 5]
+
+
 def test_offline_catchup_with_and_without_acks():
     with Server(shards=2) as srv:
         a, _ = login(srv, "alice")
