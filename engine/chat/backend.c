@@ -206,6 +206,7 @@ static void route_send(struct chat *c, struct fwd *f)
     }
     if (rc == 0) {
         o->admin = true;
+        o->not_friends = f->not_friends;
         o->admin_shard = f->admin_shard;
         o->admin_tag = f->admin_tag;
         rc = xfer_send(c, xfer_owner(c, o->conv), XK_FWD, 0, o);
@@ -224,15 +225,13 @@ static void on_friend(struct chat *c, void *ctx, uint64_t arg, int err, struct s
     bool yes = err == 0 && val_friend_decode(res->kv[0].val, res->kv[0].vlen, &fr) == 0 &&
                fr.state == FRIEND_YES;
     stg_result_free(res);
-    if (yes) {
-        route_send(c, f);
+    if (err < 0 && err != -ENOENT) {
+        backend_reply_err(c, f, -RP_ESTORAGE, "storage unavailable");
+        free(f);
         return;
     }
-    if (err < 0 && err != -ENOENT)
-        backend_reply_err(c, f, -RP_ESTORAGE, "storage unavailable");
-    else
-        backend_reply_err(c, f, -EPERM, "not friends");
-    free(f);
+    f->not_friends = !yes;
+    route_send(c, f);
 }
 
 static void home_send(struct chat *c, struct fwd *f)
@@ -244,12 +243,9 @@ static void home_send(struct chat *c, struct fwd *f)
     struct user *u = home_user(c, f->user);
     if (u && u->state == U_READY) {
         struct ufriend *fr = map_get(&u->friends, f->req.to.p, f->req.to.len);
-        if (fr && fr->state == FRIEND_YES) {
-            route_send(c, f);
-        } else {
-            backend_reply_err(c, f, -EPERM, "not friends");
-            free(f);
-        }
+        /* not friends: a retry still gets its original (see home.c do_send) */
+        f->not_friends = !fr || fr->state != FRIEND_YES;
+        route_send(c, f);
         return;
     }
     /* no session holds the friend list: ask storage (this home writes it) */

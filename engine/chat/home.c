@@ -583,7 +583,8 @@ static void do_read(struct chat *c, struct session *s, const struct req *r)
 }
 
 /* Forward a request to the owner of conv. */
-static void forward(struct chat *c, struct session *s, const struct req *r, struct strv conv)
+static void forward_as(struct chat *c, struct session *s, const struct req *r, struct strv conv,
+                       bool not_friends)
 {
     if (xfer_congested(c)) {
         chat_reply_err(c, s->conn, r->has_id, r->id, -RP_EFULL, "server busy");
@@ -591,30 +592,38 @@ static void forward(struct chat *c, struct session *s, const struct req *r, stru
     }
     struct fwd *f = fwd_new(r, (struct strv){s->u->id, s->u->idlen},
                             (struct strv){s->dev, s->devlen}, conv, s->conn, c->env.shard);
+    if (f)
+        f->not_friends = not_friends;
     if (!f || xfer_send(c, xfer_owner(c, conv), XK_FWD, 0, f) < 0) {
         free(f);
         chat_reply_err(c, s->conn, r->has_id, r->id, -ENOMEM, NULL);
     }
 }
 
+static void forward(struct chat *c, struct session *s, const struct req *r, struct strv conv)
+{
+    forward_as(c, s, r, conv, false);
+}
+
+/* A direct send between users who are not friends (dm_policy friends) still
+ * goes to the owner, marked: a retry of a send accepted while they were gets
+ * its original back (dedup comes first), anything else "not friends". */
 static void do_send(struct chat *c, struct session *s, const struct req *r)
 {
     char conv[IDENT_CONV_MAX];
     struct strv me = {s->u->id, s->u->idlen};
+    bool not_friends = false;
     uint32_t n;
     if (r->to.len) {
         if (c->env.cfg->dm_friends_only && !strv_eq(r->to, me)) {
             struct ufriend *f = map_get(&s->u->friends, r->to.p, r->to.len);
-            if (!f || f->state != FRIEND_YES) {
-                chat_reply_err(c, s->conn, true, r->id, -EPERM, "not friends");
-                return;
-            }
+            not_friends = !f || f->state != FRIEND_YES;
         }
         n = ident_conv_direct(conv, me, r->to);
     } else {
         n = ident_conv_group(conv, r->group);
     }
-    forward(c, s, r, (struct strv){conv, n});
+    forward_as(c, s, r, (struct strv){conv, n}, not_friends);
 }
 
 static void do_conv_op(struct chat *c, struct session *s, const struct req *r)

@@ -697,6 +697,11 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     }
     if (f->extra)
         return -RP_ESTORAGE; /* the dedup lookup failed: a dup cannot be ruled out */
+    if (f->not_friends) {
+        chat_fwd_err(c, f, -EPERM, "not friends");
+        free(f);
+        return 1;
+    }
     if (cv->kind == CONV_GROUP) {
         if (!cv->exists || cv->dismissed)
             return -ENOENT;

@@ -55,7 +55,8 @@ struct fwd {
     /* owner-side processing state */
     int dd_state; /* 0 none, 1 lookup pending, 2 miss, 3 hit */
     uint64_t dd_seq, dd_ts;
-    uint64_t extra; /* op-specific (e.g. the recall target's ts) */
+    bool not_friends; /* a direct send the home refused: answered so unless it is a retry */
+    uint64_t extra;   /* op-specific (e.g. the recall target's ts) */
     void *extra_ptr;
     _Alignas(8) char data[]; /* the users array comes first */
 };

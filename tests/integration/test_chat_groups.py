@@ -189,12 +189,31 @@ def test_friends_and_dm_policy():
         srv.restart()
         a = srv.login("amy", "a1")
         b = srv.login("bill")
-        expect_ok(a.send_message(to="bill", body="still friends"))
+        kept = expect_ok(a.send_message(to="bill", body="still friends", cmid="kept"))
         assert [f["user"] for f in expect_ok(b.request("friend.list"))["friends"]] == ["amy"]
         expect_ok(b.request("friend.remove", user="amy"))
         assert a.push("friend") == {"op": "friend", "event": "removed", "user": "bill"}
         assert b.push("friend") == {"op": "friend", "event": "removed", "user": "amy"}
         expect_error(a.send_message(to="bill", body="gone"), "forbidden")
+        # a retry of a send accepted while they were friends gets the original
+        again = expect_ok(a.send_message(to="bill", body="still friends", cmid="kept"))
+        assert (again["seq"], again["ts"], again.get("dup")) == (kept["seq"], kept["ts"], True)
+        status, body = srv.admin("POST", "/v1/messages", body={
+            "from": "amy", "to": "bill", "type": "text", "body": "still friends", "cmid": "kept"})
+        assert (status, body.get("seq"), body.get("dup")) == (200, kept["seq"], True), body
+        status, body = srv.admin("POST", "/v1/messages", body={
+            "from": "amy", "to": "bill", "type": "text", "body": "new", "cmid": "fresh"})
+        assert status == 403 and body.get("code") == "forbidden", (status, body)
+        a.close()  # amy's friend list is read from storage now
+        rptest.wait_until(lambda: srv.admin("GET", "/v1/users/amy")[1].get("online") is False,
+                          what="amy offline")
+        status, body = srv.admin("POST", "/v1/messages", body={
+            "from": "amy", "to": "bill", "type": "text", "body": "still friends", "cmid": "kept"})
+        assert (status, body.get("seq"), body.get("dup")) == (200, kept["seq"], True), body
+        status, body = srv.admin("POST", "/v1/messages", body={
+            "from": "amy", "to": "bill", "type": "text", "body": "new", "cmid": "fresh2"})
+        assert status == 403 and body.get("code") == "forbidden", (status, body)
+        a = srv.login("amy", "a1")
         expect_error(b.send_message(to="amy", body="gone"), "forbidden")
         # a request to someone who already asked is an accept
         expect_ok(a.request("friend.request", user="bill"))
