@@ -411,10 +411,17 @@ void home_push_entry(struct chat *c, struct session *s, struct strv conv, uint64
 void home_push_user(struct chat *c, struct user *u, struct strv except, struct rbuf *frame)
 {
     /* a session whose hello is not answered yet gets nothing before the ok
-     * (it reads this state with its user's) */
-    for (struct session *s = u->sessions; s; s = s->next)
-        if (s->state != S_WAIT_USER && !strv_eq((struct strv){s->dev, s->devlen}, except))
+     * (it reads this state with its user's); one catching up gets it after
+     * synced, behind the entries held with it */
+    for (struct session *s = u->sessions; s; s = s->next) {
+        if (s->closed || s->state == S_WAIT_USER ||
+            strv_eq((struct strv){s->dev, s->devlen}, except))
+            continue;
+        if (s->state == S_CATCHUP)
+            session_hold(c, s, (struct strv){NULL, 0}, 0, frame);
+        else
             chat_push(c, s->conn, frame);
+    }
 }
 
 /* uc: u's entry of d->conv when the caller has it (NULL: looked up) */

@@ -496,7 +496,12 @@ static void go_live(struct chat *c, struct session *s)
     pre_free(p);
     while (h) {
         struct held *next = h->next;
-        home_push_entry(c, s, (struct strv){h->conv, h->convlen}, h->seq, h->frame);
+        if (h->convlen == 0) {
+            if (!s->closed)
+                chat_push(c, s->conn, h->frame); /* not an entry (read, friend) */
+        } else {
+            home_push_entry(c, s, (struct strv){h->conv, h->convlen}, h->seq, h->frame);
+        }
         rbuf_unref(h->frame);
         free(h);
         h = next;
@@ -945,7 +950,8 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
     h->frame = rbuf_ref(frame);
     h->seq = seq;
     h->convlen = conv.len;
-    memcpy(h->conv, conv.p, conv.len);
+    if (conv.len)
+        memcpy(h->conv, conv.p, conv.len);
     if (p->held_tail)
         p->held_tail->next = h;
     else

@@ -35,7 +35,9 @@ uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
 void session_put(struct chat *c, struct session *s);
 
 /* Hold a live push for a session that is not live yet; closes it `slow` past
- * HOME_HELD_MAX. 0, -RP_EFULL or -ENOMEM. */
+ * HOME_HELD_MAX. An empty conv holds a push that is not an entry (read,
+ * friend): it goes out as it is, in its place, when the session goes live.
+ * 0, -RP_EFULL or -ENOMEM. */
 int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t seq,
                  struct rbuf *frame);
 

@@ -127,6 +127,37 @@ def test_ack_past_the_last_entry():
         assert [b.push("msg")["seq"] for _ in range(3)] == [3, 4, 5]
 
 
+def test_pushes_during_catchup_come_after_synced():
+    """A read receipt or a friend request for a device that is catching up is
+    held back with the live entries and comes after synced."""
+    with Server(shards=2, args=["--rate-limit", "1000000", "--rate-burst", "1000000"]) as srv:
+        # a catch-up larger than the outbound queue and the socket buffers
+        # together, so it waits for a client that does not read
+        for sender in ("s1", "s2", "s3"):
+            c = srv.login(sender, "x", resume=False)
+            c.send_raw(b"".join(rptest.frame({
+                "op": "send", "id": 100 + i, "to": "bob", "cmid": "c%d" % i, "type": "text",
+                "body": "y" * 30000}) for i in range(200)))
+            for i in range(200):
+                expect_ok(c.reply(100 + i, 60))
+            c.close()
+        alice = srv.login("alice", "x", resume=False)
+        phone = srv.login("bob", "phone", resume=False)
+        expect_ok(phone.send_message(to="alice", body="hi"))
+        tablet = srv.client()
+        tablet.send({"op": "hello", "id": 1, "token": srv.token("bob"), "device": "tablet",
+                     "resume": True})
+        time.sleep(1.0)  # the tablet's catch-up is under way and stuck
+        expect_ok(alice.request("read", conv="d:alice:bob", seq=1))
+        expect_ok(alice.request("friend.request", user="bob"))
+        ops = []
+        while not ops or ops[-1] != "synced":
+            ops.append(tablet.recv(30)["op"])
+        assert ops[0] == "ok" and ops.count("msg") == 601, ops[:3]
+        after = [tablet.recv(10)["op"] for _ in range(2)]
+        assert sorted(after) == ["friend", "read"], after
+
+
 def test_offline_catchup_with_and_without_acks():
     with Server(shards=2) as srv:
         a, _ = login(srv, "alice")
