@@ -33,6 +33,7 @@ static void chat_config_from(struct chat_config *cc, const struct config *cfg)
     cc->recall_window_ms = (uint64_t)cfg->recall_window * 1000u;
     cc->max_devices = cfg->max_devices;
     cc->max_group_size = cfg->max_group_size;
+    cc->outbound_limit = cfg->outbound_limit;
     cc->dm_friends_only = !strcmp(cfg->dm_policy, "friends");
 }
 

@@ -28,7 +28,8 @@ struct chat_config rt_cfg = {.heartbeat_ms = 30000,
                              .dedup_window_ms = 86400000,
                              .recall_window_ms = 120000,
                              .max_devices = 3,
-                             .max_group_size = 100000};
+                             .max_group_size = 100000,
+                             .outbound_limit = 4194304};
 uint64_t rt_now;
 int rt_fail_writes;
 struct rt_seq *rt_pushes, *rt_acks;

@@ -54,7 +54,8 @@ struct chat_config {
     uint64_t recall_window_ms;
     uint32_t max_devices;
     uint32_t max_group_size;
-    bool dm_friends_only; /* dm_policy = friends */
+    uint32_t outbound_limit; /* a connection's queue bound; bounds the pushes held for it too */
+    bool dm_friends_only;    /* dm_policy = friends */
     uint64_t run_id;      /* differs in every run of the process (never 0) */
 };
 

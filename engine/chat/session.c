@@ -493,6 +493,7 @@ static void go_live(struct chat *c, struct session *s)
     struct held *h = p->held_head;
     p->held_head = p->held_tail = NULL;
     p->nheld = 0;
+    p->held_bytes = 0;
     pre_free(p);
     while (h) {
         struct held *next = h->next;
@@ -938,7 +939,8 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
                  struct rbuf *frame)
 {
     struct session_pre *p = s->pre;
-    if (p->nheld >= HOME_HELD_MAX) {
+    /* bounded as the connection's queue is: pushes held are pushes queued */
+    if (p->nheld >= HOME_HELD_MAX || p->held_bytes + frame->len > c->env.cfg->outbound_limit) {
         /* nothing is lost: the client reconnects and resumes from its ack cursor */
         c->env.close(c->env.rt, s->conn, "slow");
         return -RP_EFULL;
@@ -958,6 +960,7 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
         p->held_head = h;
     p->held_tail = h;
     p->nheld++;
+    p->held_bytes += frame->len;
     return 0;
 }
 

@@ -131,16 +131,7 @@ def test_pushes_during_catchup_come_after_synced():
     """A read receipt or a friend request for a device that is catching up is
     held back with the live entries and comes after synced."""
     with Server(shards=2, args=["--rate-limit", "1000000", "--rate-burst", "1000000"]) as srv:
-        # a catch-up larger than the outbound queue and the socket buffers
-        # together, so it waits for a client that does not read
-        for sender in ("s1", "s2", "s3"):
-            c = srv.login(sender, "x", resume=False)
-            c.send_raw(b"".join(rptest.frame({
-                "op": "send", "id": 100 + i, "to": "bob", "cmid": "c%d" % i, "type": "text",
-                "body": "y" * 30000}) for i in range(200)))
-            for i in range(200):
-                expect_ok(c.reply(100 + i, 60))
-            c.close()
+        stuck_catchup_for(srv, "bob")
         alice = srv.login("alice", "x", resume=False)
         phone = srv.login("bob", "phone", resume=False)
         expect_ok(phone.send_message(to="alice", body="hi"))
@@ -156,6 +147,60 @@ def test_pushes_during_catchup_come_after_synced():
         assert ops[0] == "ok" and ops.count("msg") == 601, ops[:3]
         after = [tablet.recv(10)["op"] for _ in range(2)]
         assert sorted(after) == ["friend", "read"], after
+
+
+def test_pushes_held_during_catchup_are_bounded_by_bytes():
+    """A device catching up holds the live pushes meanwhile up to the
+    outbound queue's bound in bytes, however many they are (5,000 small ones
+    here); past that bound it is closed with bye slow."""
+    with Server(shards=2, args=["--rate-limit", "1000000", "--rate-burst", "1000000"]) as srv:
+        stuck_catchup_for(srv, "hub")
+        tablet = srv.client()
+        tablet.send({"op": "hello", "id": 1, "token": srv.token("hub"), "device": "t",
+                     "resume": True})
+        time.sleep(1.0)  # the catch-up waits for a client that does not read
+        bob = srv.login("bob", "x", resume=False)
+        n = 5000
+        bob.send_raw(b"".join(rptest.frame({"op": "send", "id": 100 + i, "to": "hub",
+                                            "cmid": "s%d" % i, "type": "text", "body": "z"})
+                              for i in range(n)))
+        for i in range(n):
+            expect_ok(bob.reply(100 + i, 60))
+        ops = {}
+        while True:
+            op = tablet.recv(30)["op"]
+            ops[op] = ops.get(op, 0) + 1
+            if op == "synced":
+                break
+        seqs = [tablet.recv(10)["seq"] for _ in range(n)]
+        assert seqs == list(range(1, n + 1)), seqs[:5]
+        tablet.close()
+        # the same again with 160 pushes of 30 KB: past 4 MiB held, bye slow
+        tablet = srv.client()
+        tablet.send({"op": "hello", "id": 1, "token": srv.token("hub"), "device": "t2",
+                     "resume": True})
+        time.sleep(1.0)
+        for i in range(160):
+            expect_ok(bob.send_message(to="hub", body="w" * 30000, cmid="w%d" % i))
+        while True:
+            f = tablet.recv(30)
+            if f["op"] == "bye":
+                assert f["reason"] == "slow", f
+                break
+            assert f["op"] in ("ok", "msg"), f
+
+
+def stuck_catchup_for(srv, user):
+    """Enough entries for user (600 of 30 KB) that a catch-up outgrows the
+    outbound queue and the socket buffers, and waits for the client."""
+    for sender in ("s1", "s2", "s3"):
+        c = srv.login(sender, "x", resume=False)
+        c.send_raw(b"".join(rptest.frame({
+            "op": "send", "id": 100 + i, "to": user, "cmid": "c%d" % i, "type": "text",
+            "body": "y" * 30000}) for i in range(200)))
+        for i in range(200):
+            expect_ok(c.reply(100 + i, 60))
+        c.close()
 
 
 def test_offline_catchup_with_and_without_acks():

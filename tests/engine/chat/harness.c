@@ -26,7 +26,8 @@ struct chat_config h_cfg = {.heartbeat_ms = 30000,
                             .dedup_window_ms = 86400000,
                             .recall_window_ms = 120000,
                             .max_devices = 10,
-                            .max_group_size = 100000};
+                            .max_group_size = 100000,
+                            .outbound_limit = 4194304};
 uint64_t h_now; /* set from the wall clock: storage ages dedup records by it */
 int h_fail_writes;
 int h_refuse_writes;
