@@ -478,6 +478,15 @@ static void rec_done(struct chat *c, void *ctx, int err)
                     rbuf_unref(r->reply);
                 free(p);
             }
+        } else if (r->seq && r->reply && !r->f->admin && r->f->req.op != OP_GROUP_LEAVE &&
+                   r->f->req.op != OP_GROUP_DISMISS) {
+            /* the author of a group event or a recall has read it, as a sender
+             * has (not when it takes the author out of the group) */
+            struct rpl *p = rpl_new(r->f->conn, r->reply, r->f->user, r->f->conv, r->seq);
+            if (!p || xfer_send(c, r->f->home, XK_REPLY, 0, p) < 0) {
+                rbuf_unref(r->reply);
+                free(p);
+            }
         } else {
             chat_fwd_frame(c, r->f, r->reply);
         }

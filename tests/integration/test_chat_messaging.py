@@ -347,6 +347,36 @@ def test_read_unread_across_devices_and_sync():
         assert (s["last_seq"], s["read_seq"], s["unread"], s["ack_seq"]) == (6, 6, 0, 0), s
 
 
+def test_own_events_and_recalls_are_read():
+    """What a user does to a conversation (a group event, a recall) is read by
+    that user, as a send is: it raises the others' unread count, not theirs.
+    Leaving takes the group out of the user's list instead."""
+    with Server(shards=2) as srv:
+        a = srv.login("alice")
+        b = srv.login("bob")
+
+        def unread(c, conv):
+            for x in expect_ok(c.request("sync"))["convs"]:
+                if x["conv"] == conv:
+                    return (x["last_seq"], x["read_seq"], x["unread"])
+            return None
+        expect_ok(a.request("group.create", group="rd", name="R", members=["bob"]))
+        b.push("msg")
+        assert unread(a, "g:rd") == (1, 1, 0)
+        assert unread(b, "g:rd") == (1, 0, 1)
+        expect_ok(a.request("group.update", group="rd", name="R2"))
+        b.push("msg")
+        assert unread(a, "g:rd") == (2, 2, 0)
+        sent = expect_ok(b.send_message(group="rd", body="hi"))
+        a.push("msg")
+        expect_ok(b.request("recall", conv="g:rd", seq=sent["seq"]))
+        a.push("msg")
+        assert unread(b, "g:rd") == (4, 4, 0)
+        assert unread(a, "g:rd") == (4, 2, 2)
+        expect_ok(b.request("group.leave", group="rd"))
+        assert unread(b, "g:rd") is None
+
+
 RECALL_WINDOW_S = 4  # long enough for the steps below on a loaded machine
 
 
