@@ -13,6 +13,8 @@
  *   remark 256, note 256 bytes (longer: bad_request).
  * - `history.limit` is 1..REQ_HISTORY_LIMIT_MAX; `group.members.limit` is
  *   1..REQ_MEMBERS_LIMIT_MAX and its `after` is a user id (exclusive cursor).
+ * - `sync` takes an optional `after`: how many conversations of the list the
+ *   client already has (the next page).
  * - A direct conversation id must be "d:<a>:<b>" with a <= b.
  * - A group.create `members` list may be empty; the caller is always added.
  *

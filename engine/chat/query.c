@@ -82,12 +82,14 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
     while ((nd = map_next(&it)))
         rows[i++] = (struct sync_row){nd->key, nd->klen, nd->val};
     qsort(rows, n, sizeof(*rows), by_ts_desc);
-    n = fit_count(c->env.cfg->max_frame, n, sync_row_size, rows);
+    /* a page: the conversations after the first `after` of the list */
+    size_t skip = r->has_after ? (r->after < n ? (size_t)r->after : n) : 0;
+    size_t k = fit_count(c->env.cfg->max_frame, n - skip, sync_row_size, rows + skip);
     msgpack_packer pk;
-    size_t start = enc_ok_begin(&c->fb, &pk, r->id, 1);
+    size_t start = enc_ok_begin(&c->fb, &pk, r->id, 2);
     enc_pack_cstr(&pk, "convs");
-    msgpack_pack_array(&pk, n);
-    for (i = 0; i < n; i++) {
+    msgpack_pack_array(&pk, k);
+    for (i = skip; i < skip + k; i++) {
         const struct uconv *uc = rows[i].uc;
         /* what came before the user joined is not theirs to read */
         uint64_t floor = uc->joined_seq ? uc->joined_seq - 1 : 0;
@@ -103,6 +105,11 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
         kv_u64(&pk, "ack_seq", map_as_u64(map_get(&s->acks, rows[i].conv, rows[i].convlen)));
         kv_u64(&pk, "unread", uc->last_seq - rd);
     }
+    enc_pack_cstr(&pk, "more");
+    if (skip + k < n)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
     free(rows);
     if (enc_end(&c->fb, start) == 0)
         chat_send(c, s->conn, chat_frame(&c->fb));

@@ -582,16 +582,16 @@ def test_ids_of_full_length():
 
 
 def test_sync_lists_what_fits_a_frame():
-    """sync lists every conversation while they fit one frame (the newest
-    first when they do not)."""
+    """sync lists every conversation while they fit one frame; when they do
+    not, the newest first with "more", and "after" pages through the rest."""
     n = 300
     with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
         a, _ = login(srv, "alice")
         for r in pipelined(a, [{"op": "send", "to": "u%03d" % i, "cmid": "c%d" % i,
                                 "type": "text", "body": "x"} for i in range(n)]):
             expect_ok(r)
-        convs = expect_ok(a.request("sync"))["convs"]
-        assert len(convs) == n
+        r = expect_ok(a.request("sync"))
+        assert len(r["convs"]) == n and r["more"] is False
         a.close()
     with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000",
                                 "--max-frame", "2048"]) as srv:
@@ -599,10 +599,23 @@ def test_sync_lists_what_fits_a_frame():
         for r in pipelined(a, [{"op": "send", "to": "u%03d" % i, "cmid": "c%d" % i,
                                 "type": "text", "body": "x"} for i in range(60)]):
             expect_ok(r)
-        convs = expect_ok(a.request("sync"))["convs"]
-        assert 15 <= len(convs) < 60
+        r = expect_ok(a.request("sync"))
+        convs = r["convs"]
+        assert 15 <= len(convs) < 60 and r["more"] is True
         ts = [c["last_ts"] for c in convs]
         assert ts == sorted(ts, reverse=True)
+        # the next pages, by how many the client has: every conversation once
+        while r["more"]:
+            r = expect_ok(a.request("sync", after=len(convs)))
+            assert r["convs"], r
+            convs += r["convs"]
+        assert sorted(c["conv"] for c in convs) == sorted(
+            "d:alice:u%03d" % i for i in range(60))
+        ts = [c["last_ts"] for c in convs]
+        assert ts == sorted(ts, reverse=True)
+        r = expect_ok(a.request("sync", after=1000))
+        assert (r["convs"], r["more"]) == ([], False)
+        expect_error(a.request("sync", after="x"), "bad_request")
         a.close()
 
 

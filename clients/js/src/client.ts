@@ -281,10 +281,18 @@ export class RingpushClient extends Emitter<ClientEvents> {
     return { conv: r.conv as string, msgs: r.msgs as Message[], more: r.more === true };
   }
 
-  /** Every conversation of the user with last seq, read cursor and unread count, newest first. */
+  /**
+   * Every conversation of the user with last seq, read cursor and unread count, newest first.
+   * A list longer than one frame comes in pages, which this reads one after another.
+   */
   async sync(): Promise<ConvSummary[]> {
-    const r = await this.request("sync");
-    return r.convs as ConvSummary[];
+    const convs: ConvSummary[] = [];
+    for (;;) {
+      const r = await this.request("sync", convs.length ? { after: convs.length } : {});
+      const page = r.convs as ConvSummary[];
+      convs.push(...page);
+      if (r.more !== true || page.length === 0) return convs;
+    }
   }
 
   /** A round trip to the server. */

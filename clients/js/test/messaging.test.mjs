@@ -134,6 +134,23 @@ describe("messaging", { skip, timeout: 120000 }, () => {
     }
   });
 
+  test("sync returns every conversation when they take more than one frame", async () => {
+    const s2 = await new Server({ shards: 1, args: ["--max-frame", "2048"] }).start();
+    try {
+      const a = await login(s2, "p_ana");
+      for (let i = 0; i < 40; i++) await a.send({ to: `p_u${i}`, body: "x" });
+      const first = await a.request("sync");
+      assert.equal(first.more, true, "one frame does not hold 40");
+      const all = await a.sync();
+      assert.equal(new Set(all.map((c) => c.conv)).size, 40);
+      const ts = all.map((c) => c.last_ts);
+      assert.deepEqual(ts, [...ts].sort((x, y) => y - x), "newest first across pages");
+      a.close();
+    } finally {
+      await s2.dispose();
+    }
+  });
+
   test("read: cursor moves, the peer gets a read receipt, sync counts unread", async () => {
     const a = await login(srv, "r_ana");
     const b = await login(srv, "r_ben");
