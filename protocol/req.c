@@ -113,7 +113,7 @@ static const struct op_row ops[OP__COUNT] = {
     [OP_GROUP_REMARK] = {"group.remark", B(GROUP) | B(REMARK), 0},
     [OP_GROUP_INFO] = {"group.info", B(GROUP), 0},
     [OP_GROUP_MEMBERS] = {"group.members", B(GROUP), B(AFTER) | B(LIMIT)},
-    [OP_GROUP_LIST] = {"group.list", 0, 0},
+    [OP_GROUP_LIST] = {"group.list", 0, B(AFTER)},
     [OP_FRIEND_REQUEST] = {"friend.request", B(USER), B(NOTE)},
     [OP_FRIEND_ACCEPT] = {"friend.accept", B(USER), 0},
     [OP_FRIEND_REMOVE] = {"friend.remove", B(USER), 0},
@@ -319,7 +319,7 @@ static int get_field(struct req_decoder *d, const struct req_limits *lim, const 
         return get_uint(s, k, &out->before);
     case K_AFTER:
         out->has_after = true;
-        if (out->op == OP_GROUP_MEMBERS)
+        if (out->op == OP_GROUP_MEMBERS || out->op == OP_GROUP_LIST)
             return get_id(s, k, false, &out->after_user);
         return get_uint(s, k, &out->after);
     case K_LIMIT:

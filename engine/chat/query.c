@@ -255,6 +255,7 @@ done:
 struct glist {
     struct session *s;
     uint32_t id, pending, n;
+    bool more; /* groups after the rows read */
     int err;
     struct glist_row {
         char gid[65];
@@ -281,7 +282,7 @@ static void glist_finish(struct chat *c, struct glist *g)
         } else {
             uint32_t n = (uint32_t)fit_count(c->env.cfg->max_frame, g->n, glist_row_size, g->rows);
             msgpack_packer pk;
-            size_t start = enc_ok_begin(&c->fb, &pk, g->id, 1);
+            size_t start = enc_ok_begin(&c->fb, &pk, g->id, 2);
             enc_pack_cstr(&pk, "groups");
             msgpack_pack_array(&pk, n);
             for (uint32_t i = 0; i < n; i++) {
@@ -293,6 +294,11 @@ static void glist_finish(struct chat *c, struct glist *g)
                 enc_pack_cstr(&pk, "role");
                 enc_pack_cstr(&pk, role_name(g->rows[i].role));
             }
+            enc_pack_cstr(&pk, "more");
+            if (g->more || n < g->n)
+                msgpack_pack_true(&pk);
+            else
+                msgpack_pack_false(&pk);
             if (enc_end(&c->fb, start) == 0)
                 chat_send(c, s->conn, chat_frame(&c->fb));
             buf_reset(&c->fb);
@@ -317,33 +323,54 @@ static void on_group_meta(struct chat *c, void *ctx, uint64_t arg, int err, stru
         glist_finish(c, g);
 }
 
+static int by_key(const void *a, const void *b)
+{
+    const struct map_node *x = *(const struct map_node *const *)a;
+    const struct map_node *y = *(const struct map_node *const *)b;
+    return strv_cmp((struct strv){x->key, x->klen}, (struct strv){y->key, y->klen});
+}
+
+/* The user's groups in group id order, after r's cursor: those that can fit a
+ * reply get their names read (the conv family holds them), the reply takes
+ * the ones that fit and says whether more follow. */
 void query_group_list(struct chat *c, struct session *s, const struct req *r)
 {
     struct user *u = s->u;
-    uint32_t n = 0;
+    size_t total = map_count(&u->convs), n = 0;
+    struct map_node **nodes = calloc(total ? total : 1, sizeof(*nodes));
+    if (!nodes) {
+        chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+        return;
+    }
     struct map_iter it;
     struct map_node *nd;
     map_iter_init(&it, &u->convs);
     while ((nd = map_next(&it)))
-        n += ((struct uconv *)nd->val)->kind == CONV_GROUP;
-    struct glist *g = calloc(1, sizeof(*g) + n * sizeof(g->rows[0]));
+        if (((struct uconv *)nd->val)->kind == CONV_GROUP && nd->klen > 2 &&
+            nd->klen - 2 <= IDENT_USER_MAX &&
+            (!r->has_after || strv_cmp((struct strv){nd->key + 2, nd->klen - 2}, r->after_user) > 0))
+            nodes[n++] = nd;
+    qsort(nodes, n, sizeof(*nodes), by_key); /* "g:" + id: the order of the ids */
+    /* no more rows than the smallest of them could fill a frame with */
+    size_t cap = c->env.cfg->max_frame / glist_row_size(&(struct glist_row){.gidlen = 1}, 0) + 1;
+    uint32_t take = (uint32_t)(n < cap ? n : cap);
+    struct glist *g = calloc(1, sizeof(*g) + take * sizeof(g->rows[0]));
     if (!g) {
+        free(nodes);
         chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
         return;
     }
     g->s = s;
     g->id = r->id;
+    g->more = take < n;
     g->pending = 1;
     s->refs++;
-    map_iter_init(&it, &u->convs);
-    while ((nd = map_next(&it))) {
-        struct uconv *uc = nd->val;
-        if (uc->kind != CONV_GROUP || nd->klen < 3 || g->n == n)
-            continue;
+    for (uint32_t i = 0; i < take; i++) {
+        nd = nodes[i];
         struct glist_row *row = &g->rows[g->n];
         row->gidlen = nd->klen - 2;
         memcpy(row->gid, nd->key + 2, row->gidlen);
-        row->role = uc->role;
+        row->role = ((struct uconv *)nd->val)->role;
         int rc = stg_key_conv(&c->kb, nd->key, nd->klen);
         if (rc == 0)
             rc = io_get(c, STG_CF_CONV, c->kb.data, c->kb.len, on_group_meta, g, g->n);
@@ -354,6 +381,7 @@ void query_group_list(struct chat *c, struct session *s, const struct req *r)
         g->pending++;
         g->n++;
     }
+    free(nodes);
     if (--g->pending == 0)
         glist_finish(c, g);
     /* otherwise the last read's completion finishes (and frees) g */

@@ -90,10 +90,16 @@ export class Groups {
     return { members: r.members as GroupMember[], more: r.more === true };
   }
 
-  /** The caller's groups with their role in each. */
+  /** The caller's groups with their role in each, in group id order (every page of them). */
   async list(): Promise<{ group: string; name: string; role: string }[]> {
-    const r = await this.c.request("group.list");
-    return r.groups as { group: string; name: string; role: string }[];
+    const all: { group: string; name: string; role: string }[] = [];
+    for (;;) {
+      const fields = all.length ? { after: all[all.length - 1].group } : {};
+      const r = await this.c.request("group.list", fields);
+      const page = r.groups as { group: string; name: string; role: string }[];
+      all.push(...page);
+      if (r.more !== true || page.length === 0) return all;
+    }
   }
 }
 
