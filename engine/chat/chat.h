@@ -56,7 +56,7 @@ struct chat_config {
     uint32_t max_group_size;
     uint32_t outbound_limit; /* a connection's queue bound; bounds the pushes held for it too */
     bool dm_friends_only;    /* dm_policy = friends */
-    uint64_t run_id;      /* differs in every run of the process (never 0) */
+    uint64_t run_id;         /* differs in every run of the process (never 0) */
 };
 
 struct chat_admin_result;

@@ -25,7 +25,8 @@
 
 struct chat;
 
-#define HOME_HELD_MAX    65536u /* live pushes held per session during catch-up; their bytes at most outbound_limit */
+/* live pushes held per session during catch-up (their bytes: at most outbound_limit / 2) */
+#define HOME_HELD_MAX    65536u
 #define HOME_CONVS_MAX   10000u /* conversations of a user read at login */
 #define HOME_LEFT_MAX    1000u  /* removal records of a user read at login */
 #define HOME_FRIENDS_MAX 10000u
@@ -71,9 +72,9 @@ struct session_pre {
     struct held *held_head, *held_tail;
     uint32_t nheld;
     uint64_t held_bytes; /* of the frames held */
-    struct map caps;    /* conv -> the event that removed the user while this
-                           session's catch-up was being read: nothing after it */
-    struct cu_part *cu; /* catch-up results, one per conversation read */
+    struct map caps;     /* conv -> the event that removed the user while this
+                            session's catch-up was being read: nothing after it */
+    struct cu_part *cu;  /* catch-up results, one per conversation read */
     uint32_t ncu;
     uint32_t cu_end; /* parts below it are read or being read */
     /* where a catch-up paused while the connection's outbound queue drains:

@@ -348,7 +348,8 @@ void query_group_list(struct chat *c, struct session *s, const struct req *r)
     while ((nd = map_next(&it)))
         if (((struct uconv *)nd->val)->kind == CONV_GROUP && nd->klen > 2 &&
             nd->klen - 2 <= IDENT_USER_MAX &&
-            (!r->has_after || strv_cmp((struct strv){nd->key + 2, nd->klen - 2}, r->after_user) > 0))
+            (!r->has_after ||
+             strv_cmp((struct strv){nd->key + 2, nd->klen - 2}, r->after_user) > 0))
             nodes[n++] = nd;
     qsort(nodes, n, sizeof(*nodes), by_key); /* "g:" + id: the order of the ids */
     /* no more rows than the smallest of them could fill a frame with */

@@ -803,6 +803,12 @@ static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg
         if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 3, NULL) < 0 ||
             val_u64_decode(res->kv[i].val, res->kv[i].vlen, &v) < 0)
             continue;
+        /* a cursor stored past the conversation's end (acks were not bounded
+         * before) counts up to its end: the device's next ack rewrites it */
+        uint64_t bound =
+            home_seq_bound(s->u, (struct strv){(const char *)p[2].p, (uint32_t)p[2].len});
+        if (v > bound)
+            v = bound;
         if (v > map_as_u64(map_get(&s->acks, p[2].p, (uint32_t)p[2].len)))
             map_put(&s->acks, p[2].p, (uint32_t)p[2].len, map_u64(v));
     }
@@ -939,8 +945,9 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
                  struct rbuf *frame)
 {
     struct session_pre *p = s->pre;
-    /* bounded as the connection's queue is: pushes held are pushes queued */
-    if (p->nheld >= HOME_HELD_MAX || p->held_bytes + frame->len > c->env.cfg->outbound_limit) {
+    /* pushes held are pushes queued at go-live, behind up to half the queue's
+     * bound of catch-up (a catch-up waits while the queue is past half) */
+    if (p->nheld >= HOME_HELD_MAX || p->held_bytes + frame->len > c->env.cfg->outbound_limit / 2) {
         /* nothing is lost: the client reconnects and resumes from its ack cursor */
         c->env.close(c->env.rt, s->conn, "slow");
         return -RP_EFULL;

@@ -150,9 +150,9 @@ def test_pushes_during_catchup_come_after_synced():
 
 
 def test_pushes_held_during_catchup_are_bounded_by_bytes():
-    """A device catching up holds the live pushes meanwhile up to the
+    """A device catching up holds the live pushes meanwhile up to half the
     outbound queue's bound in bytes, however many they are (5,000 small ones
-    here); past that bound it is closed with bye slow."""
+    here); past that it is closed with bye slow."""
     with Server(shards=2, args=["--rate-limit", "1000000", "--rate-burst", "1000000"]) as srv:
         stuck_catchup_for(srv, "hub")
         tablet = srv.client()
@@ -175,7 +175,7 @@ def test_pushes_held_during_catchup_are_bounded_by_bytes():
         seqs = [tablet.recv(10)["seq"] for _ in range(n)]
         assert seqs == list(range(1, n + 1)), seqs[:5]
         tablet.close()
-        # the same again with 160 pushes of 30 KB: past 4 MiB held, bye slow
+        # the same again with 160 pushes of 30 KB: past 2 MiB held, bye slow
         tablet = srv.client()
         tablet.send({"op": "hello", "id": 1, "token": srv.token("hub"), "device": "t2",
                      "resume": True})

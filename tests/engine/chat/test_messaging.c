@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include "engine/chat/home.h"
+#include "engine/chat/values.h"
 
 #include "protocol/req.h"
 
@@ -125,6 +126,48 @@ static void test_catchup(void)
     h_close(b3);
     h_close(b1);
     h_close(a1);
+}
+
+/*
+ * A device cursor stored past the conversation's end (acks were not bounded
+ * before) counts up to the end: the entries after it come, live and in the
+ * next catch-up, and the device's next ack rewrites the stored cursor.
+ */
+static void test_stored_ack_past_end(void)
+{
+    int a = h_hello("sa_a", "d", false);
+    h_drain(a);
+    for (int i = 0; i < 3; i++) {
+        char cmid[16];
+        snprintf(cmid, sizeof(cmid), "p%d", i);
+        h_send_to(a, "sa_b", cmid, "x");
+    }
+    struct buf k, v;
+    buf_init(&k);
+    buf_init(&v);
+    CHECK(stg_key_cursor(&k, "sa_b", 4, "d", 1, "d:sa_a:sa_b", 11) == 0);
+    CHECK(val_u64_encode(&v, 100) == 0);
+    h_put_raw(STG_CF_CURSOR, k.data, k.len, v.data, v.len);
+    buf_deinit(&k);
+    buf_deinit(&v);
+    int b = h_hello("sa_b", "d", true);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_is_str(h_next(b), "op", "synced"));
+    h_send_to(a, "sa_b", "p3", "x");
+    CHECK(h_u(h_next(b), "seq") == 4);
+    struct req ack = h_req(OP_ACK, 0);
+    ack.has_id = false;
+    ack.conv = strv_c("d:sa_a:sa_b");
+    ack.seq = 4;
+    h_request(b, &ack);
+    h_close(b);
+    h_send_to(a, "sa_b", "p4", "x");
+    b = h_hello("sa_b", "d", true);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_u(h_next(b), "seq") == 5);
+    CHECK(h_is_str(h_next(b), "op", "synced"));
+    h_close(b);
+    h_close(a);
 }
 
 /*
@@ -964,6 +1007,7 @@ int main(void)
     test_send_push();
     test_dedup_restart();
     test_catchup();
+    test_stored_ack_past_end();
     test_catchup_failures();
     test_catchup_windows();
     test_no_push_before_ok();
