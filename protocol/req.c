@@ -321,6 +321,8 @@ static int get_field(struct req_decoder *d, const struct req_limits *lim, const 
         out->has_after = true;
         if (out->op == OP_GROUP_MEMBERS || out->op == OP_GROUP_LIST)
             return get_id(s, k, false, &out->after_user);
+        if (out->op == OP_SYNC) /* the cursor a previous page gave ("next") */
+            return get_text(s, k, 1, REQ_SYNC_CURSOR_MAX, &out->after_user);
         return get_uint(s, k, &out->after);
     case K_LIMIT:
         if ((err = get_uint(s, k, &v)))

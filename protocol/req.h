@@ -13,9 +13,10 @@
  *   remark 256, note 256 bytes (longer: bad_request).
  * - `history.limit` is 1..REQ_HISTORY_LIMIT_MAX; `group.members.limit` is
  *   1..REQ_MEMBERS_LIMIT_MAX and its `after` is a user id (exclusive cursor).
- * - `sync` takes an optional `after`: how many conversations of the list the
- *   client already has (the next page). `group.list`'s `after` is a group id
- *   (exclusive cursor, the list being in group id order).
+ * - `sync` takes an optional `after`: the `next` cursor of the page before
+ *   (a str of at most REQ_SYNC_CURSOR_MAX bytes, checked by the chat layer).
+ *   `group.list`'s `after` is a group id (exclusive cursor, the list being in
+ *   group id order).
  * - A direct conversation id must be "d:<a>:<b>" with a <= b.
  * - A group.create `members` list may be empty; the caller is always added.
  *
@@ -73,6 +74,7 @@ int op_from_name(struct strv s);
 #define REQ_NOTE_MAX          256u
 #define REQ_CMID_MAX          64u
 #define REQ_TYPE_MAX          16u
+#define REQ_SYNC_CURSOR_MAX   160u
 
 /*
  * A decoded request. Views point into the frame (and into the decoder for the
@@ -89,7 +91,7 @@ struct req {
     uint64_t seq;           /* ack, read, recall */
     uint64_t before, after; /* history */
     bool has_before, has_after;
-    struct strv after_user; /* group.members / group.list cursor (has_after is set too) */
+    struct strv after_user; /* group.members / group.list / sync cursor (has_after is set too) */
     uint32_t limit;
     bool has_limit;
     bool open, has_open, admin, has_admin, has_name, has_notice, has_group, has_members;

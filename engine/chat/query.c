@@ -48,12 +48,42 @@ struct sync_row {
     const struct uconv *uc;
 };
 
+/* The list's order, a total one: newest last_ts first, then by conversation id. */
 static int by_ts_desc(const void *a, const void *b)
 {
     const struct sync_row *x = a, *y = b;
     if (x->uc->last_ts != y->uc->last_ts)
         return x->uc->last_ts < y->uc->last_ts ? 1 : -1;
-    return x->uc->last_seq < y->uc->last_seq ? 1 : x->uc->last_seq > y->uc->last_seq ? -1 : 0;
+    return strv_cmp((struct strv){x->conv, x->convlen}, (struct strv){y->conv, y->convlen});
+}
+
+/* Packed size, at most, of a sync reply's "next" key and cursor. */
+#define SYNC_NEXT_MAX (mp_str_size(4) + mp_str_size(21 + IDENT_CONV_MAX))
+
+/* A page cursor, "<last_ts>:<conv>" of the last row of a page: the next page
+ * starts after that row in the list's order. 0, or -1 when malformed. */
+static int cursor_parse(struct strv s, uint64_t *ts, struct strv *conv)
+{
+    uint32_t i = 0;
+    uint64_t v = 0;
+    while (i < s.len && s.p[i] >= '0' && s.p[i] <= '9' && i < 20) {
+        uint64_t d = (uint64_t)(s.p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+        i++;
+    }
+    if (i == 0 || i >= s.len || s.p[i] != ':' || i + 1 == s.len)
+        return -1;
+    *ts = v;
+    *conv = (struct strv){s.p + i + 1, s.len - i - 1};
+    return 0;
+}
+
+static bool row_after(const struct sync_row *r, uint64_t ts, struct strv conv)
+{
+    return r->uc->last_ts < ts ||
+           (r->uc->last_ts == ts && strv_cmp((struct strv){r->conv, r->convlen}, conv) > 0);
 }
 
 static size_t sync_row_size(const void *rows, size_t i)
@@ -82,11 +112,27 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
     while ((nd = map_next(&it)))
         rows[i++] = (struct sync_row){nd->key, nd->klen, nd->val};
     qsort(rows, n, sizeof(*rows), by_ts_desc);
-    /* a page: the conversations after the first `after` of the list */
-    size_t skip = r->has_after ? (r->after < n ? (size_t)r->after : n) : 0;
+    /* a page: the conversations after the cursor's row. A conversation that
+     * got an entry since moved to the front and is skipped (its msg push
+     * tells); one that left the list shifts nothing. */
+    size_t skip = 0;
+    if (r->has_after) {
+        uint64_t ts;
+        struct strv conv;
+        if (cursor_parse(r->after_user, &ts, &conv) < 0) {
+            free(rows);
+            chat_reply_err(c, s->conn, true, r->id, -RP_EREQUEST, "bad cursor");
+            return;
+        }
+        while (skip < n && !row_after(&rows[skip], ts, conv))
+            skip++;
+    }
     size_t k = fit_count(c->env.cfg->max_frame, n - skip, sync_row_size, rows + skip);
+    if (skip + k < n) /* a cursor goes with the page: room for it */
+        k = fit_count(c->env.cfg->max_frame - SYNC_NEXT_MAX, n - skip, sync_row_size, rows + skip);
+    bool more = k > 0 && skip + k < n;
     msgpack_packer pk;
-    size_t start = enc_ok_begin(&c->fb, &pk, r->id, 2);
+    size_t start = enc_ok_begin(&c->fb, &pk, r->id, more ? 3 : 2);
     enc_pack_cstr(&pk, "convs");
     msgpack_pack_array(&pk, k);
     for (i = skip; i < skip + k; i++) {
@@ -106,10 +152,18 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
         kv_u64(&pk, "unread", uc->last_seq - rd);
     }
     enc_pack_cstr(&pk, "more");
-    if (skip + k < n)
+    if (more) {
         msgpack_pack_true(&pk);
-    else
+        /* k > 0: a row always fits an empty reply */
+        const struct sync_row *last = &rows[skip + k - 1];
+        char cur[24 + IDENT_CONV_MAX];
+        int cl = snprintf(cur, sizeof(cur), "%llu:%.*s", (unsigned long long)last->uc->last_ts,
+                          (int)last->convlen, last->conv);
+        enc_pack_cstr(&pk, "next");
+        enc_pack_strv(&pk, (struct strv){cur, (uint32_t)(cl < 0 ? 0 : cl)});
+    } else {
         msgpack_pack_false(&pk);
+    }
     free(rows);
     if (enc_end(&c->fb, start) == 0)
         chat_send(c, s->conn, chat_frame(&c->fb));

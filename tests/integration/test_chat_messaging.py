@@ -604,18 +604,27 @@ def test_sync_lists_what_fits_a_frame():
         assert 15 <= len(convs) < 60 and r["more"] is True
         ts = [c["last_ts"] for c in convs]
         assert ts == sorted(ts, reverse=True)
-        # the next pages, by how many the client has: every conversation once
+        # the next pages, each after the cursor of the one before: every
+        # conversation once, in order
+        pages = [r]
         while r["more"]:
-            r = expect_ok(a.request("sync", after=len(convs)))
+            r = expect_ok(a.request("sync", after=r["next"]))
             assert r["convs"], r
             convs += r["convs"]
+            pages.append(r)
+        assert "next" not in r
         assert sorted(c["conv"] for c in convs) == sorted(
             "d:alice:u%03d" % i for i in range(60))
         ts = [c["last_ts"] for c in convs]
         assert ts == sorted(ts, reverse=True)
-        r = expect_ok(a.request("sync", after=1000))
-        assert (r["convs"], r["more"]) == ([], False)
-        expect_error(a.request("sync", after="x"), "bad_request")
+        # a conversation leaving the list between pages shifts nothing: page 2
+        # again after a conversation of page 1 has a new entry
+        moved = pages[0]["convs"][-1]["conv"]
+        expect_ok(a.send_message(to=moved[len("d:alice:"):], body="again"))
+        again = expect_ok(a.request("sync", after=pages[0]["next"]))
+        assert again["convs"] == pages[1]["convs"], (again["convs"][:2], pages[1]["convs"][:2])
+        for bad in ("x", "12", ":d:a:b", "12:", 5):
+            expect_error(a.request("sync", after=bad), "bad_request")
         a.close()
 
 

@@ -287,11 +287,12 @@ export class RingpushClient extends Emitter<ClientEvents> {
    */
   async sync(): Promise<ConvSummary[]> {
     const convs: ConvSummary[] = [];
+    let after: string | undefined;
     for (;;) {
-      const r = await this.request("sync", convs.length ? { after: convs.length } : {});
-      const page = r.convs as ConvSummary[];
-      convs.push(...page);
-      if (r.more !== true || page.length === 0) return convs;
+      const r = await this.request("sync", after === undefined ? {} : { after });
+      convs.push(...(r.convs as ConvSummary[]));
+      if (r.more !== true || typeof r.next !== "string") return convs;
+      after = r.next;
     }
   }
 
