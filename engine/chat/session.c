@@ -37,6 +37,19 @@ struct cu_part {
     char conv[2 + 64 + 1 + 64];
 };
 
+/* Catch-up order: by conversation; within one, its spans up to removals by
+ * seq, then the part of the present membership (hi 0). */
+static int by_conv_then_span(const void *a, const void *b)
+{
+    const struct cu_part *x = a, *y = b;
+    int d = strv_cmp((struct strv){x->conv, x->convlen}, (struct strv){y->conv, y->convlen});
+    if (d)
+        return d;
+    if ((x->hi == 0) != (y->hi == 0))
+        return x->hi == 0 ? 1 : -1;
+    return x->hi < y->hi ? -1 : x->hi > y->hi;
+}
+
 /* Conversations of a catch-up read ahead of the one being pushed: what a
  * catch-up holds in memory is at most this many conversations' results
  * (each up to catchup_limit). */
@@ -510,6 +523,7 @@ static void go_live(struct chat *c, struct session *s)
 }
 
 static bool read_ahead(struct chat *c, struct session *s);
+static bool read_ahead_to(struct chat *c, struct session *s, uint32_t last);
 
 /* The users of a group event entry's data: whether user is among them. */
 static bool names_user(struct mpr *r, struct strv user)
@@ -596,7 +610,24 @@ static void finish_catchup(struct chat *c, struct session *s)
             return; /* on_catchup goes on */
         uint64_t top = map_as_u64(map_get(&s->sent, p->conv, p->convlen));
         if (!pre->cu_started) {
-            pre->cu_j = p->res ? p->res->n : 0;
+            /* A conversation read in several parts (spans up to removals,
+             * then the present membership) gets catchup_limit entries in
+             * all, the newest: the later parts' first, so they are read
+             * before this one goes out. */
+            uint64_t later = 0;
+            for (uint32_t k = pre->cu_i + 1; k < pre->ncu && pre->cu[k].convlen == p->convlen &&
+                                             !memcmp(pre->cu[k].conv, p->conv, p->convlen);
+                 k++) {
+                if (k >= pre->cu_end && !read_ahead_to(c, s, k))
+                    return;
+                if (!pre->cu[k].done)
+                    return; /* on_catchup goes on */
+                later += pre->cu[k].res ? pre->cu[k].res->n : 0;
+            }
+            uint64_t limit = c->env.cfg->catchup_limit;
+            uint64_t budget = later < limit ? limit - later : 0;
+            uint32_t n = p->res ? p->res->n : 0;
+            pre->cu_j = n < budget ? n : (uint32_t)budget; /* the newest of this part */
             pre->cu_started = true;
         }
         while (pre->cu_j > 0) { /* reverse scan: oldest last */
@@ -691,7 +722,7 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
         res = NULL;
         if (err < 0 && err != -ENOENT)
             catchup_fail(c, s, err);
-        else if (arg == pre->cu_i && !pre->cu_paused)
+        else if (arg >= pre->cu_i && !pre->cu_paused) /* cu_i may wait for a later part */
             finish_catchup(c, s);
     }
     stg_result_free(res);
@@ -704,11 +735,17 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
  * be issued: the session ends (as for a failed read). */
 static bool read_ahead(struct chat *c, struct session *s)
 {
+    uint32_t ahead = io_reads_backlogged(c) ? CU_AHEAD_BUSY : CU_AHEAD;
+    return read_ahead_to(c, s, s->pre->cu_i + ahead - 1);
+}
+
+/* Issue the reads of the parts up to `last` (an index into cu) not issued yet. */
+static bool read_ahead_to(struct chat *c, struct session *s, uint32_t last)
+{
     struct session_pre *sp = s->pre;
     if (sp->cu_failed)
         return false;
-    uint32_t ahead = io_reads_backlogged(c) ? CU_AHEAD_BUSY : CU_AHEAD;
-    while (sp->cu_end < sp->ncu && sp->cu_end < sp->cu_i + ahead) {
+    while (sp->cu_end < sp->ncu && sp->cu_end <= last) {
         struct cu_part *p = &sp->cu[sp->cu_end];
         struct buf up;
         buf_init(&up);
@@ -791,6 +828,8 @@ static void read_catchup(struct chat *c, struct session *s)
         p->lo = lo;
     }
     sp->ncu = n;
+    /* the parts of one conversation next to each other, oldest span first */
+    qsort(sp->cu, n, sizeof(*sp->cu), by_conv_then_span);
     finish_catchup(c, s);
 }
 

@@ -373,6 +373,21 @@ def test_removal_event_past_the_catchup_limit():
         a.close()
         o.close()
 
+def test_catchup_limit_counts_every_span_of_a_group():
+    """catchup_limit bounds a conversation's catch-up as a whole, also when the
+    device was removed and invited back while offline: the newest entries."""
+    with Server(shards=2, args=["--catchup-limit", "2"]) as srv:
+        own = srv.login("owner", "o1")
+        expect_ok(own.request("group.create", group="team", name="Team", members=["bob"]))
+        expect_ok(own.send_message(group="team", body="m2"))
+        expect_ok(own.request("group.kick", group="team", users=["bob"]))
+        expect_ok(own.request("group.invite", group="team", users=["bob"]))
+        expect_ok(own.send_message(group="team", body="m5"))
+        expect_ok(own.send_message(group="team", body="m6"))
+        _, got = catchup(srv, "bob", "phone")
+        assert [p["seq"] for p in got if p.get("conv") == "g:team"] == [5, 6], got
+
+
 def test_kicked_and_invited_again_while_offline():
     """Kicked and invited back while a device was offline: its catch-up brings
     what it missed up to the kick, then the group from the invite on, in seq
