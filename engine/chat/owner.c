@@ -465,8 +465,13 @@ static void rec_done(struct chat *c, void *ctx, int err)
             c->stats.entries++;
             fanout(c, r);
         }
-        if (r->is_send) {
-            /* sending implies reading: the home moves the sender's read cursor */
+        /* Sending implies reading: the home moves the author's read cursor.
+         * So does writing a group event or a recall (not one that takes the
+         * author out of the group). */
+        bool author_reads =
+            r->is_send || (r->seq && r->reply && !r->f->admin && r->f->req.op != OP_GROUP_LEAVE &&
+                           r->f->req.op != OP_GROUP_DISMISS);
+        if (author_reads) {
             if (r->f->admin) {
                 backend_reply_send(c, r->f, r->f->conv, r->seq, r->ts, false);
                 rbuf_unref(r->reply);
@@ -476,15 +481,6 @@ static void rec_done(struct chat *c, void *ctx, int err)
             if (!p || xfer_send(c, r->f->home, XK_REPLY, 0, p) < 0) {
                 if (r->reply)
                     rbuf_unref(r->reply);
-                free(p);
-            }
-        } else if (r->seq && r->reply && !r->f->admin && r->f->req.op != OP_GROUP_LEAVE &&
-                   r->f->req.op != OP_GROUP_DISMISS) {
-            /* the author of a group event or a recall has read it, as a sender
-             * has (not when it takes the author out of the group) */
-            struct rpl *p = rpl_new(r->f->conn, r->reply, r->f->user, r->f->conv, r->seq);
-            if (!p || xfer_send(c, r->f->home, XK_REPLY, 0, p) < 0) {
-                rbuf_unref(r->reply);
                 free(p);
             }
         } else {

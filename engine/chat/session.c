@@ -679,19 +679,14 @@ static void finish_catchup(struct chat *c, struct session *s)
     }
     if (s->closed)
         return;
-    /* what the device acked needs no push either (an ack stored past what
-     * existed then counts up to the last entry only) */
+    /* what the device acked needs no push either (its acks are bounded by
+     * the conversation's end: on_acks, do_ack) */
     struct map_iter it;
     struct map_node *n;
     map_iter_init(&it, &s->acks);
-    while ((n = map_next(&it))) {
-        uint64_t acked = map_as_u64(n->val);
-        uint64_t bound = home_seq_bound(s->u, (struct strv){n->key, n->klen});
-        if (acked > bound)
-            acked = bound;
-        if (map_as_u64(map_get(&s->sent, n->key, n->klen)) < acked)
-            map_put(&s->sent, n->key, n->klen, map_u64(acked));
-    }
+    while ((n = map_next(&it)))
+        if (map_as_u64(map_get(&s->sent, n->key, n->klen)) < map_as_u64(n->val))
+            map_put(&s->sent, n->key, n->klen, n->val);
     if (enc_synced(&c->fb) == 0)
         chat_send(c, s->conn, chat_frame(&c->fb));
     buf_reset(&c->fb);

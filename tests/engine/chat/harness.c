@@ -494,6 +494,15 @@ void h_request(int conn, const struct req *r)
     h_settle();
 }
 
+void h_ack(int conn, const char *conv, uint64_t seq)
+{
+    struct req r = h_req(OP_ACK, 0);
+    r.has_id = false;
+    r.conv = strv_c(conv);
+    r.seq = seq;
+    h_request(conn, &r);
+}
+
 const msgpack_object *h_next(int conn)
 {
     struct hconn *c = &conns[conn];

@@ -94,6 +94,8 @@ struct req h_req(int op, uint32_t id);
 void h_request(int conn, const struct req *r);
 /* The same without settling afterwards. */
 void h_request_nosettle(int conn, const struct req *r);
+/* An ack (no id, no reply) of seq in conv, settled. */
+void h_ack(int conn, const char *conv, uint64_t seq);
 
 /* The next frame on conn (NULL if none); frames with op in skip_ops are passed over when skip. */
 const msgpack_object *h_next(int conn);

@@ -155,11 +155,7 @@ static void test_stored_ack_past_end(void)
     CHECK(h_is_str(h_next(b), "op", "synced"));
     h_send_to(a, "sa_b", "p3", "x");
     CHECK(h_u(h_next(b), "seq") == 4);
-    struct req ack = h_req(OP_ACK, 0);
-    ack.has_id = false;
-    ack.conv = strv_c("d:sa_a:sa_b");
-    ack.seq = 4;
-    h_request(b, &ack);
+    h_ack(b, "d:sa_a:sa_b", 4);
     h_close(b);
     h_send_to(a, "sa_b", "p4", "x");
     b = h_hello("sa_b", "d", true);
@@ -193,11 +189,7 @@ static void test_catchup_failures(void)
     CHECK(h_is_ok(h_next(b)));
     CHECK(h_count_op(b, "msg") == 2 && h_count_op(b, "synced") == 1);
     h_drain(b);
-    struct req ack = h_req(OP_ACK, 0);
-    ack.has_id = false;
-    ack.conv = strv_c("d:cfa:cfb");
-    ack.seq = UINT64_MAX;
-    h_request(b, &ack);
+    h_ack(b, "d:cfa:cfb", UINT64_MAX);
     h_close(b);
     b = h_hello("cfb", "d", true);
     CHECK(h_is_ok(h_next(b)));
@@ -426,11 +418,7 @@ static void test_gapless_pipelined(void)
     unsigned qh = h_home("quinn");
     h_hold_writes = true;
     for (uint64_t a = 3; a <= 5; a += 2) {
-        struct req ak = h_req(OP_ACK, 0);
-        ak.has_id = false;
-        ak.conv = strv_c("d:pia:quinn");
-        ak.seq = a;
-        h_request(q1, &ak);
+        h_ack(q1, "d:pia:quinn", a);
     }
     CHECK(h_held_writes(qh) == 2);
     h_fail_held_write(qh, 0);

@@ -263,11 +263,7 @@ int main(void)
 
     /* an ack not yet durable still counts at the device's next login */
     h_hold_writes = true;
-    struct req ak = h_req(OP_ACK, 0);
-    ak.has_id = false;
-    ak.conv = strv_c("d:amy:bill");
-    ak.seq = 2;
-    h_request(b1, &ak);
+    h_ack(b1, "d:amy:bill", 2);
     h_close(b1);
     b1 = h_hello("bill", "d2", true);
     CHECK(h_is_ok(h_next(b1)));
