@@ -402,6 +402,66 @@ static int cmd_history(struct opts *o)
     return finish(c, r, m, "msgs");
 }
 
+typedef int (*page_fn)(struct rp_client *c, const char *after, struct rp_msg **reply);
+
+/* sync's cursor for the next page: the reply's "next". */
+static const char *sync_next(const struct rp_msg *m, size_t *len)
+{
+    return rp_obj_str(&m->obj, "next", len);
+}
+
+/* group.list's cursor for the next page: the last group's id. */
+static const char *group_list_next(const struct rp_msg *m, size_t *len)
+{
+    const msgpack_object *a = rp_obj_get(&m->obj, "groups");
+    if (!a || a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size == 0)
+        return NULL;
+    return rp_obj_str(&a->via.array.ptr[a->via.array.size - 1], "group", len);
+}
+
+/*
+ * Prints every row of a paged list, one per line: each page's rows under
+ * key, then the page after next(page) while the reply says "more". Frees c.
+ */
+static int print_pages(struct rp_client *c, page_fn page, const char *key,
+                       const char *(*next)(const struct rp_msg *, size_t *))
+{
+    char after[256];
+    bool first = true;
+    int rc = 0;
+    for (;;) {
+        struct rp_msg *m = NULL;
+        int r = page(c, first ? NULL : after, &m);
+        if (r < 0) {
+            rc = cli_fail("request", r);
+            break;
+        }
+        if (rp_msg_code(m) != RP_CODE_OK) {
+            rc = cli_report(m);
+            rp_msg_free(m);
+            break;
+        }
+        print_each(m, key);
+        bool more = rp_obj_bool(&m->obj, "more", false);
+        size_t len = 0;
+        const char *cur = more ? next(m, &len) : NULL;
+        bool stuck = cur && !first && len == strlen(after) && memcmp(cur, after, len) == 0;
+        if (more && (!cur || len >= sizeof(after) || stuck)) {
+            fprintf(stderr, "ringpush: %s: the server said more without a usable cursor\n", key);
+            rc = EXIT_FAIL;
+        } else if (more) {
+            memcpy(after, cur, len);
+            after[len] = '\0';
+        }
+        rp_msg_free(m);
+        if (!more || rc)
+            break;
+        first = false;
+    }
+    rp_client_free(c);
+    return rc;
+}
+
 static int cmd_sync(struct opts *o)
 {
     if (!cli_need(o, 1, 1))
@@ -409,9 +469,7 @@ static int cmd_sync(struct opts *o)
     struct rp_client *c = cli_session_open(o, o->pos[0], false);
     if (!c)
         return EXIT_FAIL;
-    struct rp_msg *m = NULL;
-    int r = rp_sync(c, &m);
-    return finish(c, r, m, "convs");
+    return print_pages(c, rp_sync, "convs", sync_next);
 }
 
 static int cmd_group(struct opts *o)
@@ -434,6 +492,8 @@ static int cmd_group(struct opts *o)
     struct rp_client *c = cli_session_open(o, o->pos[1], false);
     if (!c)
         return EXIT_FAIL;
+    if (list)
+        return print_pages(c, rp_group_list, "groups", group_list_next);
     struct rp_msg *m = NULL;
     int r;
     if (!strcmp(sub, "create"))
@@ -445,7 +505,7 @@ static int cmd_group(struct opts *o)
     else if (!strcmp(sub, "members"))
         r = rp_group_members(c, o->pos[2], o->after_user, o->limit, &m);
     else
-        r = rp_group_simple(c, sub, list ? NULL : o->pos[2], &m);
+        r = rp_group_simple(c, sub, o->pos[2], &m);
     return finish(c, r, m, NULL);
 }
 
@@ -485,13 +545,15 @@ static const struct command commands[] = {
      "history <user> <conv> [--before S | --after S] [--limit L]\n"
      "  Prints one message a line, then {\"more\":bool}.",
      cmd_history},
-    {"sync", "sync <user>\n  Prints the user's conversations, newest first.", cmd_sync},
+    {"sync",
+     "sync <user>\n  Prints every one of the user's conversations, newest first, one a line.",
+     cmd_sync},
     {"group",
      "group create <user> <name> [members...] [--id G]\n"
      "group invite|kick <user> <group> <users...>\n"
      "group join|leave|dismiss|info <user> <group>\n"
      "group members <user> <group> [--after U] [--limit L]\n"
-     "group list <user>",
+     "group list <user>   (every group of the user, one a line)",
      cmd_group},
     {"friend",
      "friend request <user> <peer> [--note N]\n"

@@ -51,9 +51,11 @@ int rp_recall(struct rp_client *c, const char *conv, uint64_t seq, struct rp_msg
     return rp_call(c, "recall", f, 2, reply);
 }
 
-int rp_sync(struct rp_client *c, struct rp_msg **reply)
+int rp_sync(struct rp_client *c, const char *after, struct rp_msg **reply)
 {
-    return rp_call(c, "sync", NULL, 0, reply);
+    struct rp_field f[1];
+    size_t n = opt_str(f, 0, "after", after);
+    return rp_call(c, "sync", f, n, reply);
 }
 
 int rp_history(struct rp_client *c, const char *conv, uint64_t before, uint64_t after,
@@ -97,6 +99,13 @@ int rp_group_kick(struct rp_client *c, const char *group, const char *const *use
                   struct rp_msg **reply)
 {
     return group_users(c, "group.kick", group, users, n, reply);
+}
+
+int rp_group_list(struct rp_client *c, const char *after, struct rp_msg **reply)
+{
+    struct rp_field f[1];
+    size_t n = opt_str(f, 0, "after", after);
+    return rp_call(c, "group.list", f, n, reply);
 }
 
 int rp_group_simple(struct rp_client *c, const char *op, const char *group, struct rp_msg **reply)

@@ -38,8 +38,12 @@ int rp_ack(struct rp_client *c, const char *conv, uint64_t seq);
 int rp_read(struct rp_client *c, const char *conv, uint64_t seq, struct rp_msg **reply);
 /* recall: takes back entry seq of conv. Reply: seq (of the recall entry); expired, forbidden. */
 int rp_recall(struct rp_client *c, const char *conv, uint64_t seq, struct rp_msg **reply);
-/* sync: reply convs, an array of {conv, last_seq, last_ts, read_seq, ack_seq, unread}. */
-int rp_sync(struct rp_client *c, struct rp_msg **reply);
+/*
+ * sync: one page of the user's conversations, newest first. after is NULL for
+ * the first page, else the previous reply's "next". Reply: convs, an array of
+ * {conv, last_seq, last_ts, read_seq, ack_seq, unread}; more, and next when more.
+ */
+int rp_sync(struct rp_client *c, const char *after, struct rp_msg **reply);
 /*
  * history: before / after / limit of 0 leave the field out (the server's
  * default: the newest 50). Reply: conv, msgs (ascending seq), more.
@@ -62,6 +66,9 @@ int rp_group_kick(struct rp_client *c, const char *group, const char *const *use
  * owner, open, count, last_seq, remark; list gives groups; the others ok.
  */
 int rp_group_simple(struct rp_client *c, const char *op, const char *group, struct rp_msg **reply);
+/* group.list: one page of the user's groups in id order, after the group id after (NULL: from
+ * the first). Reply: groups, more. */
+int rp_group_list(struct rp_client *c, const char *after, struct rp_msg **reply);
 /* group.update: NULL name / notice and open -1 leave them unchanged; 0 / 1 sets open. */
 int rp_group_update(struct rp_client *c, const char *group, const char *name, const char *notice,
                     int open, struct rp_msg **reply);

@@ -91,8 +91,8 @@ def test_groups():
         assert sorted(m["user"] for m in r["members"]) == ["alice", "bob", "carol"], r
         roles = {m["user"]: m["role"] for m in r["members"]}
         assert roles == {"alice": "owner", "bob": "member", "carol": "member"}, roles
-        r = run(srv, "group", "list", "carol")[0]
-        assert [g["group"] for g in r["groups"]] == ["team1"], r
+        r = run(srv, "group", "list", "carol")
+        assert [(g["group"], g["role"]) for g in r] == [("team1", "member")], r
         r = run(srv, "send", "bob", "--group", "team1", "hi team")[0]
         assert r["conv"] == "g:team1", r
         run(srv, "group", "invite", "alice", "team1", "dave")

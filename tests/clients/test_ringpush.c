@@ -133,7 +133,7 @@ static void test_reply_and_pushes(void)
     send_simple(p.fd, "synced", 0, NULL, NULL);
     send_simple(p.fd, "ok", 1, "x", "y");
     struct rp_msg *m;
-    CHECK(rp_sync(p.c, &m) == 0);
+    CHECK(rp_sync(p.c, NULL, &m) == 0);
     CHECK(rp_msg_is(m, "ok") && rp_msg_code(m) == RP_CODE_OK && str_is(&m->obj, "x", "y"));
     uint64_t id;
     CHECK(rp_obj_uint(&m->obj, "id", &id) && id == 1);
@@ -187,7 +187,7 @@ static void test_error_reply_codes(void)
 
     /* a fatal error without id answers the pending call, then the peer closes */
     send_simple(p.fd, "error", 0, "code", "bad_frame");
-    CHECK(rp_sync(p.c, &m) == 0);
+    CHECK(rp_sync(p.c, NULL, &m) == 0);
     CHECK(rp_msg_code(m) == RP_CODE_BAD_FRAME);
     rp_msg_free(m);
     msgpack_unpacked up;
@@ -198,7 +198,7 @@ static void test_error_reply_codes(void)
     msgpack_unpacked_destroy(&up);
     close(p.fd);
     p.fd = -1;
-    int r = rp_sync(p.c, &m);
+    int r = rp_sync(p.c, NULL, &m);
     CHECK(r == -RP_ECLOSED || r == -EPIPE || r == -ECONNRESET);
     CHECK(rp_client_closed(p.c) || r != -RP_ECLOSED);
     peer_close(&p);
@@ -257,7 +257,7 @@ static void test_bad_input_from_server(void)
     usleep(20000);
     CHECK(rp_client_feed(p.c) == -RP_EFRAME);
     CHECK(rp_client_feed(p.c) == -RP_EFRAME); /* sticky */
-    CHECK(rp_sync(p.c, &m) == -RP_EFRAME);
+    CHECK(rp_sync(p.c, NULL, &m) == -RP_EFRAME);
     peer_close(&p);
     /* trailing bytes in a frame */
     peer_open(&p);
