@@ -274,6 +274,112 @@ static void test_fail_on_admit(void)
     set_reads_max(IO_READS_MAX);
 }
 
+static uint32_t nid = 1000;
+
+static const msgpack_object *group_req(int conn, int op, const char *gid, const char *user)
+{
+    struct strv who[1] = {strv_c(user ? user : "")};
+    struct req r = h_req(op, ++nid);
+    r.group = strv_c(gid);
+    r.has_group = true;
+    if (op == OP_GROUP_CREATE) {
+        r.name = strv_c("G");
+        r.has_name = true;
+    }
+    if (user) {
+        r.users = who;
+        r.nusers = 1;
+    }
+    h_request(conn, &r);
+    return h_reply(conn, r.id);
+}
+
+/* The seqs of conv pushed to conn up to synced, in order, into seqs (max n). */
+static uint32_t catchup_seqs(int conn, const char *conv, uint64_t *seqs, uint32_t n)
+{
+    uint32_t k = 0;
+    const msgpack_object *m;
+    while ((m = h_next(conn)) && !h_is_str(m, "op", "synced"))
+        if (h_is_str(m, "op", "msg") && h_is_str(m, "conv", conv) && k < n)
+            seqs[k++] = h_u(m, "seq");
+    CHECK(m != NULL);
+    return k;
+}
+
+/*
+ * A group read in more parts than a catch-up reads ahead while the shard's
+ * reads are backlogged: removed and invited back four times while offline,
+ * the device's catch-up has five parts of one conversation, one past what it
+ * reads ahead then. The parts still arrive whole and in seq order, and
+ * catchup_limit still takes the newest of all of them.
+ */
+static void test_parts_past_the_busy_read_ahead(void)
+{
+    int o = h_hello("bpo", "d", false);
+    h_drain(o);
+    CHECK(h_is_ok(group_req(o, OP_GROUP_CREATE, "bpg", "bpu"))); /* 1 */
+    int u = h_hello("bpu", "d", false);
+    h_drain(u);
+    h_ack(u, "g:bpg", 1);
+    h_close(u);
+    char cmid[8];
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmid, sizeof(cmid), "m%d", i);
+        CHECK(h_is_ok(h_reply(o, h_send_group(o, "bpg", cmid, "x")))); /* 2, 5, 8, 11 */
+        CHECK(h_is_ok(group_req(o, OP_GROUP_KICK, "bpg", "bpu")));
+        CHECK(h_is_ok(group_req(o, OP_GROUP_INVITE, "bpg", "bpu")));
+    }
+    CHECK(h_is_ok(h_reply(o, h_send_group(o, "bpg", "mz", "x")))); /* 14 */
+    h_close(o);
+
+    unsigned home = h_home("bpu");
+    char names[16][16];
+    users_on(home, "bpw", 16, names);
+    /* each with a catch-up of its own, so reads keep coming behind bpu's */
+    int x = h_hello("bpx", "d", false);
+    h_drain(x);
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 2; j++) {
+            snprintf(cmid, sizeof(cmid), "w%d", j);
+            CHECK(h_is_ok(h_reply(x, h_send_to(x, names[i], cmid, "x"))));
+        }
+    h_close(x);
+    uint32_t limits[2] = {200, 3};
+    for (int round = 0; round < 2; round++) {
+        uint32_t saved = h_cfg.catchup_limit;
+        h_cfg.catchup_limit = limits[round];
+        uint64_t waited = h_chat(home)->io.waited;
+        set_reads_max(2);
+        hold_reads(true);
+        char dev[8];
+        snprintf(dev, sizeof(dev), "p%d", round);
+        u = h_hello_nosettle("bpu", dev, true); /* a new device: from seq 1 on */
+        int w[16];
+        for (int i = 0; i < 16; i++)
+            w[i] = h_hello_nosettle(names[i], "d", true);
+        h_settle();
+        hold_reads(false);
+        h_release_reads();
+        h_settle();
+        CHECK(h_chat(home)->io.waited > waited); /* the reads were backlogged */
+        CHECK(h_is_ok(h_next(u)));
+        uint64_t seqs[32];
+        uint32_t n = catchup_seqs(u, "g:bpg", seqs, 32);
+        if (round == 0) {
+            CHECK(n == 14);
+            for (uint32_t i = 0; i < n && i < 14; i++)
+                CHECK(seqs[i] == i + 1);
+        } else {
+            CHECK(n == 3 && seqs[0] == 12 && seqs[1] == 13 && seqs[2] == 14);
+        }
+        h_close(u);
+        for (int i = 0; i < 16; i++)
+            h_close(w[i]);
+        set_reads_max(IO_READS_MAX);
+        h_cfg.catchup_limit = saved;
+    }
+}
+
 /* Stopped with reads waiting: what they hold is freed (the sanitizers check). */
 static void test_stop_while_waiting(void)
 {
@@ -301,6 +407,7 @@ int main(void)
     test_wait_bound();
     test_close_while_waiting();
     test_fail_on_admit();
+    test_parts_past_the_busy_read_ahead();
     test_stop_while_waiting();
     h_stop();
     return h_finish(dir);
