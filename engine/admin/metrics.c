@@ -103,6 +103,9 @@ static const struct per_shard chat_rows[] = {
      NULL, CHAT_STAT(reads_waiting)},
     {"ringpush_login_reads_waited_total", "counter",
      "Storage reads of logins that had to wait for a read slot.", NULL, CHAT_STAT(reads_waited)},
+    {"ringpush_login_reads_cancelled_total", "counter",
+     "Waiting storage reads of logins dropped because the session closed first.", NULL,
+     CHAT_STAT(reads_cancelled)},
 };
 
 static int render_chat(const struct server *srv, struct buf *out)

@@ -269,6 +269,7 @@ void chat_flush(struct chat *c)
     xfer_flush(c);
     c->stats.reads_waiting = c->io.nwait;
     c->stats.reads_waited = c->io.waited;
+    c->stats.reads_cancelled = c->io.cancelled;
 }
 
 bool chat_pending(const struct chat *c)

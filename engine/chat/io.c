@@ -251,6 +251,44 @@ static void admit_waiting(struct chat *c)
     }
 }
 
+uint32_t io_cancel_waiting(struct chat *c, const void *ctx)
+{
+    struct io *io = &c->io;
+    struct io_wait *gone = NULL, **tail = &gone, *prev = NULL;
+    uint32_t n = 0;
+    /* unlinked first, the callbacks after: the queue is whole while they run */
+    for (struct io_wait *w = io->wait_head, *next; w; w = next) {
+        next = w->next;
+        if (w->ctx != ctx) {
+            prev = w;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            io->wait_head = next;
+        if (io->wait_tail == w)
+            io->wait_tail = prev;
+        io->nwait--;
+        io->wait_bytes -= w->size;
+        w->next = NULL;
+        *tail = w;
+        tail = &w->next;
+        n++;
+    }
+    io->cancelled += n;
+    while (gone) {
+        struct io_wait *w = gone;
+        gone = w->next;
+        io_read_cb cb = w->cb;
+        void *cctx = w->ctx;
+        uint64_t arg = w->arg;
+        free(w);
+        cb(c, cctx, arg, -ECANCELED, NULL);
+    }
+    return n;
+}
+
 bool io_reads_backlogged(const struct chat *c)
 {
     return c->io.wait_head || c->io.retry_head != NIL;

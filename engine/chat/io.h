@@ -81,6 +81,7 @@ struct io {
     uint64_t wait_bytes;     /* of the waiting reads, their allocations */
     uint64_t wait_bytes_max; /* IO_WAIT_BYTES unless a test lowers it */
     uint64_t waited;         /* reads that had to wait for a slot, since start */
+    uint64_t cancelled;      /* waiting reads dropped by io_cancel_waiting, since start */
     struct stg_batch *staged;
     struct io_commit *staged_cbs;
     uint32_t nstaged, cap_staged;
@@ -127,6 +128,14 @@ int io_scan_prefix(struct chat *c, enum stg_cf cf, const void *prefix, size_t pl
 int io_scan_prefix_wait(struct chat *c, enum stg_cf cf, const void *prefix, size_t plen,
                         const void *lower, size_t llen, uint32_t limit, io_read_cb cb, void *ctx,
                         uint64_t arg);
+
+/*
+ * Drop the reads of ctx that still wait for a slot (a session that closed:
+ * what they would read has no one to go to). Each one's cb runs now, with
+ * -ECANCELED and no result, so that what it holds is let go. ctx must be
+ * the live owner of those reads. Returns how many.
+ */
+uint32_t io_cancel_waiting(struct chat *c, const void *ctx);
 
 /* True when reads are waiting, for a slot or for room in the storage queue:
  * reads that are only ahead of need should not be issued. */

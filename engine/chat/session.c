@@ -142,12 +142,14 @@ static void session_unref(struct chat *c, struct session *s)
     user_unref(c, u);
 }
 
-/* Detach a session from its connection and user; it dies with its last read. */
+/* Detach a session from its connection and user; it dies with its last read
+ * (the ones still waiting for a slot are dropped). */
 static void session_detach(struct chat *c, struct session *s)
 {
     if (s->closed)
         return;
     s->closed = true;
+    io_cancel_waiting(c, s);
     home_session_remove(c, s);
     struct user *u = s->u;
     for (struct session **pp = &u->sessions; *pp; pp = &(*pp)->next) {

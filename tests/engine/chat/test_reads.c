@@ -240,6 +240,52 @@ static void test_close_while_waiting(void)
     set_reads_max(IO_READS_MAX);
 }
 
+/*
+ * A session that closes while its own reads wait for a slot takes them out
+ * of the queue: they never run, and what they held is let go at once. Here
+ * the users are loaded (another device is online), so what each new session
+ * waits for is the read of its device's cursors.
+ */
+static void test_close_drops_waiting_reads(void)
+{
+    enum { N = 12 };
+    unsigned home = h_home("cdblk");
+    char names[N][16];
+    users_on(home, "cdu", N, names);
+    int keep[N], late[N];
+    for (int i = 0; i < N; i++) {
+        keep[i] = h_hello(names[i], "keep", false);
+        h_drain(keep[i]);
+    }
+    struct io *io = &h_chat(home)->io;
+    uint64_t cancelled = io->cancelled;
+    set_reads_max(1);
+    hold_reads(true);
+    int blk = h_hello_nosettle("cdblk", "d", false); /* its load takes the one slot */
+    h_settle();
+    for (int i = 0; i < N; i++)
+        late[i] = h_hello_nosettle(names[i], "late", true);
+    h_settle();
+    uint32_t before = io->nwait;
+    CHECK(before >= N);
+    for (int i = 0; i < N; i++)
+        h_close(late[i]);
+    CHECK(io->nwait == before - N && io->cancelled == cancelled + N);
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    CHECK(h_is_ok(h_next(blk)));
+    CHECK(io->nwait == 0 && io->used == 0);
+    /* the devices that stayed are served as before */
+    CHECK(h_is_ok(h_reply(keep[0], h_send_to(keep[0], names[1], "c1", "x"))));
+    const msgpack_object *m = h_next_op(keep[1], "msg");
+    CHECK(m && h_u(m, "seq") == 1);
+    for (int i = 0; i < N; i++)
+        h_close(keep[i]);
+    h_close(blk);
+    set_reads_max(IO_READS_MAX);
+}
+
 /* A waiting read that fails once admitted fails its login like any read:
  * the hello gets unavailable. */
 static void test_fail_on_admit(void)
@@ -406,6 +452,7 @@ int main(void)
     test_send_busy();
     test_wait_bound();
     test_close_while_waiting();
+    test_close_drops_waiting_reads();
     test_fail_on_admit();
     test_parts_past_the_busy_read_ahead();
     test_stop_while_waiting();
