@@ -5,6 +5,8 @@
  */
 #include "engine/config.h"
 
+#include "engine/chat/chat.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
@@ -164,13 +166,13 @@ static int check(struct config *cfg)
         fprintf(stderr, "ringpushd: --dm-policy must be open or friends\n");
         return -EINVAL;
     }
-    if (cfg->max_frame < 256) {
-        fprintf(stderr, "ringpushd: --max-frame must be at least 256\n");
+    if (cfg->max_frame < CHAT_MAX_FRAME_MIN) {
+        fprintf(stderr, "ringpushd: --max-frame must be at least %u\n", CHAT_MAX_FRAME_MIN);
         return -EINVAL;
     }
     /* A message body travels inside a frame with its envelope: keep room. */
-    if (cfg->max_body > cfg->max_frame - 256)
-        cfg->max_body = cfg->max_frame - 256;
+    if (cfg->max_body > cfg->max_frame - CHAT_FRAME_RESERVE)
+        cfg->max_body = cfg->max_frame - CHAT_FRAME_RESERVE;
     if (!cfg->port || cfg->port > 65535 || cfg->admin_port > 65535) {
         fprintf(stderr, "ringpushd: ports must be 1..65535\n");
         return -EINVAL;

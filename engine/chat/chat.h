@@ -43,6 +43,19 @@ struct xmsg {
 };
 #define XMSG_CHAT_BASE 256u
 
+/*
+ * Frame bounds (PROTOCOL §1: the server never sends a frame over max_frame).
+ * A message's push, catch-up frame or history page adds at most
+ * CHAT_FRAME_RESERVE bytes to its body (ids at their longest: conv 131, from
+ * 64, dev 32, cmid 64, type 16; the keys, seq and ts; a history reply's head
+ * and conv), so max_body is held to max_frame - CHAT_FRAME_RESERVE.
+ * CHAT_MAX_FRAME_MIN is what the largest frames without a body need: a
+ * group.info reply or an update event with a 4,096-byte notice, a kick
+ * event with 20 ids of 64 bytes.
+ */
+#define CHAT_FRAME_RESERVE 1024u
+#define CHAT_MAX_FRAME_MIN 8192u
+
 /* Limits and policies of PROTOCOL §8, immutable once the shards run. */
 struct chat_config {
     uint32_t heartbeat_ms;

@@ -142,26 +142,26 @@ def test_sync_and_group_list_print_every_page():
     """A list longer than one frame comes in pages; the CLI prints all of it."""
     _require_cli()
     with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000",
-                                "--max-frame", "1024"]) as srv:
+                                "--max-frame", "8192"]) as srv:
         a = srv.login("ivy")
         first = a.next_id
-        reqs = [{"op": "send", "id": first + i, "to": "p%02d" % i, "cmid": "m%d" % i,
-                 "type": "text", "body": "x"} for i in range(40)]
-        reqs += [{"op": "group.create", "id": first + 40 + i, "name": "G%d" % i,
-                  "group": "cg%02d" % i} for i in range(60)]
+        reqs = [{"op": "send", "id": first + i, "to": "p%03d" % i, "cmid": "m%d" % i,
+                 "type": "text", "body": "x"} for i in range(300)]
+        reqs += [{"op": "group.create", "id": first + 300 + i, "name": "G%d" % i,
+                  "group": "cg%03d" % i} for i in range(300)]
         a.send_raw(b"".join(rptest.frame(r) for r in reqs))
         a.next_id += len(reqs)
         for i in range(len(reqs)):
             expect_ok(a.reply(first + i, 30))
         # one page is not all of it, or the paging would go untested
         r = expect_ok(a.request("sync"))
-        assert r["more"] is True and len(r["convs"]) < 100, r
+        assert r["more"] is True and len(r["convs"]) < 600, r
         r = expect_ok(a.request("group.list"))
-        assert r["more"] is True and len(r["groups"]) < 60, r
+        assert r["more"] is True and len(r["groups"]) < 300, r
         a.close()
 
         rows = [json.loads(l) for l in cli("sync", "ivy", *srv_args(srv), check=0).stdout.splitlines()]
-        want = {"d:ivy:p%02d" % i for i in range(40)} | {"g:cg%02d" % i for i in range(60)}
+        want = {"d:ivy:p%03d" % i for i in range(300)} | {"g:cg%03d" % i for i in range(300)}
         assert sorted(r["conv"] for r in rows) == sorted(want), rows
         ts = [r["last_ts"] for r in rows]
         assert ts == sorted(ts, reverse=True), ts
@@ -169,7 +169,7 @@ def test_sync_and_group_list_print_every_page():
         rows = [json.loads(l) for l in
                 cli("group", "list", "ivy", *srv_args(srv), check=0).stdout.splitlines()]
         assert [(r["group"], r["name"], r["role"]) for r in rows] == \
-            [("cg%02d" % i, "G%d" % i, "owner") for i in range(60)], rows
+            [("cg%03d" % i, "G%d" % i, "owner") for i in range(300)], rows
 
 
 def test_cli_failures():

@@ -242,13 +242,13 @@ def test_group_list_lists_every_group():
 def test_group_list_pages():
     """Groups that do not fit one frame come in pages, in group id order:
     "more" says that some follow, "after" (the last id received) gives them."""
-    n = 60
+    n = 400
     with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000",
-                                "--max-frame", "1024"]) as srv:
+                                "--max-frame", "8192"]) as srv:
         a = srv.login("alice")
         first = a.next_id
         a.send_raw(b"".join(rptest.frame({"op": "group.create", "id": first + i, "name": "N%d" % i,
-                                          "group": "pg%02d" % i}) for i in range(n)))
+                                          "group": "pg%03d" % i}) for i in range(n)))
         a.next_id += n
         for i in range(n):
             expect_ok(a.reply(first + i, 30))
@@ -262,9 +262,9 @@ def test_group_list_pages():
             got += r["groups"]
             pages += 1
         assert [(g["group"], g["name"], g["role"]) for g in got] == \
-            [("pg%02d" % i, "N%d" % i, "owner") for i in range(n)]
+            [("pg%03d" % i, "N%d" % i, "owner") for i in range(n)]
         assert pages >= 2
-        r = expect_ok(a.request("group.list", after="pg59"))
+        r = expect_ok(a.request("group.list", after="pg399"))
         assert (r["groups"], r["more"]) == ([], False)
         expect_error(a.request("group.list", after=5), "bad_request")
         a.close()

@@ -279,10 +279,10 @@ def test_catchup_limit_and_history_fill_the_gap():
         # not a member of that direct conversation
         expect_error(c.request("history", conv="d:alice:dave"), "forbidden")
         # a page that would not fit in max_frame is shortened, with more
-    with Server(shards=2, args=["--max-frame", "4096", "--max-body", "1000"]) as srv:
+    with Server(shards=2, args=["--max-frame", "8192", "--max-body", "2000"]) as srv:
         a, _ = login(srv, "alice")
         for i in range(10):
-            expect_ok(a.send_message(to="erin", body="y" * 900))
+            expect_ok(a.send_message(to="erin", body="y" * 1900))
         h = expect_ok(a.request("history", conv="d:alice:erin"))
         seqs = [m["seq"] for m in h["msgs"]]
         assert h["more"] is True and 1 <= len(seqs) < 10 and seqs[-1] == 10, seqs
@@ -594,14 +594,14 @@ def test_sync_lists_what_fits_a_frame():
         assert len(r["convs"]) == n and r["more"] is False
         a.close()
     with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000",
-                                "--max-frame", "2048"]) as srv:
+                                "--max-frame", "8192"]) as srv:
         a, _ = login(srv, "alice")
         for r in pipelined(a, [{"op": "send", "to": "u%03d" % i, "cmid": "c%d" % i,
-                                "type": "text", "body": "x"} for i in range(60)]):
+                                "type": "text", "body": "x"} for i in range(300)]):
             expect_ok(r)
         r = expect_ok(a.request("sync"))
         convs = r["convs"]
-        assert 15 <= len(convs) < 60 and r["more"] is True
+        assert 50 <= len(convs) < 300 and r["more"] is True
         ts = [c["last_ts"] for c in convs]
         assert ts == sorted(ts, reverse=True)
         # the next pages, each after the cursor of the one before: every
@@ -614,7 +614,7 @@ def test_sync_lists_what_fits_a_frame():
             pages.append(r)
         assert "next" not in r
         assert sorted(c["conv"] for c in convs) == sorted(
-            "d:alice:u%03d" % i for i in range(60))
+            "d:alice:u%03d" % i for i in range(300))
         ts = [c["last_ts"] for c in convs]
         assert ts == sorted(ts, reverse=True)
         # a conversation leaving the list between pages shifts nothing: page 2

@@ -7,6 +7,8 @@ timeouts and graceful shutdown.
 import signal
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 
 import msgpack
@@ -35,11 +37,20 @@ def test_hello_ok_fields():
 
 
 def test_hello_reports_configured_limits():
-    with Server(shards=1, args=["--heartbeat", "7", "--max-frame", "4096"]) as srv:
+    with Server(shards=1, args=["--heartbeat", "7", "--max-frame", "9000"]) as srv:
         r = expect_ok(Client(srv).hello("bob", "d1", resume=False))
         assert r["heartbeat_ms"] == 7000, r
-        assert r["max_frame"] == 4096, r
+        assert r["max_frame"] == 9000, r
         assert r["shard"] == 0, r
+
+
+def test_max_frame_below_its_minimum_is_refused():
+    """Below 8192 bytes a group's notice or a kick event could not fit a frame."""
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run([rptest.server_binary(), "--max-frame", "8191", "--secret", "s",
+                            "--data", d, "--port", "1"], capture_output=True, text=True,
+                           timeout=20)
+    assert p.returncode != 0 and "at least 8192" in p.stderr, (p.returncode, p.stderr)
 
 
 def test_resume_false_no_synced():
@@ -165,14 +176,14 @@ def test_zero_length_frame():
 
 
 def test_too_large():
-    with Server(shards=2, args=["--max-frame", "1024"]) as srv:
-        _fatal(srv, struct.pack(">I", 1025), "too_large")
+    with Server(shards=2, args=["--max-frame", "8192"]) as srv:
+        _fatal(srv, struct.pack(">I", 8193), "too_large")
         _fatal(srv, struct.pack(">I", 0xFFFFFFFF), "too_large")
         # exactly max_frame is accepted (a ping padded with an unknown key)
         c = Client(srv)
         sizes = {len(msgpack.packb({"op": "ping", "id": 9, "pad": "x" * n})): n
-                 for n in range(900, 1100)}
-        data = msgpack.packb({"op": "ping", "id": 9, "pad": "x" * sizes[1024]})
+                 for n in range(8100, 8200)}
+        data = msgpack.packb({"op": "ping", "id": 9, "pad": "x" * sizes[8192]})
         c.send_raw(raw_frame(data))
         r = c.recv(5)
         assert r == {"op": "pong", "id": 9}, r

@@ -159,9 +159,9 @@ def test_text_message_closes_1003():
 
 
 def test_oversize_closes_1009():
-    with Server(shards=1, args=["--max-frame", "1024"]) as srv:
+    with Server(shards=1, args=["--max-frame", "8192"]) as srv:
         ws = WS(srv)
-        ws.send_raw(ws_frame(2, b"\x80" * 2000))
+        ws.send_raw(ws_frame(2, b"\x80" * 9000))
         assert ws.close_code() == 1009
 
 

@@ -153,8 +153,8 @@ def test_slowloris_after_hello():
 
 
 def test_oversized_frames():
-    with _server(shards=2, args=["--max-frame", "4096"]) as srv:
-        for prefix in (4097, 1 << 20, 0xFFFFFFFF):
+    with _server(shards=2, args=["--max-frame", "8192"]) as srv:
+        for prefix in (8193, 1 << 20, 0xFFFFFFFF):
             for authed in (False, True):
                 c = srv.login("frank", "d%d" % prefix) if authed else Client(srv)
                 c.send_raw(struct.pack(">I", prefix) + b"\x81")
@@ -164,10 +164,10 @@ def test_oversized_frames():
                 assert c.closed(5.0), "connection open after too_large"
         # the largest legal frame is accepted
         c = srv.login("frank", "big")
-        r = c.request("ping", pad="z" * (4096 - 40))
+        r = c.request("ping", pad="z" * (8192 - 40))
         assert r.get("op") == "pong", r
         # a body over max_body is refused, and the connection stays usable
-        r = c.send_message(to="gina", body="b" * 3900)  # max_body is max_frame - 256
+        r = c.send_message(to="gina", body="b" * 7200)  # max_body is max_frame - 1024
         expect_error(r, "too_large")
         c.ping()
         assert reltools.alive(srv)
