@@ -24,6 +24,8 @@ struct server {
     struct shard *shards;
     struct spsc *rings; /* rings[from * nshards + to] */
     atomic_int stop;
+    /* stopping: shards counted quiet, and a count of changes to that (shard.c) */
+    atomic_uint nquiet, quiet_epoch;
     atomic_uint ready; /* shards whose ring is set up */
     atomic_uint failed;
     unsigned ncpus;

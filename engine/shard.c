@@ -394,6 +394,56 @@ static unsigned reap(struct shard *sh, bool *ticked)
     return n;
 }
 
+/*
+ * Stopping. A shard's last commits may hand work to another: a send made
+ * durable moves its author's read cursor, which the author's home shard
+ * writes. So a shard leaves only once every shard is quiet at the same time
+ * (no connection, no write in flight or staged, nothing unpublished) and
+ * every ring between shards is empty. A shard stops counting itself quiet
+ * before it takes a message from a ring, so a message being handled keeps
+ * the others in; the epoch, bumped on every change, makes the look at all
+ * shards one consistent snapshot.
+ */
+static void set_quiet(struct shard *sh, bool quiet)
+{
+    if (sh->quiet == quiet)
+        return;
+    sh->quiet = quiet;
+    atomic_fetch_add(&sh->srv->quiet_epoch, 1);
+    if (quiet)
+        atomic_fetch_add(&sh->srv->nquiet, 1);
+    else
+        atomic_fetch_sub(&sh->srv->nquiet, 1);
+}
+
+static bool inbound_waiting(struct shard *sh)
+{
+    for (unsigned s = 0; s < sh->srv->nshards; s++)
+        if (spsc_depth(sh->in[s]))
+            return true;
+    return false;
+}
+
+static bool all_quiet(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    bool quiet = sh->live == 0 && chat_quiescent(sh->chat);
+    for (unsigned d = 0; d < srv->nshards && quiet; d++)
+        quiet = spsc_unpublished(sh->out[d]) == 0;
+    set_quiet(sh, quiet);
+    if (!quiet)
+        return false;
+    unsigned epoch = atomic_load(&srv->quiet_epoch);
+    if (atomic_load(&srv->nquiet) != srv->nshards)
+        return false;
+    atomic_thread_fence(memory_order_seq_cst);
+    for (unsigned i = 0; i < srv->nshards * srv->nshards; i++)
+        if (spsc_depth(&srv->rings[i]))
+            return false;
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load(&srv->quiet_epoch) == epoch;
+}
+
 static void loop(struct shard *sh)
 {
     uint64_t stop_at = 0;
@@ -401,6 +451,8 @@ static void loop(struct shard *sh)
         sh->now_ms = clock_wall_ms();
         bool ticked = false;
         reap(sh, &ticked);
+        if (sh->quiet && inbound_waiting(sh))
+            set_quiet(sh, false); /* before taking them: see all_quiet */
         xcore_drain(sh);
         storage_drain(sh);
         if (ticked) {
@@ -429,7 +481,7 @@ static void loop(struct shard *sh)
         if (sh->stopping) {
             if (!stop_at)
                 stop_at = sh->now_ms + STOP_GRACE_MS;
-            if ((sh->live == 0 && chat_quiescent(sh->chat)) || sh->now_ms >= stop_at)
+            if (all_quiet(sh) || sh->now_ms >= stop_at)
                 break;
         }
         /* Announce sleep, then look once more at everything that does not
@@ -449,7 +501,15 @@ static void loop(struct shard *sh)
             io_uring_submit_and_get_events(&sh->ring);
             continue;
         }
-        int r = io_uring_submit_and_wait(&sh->ring, 1);
+        int r;
+        if (sh->stopping) {
+            /* the others' going quiet wakes no one: look again soon */
+            struct __kernel_timespec ts = {.tv_nsec = 2000000};
+            struct io_uring_cqe *cqe;
+            r = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
+        } else {
+            r = io_uring_submit_and_wait(&sh->ring, 1);
+        }
         wake_cancel(&sh->wake);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
             log_error("uring_enter_failed", "err=\"%s\"", err_str(r));

@@ -42,6 +42,7 @@ struct shard {
     uint64_t event_val; /* read target of the eventfd */
     struct wake wake;   /* set while the loop may block */
     bool stopping;
+    bool quiet;         /* stopping, and counted in srv->nquiet */
     bool accept_paused; /* out of descriptors: resumes at the next tick or closed connection */
 
     struct bufring rb; /* provided receive buffers */

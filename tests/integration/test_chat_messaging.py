@@ -5,6 +5,7 @@ catchup_limit with history filling the gap, read/unread across devices,
 sync, history, recall rules, and dedup across restarts (SIGTERM and SIGKILL).
 """
 
+import signal
 import socket
 import time
 
@@ -626,6 +627,27 @@ def test_sync_lists_what_fits_a_frame():
         for bad in ("x", "12", ":d:a:b", "12:", 5):
             expect_error(a.request("sync", after=bad), "bad_request")
         a.close()
+
+
+def test_sends_caught_by_a_shutdown_are_read_by_their_author():
+    """Sending implies reading, also for the sends a SIGTERM catches in
+    flight: the entries are durable, and so is their author's read cursor
+    (another shard writes it, after the owner's commit)."""
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        for delay in (0.005, 0.02):
+            a, _ = login(srv, "sdn", "d")
+            a.send_raw(b"".join(rptest.frame({"op": "send", "id": 10 + i, "to": "peer",
+                                              "cmid": "z%s%d" % (delay, i), "type": "text",
+                                              "body": "b"}) for i in range(300)))
+            time.sleep(delay)
+            assert srv.stop(signal.SIGTERM, timeout=10) == 0
+            srv.start()
+            a, _ = login(srv, "sdn", "d")
+            convs = expect_ok(a.request("sync"))["convs"]
+            assert len(convs) == 1 and convs[0]["last_seq"] > 0, convs
+            assert convs[0]["read_seq"] == convs[0]["last_seq"], convs
+            assert convs[0]["unread"] == 0, convs
+            a.close()
 
 
 if __name__ == "__main__":
