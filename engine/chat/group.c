@@ -10,8 +10,9 @@
  *   update   owner or admin     admin   owner, on another member
  *   nick     any member         remark  any member, no event
  *   info, members   members only; answered at once from durable state
- * A change that affects nobody (an invite of members only) succeeds with no
- * event. Every event's data: {kind, by, users (first 20), count, fields...}.
+ * A change that changes nothing (an invite of members only, a name set to
+ * the name it has, admin given to an admin) succeeds with no event. Every event's data: {kind, by,
+ * users (first 20), count, fields...}.
  */
 #include "engine/chat/group.h"
 
@@ -435,6 +436,13 @@ static int set_dels(struct ochange *chg, const struct strv *ids, uint32_t n)
     return 0;
 }
 
+/* Does a group's text field (NULL: empty) already hold v? */
+static bool holds(const char *cur, struct strv v)
+{
+    size_t n = cur ? strlen(cur) : 0;
+    return n == v.len && (n == 0 || memcmp(cur, v.p, n) == 0);
+}
+
 int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
 {
     const struct req *r = &f->req;
@@ -566,6 +574,12 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
             rc = -EPERM;
             goto fail;
         }
+        if ((!r->has_name || holds(cv->name, r->name)) &&
+            (!r->has_notice || holds(cv->notice, r->notice)) &&
+            (!r->has_open || r->open == cv->open)) {
+            rc = 0;
+            goto noop;
+        }
         kind = "update";
         chg->set_name = r->has_name;
         chg->name = r->name;
@@ -588,6 +602,10 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
             rc = -EPERM;
             goto fail;
         }
+        if (t->role == (r->admin ? ROLE_ADMIN : ROLE_MEMBER)) {
+            rc = 0;
+            goto noop;
+        }
         kind = "admin";
         chg->upds = calloc(1, sizeof(*chg->upds));
         if (!chg->upds)
@@ -604,6 +622,10 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
     }
     case OP_GROUP_NICK:
     case OP_GROUP_REMARK:
+        if (m && (r->op == OP_GROUP_NICK ? holds(m->nick, r->nick) : holds(m->remark, r->remark))) {
+            rc = 0;
+            goto noop;
+        }
         kind = r->op == OP_GROUP_NICK ? "nick" : NULL;
         chg->upds = calloc(1, sizeof(*chg->upds));
         if (!chg->upds)

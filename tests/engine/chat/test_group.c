@@ -168,6 +168,30 @@ int main(void)
     ok = greq(o, &r);
     CHECK(h_is_str(ok, "remark", "")); /* the remark is private */
     CHECK(h_u(ok, "last_seq") == last);
+    /* changes that change nothing succeed with no entry and no event */
+    h_drain(o);
+    r = gr(OP_GROUP_ADMIN, "g1");
+    r.user = strv_c("ann");
+    r.admin = true;
+    r.has_admin = true;
+    CHECK(h_is_ok(greq(o, &r))); /* ann is an admin already */
+    r.user = strv_c("ben");
+    r.admin = false;
+    CHECK(h_is_ok(greq(o, &r))); /* ben is a plain member */
+    r = gr(OP_GROUP_UPDATE, "g1");
+    r.name = strv_c("Team");
+    r.has_name = true;
+    r.notice = strv_c("be nice");
+    r.has_notice = true;
+    r.open = true;
+    r.has_open = true;
+    CHECK(h_is_ok(greq(a, &r)));
+    r = gr(OP_GROUP_NICK, "g1");
+    r.nick = strv_c("benny");
+    CHECK(h_is_ok(greq(b, &r)));
+    r = gr(OP_GROUP_INFO, "g1");
+    CHECK(h_u(greq(o, &r), "last_seq") == last);
+    CHECK(h_next_op(o, "msg") == NULL);
     r = h_req(OP_GROUP_LIST, 0);
     ok = greq(b, &r);
     const msgpack_object *gl = h_get(ok, "groups");
