@@ -117,7 +117,7 @@ static const struct op_row ops[OP__COUNT] = {
     [OP_FRIEND_REQUEST] = {"friend.request", B(USER), B(NOTE)},
     [OP_FRIEND_ACCEPT] = {"friend.accept", B(USER), 0},
     [OP_FRIEND_REMOVE] = {"friend.remove", B(USER), 0},
-    [OP_FRIEND_LIST] = {"friend.list", 0, 0},
+    [OP_FRIEND_LIST] = {"friend.list", 0, B(AFTER)},
 };
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == OP__COUNT, "one row per op");
 _Static_assert(K__COUNT <= 32, "key masks are 32 bits");
@@ -319,7 +319,7 @@ static int get_field(struct req_decoder *d, const struct req_limits *lim, const 
         return get_uint(s, k, &out->before);
     case K_AFTER:
         out->has_after = true;
-        if (out->op == OP_GROUP_MEMBERS || out->op == OP_GROUP_LIST)
+        if (out->op == OP_GROUP_MEMBERS || out->op == OP_GROUP_LIST || out->op == OP_FRIEND_LIST)
             return get_id(s, k, false, &out->after_user);
         if (out->op == OP_SYNC) /* the cursor a previous page gave ("next") */
             return get_text(s, k, 1, REQ_SYNC_CURSOR_MAX, &out->after_user);

@@ -404,7 +404,7 @@ static int cmd_history(struct opts *o)
 
 typedef int (*page_fn)(struct rp_client *c, const char *after, struct rp_msg **reply);
 
-/* sync's cursor for the next page: the reply's "next". */
+/* sync's and friend.list's cursor for the next page: the reply's "next". */
 static const char *sync_next(const struct rp_msg *m, size_t *len)
 {
     return rp_obj_str(&m->obj, "next", len);
@@ -421,9 +421,10 @@ static const char *group_list_next(const struct rp_msg *m, size_t *len)
 
 /*
  * Prints every row of a paged list, one per line: each page's rows under
- * key, then the page after next(page) while the reply says "more". Frees c.
+ * keys (NULL-terminated), then the page after next(page) while the reply
+ * says "more". Frees c.
  */
-static int print_pages(struct rp_client *c, page_fn page, const char *key,
+static int print_pages(struct rp_client *c, page_fn page, const char *const *keys,
                        const char *(*next)(const struct rp_msg *, size_t *))
 {
     char after[256];
@@ -441,13 +442,15 @@ static int print_pages(struct rp_client *c, page_fn page, const char *key,
             rp_msg_free(m);
             break;
         }
-        print_each(m, key);
+        for (const char *const *k = keys; *k; k++)
+            print_each(m, *k);
         bool more = rp_obj_bool(&m->obj, "more", false);
         size_t len = 0;
         const char *cur = more ? next(m, &len) : NULL;
         bool stuck = cur && !first && len == strlen(after) && memcmp(cur, after, len) == 0;
         if (more && (!cur || len >= sizeof(after) || stuck)) {
-            fprintf(stderr, "ringpush: %s: the server said more without a usable cursor\n", key);
+            fprintf(stderr, "ringpush: %s: the server said more without a usable cursor\n",
+                    keys[0]);
             rc = EXIT_FAIL;
         } else if (more) {
             memcpy(after, cur, len);
@@ -469,7 +472,7 @@ static int cmd_sync(struct opts *o)
     struct rp_client *c = cli_session_open(o, o->pos[0], false);
     if (!c)
         return EXIT_FAIL;
-    return print_pages(c, rp_sync, "convs", sync_next);
+    return print_pages(c, rp_sync, (const char *const[]){"convs", NULL}, sync_next);
 }
 
 static int cmd_group(struct opts *o)
@@ -493,7 +496,8 @@ static int cmd_group(struct opts *o)
     if (!c)
         return EXIT_FAIL;
     if (list)
-        return print_pages(c, rp_group_list, "groups", group_list_next);
+        return print_pages(c, rp_group_list, (const char *const[]){"groups", NULL},
+                           group_list_next);
     struct rp_msg *m = NULL;
     int r;
     if (!strcmp(sub, "create"))
@@ -522,9 +526,11 @@ static int cmd_friend(struct opts *o)
     struct rp_client *c = cli_session_open(o, o->pos[1], false);
     if (!c)
         return EXIT_FAIL;
+    if (list)
+        return print_pages(c, rp_friend_list, (const char *const[]){"friends", "requests", NULL},
+                           sync_next);
     struct rp_msg *m = NULL;
-    int r =
-        rp_friend(c, sub, list ? NULL : o->pos[2], !strcmp(sub, "request") ? o->note : NULL, &m);
+    int r = rp_friend(c, sub, o->pos[2], !strcmp(sub, "request") ? o->note : NULL, &m);
     return finish(c, r, m, NULL);
 }
 
@@ -558,7 +564,7 @@ static const struct command commands[] = {
     {"friend",
      "friend request <user> <peer> [--note N]\n"
      "friend accept|remove <user> <peer>\n"
-     "friend list <user>",
+     "friend list <user>   (friends, {user, since}, and requests, {from, note, ts}: one a line)",
      cmd_friend},
     {"chat",
      "chat <user> <peer> | chat <user> --group <g> [--no-resume]\n"

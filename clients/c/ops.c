@@ -167,6 +167,13 @@ int rp_group_members(struct rp_client *c, const char *group, const char *after, 
     return rp_call(c, "group.members", f, n, reply);
 }
 
+int rp_friend_list(struct rp_client *c, const char *after, struct rp_msg **reply)
+{
+    struct rp_field f[1];
+    size_t n = opt_str(f, 0, "after", after);
+    return rp_call(c, "friend.list", f, n, reply);
+}
+
 int rp_friend(struct rp_client *c, const char *op, const char *user, const char *note,
               struct rp_msg **reply)
 {

@@ -88,6 +88,9 @@ int rp_group_members(struct rp_client *c, const char *group, const char *after, 
  * note with an op other than request is -RP_EREQUEST. Reply: list gives
  * friends and requests; the others ok.
  */
+/* friend.list: one page of friends and requests received, in user id order, after the user id
+ * after (NULL: from the first). Reply: friends, requests, more, and next when more. */
+int rp_friend_list(struct rp_client *c, const char *after, struct rp_msg **reply);
 int rp_friend(struct rp_client *c, const char *op, const char *user, const char *note,
               struct rp_msg **reply);
 

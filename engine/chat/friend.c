@@ -11,6 +11,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "protocol/ident.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -357,31 +358,74 @@ static void row_done(struct chat *c, void *ctx, int err)
     row_free(w);
 }
 
+struct flist_row {
+    struct strv user;
+    const struct ufriend *f;
+};
+
+static int by_user(const void *a, const void *b)
+{
+    return strv_cmp(((const struct flist_row *)a)->user, ((const struct flist_row *)b)->user);
+}
+
+/* The bytes a row takes in the reply, at most (map, keys, the id, the note, ts). */
+static size_t flist_row_size(const struct flist_row *w)
+{
+    size_t note = w->f->note ? strlen(w->f->note) : 0;
+    return 32 + w->user.len + note;
+}
+
+/* The reply's head and tail: op, id, the two keys and array heads, more, next. */
+#define FLIST_OVERHEAD (64u + 8u + IDENT_USER_MAX)
+
+/*
+ * friend.list: friends and requests received, together in the other user's
+ * id order, as many as fit one frame; `more` and `next` (the last id of the
+ * page) when some are left, `after: next` for the page that follows.
+ */
 static void list(struct chat *c, struct session *s, const struct req *r)
 {
     struct user *u = s->u;
-    uint32_t nf = 0, nr = 0;
     struct map_iter it;
     struct map_node *n;
+    struct flist_row *rows = malloc((map_count(&u->friends) + 1) * sizeof(*rows));
+    if (!rows) {
+        chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+        return;
+    }
+    uint32_t nrows = 0;
     map_iter_init(&it, &u->friends);
     while ((n = map_next(&it))) {
-        struct ufriend *f = n->val;
-        nf += f->state == FRIEND_YES;
-        nr += f->state == FRIEND_ASKING;
+        const struct ufriend *f = n->val;
+        struct strv user = {n->key, n->klen};
+        if (f->state != FRIEND_YES && f->state != FRIEND_ASKING)
+            continue;
+        if (r->has_after && strv_cmp(user, r->after_user) <= 0)
+            continue;
+        rows[nrows++] = (struct flist_row){user, f};
     }
+    qsort(rows, nrows, sizeof(*rows), by_user);
+    uint32_t k = 0, nf = 0, nr = 0;
+    size_t used = FLIST_OVERHEAD;
+    /* a row is far smaller than the smallest max_frame: a page holds one at least */
+    for (; k < nrows && (k == 0 || used + flist_row_size(&rows[k]) <= c->env.cfg->max_frame); k++) {
+        used += flist_row_size(&rows[k]);
+        nf += rows[k].f->state == FRIEND_YES;
+        nr += rows[k].f->state == FRIEND_ASKING;
+    }
+    bool more = k < nrows;
     msgpack_packer pk;
-    size_t start = enc_ok_begin(&c->fb, &pk, r->id, 2);
+    size_t start = enc_ok_begin(&c->fb, &pk, r->id, more ? 4 : 3);
     for (int pass = 0; pass < 2; pass++) {
         enc_pack_cstr(&pk, pass ? "requests" : "friends");
         msgpack_pack_array(&pk, pass ? nr : nf);
-        map_iter_init(&it, &u->friends);
-        while ((n = map_next(&it))) {
-            struct ufriend *f = n->val;
+        for (uint32_t i = 0; i < k; i++) {
+            const struct ufriend *f = rows[i].f;
             if (f->state != (pass ? FRIEND_ASKING : FRIEND_YES))
                 continue;
             msgpack_pack_map(&pk, pass ? 3 : 2);
             enc_pack_cstr(&pk, pass ? "from" : "user");
-            enc_pack_strv(&pk, (struct strv){n->key, n->klen});
+            enc_pack_strv(&pk, rows[i].user);
             if (pass) {
                 enc_pack_cstr(&pk, "note");
                 enc_pack_cstr(&pk, f->note ? f->note : "");
@@ -390,10 +434,20 @@ static void list(struct chat *c, struct session *s, const struct req *r)
             msgpack_pack_uint64(&pk, f->ts);
         }
     }
-    if (enc_end(&c->fb, start) == 0 && c->fb.len - start <= c->env.cfg->max_frame + 4u)
+    enc_pack_cstr(&pk, "more");
+    if (more)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    if (more) {
+        enc_pack_cstr(&pk, "next");
+        enc_pack_strv(&pk, rows[k - 1].user);
+    }
+    free(rows);
+    if (enc_end(&c->fb, start) == 0)
         chat_send(c, s->conn, chat_frame(&c->fb));
     else
-        chat_reply_err(c, s->conn, true, r->id, -RP_ETOOLARGE, "list too long");
+        chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
     buf_reset(&c->fb);
 }
 

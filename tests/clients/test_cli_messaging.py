@@ -115,7 +115,9 @@ def _friend_list(srv, user, pred):
     box = {}
 
     def ok():
-        box["r"] = run(srv, "friend", "list", user)[0]
+        rows = run(srv, "friend", "list", user)
+        box["r"] = {"friends": [r for r in rows if "user" in r],
+                    "requests": [r for r in rows if "from" in r]}
         return pred(box["r"])
 
     rptest.wait_until(ok, timeout=10, what="friend list of %s" % user)

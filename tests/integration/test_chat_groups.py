@@ -269,6 +269,49 @@ def test_group_list_pages():
         expect_error(a.request("group.list", after=5), "bad_request")
         a.close()
 
+def test_friend_list_pages():
+    """Friends and requests that do not fit one frame come in pages, together
+    in id order: "more" and "next" say that some follow, "after" gives them."""
+    n = 120
+    with Server(shards=2, args=["--max-frame", "8192"]) as srv:
+        hub = srv.login("fhub")
+        note = "n" * 200
+        for i in range(n):
+            c = srv.login("fr%03d" % i)
+            expect_ok(c.request("friend.request", user="fhub", note=note))
+            c.close()
+        for i in range(n):  # the hub's side is written after the requester's ok
+            assert hub.push("friend", timeout=10)["event"] == "request"
+        first = hub.next_id
+        hub.send_raw(b"".join(rptest.frame({"op": "friend.accept", "id": first + i,
+                                            "user": "fr%03d" % (2 * i)}) for i in range(n // 2)))
+        hub.next_id += n // 2
+        for i in range(n // 2):
+            expect_ok(hub.reply(first + i, 30))
+        friends, requests, order, pages = [], [], [], 0
+        r = expect_ok(hub.request("friend.list"))
+        assert r["more"] is True and len(r["friends"]) + len(r["requests"]) < n, r
+        while True:
+            pages += 1
+            friends += [f["user"] for f in r["friends"]]
+            requests += [q["from"] for q in r["requests"]]
+            assert all(q["note"] == note for q in r["requests"]), r
+            order += sorted([f["user"] for f in r["friends"]] + [q["from"] for q in r["requests"]])
+            if not r["more"]:
+                assert "next" not in r, r
+                break
+            assert r["next"] == order[-1], (r["next"], order[-1])
+            r = expect_ok(hub.request("friend.list", after=r["next"]))
+        assert pages >= 3, pages
+        assert order == ["fr%03d" % i for i in range(n)], order
+        assert friends == ["fr%03d" % i for i in range(0, n, 2)], friends
+        assert requests == ["fr%03d" % i for i in range(1, n, 2)], requests
+        r = expect_ok(hub.request("friend.list", after="fr999"))
+        assert (r["friends"], r["requests"], r["more"]) == ([], [], False), r
+        expect_error(hub.request("friend.list", after=5), "bad_request")
+        hub.close()
+
+
 def catchup(srv, user, device):
     """A resume session and the pushes of its catch-up, up to synced."""
     c = srv.login(user, device, resume=True)

@@ -118,9 +118,16 @@ export class Friends {
     await this.c.request("friend.remove", { user });
   }
 
-  /** Friends and pending requests to the caller. */
+  /** Friends and pending requests to the caller, in user id order (every page of them). */
   async list(): Promise<FriendList> {
-    const r = await this.c.request("friend.list");
-    return { friends: (r.friends ?? []) as FriendList["friends"], requests: (r.requests ?? []) as FriendList["requests"] };
+    const all: FriendList = { friends: [], requests: [] };
+    let after: string | undefined;
+    for (;;) {
+      const r = await this.c.request("friend.list", after === undefined ? {} : { after });
+      all.friends.push(...((r.friends ?? []) as FriendList["friends"]));
+      all.requests.push(...((r.requests ?? []) as FriendList["requests"]));
+      if (r.more !== true || typeof r.next !== "string" || r.next === after) return all;
+      after = r.next;
+    }
   }
 }

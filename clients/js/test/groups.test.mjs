@@ -135,4 +135,30 @@ describe("groups and friends", { skip, timeout: 60000 }, () => {
       b.close();
     }
   });
+
+  test("friends.list returns every request when they take more than one frame", async () => {
+    const s2 = await new Server({ shards: 1, args: ["--max-frame", "8192"] }).start();
+    try {
+      const hub = await login(s2, "pf_hub");
+      const note = "n".repeat(200);
+      const want = [];
+      for (let i = 0; i < 60; i++) {
+        const id = `pf_u${String(i).padStart(2, "0")}`;
+        const u = await login(s2, id);
+        await u.friends.request("pf_hub", note);
+        u.close();
+        want.push(id);
+      }
+      // the hub's side is written after the requester's ok; its push follows it
+      await waitFor(() => hub.log.friend.length === 60, { what: "60 request pushes" });
+      const first = await hub.request("friend.list");
+      assert.equal(first.more, true, "one frame does not hold 60");
+      const all = await hub.friends.list();
+      assert.deepEqual(all.requests.map((r) => r.from), want, "every request once, in id order");
+      assert.deepEqual(all.friends, []);
+      hub.close();
+    } finally {
+      await s2.dispose();
+    }
+  });
 });
