@@ -92,7 +92,32 @@ static bool hmac256(const uint8_t *key, size_t keylen, const void *msg, size_t n
     return outlen == SIG_LEN;
 }
 
-/* Base64url-decodes and parses one JSON object segment; NULL if it is not one. */
+/*
+ * Does the JSON text hold a U+0000, raw or as a \u0000 escape? cJSON keeps
+ * strings NUL-terminated, so "alice\u0000mallory" would come out as "alice"
+ * while another parser (the signer's) sees the whole string. An escape can
+ * only start at a backslash that is not itself escaped: the scan steps over
+ * every escaped character, "\\u0000" (a backslash, then text) among them.
+ */
+static bool has_nul(const uint8_t *p, size_t len)
+{
+    if (memchr(p, 0, len))
+        return true;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (p[i] != '\\')
+            continue;
+        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
+            return true;
+        i++;
+    }
+    return false;
+}
+
+/*
+ * Base64url-decodes and parses one JSON object segment; NULL if it is not one.
+ * Text holding a U+0000 is refused before parsing, so every string cJSON
+ * returns is whole and strlen() gives its decoded length.
+ */
 static cJSON *parse_segment(const char *s, size_t n, int *err)
 {
     uint8_t *raw = malloc(n * 3 / 4 + 1);
@@ -102,7 +127,7 @@ static cJSON *parse_segment(const char *s, size_t n, int *err)
         return NULL;
     }
     long m = b64url_decode(s, n, raw);
-    if (m > 0)
+    if (m > 0 && !has_nul(raw, (size_t)m))
         j = cJSON_ParseWithLength((const char *)raw, (size_t)m);
     free(raw);
     if (j && !cJSON_IsObject(j)) {
@@ -170,6 +195,7 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     uint64_t expv;
     if (!cJSON_IsString(sub) || !exp_value(exp, &expv))
         goto out;
+    /* the decoded length: parse_segment let no U+0000 through */
     size_t sublen = strlen(sub->valuestring);
     if (sublen > JWT_SUB_MAX || !ident_user_ok((struct strv){sub->valuestring, (uint32_t)sublen}))
         goto out;

@@ -27,8 +27,9 @@ struct jwt_claims {
 /*
  * Verifies token[0..len) with key[0..keylen) at time now_s (seconds).
  * 0 and *out filled, or -RP_EAUTH (malformed, alg other than HS256 including
- * "none", bad signature, sub not a valid user id, missing or mistyped exp/sub)
- * or -RP_EEXPIRED (a valid token with exp <= now_s), or -ENOMEM. The header and
+ * "none", bad signature, sub not a valid user id, missing or mistyped exp/sub,
+ * a string in the header or claims holding U+0000, raw or as \u0000) or
+ * -RP_EEXPIRED (a valid token with exp <= now_s), or -ENOMEM. The header and
  * claims JSON are parsed with cJSON, only after the signature has verified.
  * out is written only on success.
  */

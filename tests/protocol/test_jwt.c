@@ -3,7 +3,8 @@
  * file's own base64url and HMAC) for every way a token must be refused:
  * alg none, HS512, RS256, bad signature, wrong key, expiry, malformed base64,
  * missing or mistyped sub/exp, sub outside the id charset, and the token
- * truncated at each byte.
+ * truncated at each byte. Then the JSON behind a valid signature: U+0000 in
+ * any string.
  */
 #include "check.h"
 
@@ -34,14 +35,14 @@ static void b64url(struct buf *b, const void *data, size_t n)
     }
 }
 
-/* header.claims.signature with the given key; sig_len 0 means no signature part. */
-static void craft(struct buf *b, const char *hdr, const char *claims, const uint8_t *k, size_t klen,
-                  bool sign)
+/* header.claims.signature with the given key; sign false leaves the signature part empty. */
+static void craft_n(struct buf *b, const char *hdr, size_t hlen, const char *claims, size_t clen,
+                    const uint8_t *k, size_t klen, bool sign)
 {
     buf_reset(b);
-    b64url(b, hdr, strlen(hdr));
+    b64url(b, hdr, hlen);
     buf_put_u8(b, '.');
-    b64url(b, claims, strlen(claims));
+    b64url(b, claims, clen);
     buf_put_u8(b, '.');
     if (sign) {
         uint8_t mac[32];
@@ -50,6 +51,12 @@ static void craft(struct buf *b, const char *hdr, const char *claims, const uint
         b64url(b, mac, ml);
     }
     CHECK(!buf_failed(b));
+}
+
+static void craft(struct buf *b, const char *hdr, const char *claims, const uint8_t *k, size_t klen,
+                  bool sign)
+{
+    craft_n(b, hdr, strlen(hdr), claims, strlen(claims), k, klen, sign);
 }
 
 static int verify(const struct buf *b, struct jwt_claims *c)
@@ -186,10 +193,47 @@ static void test_refusals(void)
     buf_deinit(&b);
 }
 
+/* U+0000 in any string, raw or escaped, would cut the string short in cJSON. */
+static void test_nul(void)
+{
+    struct buf b;
+    struct jwt_claims c;
+    buf_init(&b);
+    const char *claims[] = {
+        "{\"sub\":\"alice\\u0000mallory\",\"exp\":1700000100}",
+        "{\"sub\":\"alice\\u0000\",\"exp\":1700000100}",
+        "{\"sub\":\"alice\",\"exp\":1700000100,\"note\":\"x\\u0000y\"}",
+        "{\"sub\\u0000x\":\"mallory\",\"sub\":\"alice\",\"exp\":1700000100}",
+        "{\"sub\":\"alice\",\"exp\":1700000100,\"n\":[\"\\\\\\u0000\"]}",
+    };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        craft(&b, HS256, claims[i], key, KEYLEN, true);
+        CHECK(verify(&b, &c) == -RP_EAUTH);
+    }
+    craft(&b, "{\"alg\":\"HS256\",\"kid\":\"\\u0000\"}", "{\"sub\":\"alice\",\"exp\":1700000100}",
+          key, KEYLEN, true);
+    CHECK(verify(&b, &c) == -RP_EAUTH);
+    /* raw NUL bytes, which JSON never allows, in a string and after the object */
+    static const char raw_sub[] = "{\"sub\":\"alice\0mallory\",\"exp\":1700000100}";
+    craft_n(&b, HS256, strlen(HS256), raw_sub, sizeof(raw_sub) - 1, key, KEYLEN, true);
+    CHECK(verify(&b, &c) == -RP_EAUTH);
+    static const char raw_tail[] = "{\"sub\":\"alice\",\"exp\":1700000100}\0";
+    craft_n(&b, HS256, strlen(HS256), raw_tail, sizeof(raw_tail) - 1, key, KEYLEN, true);
+    CHECK(verify(&b, &c) == -RP_EAUTH);
+    /* an escaped backslash followed by the text u0000, and other escapes, are fine */
+    craft(&b, HS256, "{\"sub\":\"alice\",\"exp\":1700000100,\"n\":\"\\\\u0000 \\u0001\"}", key,
+          KEYLEN, true);
+    CHECK(verify(&b, &c) == 0 && c.sub_len == 5 && strcmp(c.sub, "alice") == 0);
+    craft(&b, HS256, "{\"sub\":\"\\u0061lice\",\"exp\":1700000100}", key, KEYLEN, true);
+    CHECK(verify(&b, &c) == 0 && c.sub_len == 5 && strcmp(c.sub, "alice") == 0);
+    buf_deinit(&b);
+}
+
 int main(void)
 {
     test_round_trip();
     test_refusals();
+    test_nul();
     printf("test_jwt: ok\n");
     return 0;
 }
