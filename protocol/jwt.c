@@ -92,31 +92,41 @@ static bool hmac256(const uint8_t *key, size_t keylen, const void *msg, size_t n
     return outlen == SIG_LEN;
 }
 
-/*
- * Does the JSON text hold a U+0000, raw or as a \u0000 escape? cJSON keeps
- * strings NUL-terminated, so "alice\u0000mallory" would come out as "alice"
- * while another parser (the signer's) sees the whole string. An escape can
- * only start at a backslash that is not itself escaped: the scan steps over
- * every escaped character, "\\u0000" (a backslash, then text) among them.
- */
-static bool has_nul(const uint8_t *p, size_t len)
+static bool json_space(uint8_t c)
 {
-    if (memchr(p, 0, len))
-        return true;
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (p[i] != '\\')
-            continue;
-        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
-            return true;
-        i++;
-    }
-    return false;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /*
- * Base64url-decodes and parses one JSON object segment; NULL if it is not one.
- * Text holding a U+0000 is refused before parsing, so every string cJSON
- * returns is whole and strlen() gives its decoded length.
+ * Is this JSON text one that cJSON reads as a strict parser would, as far as
+ * bytes tell? Refused: a control byte other than JSON's four whitespace
+ * characters (JSON allows none, and cJSON would skip one as whitespace), and
+ * U+0000, raw or as a \u0000 escape: cJSON keeps strings NUL-terminated, so
+ * "alice\u0000mallory" would come out as "alice" while another parser (the
+ * signer's) sees the whole string. An escape can only start at a backslash
+ * that is not itself escaped, so the scan steps over escaped backslashes:
+ * "\\u0000" is a backslash, then text.
+ */
+static bool text_ok(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < 0x20 && !json_space(p[i]))
+            return false;
+        if (p[i] != '\\' || i + 1 == len)
+            continue;
+        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
+            return false;
+        if (p[i + 1] == '\\')
+            i++; /* an escaped backslash starts no escape */
+    }
+    return true;
+}
+
+/*
+ * Base64url-decodes and parses one JSON object segment; NULL if it is not
+ * exactly one, with nothing but whitespace after it. Text that text_ok()
+ * refuses never reaches cJSON, so every string cJSON returns is whole and
+ * strlen() gives its decoded length.
  */
 static cJSON *parse_segment(const char *s, size_t n, int *err)
 {
@@ -127,8 +137,16 @@ static cJSON *parse_segment(const char *s, size_t n, int *err)
         return NULL;
     }
     long m = b64url_decode(s, n, raw);
-    if (m > 0 && !has_nul(raw, (size_t)m))
-        j = cJSON_ParseWithLength((const char *)raw, (size_t)m);
+    if (m > 0 && text_ok(raw, (size_t)m)) {
+        const char *end = NULL;
+        j = cJSON_ParseWithLengthOpts((const char *)raw, (size_t)m, &end, false);
+        while (j && end && end < (const char *)raw + m && json_space((uint8_t)*end))
+            end++;
+        if (j && end != (const char *)raw + m) {
+            cJSON_Delete(j);
+            j = NULL;
+        }
+    }
     free(raw);
     if (j && !cJSON_IsObject(j)) {
         cJSON_Delete(j);
@@ -195,7 +213,7 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     uint64_t expv;
     if (!cJSON_IsString(sub) || !exp_value(exp, &expv))
         goto out;
-    /* the decoded length: parse_segment let no U+0000 through */
+    /* the decoded length: text_ok() let no U+0000 through */
     size_t sublen = strlen(sub->valuestring);
     if (sublen > JWT_SUB_MAX || !ident_user_ok((struct strv){sub->valuestring, (uint32_t)sublen}))
         goto out;

@@ -26,12 +26,16 @@ struct jwt_claims {
 
 /*
  * Verifies token[0..len) with key[0..keylen) at time now_s (seconds).
- * 0 and *out filled, or -RP_EAUTH (malformed, alg other than HS256 including
- * "none", bad signature, sub not a valid user id, missing or mistyped exp/sub,
- * a string in the header or claims holding U+0000, raw or as \u0000) or
- * -RP_EEXPIRED (a valid token with exp <= now_s), or -ENOMEM. The header and
- * claims JSON are parsed with cJSON, only after the signature has verified.
- * out is written only on success.
+ * Returns 0 and fills *out, or:
+ *   -RP_EAUTH     malformed; alg other than HS256, "none" included; a bad
+ *                 signature; sub not a valid user id; sub or exp missing or
+ *                 mistyped; a string in the header or claims holding U+0000,
+ *                 raw or as \u0000; either JSON part followed by anything but
+ *                 whitespace, or holding a control byte JSON does not allow
+ *   -RP_EEXPIRED  a valid token with exp <= now_s
+ *   -ENOMEM
+ * The header and claims JSON are parsed with cJSON, only after the signature
+ * has verified. out is written only on success.
  */
 int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t keylen,
                      uint64_t now_s, struct jwt_claims *out);

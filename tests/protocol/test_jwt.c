@@ -4,7 +4,7 @@
  * alg none, HS512, RS256, bad signature, wrong key, expiry, malformed base64,
  * missing or mistyped sub/exp, sub outside the id charset, and the token
  * truncated at each byte. Then the JSON behind a valid signature: U+0000 in
- * any string.
+ * any string; anything after the JSON value but whitespace.
  */
 #include "check.h"
 
@@ -229,11 +229,47 @@ static void test_nul(void)
     buf_deinit(&b);
 }
 
+/* One JSON value per segment, nothing after it but whitespace, no stray control bytes. */
+static void test_strict_json(void)
+{
+    struct buf b;
+    struct jwt_claims c;
+    buf_init(&b);
+    const char *ok = "{\"sub\":\"alice\",\"exp\":1700000100}";
+    const char *claims[] = {
+        "{\"sub\":\"alice\",\"exp\":1700000100}x",
+        "{\"sub\":\"alice\",\"exp\":1700000100}{}",
+        "{\"sub\":\"alice\",\"exp\":1700000100} ,",
+        "{\"sub\":\"alice\",\"exp\":1700000100}\n{\"sub\":\"mallory\"}",
+        "{\"sub\":\"alice\",\"exp\":1700000100}\x0b",
+        "{\"sub\":\"alice\",\"exp\":1700000100}\x1f",
+        "{\"sub\":\"alice\",\x01\"exp\":1700000100}",
+        "\x0c{\"sub\":\"alice\",\"exp\":1700000100}",
+        "{\"sub\":\"alice\",\"exp\":1700000100,\"n\":\"a\x7f\x01\"}",
+    };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        craft(&b, HS256, claims[i], key, KEYLEN, true);
+        CHECK(verify(&b, &c) == -RP_EAUTH);
+    }
+    const char *hdrs[] = {"{\"alg\":\"HS256\"}x", "{\"alg\":\"HS256\"}]", "{\"alg\":\"HS256\"}\"\"",
+                          "{\"alg\":\"HS256\"}\x01"};
+    for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
+        craft(&b, hdrs[i], ok, key, KEYLEN, true);
+        CHECK(verify(&b, &c) == -RP_EAUTH);
+    }
+    /* JSON whitespace before and after the value, and inside it, is fine */
+    craft(&b, " {\"alg\":\"HS256\"}\r\n", "\t{ \"sub\" : \"alice\",\n\"exp\":1700000100 } \t\r\n ",
+          key, KEYLEN, true);
+    CHECK(verify(&b, &c) == 0 && strcmp(c.sub, "alice") == 0 && c.exp == 1700000100);
+    buf_deinit(&b);
+}
+
 int main(void)
 {
     test_round_trip();
     test_refusals();
     test_nul();
+    test_strict_json();
     printf("test_jwt: ok\n");
     return 0;
 }
