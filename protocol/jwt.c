@@ -3,7 +3,11 @@
  * signature checked (HMAC-SHA256, constant-time compare) before any JSON is
  * parsed, so unauthenticated input never reaches the JSON parser beyond the
  * base64 layer. Base64url is decoded strictly (no padding, no stray bits), so
- * a token has exactly one valid spelling.
+ * a token has exactly one valid spelling. The JSON is read strictly too, so
+ * that a token means to us what it meant to its signer, whose parser may not
+ * be cJSON: one object and only whitespace after it, no control bytes, no
+ * U+0000 (cJSON would cut the string there) and no second copy of a name we
+ * read (parsers differ on which copy wins).
  */
 #include "protocol/jwt.h"
 
@@ -156,10 +160,32 @@ static cJSON *parse_segment(const char *s, size_t n, int *err)
     return j;
 }
 
+/*
+ * Sets *item to the member of object o called name (NULL when there is none);
+ * false when the name appears more than once. RFC 7519 §4 and RFC 7515 §5.2
+ * let a parser either refuse duplicates or take the last one; cJSON takes the
+ * first, so a token whose signer read the last could mean two things.
+ * Callers test *item for NULL themselves: cJSON_Is*() would say false, but
+ * the static analyzer cannot see that inside the library.
+ */
+static bool member_once(const cJSON *o, const char *name, const cJSON **item)
+{
+    const cJSON *found = NULL;
+    for (const cJSON *m = o->child; m; m = m->next) {
+        if (strcmp(m->string, name) != 0)
+            continue;
+        if (found)
+            return false;
+        found = m;
+    }
+    *item = found;
+    return true;
+}
+
 /* exp as a JSON number holding a non-negative integer that a double keeps exactly. */
 static bool exp_value(const cJSON *e, uint64_t *exp)
 {
-    if (!cJSON_IsNumber(e))
+    if (!e || !cJSON_IsNumber(e))
         return false;
     double v = e->valuedouble;
     /* the range check comes first: it makes the cast below defined */
@@ -198,8 +224,9 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(hdr = parse_segment(token, hlen, &err)))
         goto out;
     err = -RP_EAUTH;
-    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
-    if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "HS256") != 0)
+    const cJSON *alg, *sub, *exp;
+    if (!member_once(hdr, "alg", &alg) || !alg || !cJSON_IsString(alg) ||
+        strcmp(alg->valuestring, "HS256") != 0)
         goto out;
     /* RFC 7515 §4.1.11: extensions we do not understand must be refused */
     if (cJSON_GetObjectItemCaseSensitive(hdr, "crit"))
@@ -208,10 +235,9 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(claims = parse_segment(d1 + 1, plen, &err)))
         goto out;
     err = -RP_EAUTH;
-    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
     uint64_t expv;
-    if (!cJSON_IsString(sub) || !exp_value(exp, &expv))
+    if (!member_once(claims, "sub", &sub) || !member_once(claims, "exp", &exp) || !sub ||
+        !cJSON_IsString(sub) || !exp_value(exp, &expv))
         goto out;
     /* the decoded length: text_ok() let no U+0000 through */
     size_t sublen = strlen(sub->valuestring);

@@ -31,7 +31,8 @@ struct jwt_claims {
  *                 signature; sub not a valid user id; sub or exp missing or
  *                 mistyped; a string in the header or claims holding U+0000,
  *                 raw or as \u0000; either JSON part followed by anything but
- *                 whitespace, or holding a control byte JSON does not allow
+ *                 whitespace, or holding a control byte JSON does not allow;
+ *                 alg, sub or exp appearing more than once
  *   -RP_EEXPIRED  a valid token with exp <= now_s
  *   -ENOMEM
  * The header and claims JSON are parsed with cJSON, only after the signature

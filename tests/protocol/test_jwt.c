@@ -4,7 +4,8 @@
  * alg none, HS512, RS256, bad signature, wrong key, expiry, malformed base64,
  * missing or mistyped sub/exp, sub outside the id charset, and the token
  * truncated at each byte. Then the JSON behind a valid signature: U+0000 in
- * any string; anything after the JSON value but whitespace.
+ * any string; anything after the JSON value but whitespace; a claim the
+ * server reads, or the header's alg, given twice.
  */
 #include "check.h"
 
@@ -264,12 +265,46 @@ static void test_strict_json(void)
     buf_deinit(&b);
 }
 
+/* A name the server reads may appear once: parsers differ on which duplicate wins. */
+static void test_duplicates(void)
+{
+    struct buf b;
+    struct jwt_claims c;
+    buf_init(&b);
+    const char *claims[] = {
+        "{\"sub\":\"mallory\",\"sub\":\"carol\",\"exp\":1700000100}",
+        "{\"sub\":\"carol\",\"exp\":1700000100,\"sub\":\"carol\"}",
+        "{\"sub\":\"alice\",\"exp\":1700000100,\"exp\":4000000000}",
+        "{\"sub\":\"alice\",\"exp\":1700000000,\"exp\":1700000100}",
+    };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        craft(&b, HS256, claims[i], key, KEYLEN, true);
+        CHECK(verify(&b, &c) == -RP_EAUTH);
+    }
+    const char *ok = "{\"sub\":\"alice\",\"exp\":1700000100}";
+    const char *hdrs[] = {"{\"alg\":\"HS256\",\"alg\":\"none\"}",
+                          "{\"alg\":\"none\",\"alg\":\"HS256\"}",
+                          "{\"alg\":\"HS256\",\"alg\":\"HS256\"}"};
+    for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
+        craft(&b, hdrs[i], ok, key, KEYLEN, true);
+        CHECK(verify(&b, &c) == -RP_EAUTH);
+    }
+    /* names the server does not read may repeat; case and nesting make other names */
+    craft(&b, "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"typ\":\"x\",\"ALG\":\"none\"}",
+          "{\"sub\":\"alice\",\"exp\":1700000100,\"aud\":1,\"aud\":2,\"Sub\":\"mallory\","
+          "\"o\":{\"sub\":1,\"sub\":2}}",
+          key, KEYLEN, true);
+    CHECK(verify(&b, &c) == 0 && strcmp(c.sub, "alice") == 0);
+    buf_deinit(&b);
+}
+
 int main(void)
 {
     test_round_trip();
     test_refusals();
     test_nul();
     test_strict_json();
+    test_duplicates();
     printf("test_jwt: ok\n");
     return 0;
 }
