@@ -182,17 +182,21 @@ static bool member_once(const cJSON *o, const char *name, const cJSON **item)
     return true;
 }
 
-/* exp as a JSON number holding a non-negative integer that a double keeps exactly. */
-static bool exp_value(const cJSON *e, uint64_t *exp)
+/* The largest NumericDate taken: 2^53 s, up to which a double holds every whole second. */
+#define DATE_MAX 9007199254740992.0
+
+/*
+ * A NumericDate (RFC 7519 §2): a JSON number of seconds since the epoch, a
+ * fraction allowed. false for anything else, a negative number or one past
+ * DATE_MAX; the range test is also false for NaN and the infinities (cJSON
+ * gives HUGE_VAL for 1e999), and it makes a cast of *v to uint64_t defined.
+ */
+static bool numeric_date(const cJSON *e, double *v)
 {
     if (!e || !cJSON_IsNumber(e))
         return false;
-    double v = e->valuedouble;
-    /* the range check comes first: it makes the cast below defined */
-    if (!(v >= 0 && v <= 9007199254740992.0) || (double)(uint64_t)v != v)
-        return false;
-    *exp = (uint64_t)v;
-    return true;
+    *v = e->valuedouble;
+    return *v >= 0 && *v <= DATE_MAX;
 }
 
 int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t keylen,
@@ -235,10 +239,12 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(claims = parse_segment(d1 + 1, plen, &err)))
         goto out;
     err = -RP_EAUTH;
-    uint64_t expv;
+    double expd;
     if (!member_once(claims, "sub", &sub) || !member_once(claims, "exp", &exp) || !sub ||
-        !cJSON_IsString(sub) || !exp_value(exp, &expv))
+        !cJSON_IsString(sub) || !numeric_date(exp, &expd))
         goto out;
+    /* whole seconds, rounded down: an exp within the current second has passed */
+    uint64_t expv = (uint64_t)expd;
     /* the decoded length: text_ok() let no U+0000 through */
     size_t sublen = strlen(sub->valuestring);
     if (sublen > JWT_SUB_MAX || !ident_user_ok((struct strv){sub->valuestring, (uint32_t)sublen}))

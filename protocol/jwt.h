@@ -21,7 +21,7 @@
 struct jwt_claims {
     char sub[JWT_SUB_MAX + 1]; /* NUL-terminated copy */
     uint32_t sub_len;
-    uint64_t exp;
+    uint64_t exp; /* whole seconds, rounded down */
 };
 
 /*
@@ -29,11 +29,12 @@ struct jwt_claims {
  * Returns 0 and fills *out, or:
  *   -RP_EAUTH     malformed; alg other than HS256, "none" included; a bad
  *                 signature; sub not a valid user id; sub or exp missing or
- *                 mistyped; a string in the header or claims holding U+0000,
+ *                 mistyped (exp: a number of seconds in [0, 2^53], a fraction
+ *                 allowed); a string in the header or claims holding U+0000,
  *                 raw or as \u0000; either JSON part followed by anything but
  *                 whitespace, or holding a control byte JSON does not allow;
  *                 alg, sub or exp appearing more than once
- *   -RP_EEXPIRED  a valid token with exp <= now_s
+ *   -RP_EEXPIRED  a valid token whose exp, rounded down, is <= now_s
  *   -ENOMEM
  * The header and claims JSON are parsed with cJSON, only after the signature
  * has verified. out is written only on success.
