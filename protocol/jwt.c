@@ -228,7 +228,7 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(hdr = parse_segment(token, hlen, &err)))
         goto out;
     err = -RP_EAUTH;
-    const cJSON *alg, *sub, *exp;
+    const cJSON *alg, *sub, *exp, *nbf;
     if (!member_once(hdr, "alg", &alg) || !alg || !cJSON_IsString(alg) ||
         strcmp(alg->valuestring, "HS256") != 0)
         goto out;
@@ -239,12 +239,17 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(claims = parse_segment(d1 + 1, plen, &err)))
         goto out;
     err = -RP_EAUTH;
-    double expd;
-    if (!member_once(claims, "sub", &sub) || !member_once(claims, "exp", &exp) || !sub ||
-        !cJSON_IsString(sub) || !numeric_date(exp, &expd))
+    double expd, nbfd = 0;
+    if (!member_once(claims, "sub", &sub) || !member_once(claims, "exp", &exp) ||
+        !member_once(claims, "nbf", &nbf) || !sub || !cJSON_IsString(sub) ||
+        !numeric_date(exp, &expd) || (nbf && !numeric_date(nbf, &nbfd)))
         goto out;
     /* whole seconds, rounded down: an exp within the current second has passed */
     uint64_t expv = (uint64_t)expd;
+    /* and nbf rounded up: a token that is early for part of a second is early */
+    uint64_t nbfv = (uint64_t)nbfd;
+    if ((double)nbfv < nbfd)
+        nbfv++;
     /* the decoded length: text_ok() let no U+0000 through */
     size_t sublen = strlen(sub->valuestring);
     if (sublen > JWT_SUB_MAX || !ident_user_ok((struct strv){sub->valuestring, (uint32_t)sublen}))
@@ -253,6 +258,8 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
         err = -RP_EEXPIRED;
         goto out;
     }
+    if (nbfv > now_s && nbfv - now_s > JWT_NBF_LEEWAY)
+        goto out;
     memcpy(out->sub, sub->valuestring, sublen + 1);
     out->sub_len = (uint32_t)sublen;
     out->exp = expv;

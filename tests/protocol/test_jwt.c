@@ -6,7 +6,7 @@
  * truncated at each byte. Then the JSON behind a valid signature: U+0000 in
  * any string; anything after the JSON value but whitespace; a claim the
  * server reads, or the header's alg, given twice; NumericDates with fractions
- * (accepted) and out of range.
+ * (accepted) and out of range; nbf ahead of now by more than the leeway.
  */
 #include "check.h"
 
@@ -346,6 +346,61 @@ static void test_numeric_dates(void)
     buf_deinit(&b);
 }
 
+/* nbf: refused while more than JWT_NBF_LEEWAY seconds ahead, rounded up. */
+static void test_nbf(void)
+{
+    struct buf b;
+    struct jwt_claims c;
+    buf_init(&b);
+    _Static_assert(JWT_NBF_LEEWAY == 5, "the cases below are written for a 5 s leeway");
+    struct {
+        const char *nbf;
+        int want;
+    } cases[] = {
+        {"1700000600", -RP_EAUTH},
+        {"1700000006", -RP_EAUTH},
+        {"1700000005.5", -RP_EAUTH},
+        {"1700000005.000001", -RP_EAUTH},
+        {"1700000005", 0},
+        {"1700000004.5", 0},
+        {"1700000000", 0},
+        {"1600000000.25", 0},
+        {"0", 0},
+        /* mistyped or out of range */
+        {"\"1600000000\"", -RP_EAUTH},
+        {"-1", -RP_EAUTH},
+        {"1e999", -RP_EAUTH},
+        {"null", -RP_EAUTH},
+        {"false", -RP_EAUTH},
+        /* given twice, even when both would pass */
+        {"1600000000,\"nbf\":1600000000", -RP_EAUTH},
+        {"1600000000,\"nbf\":1800000000", -RP_EAUTH},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char claims[128];
+        snprintf(claims, sizeof(claims), "{\"sub\":\"alice\",\"nbf\":%s,\"exp\":1700000600}",
+                 cases[i].nbf);
+        craft(&b, HS256, claims, key, KEYLEN, true);
+        int r = verify(&b, &c);
+        if (r != cases[i].want)
+            fprintf(stderr, "nbf %s: %d, want %d\n", cases[i].nbf, r, cases[i].want);
+        CHECK(r == cases[i].want);
+    }
+    /* the same token, before and after its time */
+    craft(&b, HS256, "{\"sub\":\"alice\",\"exp\":1700000600,\"nbf\":1700000100}", key, KEYLEN,
+          true);
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, 1700000094, &c) == -RP_EAUTH);
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, 1700000095, &c) == 0);
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, 1700000599, &c) == 0);
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, 1700000600, &c) ==
+          -RP_EEXPIRED);
+    /* nbf after exp: never valid */
+    craft(&b, HS256, "{\"sub\":\"alice\",\"exp\":1700000600,\"nbf\":1700000700}", key, KEYLEN,
+          true);
+    CHECK(jwt_verify_hs256((const char *)b.data, b.len, key, KEYLEN, 1700000500, &c) == -RP_EAUTH);
+    buf_deinit(&b);
+}
+
 int main(void)
 {
     test_round_trip();
@@ -354,6 +409,7 @@ int main(void)
     test_strict_json();
     test_duplicates();
     test_numeric_dates();
+    test_nbf();
     printf("test_jwt: ok\n");
     return 0;
 }
