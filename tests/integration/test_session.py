@@ -96,6 +96,7 @@ def _bad_tokens(srv):
         "sub not a string": rptest.token("mallory", secret=srv.secret, claims={"sub": 12}),
         "exp not a number": rptest.token("mallory", secret=srv.secret, claims={"exp": "soon"}),
         "malformed text": "not-a-jwt",
+        "empty": "",
         "two parts": h + "." + b,
         "four parts": good + ".x",
         "garbage base64": "!!!.@@@.###",
