@@ -232,6 +232,27 @@ static int gen_jwt(void)
         snprintf(name, sizeof(name), "input%d", i);
         err = save("fuzz_jwt", name, b.data, b.len);
     }
+    /* mode 3: header and claims JSON that the harness encodes and signs: a
+     * valid token with a fractional exp and an nbf, then tokens the claims
+     * checks refuse (U+0000, a duplicate name, trailing data, nbf ahead) */
+    static const char *const json[] = {
+        "{\"sub\":\"alice\",\"exp\":4000000000.5,\"nbf\":1600000000.25}",
+        "{\"sub\":\"alice\\u0000mallory\",\"exp\":4000000000}",
+        "{\"sub\":\"mallory\",\"sub\":\"carol\",\"exp\":4000000000}",
+        "{\"sub\":\"alice\",\"exp\":4000000000} {}",
+        "{\"sub\":\"alice\",\"exp\":4000000000,\"nbf\":4000000000}",
+    };
+    static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    for (int i = 0; i < 5 && !err; i++) {
+        char name[32];
+        buf_reset(&b);
+        buf_put_u8(&b, 3);
+        buf_append(&b, hdr, sizeof(hdr) - 1);
+        buf_put_u8(&b, 0xff);
+        buf_append(&b, json[i], strlen(json[i]));
+        snprintf(name, sizeof(name), "json%d", i);
+        err = save("fuzz_jwt", name, b.data, b.len);
+    }
     buf_deinit(&b);
     return err;
 }

@@ -1,8 +1,13 @@
 /*
- * Fuzz target for jwt_verify_hs256. Byte 0 picks the mode: even, the rest is
- * a token verified as is (the signature check must hold); odd, the rest is
- * the signing input "header.claims" and the harness signs it with the key,
- * so that the JSON and claims checks behind the signature are reached.
+ * Fuzz target for jwt_verify_hs256. The low two bits of byte 0 pick the mode:
+ *   x0  the rest is a token verified as is (the signature check must hold);
+ *   01  the rest is the signing input "header.claims" and the harness signs
+ *       it with the key, so that the JSON and claims checks behind the
+ *       signature are reached;
+ *   11  the rest is the header's JSON text, a 0xff byte, then the claims'
+ *       JSON text: the harness base64url-encodes both and signs them, so that
+ *       mutations work on the JSON itself (escapes, duplicate names, trailing
+ *       data, numbers) rather than on its base64.
  * Checked: no crash; a verified token has a valid sub and exp > now, and
  * signing those claims again yields a token that verifies to the same claims.
  */
@@ -37,7 +42,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct buf tok;
     buf_init(&tok);
-    buf_append(&tok, data + 1, size - 1);
+    if ((data[0] & 3) == 3) {
+        const uint8_t *p = data + 1, *end = data + size;
+        const uint8_t *sep = memchr(p, 0xff, (size_t)(end - p));
+        if (!sep)
+            sep = end;
+        b64url(&tok, p, (size_t)(sep - p));
+        buf_put_u8(&tok, '.');
+        if (sep < end)
+            b64url(&tok, sep + 1, (size_t)(end - sep - 1));
+    } else {
+        buf_append(&tok, data + 1, size - 1);
+    }
     if (data[0] & 1) {
         uint8_t mac[32];
         unsigned ml = 0;

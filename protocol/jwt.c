@@ -3,7 +3,11 @@
  * signature checked (HMAC-SHA256, constant-time compare) before any JSON is
  * parsed, so unauthenticated input never reaches the JSON parser beyond the
  * base64 layer. Base64url is decoded strictly (no padding, no stray bits), so
- * a token has exactly one valid spelling.
+ * a token has exactly one valid spelling. The JSON is read strictly too, so
+ * that a token means to us what it meant to its signer, whose parser may not
+ * be cJSON: one object and only whitespace after it, no control bytes, no
+ * U+0000 (cJSON would cut the string there) and no second copy of a name we
+ * read (parsers differ on which copy wins).
  */
 #include "protocol/jwt.h"
 
@@ -92,7 +96,42 @@ static bool hmac256(const uint8_t *key, size_t keylen, const void *msg, size_t n
     return outlen == SIG_LEN;
 }
 
-/* Base64url-decodes and parses one JSON object segment; NULL if it is not one. */
+static bool json_space(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Is this JSON text one that cJSON reads as a strict parser would, as far as
+ * bytes tell? Refused: a control byte other than JSON's four whitespace
+ * characters (JSON allows none, and cJSON would skip one as whitespace), and
+ * U+0000, raw or as a \u0000 escape: cJSON keeps strings NUL-terminated, so
+ * "alice\u0000mallory" would come out as "alice" while another parser (the
+ * signer's) sees the whole string. An escape can only start at a backslash
+ * that is not itself escaped, so the scan steps over escaped backslashes:
+ * "\\u0000" is a backslash, then text.
+ */
+static bool text_ok(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < 0x20 && !json_space(p[i]))
+            return false;
+        if (p[i] != '\\' || i + 1 == len)
+            continue;
+        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
+            return false;
+        if (p[i + 1] == '\\')
+            i++; /* an escaped backslash starts no escape */
+    }
+    return true;
+}
+
+/*
+ * Base64url-decodes and parses one JSON object segment; NULL if it is not
+ * exactly one, with nothing but whitespace after it. Text that text_ok()
+ * refuses never reaches cJSON, so every string cJSON returns is whole and
+ * strlen() gives its decoded length.
+ */
 static cJSON *parse_segment(const char *s, size_t n, int *err)
 {
     uint8_t *raw = malloc(n * 3 / 4 + 1);
@@ -102,8 +141,16 @@ static cJSON *parse_segment(const char *s, size_t n, int *err)
         return NULL;
     }
     long m = b64url_decode(s, n, raw);
-    if (m > 0)
-        j = cJSON_ParseWithLength((const char *)raw, (size_t)m);
+    if (m > 0 && text_ok(raw, (size_t)m)) {
+        const char *end = NULL;
+        j = cJSON_ParseWithLengthOpts((const char *)raw, (size_t)m, &end, false);
+        while (j && end && end < (const char *)raw + m && json_space((uint8_t)*end))
+            end++;
+        if (j && end != (const char *)raw + m) {
+            cJSON_Delete(j);
+            j = NULL;
+        }
+    }
     free(raw);
     if (j && !cJSON_IsObject(j)) {
         cJSON_Delete(j);
@@ -113,17 +160,43 @@ static cJSON *parse_segment(const char *s, size_t n, int *err)
     return j;
 }
 
-/* exp as a JSON number holding a non-negative integer that a double keeps exactly. */
-static bool exp_value(const cJSON *e, uint64_t *exp)
+/*
+ * Sets *item to the member of object o called name (NULL when there is none);
+ * false when the name appears more than once. RFC 7519 §4 and RFC 7515 §5.2
+ * let a parser either refuse duplicates or take the last one; cJSON takes the
+ * first, so a token whose signer read the last could mean two things.
+ * Callers test *item for NULL themselves: cJSON_Is*() would say false, but
+ * the static analyzer cannot see that inside the library.
+ */
+static bool member_once(const cJSON *o, const char *name, const cJSON **item)
 {
-    if (!cJSON_IsNumber(e))
-        return false;
-    double v = e->valuedouble;
-    /* the range check comes first: it makes the cast below defined */
-    if (!(v >= 0 && v <= 9007199254740992.0) || (double)(uint64_t)v != v)
-        return false;
-    *exp = (uint64_t)v;
+    const cJSON *found = NULL;
+    for (const cJSON *m = o->child; m; m = m->next) {
+        if (strcmp(m->string, name) != 0)
+            continue;
+        if (found)
+            return false;
+        found = m;
+    }
+    *item = found;
     return true;
+}
+
+/* The largest NumericDate taken: 2^53 s, up to which a double holds every whole second. */
+#define DATE_MAX 9007199254740992.0
+
+/*
+ * A NumericDate (RFC 7519 §2): a JSON number of seconds since the epoch, a
+ * fraction allowed. false for anything else, a negative number or one past
+ * DATE_MAX; the range test is also false for NaN and the infinities (cJSON
+ * gives HUGE_VAL for 1e999), and it makes a cast of *v to uint64_t defined.
+ */
+static bool numeric_date(const cJSON *e, double *v)
+{
+    if (!e || !cJSON_IsNumber(e))
+        return false;
+    *v = e->valuedouble;
+    return *v >= 0 && *v <= DATE_MAX;
 }
 
 int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t keylen,
@@ -155,8 +228,9 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(hdr = parse_segment(token, hlen, &err)))
         goto out;
     err = -RP_EAUTH;
-    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
-    if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "HS256") != 0)
+    const cJSON *alg, *sub, *exp, *nbf;
+    if (!member_once(hdr, "alg", &alg) || !alg || !cJSON_IsString(alg) ||
+        strcmp(alg->valuestring, "HS256") != 0)
         goto out;
     /* RFC 7515 §4.1.11: extensions we do not understand must be refused */
     if (cJSON_GetObjectItemCaseSensitive(hdr, "crit"))
@@ -165,11 +239,18 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
     if (!(claims = parse_segment(d1 + 1, plen, &err)))
         goto out;
     err = -RP_EAUTH;
-    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
-    uint64_t expv;
-    if (!cJSON_IsString(sub) || !exp_value(exp, &expv))
+    double expd, nbfd = 0;
+    if (!member_once(claims, "sub", &sub) || !member_once(claims, "exp", &exp) ||
+        !member_once(claims, "nbf", &nbf) || !sub || !cJSON_IsString(sub) ||
+        !numeric_date(exp, &expd) || (nbf && !numeric_date(nbf, &nbfd)))
         goto out;
+    /* whole seconds, rounded down: an exp within the current second has passed */
+    uint64_t expv = (uint64_t)expd;
+    /* and nbf rounded up: a token that is early for part of a second is early */
+    uint64_t nbfv = (uint64_t)nbfd;
+    if ((double)nbfv < nbfd)
+        nbfv++;
+    /* the decoded length: text_ok() let no U+0000 through */
     size_t sublen = strlen(sub->valuestring);
     if (sublen > JWT_SUB_MAX || !ident_user_ok((struct strv){sub->valuestring, (uint32_t)sublen}))
         goto out;
@@ -177,6 +258,8 @@ int jwt_verify_hs256(const char *token, size_t len, const uint8_t *key, size_t k
         err = -RP_EEXPIRED;
         goto out;
     }
+    if (nbfv > now_s && nbfv - now_s > JWT_NBF_LEEWAY)
+        goto out;
     memcpy(out->sub, sub->valuestring, sublen + 1);
     out->sub_len = (uint32_t)sublen;
     out->exp = expv;

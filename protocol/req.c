@@ -276,7 +276,9 @@ static int get_field(struct req_decoder *d, const struct req_limits *lim, const 
     *msg = key_invalid[k];
     switch (k) {
     case K_TOKEN:
-        return get_text(s, k, 1, UINT32_MAX, &out->token);
+        /* an empty str is a malformed token, which the hello refuses as
+         * unauthorized like any other: no lower bound here */
+        return get_text(s, k, 0, UINT32_MAX, &out->token);
     case K_DEVICE:
         return get_id(s, k, true, &out->device);
     case K_RESUME:

@@ -4,6 +4,8 @@ hello, ping, tokens, malformed frames, fragmentation, replacement, device limit,
 timeouts and graceful shutdown.
 """
 
+import hashlib
+import hmac
 import signal
 import socket
 import struct
@@ -91,9 +93,18 @@ def test_ops_before_hello_unauthorized():
         assert p["op"] == "synced", p
 
 
+def _signed(header, claims, secret):
+    """A token over the exact JSON texts given, signed with HS256."""
+    signing_input = rptest.b64url(header) + "." + rptest.b64url(claims)
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + rptest.b64url(mac)
+
+
 def _bad_tokens(srv):
     good = srv.token("mallory")
     h, b, s = good.split(".")
+    now = int(time.time())
+    hs256 = '{"alg":"HS256","typ":"JWT"}'
     return {
         "alg none": rptest.token("mallory", alg="none", secret=srv.secret),
         "alg HS512": rptest.token("mallory", alg="HS512", secret=srv.secret),
@@ -107,6 +118,17 @@ def _bad_tokens(srv):
         "sub not a string": rptest.token("mallory", secret=srv.secret, claims={"sub": 12}),
         "exp not a number": rptest.token("mallory", secret=srv.secret, claims={"exp": "soon"}),
         "malformed text": "not-a-jwt",
+        "empty": "",
+        "sub with NUL": rptest.token("mallory", secret=srv.secret,
+                                     claims={"sub": "mallory\u0000alice"}),
+        "nbf ahead": rptest.token("mallory", secret=srv.secret, claims={"nbf": now + 600}),
+        "nbf not a number": rptest.token("mallory", secret=srv.secret, claims={"nbf": "now"}),
+        "duplicate sub": _signed(hs256, '{"sub":"mallory","sub":"carol","exp":%d}' % (now + 600),
+                                 srv.secret),
+        "duplicate alg": _signed('{"alg":"HS256","alg":"none"}',
+                                 '{"sub":"mallory","exp":%d}' % (now + 600), srv.secret),
+        "claims with trailing data": _signed(hs256, '{"sub":"mallory","exp":%d}{}' % (now + 600),
+                                             srv.secret),
         "two parts": h + "." + b,
         "four parts": good + ".x",
         "garbage base64": "!!!.@@@.###",
@@ -128,6 +150,26 @@ def test_bad_tokens_unauthorized_then_close():
             c.close()
         # the server is still fine
         expect_ok(Client(srv).hello("mallory", "d1", resume=False))
+
+
+def test_token_time_claims():
+    """Fractional NumericDates are accepted, and so is an nbf that has passed or
+    lies within the server's few seconds of leeway."""
+    with Server(shards=2) as srv:
+        now = time.time()
+        for name, claims in {
+            "fractional exp": {"exp": now + 600.5},
+            "nbf passed": {"nbf": now - 60.25},
+            "nbf within leeway": {"nbf": int(now) + 2},
+        }.items():
+            c = Client(srv)
+            r = c.hello("oscar", "d1", token=srv.token("oscar", claims=claims), resume=False)
+            try:
+                r = expect_ok(r)
+                assert r["user"] == "oscar", r
+            except AssertionError as e:
+                raise AssertionError("%s: %s" % (name, e))
+            c.close()
 
 
 def test_hello_bad_request_not_fatal():

@@ -172,6 +172,9 @@ static void test_session_ops(void)
               S("device", "0123456789abcdef0123456789abcdef")) == 0); /* 32 */
     BAD(OP_HELLO, S("op", "hello"), U("id", 7), S("token", "t"), S("device", "d"), U("resume", 1));
     BAD(OP_HELLO, S("op", "hello"), U("id", 7), BIN("token", "t"), S("device", "d"));
+    /* an empty token decodes: verifying it is the hello's job (unauthorized) */
+    CHECK(DEC(S("op", "hello"), U("id", 7), S("token", ""), S("device", "d")) == 0);
+    CHECK(rq.op == OP_HELLO && rq.token.len == 0 && SV_EQ(rq.device, "d"));
 
     CHECK(DEC(S("op", "ping"), U("id", 4294967295u)) == 0);
     CHECK(rq.op == OP_PING && rq.id == 4294967295u);
