@@ -151,6 +151,44 @@ def test_other_gets_are_refused():
         Client(srv).ping()
 
 
+def _too_large_then_close(srv, pieces):
+    c = Client(srv)
+    for p in pieces:
+        c.send_raw(p)
+        time.sleep(0.05)
+    f = c.recv(3)
+    rptest.expect_error(f, "too_large")
+    assert "id" not in f, f
+    assert c.closed(3), "connection stays open"
+
+
+def test_first_four_bytes_decide_the_transport():
+    # PROTOCOL §1: only "GET " as the first four bytes is HTTP; any other
+    # first bytes are a length prefix (here far over max_frame).
+    with Server(shards=1, args=["--hello-timeout", "30"]) as srv:
+        for first in (b"G\x00\x00\x01", b"GEX\x00", b"Ge\x00\x00", b"GET\x00", b"POST /ws "):
+            _too_large_then_close(srv, [first + b"\x00" * 8])
+        # the first bytes arriving one at a time, or a few at a time
+        _too_large_then_close(srv, [b"G", b"E", b"T", b"!", b"\x00" * 8])
+        _too_large_then_close(srv, [b"GE", b"t /ws"])
+        _too_large_then_close(srv, [b"G", b"\x00\x00\x01"])
+        # a real upgrade whose "GET " comes in pieces is still HTTP
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode()
+        for piece in (req[:1], req[1:3], req[3:4], req[4:]):
+            s.sendall(piece)
+            time.sleep(0.05)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(4096)
+            assert d, head
+            head += d
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        s.close()
+
+
 def test_text_message_closes_1003():
     with Server(shards=1) as srv:
         ws = WS(srv)
