@@ -60,6 +60,25 @@ def test_ping_before_and_after_hello():
         assert r["op"] == "pong" and r["id"] == 4242, r
 
 
+def test_ping_with_a_bad_id_before_hello_is_bad_request():
+    # ping is served before hello, so a ping with a mistyped id is a bad
+    # ping (PROTOCOL §2: wrong type -> bad_request), as after hello.
+    with Server(shards=1) as srv:
+        c = Client(srv)
+        for bad in ("x", -1, 2 ** 32, None, 1.5, b"\x01"):
+            c.send({"op": "ping", "id": bad})
+            r = c.recv(3)
+            expect_error(r, "bad_request")
+            assert "id" not in r, r
+        c.send({"op": "ping"})
+        expect_error(c.recv(3), "bad_request")
+        # a hello with a bad id is a bad hello (not fatal), not "hello first"
+        c.send({"op": "hello", "id": "1", "token": srv.token("kim"), "device": "d1"})
+        expect_error(c.recv(3), "bad_request")
+        c.ping()
+        expect_ok(c.hello("kim", "d1", resume=False))
+
+
 def test_ops_before_hello_unauthorized():
     with Server(shards=2) as srv:
         c = Client(srv)

@@ -184,11 +184,22 @@ static void test_id_and_op(void)
     CHECK(DEC(S("op", "ack"), S("conv", "d:a:b"), U("seq", 9)) == 0);
     CHECK(rq.op == OP_ACK && !rq.has_id && rq.seq == 9 && SV_EQ(rq.conv, "d:a:b"));
     CHECK(DEC(S("op", "ping")) == -RP_EREQUEST && !rq.has_id && rq.op == OP_PING);
-    /* a bad id cannot be echoed */
-    CHECK(DEC(S("op", "ping"), I("id", -1)) == -RP_EREQUEST && !rq.has_id);
-    CHECK(DEC(S("op", "ping"), U("id", 4294967296ull)) == -RP_EREQUEST && !rq.has_id);
-    CHECK(DEC(S("op", "ping"), S("id", "1")) == -RP_EREQUEST && !rq.has_id);
-    CHECK(DEC(S("op", "ping"), {"id", 'f', NULL, 0}) == -RP_EREQUEST && !rq.has_id);
+    /* a bad id cannot be echoed, but the op is known (a bad ping is still a
+     * ping: bad_request before hello too, not "hello first") */
+    CHECK(DEC(S("op", "ping"), I("id", -1)) == -RP_EREQUEST && !rq.has_id && rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), U("id", 4294967296ull)) == -RP_EREQUEST && !rq.has_id &&
+          rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), S("id", "1")) == -RP_EREQUEST && !rq.has_id && rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), {"id", 'f', NULL, 0}) == -RP_EREQUEST && !rq.has_id &&
+          rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), {"id", 'n', NULL, 0}) == -RP_EREQUEST && !rq.has_id &&
+          rq.op == OP_PING && strstr(msg, "id"));
+    CHECK(DEC({"id", 'n', NULL, 0}, S("op", "hello"), S("token", "t"), S("device", "d")) ==
+              -RP_EREQUEST &&
+          !rq.has_id && rq.op == OP_HELLO);
+    /* both bad: the id's error, no op */
+    CHECK(DEC(S("op", "fly"), S("id", "1")) == -RP_EREQUEST && !rq.has_id && rq.op == OP__COUNT &&
+          strstr(msg, "id"));
     /* a non-negative value in a signed format is an integer all the same */
     CHECK(DEC(S("op", "ping"), I("id", 5)) == 0 && rq.id == 5);
     /* unknown op: id echoed, op unknown */
