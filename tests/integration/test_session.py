@@ -224,6 +224,26 @@ def test_amplification_input():
         expect_ok(Client(srv).hello("henry", "d2", resume=False))
 
 
+def test_deeply_nested_values_are_no_bad_frame():
+    # PROTOCOL §2: unknown keys are ignored; only bytes that are not exactly
+    # one map are bad_frame. Nesting is not limited (docs/protocol.md §2.1).
+    with Server(shards=1) as srv:
+        c = Client(srv)
+        for depth in (31, 32, 33, 100, 5000):
+            p = b"\x83\xa2op\xa4ping\xa2id" + msgpack.packb(depth) + b"\xa5extra" + \
+                b"\x91" * depth + b"\xc0"
+            if depth <= 100:  # msgpack-python itself stops somewhere below 5000
+                assert msgpack.unpackb(p)["op"] == "ping"
+            c.send_raw(raw_frame(p))
+            assert c.recv(3) == {"op": "pong", "id": depth}
+        # as the value of a known key it is just the wrong type: not fatal
+        expect_ok(c.hello("lou", "d1", resume=False))
+        p = b"\x83\xa2op\xa7history\xa2id\x09\xa4conv" + b"\x91" * 40 + b"\xc0"
+        c.send_raw(raw_frame(p))
+        expect_error(c.recv(3), "bad_request", 9)
+        c.ping()
+
+
 def test_byte_by_byte():
     with Server(shards=2) as srv:
         c = Client(srv)

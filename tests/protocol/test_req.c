@@ -442,6 +442,42 @@ static void test_frames(void)
     CHECK((const uint8_t *)rq.body.p > copy && (const uint8_t *)rq.body.p < copy + n);
 }
 
+/* {"op":op,"id":7,key:[[[...nil...]]]} with depth arrays, into fb. */
+static void deep_frame(const char *op, const char *key, unsigned depth)
+{
+    msgpack_packer pk;
+    buf_reset(&fb);
+    msgpack_packer_init(&pk, &fb, buf_msgpack_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "op", 2);
+    msgpack_pack_str_with_body(&pk, op, strlen(op));
+    msgpack_pack_str_with_body(&pk, "id", 2);
+    msgpack_pack_uint32(&pk, 7);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    for (unsigned i = 0; i < depth; i++)
+        msgpack_pack_array(&pk, 1);
+    msgpack_pack_nil(&pk);
+    CHECK(!buf_failed(&fb));
+}
+
+/* PROTOCOL §2: unknown keys are ignored, whatever their values; only bytes
+ * that are not exactly one map are a bad frame. Nesting is not limited. */
+static void test_deep_values(void)
+{
+    for (unsigned depth = 30; depth <= 3 * 4096; depth = depth < 34 ? depth + 1 : depth * 4) {
+        deep_frame("ping", "extra", depth);
+        CHECK(req_decode(&dec, &lim, fb.data, (uint32_t)fb.len, &rq, &msg) == 0);
+        CHECK(rq.op == OP_PING && rq.has_id && rq.id == 7);
+        /* the innermost array one element short: not one map */
+        fb.data[fb.len - 2] = 0x92;
+        CHECK(req_decode(&dec, &lim, fb.data, (uint32_t)fb.len, &rq, &msg) == -RP_EFRAME);
+        /* under a known key it is a value of the wrong type: bad_request, id echoed */
+        deep_frame("history", "conv", depth);
+        CHECK(req_decode(&dec, &lim, fb.data, (uint32_t)fb.len, &rq, &msg) == -RP_EREQUEST);
+        CHECK(rq.op == OP_HISTORY && rq.has_id && rq.id == 7 && strstr(msg, "conv"));
+    }
+}
+
 int main(void)
 {
     buf_init(&fb);
@@ -453,6 +489,7 @@ int main(void)
     test_group_ops();
     test_friend_ops();
     test_frames();
+    test_deep_values();
     req_decoder_deinit(&dec);
     buf_deinit(&fb);
     printf("test_req: ok\n");
