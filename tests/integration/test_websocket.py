@@ -210,6 +210,35 @@ def test_unmasked_client_frame_refused():
         assert ws.close_code() == 1002
 
 
+def test_protocol_errors_close_1002():
+    # RFC 6455 §7.4.1: a frame that breaks the framing rules is answered
+    # with close 1002 (protocol error), not a close without a status.
+    bad = {
+        "ping over 125 bytes": ws_frame(9, b"x" * 126),
+        "fragmented ping": ws_frame(9, b"x", fin=False),
+        "length 2^63": bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 2 ** 63) + b"\0" * 4,
+        "16-bit length under 126": bytes([0x82, 0x80 | 126]) + struct.pack(">H", 5) +
+        b"\0" * 4 + b"\x81\xa0\xa0\x80\x80",
+        "close with a 1-byte body": ws_frame(8, b"\x03"),
+        "reserved opcode": ws_frame(3, b"x"),
+    }
+    with Server(shards=1) as srv:
+        for name, data in bad.items():
+            ws = WS(srv)
+            ws.send_raw(data)
+            assert ws.close_code() == 1002, name
+        # also after a message answered in the same read
+        ws = WS(srv)
+        ws.send_raw(ws_frame(2, msgpack.packb({"op": "ping", "id": 4})) + ws_frame(9, b"x" * 126))
+        assert ws.recv() == {"op": "pong", "id": 4}
+        assert ws.close_code() == 1002
+        # an empty close is echoed empty (no status to give back), as before
+        ws = WS(srv)
+        ws.send_raw(ws_frame(8, b""))
+        assert ws.close_code() is None
+        Client(srv).ping()
+
+
 def test_ping_and_fragments_with_control_frames_between():
     with Server(shards=1) as srv:
         ws = WS(srv)
