@@ -7,7 +7,9 @@
  * between fragments, masking required from clients, automatic pong, the close
  * handshake, 1009 for a message over the limit, 1002 for a frame that breaks
  * RFC 6455). Each complete binary message is one msgpack map and goes to the
- * caller's callback; a text message closes the connection with 1003.
+ * caller's callback; a text message closes the connection with 1003. No
+ * subprotocol or extension is ever selected (the contract names none): the
+ * upgrade answer carries neither header, whatever the request offered.
  *
  * Outgoing data frames are not queued through wslay, which would copy every
  * payload per connection: a push frame is encoded once and shared by every

@@ -239,6 +239,19 @@ def test_protocol_errors_close_1002():
         Client(srv).ping()
 
 
+def test_no_subprotocol_is_selected():
+    # PROTOCOL names no subprotocol: one offered is not echoed (RFC 6455
+    # §4.2.2: the server selects none), the upgrade still succeeds.
+    with Server(shards=1) as srv:
+        key = base64.b64encode(os.urandom(16)).decode()
+        ws = WS(srv, headers={"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
+                              "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
+                              "Sec-WebSocket-Protocol": "ringpush.v1, chat"})
+        assert ws.status == 101, ws.status_line
+        assert "sec-websocket-protocol" not in ws.headers, ws.headers
+        assert ws.request("ping")["op"] == "pong"
+
+
 def test_ping_and_fragments_with_control_frames_between():
     with Server(shards=1) as srv:
         ws = WS(srv)
