@@ -39,7 +39,7 @@ enum {
     CONN_F_SHUT = 1u << 5,       /* the socket was shut down */
     CONN_F_FD_CLOSING = 1u << 6, /* the direct descriptor is being closed */
     CONN_F_HANDED = 1u << 7,     /* the socket now belongs to another shard */
-    CONN_F_PROBED = 1u << 8,     /* the first byte told TCP frames from WebSocket */
+    CONN_F_PROBED = 1u << 8,     /* the first bytes told TCP frames from WebSocket */
     CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
     CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
     CONN_F_IN_PUSH = 1u << 11,   /* on the shard's push list */

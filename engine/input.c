@@ -228,24 +228,47 @@ void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t l
 
 static void tcp_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
 
+/* PROTOCOL §1: a connection whose first four bytes are "GET " is HTTP; any
+ * other first bytes are a length prefix. Until four bytes have come, those
+ * that did wait in the frame decoder's header; as long as they spell the
+ * start of "GET " nothing is decided. Returns false when c was closed. */
+static bool probe(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    static const char get[FRAME_HDR] = {'G', 'E', 'T', ' '};
+    const uint8_t *held;
+    size_t nheld = frame_dec_pending(&c->dec, &held);
+    size_t n = len < FRAME_HDR - nheld ? len : FRAME_HDR - nheld;
+    if ((nheld && memcmp(held, get, nheld)) || memcmp(data, get + nheld, n)) {
+        c->flags |= CONN_F_PROBED; /* a length prefix: the decoder has its first bytes */
+        return true;
+    }
+    if (nheld + n < FRAME_HDR)
+        return true; /* still a prefix of "GET ": wait for more */
+    c->flags |= CONN_F_PROBED;
+    uint32_t max_frame = c->dec.max_frame;
+    frame_dec_deinit(&c->dec);
+    frame_dec_init(&c->dec, max_frame);
+    c->wsx = calloc(1, sizeof(*c->wsx));
+    if (!c->wsx) {
+        conn_close(sh, c, NULL);
+        return false;
+    }
+    c->wsx->sh = sh;
+    c->wsx->slot = conn_slot(sh, c);
+    buf_init(&c->wsx->hs);
+    /* the bytes held were "GET " up to where this read starts */
+    if (buf_append(&c->wsx->hs, get, nheld)) {
+        conn_close(sh, c, NULL);
+        return false;
+    }
+    return true;
+}
+
 void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
     sh->stats.bytes_in += len;
-    if (!(c->flags & CONN_F_PROBED) && len) {
-        /* A frame's length prefix never starts with 'G' (it would be over
-         * max_frame), so one byte tells an HTTP upgrade from TCP frames. */
-        c->flags |= CONN_F_PROBED;
-        if (data[0] == 'G') {
-            c->wsx = calloc(1, sizeof(*c->wsx));
-            if (!c->wsx) {
-                conn_close(sh, c, NULL);
-                return;
-            }
-            c->wsx->sh = sh;
-            c->wsx->slot = conn_slot(sh, c);
-            buf_init(&c->wsx->hs);
-        }
-    }
+    if (!(c->flags & CONN_F_PROBED) && len && !probe(sh, c, data, len))
+        return;
     if (c->wsx) {
         if (c->state == CONN_EDGE || c->state == CONN_HOME || c->state == CONN_HANDOFF)
             ws_input(sh, c, data, len);

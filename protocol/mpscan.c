@@ -1,10 +1,14 @@
 /*
- * Pre-scan of untrusted msgpack. The walk keeps, per open container, the
- * number of elements still expected, and their sum over all open containers.
- * Every element takes at least one byte, so whenever that sum exceeds the
- * bytes left the input cannot be valid and is rejected at once: a 5-byte
- * input can never declare billions of elements, and no decoder run after
- * this check is asked to reserve more slots than there are bytes.
+ * Pre-scan of untrusted msgpack. The walk keeps one number: how many values
+ * are still expected (the top-level one, then the elements every container
+ * declares). Every value takes at least one byte, so whenever that count
+ * exceeds the bytes left the input cannot be valid and is rejected at once:
+ * a 5-byte input can never declare billions of elements, and no decoder run
+ * after this check is asked to reserve more slots than there are bytes.
+ *
+ * Nesting costs the walk nothing (no recursion, no stack of containers), so
+ * it has no depth limit: a well-formed map is accepted however deep the
+ * values of its keys nest, within the frame's bytes.
  */
 #include "protocol/mpscan.h"
 
@@ -13,35 +17,20 @@
 
 static int scan(const uint8_t *p, size_t len, bool want_map)
 {
-    uint64_t remaining[MPSCAN_MAX_DEPTH];
-    uint64_t pending = 1; /* the one top-level value */
-    unsigned depth = 0;
     struct mpr r;
+    struct mp_head h;
     mpr_init(&r, p, len);
 
     if (len == 0)
         return -RP_EFRAME;
-    do {
-        struct mp_head h;
-        if (mpr_head(&r, &h))
+    if (want_map) {
+        struct mpr first = r;
+        if (mpr_head(&first, &h) || h.kind != MP_MAP)
             return -RP_EFRAME;
-        if (depth == 0 && want_map && h.kind != MP_MAP)
-            return -RP_EFRAME;
-        if (depth)
-            remaining[depth - 1]--;
-        pending--;
-        if (h.kind == MP_ARRAY || h.kind == MP_MAP) {
-            if (depth == MPSCAN_MAX_DEPTH)
-                return -RP_EFRAME;
-            uint64_t n = h.kind == MP_MAP ? 2ull * h.n : h.n;
-            remaining[depth++] = n;
-            pending += n;
-            if (pending > mpr_left(&r))
-                return -RP_EFRAME;
-        }
-        while (depth && remaining[depth - 1] == 0)
-            depth--;
-    } while (depth);
+    }
+    /* mpr_skip is that walk: it fails as soon as the count passes the bytes left */
+    if (mpr_skip(&r))
+        return -RP_EFRAME;
     return mpr_left(&r) == 0 ? 0 : -RP_EFRAME;
 }
 

@@ -13,15 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MPSCAN_MAX_DEPTH 32
-
 /*
  * 0 iff p[0..len) is exactly one msgpack map whose every declared str/bin/ext
  * size fits in the remaining bytes, whose declared element counts, summed over
  * all open containers, never exceed the bytes left (each element needs at
- * least one byte), whose nesting is at most MPSCAN_MAX_DEPTH (the outer map is
- * depth 1) and after which nothing trails. The never-used byte 0xc1 fails.
- * Else -RP_EFRAME.
+ * least one byte), and after which nothing trails. The never-used byte 0xc1
+ * fails. Nesting depth is not limited (the walk keeps no per-level state);
+ * note that msgpack-c's own unpacker stops at 32 levels
+ * (MSGPACK_EMBED_STACK_SIZE), so "scan passes" implies "msgpack-c decodes"
+ * only up to that depth. Else -RP_EFRAME.
  */
 int mpscan_map(const uint8_t *p, size_t len);
 

@@ -308,6 +308,12 @@ static int get_field(struct req_decoder *d, const struct req_limits *lim, const 
             *msg = "body too large";
             return -RP_ETOOLARGE;
         }
+        /* A str is delivered as a str: one that is not UTF-8 would break
+         * every strict decoder it reaches (pushes, history, catch-up). */
+        if (!out->body_bin && !utf8_valid(out->body.p, out->body.len)) {
+            *msg = "body str is not valid UTF-8 (send bytes as bin)";
+            return -RP_EREQUEST;
+        }
         return 0;
     case K_CONV:
         reader_at(s, k, &r);
@@ -389,13 +395,31 @@ static int check_op(const struct req *out, const char **msg)
     }
 }
 
-/* Reads id and op so that errors can echo them. */
+/* Reads op and id so that errors can echo them. The op is read even when the
+ * id is invalid: a ping with a mistyped id is a bad ping (bad_request, also
+ * before hello), not an unknown request. */
 static int get_head(const struct slots *s, struct req *out, const char **msg)
 {
     uint64_t id;
     struct strv name;
     struct mpr r;
+    int op, err = 0;
 
+    if (!s->at[K_OP]) {
+        *msg = key_missing[K_OP];
+        err = -RP_EREQUEST;
+    } else {
+        reader_at(s, K_OP, &r);
+        if (mpr_str(&r, &name)) {
+            *msg = key_invalid[K_OP];
+            err = -RP_EREQUEST;
+        } else if ((op = op_from_name(name)) < 0) {
+            *msg = "unknown op";
+            err = -RP_EREQUEST;
+        } else {
+            out->op = (enum op)op;
+        }
+    }
     if (s->at[K_ID]) {
         if (get_uint(s, K_ID, &id) || id > UINT32_MAX) {
             *msg = key_invalid[K_ID];
@@ -404,21 +428,8 @@ static int get_head(const struct slots *s, struct req *out, const char **msg)
         out->has_id = true;
         out->id = (uint32_t)id;
     }
-    if (!s->at[K_OP]) {
-        *msg = key_missing[K_OP];
-        return -RP_EREQUEST;
-    }
-    reader_at(s, K_OP, &r);
-    if (mpr_str(&r, &name)) {
-        *msg = key_invalid[K_OP];
-        return -RP_EREQUEST;
-    }
-    int op = op_from_name(name);
-    if (op < 0) {
-        *msg = "unknown op";
-        return -RP_EREQUEST;
-    }
-    out->op = (enum op)op;
+    if (err)
+        return err;
     if (!out->has_id && out->op != OP_ACK) {
         *msg = key_missing[K_ID];
         return -RP_EREQUEST;

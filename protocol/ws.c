@@ -188,6 +188,7 @@ struct ws {
     size_t in_len;
     bool stop;  /* the callback asked to stop: keep the rest unread */
     bool fatal; /* a text message, or the callback failed */
+    bool proto; /* a close frame with a 1-byte body */
     struct buf out;
     struct buf taken;
 };
@@ -229,6 +230,10 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     } else if (arg->opcode == WSLAY_TEXT_FRAME) {
         ws->fatal = true;
         wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA, NULL, 0);
+    } else if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
+        /* RFC 6455 §5.5.1: a close body is empty or starts with a 2-byte
+         * status; wslay echoes this one with a close of its own, bare */
+        ws->proto = true;
     }
 }
 
@@ -277,6 +282,29 @@ static int flush_control(struct ws *ws)
     return 0;
 }
 
+/*
+ * A frame wslay's parser refuses (a control frame over 125 bytes or
+ * fragmented, a 64-bit length with its top bit set, a length not in its
+ * shortest form) makes wslay_event_recv fail with WSLAY_ERR_CALLBACK_FAILURE
+ * after queueing a close with no status code, as does a close with a 1-byte
+ * body. RFC 6455 §7.4.1 has a status for both, 1002 (protocol error). Nothing
+ * follows a close, so once flushed it is the last two bytes of out, 0x88 0x00
+ * (final, opcode 8, unmasked, empty): write the status into it. 0 or -ENOMEM.
+ */
+static int close_protocol_error(struct ws *ws)
+{
+    static const uint8_t bare[2] = {0x88, 0x00};
+    static const uint8_t status[4] = {0x88, 0x02, WSLAY_CODE_PROTOCOL_ERROR >> 8,
+                                      WSLAY_CODE_PROTOCOL_ERROR & 0xff};
+    struct buf *o = &ws->out;
+    if (o->len < sizeof(bare) || memcmp(o->data + o->len - sizeof(bare), bare, sizeof(bare)))
+        return 0;
+    if (buf_reserve(o, sizeof(status) - sizeof(bare)))
+        return -ENOMEM;
+    o->len -= sizeof(bare);
+    return buf_append(o, status, sizeof(status));
+}
+
 int ws_feed(struct ws *ws, const uint8_t *p, size_t len)
 {
     ws->in = p;
@@ -286,6 +314,8 @@ int ws_feed(struct ws *ws, const uint8_t *p, size_t len)
     ws->in = NULL;
     ws->in_len = 0;
     if (r == WSLAY_ERR_NOMEM || flush_control(ws))
+        return -ENOMEM;
+    if ((r == WSLAY_ERR_CALLBACK_FAILURE || ws->proto) && close_protocol_error(ws))
         return -ENOMEM;
     if (r || ws->fatal || ws_closing(ws))
         return -RP_ECLOSED;

@@ -5,9 +5,11 @@
  *
  * Incoming frames are parsed by wslay (reassembly of fragments, control frames
  * between fragments, masking required from clients, automatic pong, the close
- * handshake, 1009 for a message over the limit). Each complete binary message
- * is one msgpack map and goes to the caller's callback; a text message closes
- * the connection with 1003.
+ * handshake, 1009 for a message over the limit, 1002 for a frame that breaks
+ * RFC 6455). Each complete binary message is one msgpack map and goes to the
+ * caller's callback; a text message closes the connection with 1003. No
+ * subprotocol or extension is ever selected (the contract names none): the
+ * upgrade answer carries neither header, whatever the request offered.
  *
  * Outgoing data frames are not queued through wslay, which would copy every
  * payload per connection: a push frame is encoded once and shared by every
@@ -62,9 +64,9 @@ void ws_set_handler(struct ws *ws, ws_msg_fn fn, void *arg);
 /*
  * Feeds received bytes; calls fn for each complete binary message in order.
  * Returns 0, or -RP_ECLOSED once the connection must close (a close frame was
- * received or queued: a text message, an unmasked or malformed frame, a
- * message over max_msg); then send ws_take_output() and close. -ENOMEM on
- * allocation failure.
+ * received or queued: a text message (1003), an unmasked or malformed frame
+ * (1002), a message over max_msg (1009)); then send ws_take_output() and
+ * close. -ENOMEM on allocation failure.
  */
 int ws_feed(struct ws *ws, const uint8_t *p, size_t len);
 

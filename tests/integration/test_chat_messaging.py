@@ -9,6 +9,8 @@ import signal
 import socket
 import time
 
+import msgpack
+
 import rptest
 from rptest import Server, expect_error, expect_ok
 
@@ -102,6 +104,37 @@ def test_send_push_multi_device_and_errors():
         expect_error(a1.request("read", conv="d:alice:bob"), "bad_request")
         expect_error(a1.request("history", conv="not-a-conv"), "bad_request")
         a1.ping()
+
+
+def test_str_body_must_be_utf8():
+    """A str body is delivered as a str, so one that is not UTF-8 would reach
+    the peer's strict msgpack decoder (push, history, catch-up) undecodable:
+    it is refused with bad_request; the same bytes as bin go through."""
+    def send_frame(rid, cmid, body_packed):
+        return rptest.raw_frame(
+            b"\x86" + msgpack.packb("op") + msgpack.packb("send") + msgpack.packb("id") +
+            msgpack.packb(rid) + msgpack.packb("to") + msgpack.packb("bob") +
+            msgpack.packb("cmid") + msgpack.packb(cmid) + msgpack.packb("type") +
+            msgpack.packb("text") + msgpack.packb("body") + body_packed)
+
+    with Server(shards=2) as srv:
+        a, _ = login(srv, "alice")
+        b, _ = login(srv, "bob")
+        for i, raw in enumerate((b"\xff\xfe", b"ok\xed\xa0\x80", b"cut\xe6\xb6", b"\xc0\x80")):
+            rid = a.new_id()
+            a.send_raw(send_frame(rid, "u%d" % i, bytes([0xa0 | len(raw)]) + raw))
+            r = a.reply(rid)
+            expect_error(r, "bad_request", rid)
+            assert "UTF-8" in r["msg"], r
+        b.no_push(0.3, op="msg")
+        r = expect_ok(a.send_message(to="bob", body=b"\xff\xfe", cmid="bin"))
+        assert r["seq"] == 1, r  # nothing of the refused sends was appended
+        p = b.push("msg")
+        assert p["body"] == b"\xff\xfe" and p["seq"] == 1, p
+        r = expect_ok(a.send_message(to="bob", body="\u6d88\U0001f600", cmid="str"))
+        assert b.push("msg")["body"] == "\u6d88\U0001f600"
+        h = expect_ok(b.request("history", conv="d:alice:bob"))
+        assert [m["body"] for m in h["msgs"]] == [b"\xff\xfe", "\u6d88\U0001f600"], h
 
 
 def test_ack_past_the_last_entry():

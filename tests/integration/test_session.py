@@ -73,6 +73,25 @@ def test_ping_before_and_after_hello():
         assert r["op"] == "pong" and r["id"] == 4242, r
 
 
+def test_ping_with_a_bad_id_before_hello_is_bad_request():
+    # ping is served before hello, so a ping with a mistyped id is a bad
+    # ping (PROTOCOL §2: wrong type -> bad_request), as after hello.
+    with Server(shards=1) as srv:
+        c = Client(srv)
+        for bad in ("x", -1, 2 ** 32, None, 1.5, b"\x01"):
+            c.send({"op": "ping", "id": bad})
+            r = c.recv(3)
+            expect_error(r, "bad_request")
+            assert "id" not in r, r
+        c.send({"op": "ping"})
+        expect_error(c.recv(3), "bad_request")
+        # a hello with a bad id is a bad hello (not fatal), not "hello first"
+        c.send({"op": "hello", "id": "1", "token": srv.token("kim"), "device": "d1"})
+        expect_error(c.recv(3), "bad_request")
+        c.ping()
+        expect_ok(c.hello("kim", "d1", resume=False))
+
+
 def test_ops_before_hello_unauthorized():
     with Server(shards=2) as srv:
         c = Client(srv)
@@ -256,6 +275,26 @@ def test_amplification_input():
         _fatal(srv, raw_frame(b"\xdb\xff\xff\xff\xff"), "bad_frame")  # str32 past the end
         bystander.ping()
         expect_ok(Client(srv).hello("henry", "d2", resume=False))
+
+
+def test_deeply_nested_values_are_no_bad_frame():
+    # PROTOCOL §2: unknown keys are ignored; only bytes that are not exactly
+    # one map are bad_frame. Nesting is not limited (docs/protocol.md §2.1).
+    with Server(shards=1) as srv:
+        c = Client(srv)
+        for depth in (31, 32, 33, 100, 5000):
+            p = b"\x83\xa2op\xa4ping\xa2id" + msgpack.packb(depth) + b"\xa5extra" + \
+                b"\x91" * depth + b"\xc0"
+            if depth <= 100:  # msgpack-python itself stops somewhere below 5000
+                assert msgpack.unpackb(p)["op"] == "ping"
+            c.send_raw(raw_frame(p))
+            assert c.recv(3) == {"op": "pong", "id": depth}
+        # as the value of a known key it is just the wrong type: not fatal
+        expect_ok(c.hello("lou", "d1", resume=False))
+        p = b"\x83\xa2op\xa7history\xa2id\x09\xa4conv" + b"\x91" * 40 + b"\xc0"
+        c.send_raw(raw_frame(p))
+        expect_error(c.recv(3), "bad_request", 9)
+        c.ping()
 
 
 def test_byte_by_byte():

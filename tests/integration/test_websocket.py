@@ -151,6 +151,44 @@ def test_other_gets_are_refused():
         Client(srv).ping()
 
 
+def _too_large_then_close(srv, pieces):
+    c = Client(srv)
+    for p in pieces:
+        c.send_raw(p)
+        time.sleep(0.05)
+    f = c.recv(3)
+    rptest.expect_error(f, "too_large")
+    assert "id" not in f, f
+    assert c.closed(3), "connection stays open"
+
+
+def test_first_four_bytes_decide_the_transport():
+    # PROTOCOL §1: only "GET " as the first four bytes is HTTP; any other
+    # first bytes are a length prefix (here far over max_frame).
+    with Server(shards=1, args=["--hello-timeout", "30"]) as srv:
+        for first in (b"G\x00\x00\x01", b"GEX\x00", b"Ge\x00\x00", b"GET\x00", b"POST /ws "):
+            _too_large_then_close(srv, [first + b"\x00" * 8])
+        # the first bytes arriving one at a time, or a few at a time
+        _too_large_then_close(srv, [b"G", b"E", b"T", b"!", b"\x00" * 8])
+        _too_large_then_close(srv, [b"GE", b"t /ws"])
+        _too_large_then_close(srv, [b"G", b"\x00\x00\x01"])
+        # a real upgrade whose "GET " comes in pieces is still HTTP
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode()
+        for piece in (req[:1], req[1:3], req[3:4], req[4:]):
+            s.sendall(piece)
+            time.sleep(0.05)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(4096)
+            assert d, head
+            head += d
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        s.close()
+
+
 def test_text_message_closes_1003():
     with Server(shards=1) as srv:
         ws = WS(srv)
@@ -170,6 +208,48 @@ def test_unmasked_client_frame_refused():
         ws = WS(srv)
         ws.send_raw(ws_frame(2, msgpack.packb({"op": "ping", "id": 1}), mask=False))
         assert ws.close_code() == 1002
+
+
+def test_protocol_errors_close_1002():
+    # RFC 6455 §7.4.1: a frame that breaks the framing rules is answered
+    # with close 1002 (protocol error), not a close without a status.
+    bad = {
+        "ping over 125 bytes": ws_frame(9, b"x" * 126),
+        "fragmented ping": ws_frame(9, b"x", fin=False),
+        "length 2^63": bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 2 ** 63) + b"\0" * 4,
+        "16-bit length under 126": bytes([0x82, 0x80 | 126]) + struct.pack(">H", 5) +
+        b"\0" * 4 + b"\x81\xa0\xa0\x80\x80",
+        "close with a 1-byte body": ws_frame(8, b"\x03"),
+        "reserved opcode": ws_frame(3, b"x"),
+    }
+    with Server(shards=1) as srv:
+        for name, data in bad.items():
+            ws = WS(srv)
+            ws.send_raw(data)
+            assert ws.close_code() == 1002, name
+        # also after a message answered in the same read
+        ws = WS(srv)
+        ws.send_raw(ws_frame(2, msgpack.packb({"op": "ping", "id": 4})) + ws_frame(9, b"x" * 126))
+        assert ws.recv() == {"op": "pong", "id": 4}
+        assert ws.close_code() == 1002
+        # an empty close is echoed empty (no status to give back), as before
+        ws = WS(srv)
+        ws.send_raw(ws_frame(8, b""))
+        assert ws.close_code() is None
+        Client(srv).ping()
+
+
+def test_no_subprotocol_is_selected():
+    # PROTOCOL names no subprotocol: one offered is not echoed (RFC 6455
+    # §4.2.2: the server selects none), the upgrade still succeeds.
+    with Server(shards=1) as srv:
+        key = base64.b64encode(os.urandom(16)).decode()
+        ws = WS(srv, headers={"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
+                              "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
+                              "Sec-WebSocket-Protocol": "ringpush.v1, chat"})
+        assert ws.status == 101, ws.status_line
+        assert "sec-websocket-protocol" not in ws.headers, ws.headers
+        assert ws.request("ping")["op"] == "pong"
 
 
 def test_ping_and_fragments_with_control_frames_between():

@@ -2,9 +2,10 @@
  * msgpack pre-scan: the amplification input `dd 97 00 00 00` and its cousins
  * for every 32- and 16-bit length or count, run through mpscan_map and
  * req_decode; valid maps of every value type; non-maps; trailing bytes;
- * nesting at and past the limit; truncation at every byte. Finally random
- * mutations of valid maps: whenever the scan accepts an input, msgpack-c must
- * decode exactly one map using exactly all the bytes.
+ * nesting of any depth; truncation at every byte. Finally random mutations of
+ * valid maps: whenever the scan accepts an input, msgpack-c must decode
+ * exactly one map using exactly all the bytes (the mutations stay far below
+ * msgpack-c's own nesting limit of 32).
  */
 #include "check.h"
 
@@ -152,27 +153,31 @@ static void test_valid_and_not(void)
 
 static void test_nesting(void)
 {
-    uint8_t in[128];
-    /* depth d: d-1 maps {"":...} around an innermost empty map */
-    for (unsigned depth = 1; depth <= MPSCAN_MAX_DEPTH + 2; depth++) {
+    static uint8_t in[3 * 4096 + 8];
+    /* depth d: d-1 maps {"":...} around an innermost empty map; no depth
+     * is too deep for the scan, which keeps no per-level state */
+    for (unsigned depth = 1; depth <= 4096; depth = depth < 40 ? depth + 1 : depth * 2) {
         size_t n = 0;
         for (unsigned i = 1; i < depth; i++) {
             in[n++] = 0x81;
             in[n++] = 0xa0;
         }
         in[n++] = 0x80;
-        CHECK(mpscan_map(in, n) == (depth <= MPSCAN_MAX_DEPTH ? 0 : -RP_EFRAME));
+        CHECK(mpscan_map(in, n) == 0);
+        /* cut anywhere, or followed by a byte: not one map */
+        CHECK(mpscan_map(in, n - 1) == -RP_EFRAME);
+        in[n] = 0xc0;
+        CHECK(mpscan_map(in, n + 1) == -RP_EFRAME);
     }
-    /* arrays count as nesting too */
+    /* arrays nest the same way, under a key of the map */
     size_t n = 0;
     in[n++] = 0x81;
     in[n++] = 0xa0;
-    for (unsigned i = 0; i < MPSCAN_MAX_DEPTH - 1; i++)
+    for (unsigned i = 0; i < 3 * 4096; i++)
         in[n++] = 0x91;
     in[n++] = 0x01;
     CHECK(mpscan_map(in, n) == 0);
-    in[n - 1] = 0x91;
-    in[n++] = 0x01;
+    in[n - 1] = 0x92; /* the innermost array now wants two elements and gets none */
     CHECK(mpscan_map(in, n) == -RP_EFRAME);
 }
 

@@ -187,11 +187,22 @@ static void test_id_and_op(void)
     CHECK(DEC(S("op", "ack"), S("conv", "d:a:b"), U("seq", 9)) == 0);
     CHECK(rq.op == OP_ACK && !rq.has_id && rq.seq == 9 && SV_EQ(rq.conv, "d:a:b"));
     CHECK(DEC(S("op", "ping")) == -RP_EREQUEST && !rq.has_id && rq.op == OP_PING);
-    /* a bad id cannot be echoed */
-    CHECK(DEC(S("op", "ping"), I("id", -1)) == -RP_EREQUEST && !rq.has_id);
-    CHECK(DEC(S("op", "ping"), U("id", 4294967296ull)) == -RP_EREQUEST && !rq.has_id);
-    CHECK(DEC(S("op", "ping"), S("id", "1")) == -RP_EREQUEST && !rq.has_id);
-    CHECK(DEC(S("op", "ping"), {"id", 'f', NULL, 0}) == -RP_EREQUEST && !rq.has_id);
+    /* a bad id cannot be echoed, but the op is known (a bad ping is still a
+     * ping: bad_request before hello too, not "hello first") */
+    CHECK(DEC(S("op", "ping"), I("id", -1)) == -RP_EREQUEST && !rq.has_id && rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), U("id", 4294967296ull)) == -RP_EREQUEST && !rq.has_id &&
+          rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), S("id", "1")) == -RP_EREQUEST && !rq.has_id && rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), {"id", 'f', NULL, 0}) == -RP_EREQUEST && !rq.has_id &&
+          rq.op == OP_PING);
+    CHECK(DEC(S("op", "ping"), {"id", 'n', NULL, 0}) == -RP_EREQUEST && !rq.has_id &&
+          rq.op == OP_PING && strstr(msg, "id"));
+    CHECK(DEC({"id", 'n', NULL, 0}, S("op", "hello"), S("token", "t"), S("device", "d")) ==
+              -RP_EREQUEST &&
+          !rq.has_id && rq.op == OP_HELLO);
+    /* both bad: the id's error, no op */
+    CHECK(DEC(S("op", "fly"), S("id", "1")) == -RP_EREQUEST && !rq.has_id && rq.op == OP__COUNT &&
+          strstr(msg, "id"));
     /* a non-negative value in a signed format is an integer all the same */
     CHECK(DEC(S("op", "ping"), I("id", 5)) == 0 && rq.id == 5);
     /* unknown op: id echoed, op unknown */
@@ -224,6 +235,19 @@ static void test_send(void)
     CHECK(rq.has_group && SV_EQ(rq.group, "g1") && rq.body_bin && rq.body.len == 2);
     CHECK(DEC(S("op", "send"), U("id", 7), S("group", "g1"), S("cmid", "c"), S("type", "t"),
               S("body", "")) == 0);
+    /* a str body must be UTF-8 (it is delivered as a str); a bin body may hold anything */
+    CHECK(DEC(S("op", "send"), U("id", 7), S("to", "b"), S("cmid", "c"), S("type", "t"),
+              S("body", "\xe6\xb6\x88\xf0\x9f\x98\x80")) == 0);
+    BAD(OP_SEND, S("op", "send"), U("id", 7), S("to", "b"), S("cmid", "c"), S("type", "t"),
+        S("body", "\xff\xfe"));
+    CHECK(strstr(msg, "UTF-8") && strstr(msg, "bin"));
+    BAD(OP_SEND, S("op", "send"), U("id", 7), S("to", "b"), S("cmid", "c"), S("type", "t"),
+        S("body", "ok \xed\xa0\x80")); /* a surrogate */
+    BAD(OP_SEND, S("op", "send"), U("id", 7), S("to", "b"), S("cmid", "c"), S("type", "t"),
+        S("body", "cut \xe6\xb6")); /* truncated sequence */
+    CHECK(DEC(S("op", "send"), U("id", 7), S("to", "b"), S("cmid", "c"), S("type", "t"),
+              BIN("body", "\xff\xfe")) == 0);
+    CHECK(rq.body_bin && rq.body.len == 2);
     /* cmid is any UTF-8, 1..64 bytes */
     CHECK(DEC(S("op", "send"), U("id", 7), S("to", "b"), S("cmid", "\xe6\xb6\x88 x:y"),
               S("type", "t"), S("body", "")) == 0);
@@ -421,6 +445,42 @@ static void test_frames(void)
     CHECK((const uint8_t *)rq.body.p > copy && (const uint8_t *)rq.body.p < copy + n);
 }
 
+/* {"op":op,"id":7,key:[[[...nil...]]]} with depth arrays, into fb. */
+static void deep_frame(const char *op, const char *key, unsigned depth)
+{
+    msgpack_packer pk;
+    buf_reset(&fb);
+    msgpack_packer_init(&pk, &fb, buf_msgpack_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "op", 2);
+    msgpack_pack_str_with_body(&pk, op, strlen(op));
+    msgpack_pack_str_with_body(&pk, "id", 2);
+    msgpack_pack_uint32(&pk, 7);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    for (unsigned i = 0; i < depth; i++)
+        msgpack_pack_array(&pk, 1);
+    msgpack_pack_nil(&pk);
+    CHECK(!buf_failed(&fb));
+}
+
+/* PROTOCOL §2: unknown keys are ignored, whatever their values; only bytes
+ * that are not exactly one map are a bad frame. Nesting is not limited. */
+static void test_deep_values(void)
+{
+    for (unsigned depth = 30; depth <= 3 * 4096; depth = depth < 34 ? depth + 1 : depth * 4) {
+        deep_frame("ping", "extra", depth);
+        CHECK(req_decode(&dec, &lim, fb.data, (uint32_t)fb.len, &rq, &msg) == 0);
+        CHECK(rq.op == OP_PING && rq.has_id && rq.id == 7);
+        /* the innermost array one element short: not one map */
+        fb.data[fb.len - 2] = 0x92;
+        CHECK(req_decode(&dec, &lim, fb.data, (uint32_t)fb.len, &rq, &msg) == -RP_EFRAME);
+        /* under a known key it is a value of the wrong type: bad_request, id echoed */
+        deep_frame("history", "conv", depth);
+        CHECK(req_decode(&dec, &lim, fb.data, (uint32_t)fb.len, &rq, &msg) == -RP_EREQUEST);
+        CHECK(rq.op == OP_HISTORY && rq.has_id && rq.id == 7 && strstr(msg, "conv"));
+    }
+}
+
 int main(void)
 {
     buf_init(&fb);
@@ -432,6 +492,7 @@ int main(void)
     test_group_ops();
     test_friend_ops();
     test_frames();
+    test_deep_values();
     req_decoder_deinit(&dec);
     buf_deinit(&fb);
     printf("test_req: ok\n");

@@ -171,6 +171,12 @@ static void test_message(void)
         /* not UTF-8 (RFC 8259), raw or in a string */
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"\xff\xfe\"}",
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"t\xc0\xaf\",\"body\":\"hi\",\"cmid\":\"c\"}",
+        /* an escaped lone surrogate would decode to bytes that are not UTF-8,
+         * and the body is stored and pushed as a msgpack str */
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"\\ud800\",\"cmid\":\"c\"}",
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"x\\udc00\",\"cmid\":\"c\"}",
+        "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"\\ud800\\u0041\",\"cmid\":"
+        "\"c\"}",
         /* anything after the object */
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"} x",
         "{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"hi\",\"cmid\":\"c\"}{}",
@@ -201,6 +207,12 @@ static void test_message(void)
                   "\"cmid\":\"c\"} \r\n",
                   &m) == 0);
     CHECK(m.body_len == 6 && strcmp(m.body, "\\u0000") == 0);
+    route_message_deinit(&m);
+    /* an escaped surrogate pair is one code point, stored as its UTF-8 */
+    CHECK(message("{\"from\":\"s\",\"to\":\"b\",\"type\":\"text\",\"body\":\"\\ud83d\\ude00\","
+                  "\"cmid\":\"c\"}",
+                  &m) == 0);
+    CHECK(m.body_len == 4 && memcmp(m.body, "\xf0\x9f\x98\x80", 4) == 0);
     route_message_deinit(&m);
 }
 
