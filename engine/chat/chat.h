@@ -259,10 +259,12 @@ void chat_discard_xmsg(struct chat *c, const struct xmsg *m);
 /* A storage completion for a tag this chat used. d->res is transferred. */
 void chat_on_storage(struct chat *c, struct stg_done *d);
 
-/* True when nothing of this chat waits to be written: no batch staged or in
- * flight, no cursor waiting for its batch. A stopping runtime keeps its loop
- * running until this holds (or its grace time is over), so that the last acks
- * and reads of departing clients are kept. */
+/* True when nothing of this chat waits to be written (no batch staged or in
+ * flight, no cursor waiting for its batch), no read is in flight and no
+ * message waits for room in a ring to another shard: nothing here can give
+ * another shard work without new input. A stopping runtime keeps its loop
+ * running until this holds on every shard at once (or its grace time is
+ * over), so that the last acks and reads of departing clients are kept. */
 bool chat_quiescent(const struct chat *c);
 
 /* True when a flush now would stage work that the last one could not (the

@@ -398,6 +398,11 @@ bool io_write_idle(const struct chat *c)
     return c->io.nflight == 0 && c->io.nstaged == 0;
 }
 
+bool io_read_idle(const struct chat *c)
+{
+    return c->io.used == 0 && c->io.wait_head == NULL && c->io.retry_head == NIL;
+}
+
 struct stg_batch *io_batch(struct chat *c)
 {
     if (!c->io.staged)

@@ -155,6 +155,8 @@ void io_settle(struct chat *c);
 
 /* True when no batch is in flight or staged. */
 bool io_write_idle(const struct chat *c);
+/* True when no read holds a slot, waits for one or waits to be submitted again. */
+bool io_read_idle(const struct chat *c);
 
 /* The batch being staged (created on demand); NULL on ENOMEM. */
 struct stg_batch *io_batch(struct chat *c);

@@ -681,6 +681,27 @@ def test_sends_caught_by_a_shutdown_are_read_by_their_author():
             assert convs[0]["read_seq"] == convs[0]["last_seq"], convs
             assert convs[0]["unread"] == 0, convs
             a.close()
+    # the same with the rings between shards small enough to fill: the
+    # messages that wait for room keep every shard in until they are taken
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000",
+                                "--xcore-depth", "8"]) as srv:
+        a, _ = login(srv, "sdm", "d")
+        a.send_raw(b"".join(rptest.frame({"op": "send", "id": 10 + i, "to": "p%04d" % i,
+                                          "cmid": "y%d" % i, "type": "text", "body": "b"})
+                            for i in range(1500)))
+        time.sleep(0.01)
+        assert srv.stop(signal.SIGTERM, timeout=10) == 0
+        srv.start()
+        a, _ = login(srv, "sdm", "d")
+        r = expect_ok(a.request("sync"))
+        convs = r["convs"]
+        while r["more"]:
+            r = expect_ok(a.request("sync", after=r["next"]))
+            convs += r["convs"]
+        assert convs, "nothing was committed before the stop"
+        unread = [c for c in convs if c["read_seq"] != c["last_seq"]]
+        assert not unread, (len(unread), len(convs), unread[:3])
+        a.close()
 
 
 if __name__ == "__main__":
