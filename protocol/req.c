@@ -308,12 +308,6 @@ static int get_field(struct req_decoder *d, const struct req_limits *lim, const 
             *msg = "body too large";
             return -RP_ETOOLARGE;
         }
-        /* A str is delivered as a str: one that is not UTF-8 would break
-         * every strict decoder it reaches (pushes, history, catch-up). */
-        if (!out->body_bin && !utf8_valid(out->body.p, out->body.len)) {
-            *msg = "body str is not valid UTF-8 (send bytes as bin)";
-            return -RP_EREQUEST;
-        }
         return 0;
     case K_CONV:
         reader_at(s, k, &r);

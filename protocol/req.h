@@ -11,9 +11,6 @@
  * - A key that appears twice: the last one wins.
  * - Free-text fields have fixed limits: name 128, notice 4096, nick 64,
  *   remark 256, note 256 bytes (longer: bad_request).
- * - Every str field must be valid UTF-8, a str `body` included (bytes go
- *   as bin, which may hold anything): a str that is not would reach other
- *   clients as a str no strict msgpack decoder accepts.
  * - `history.limit` is 1..REQ_HISTORY_LIMIT_MAX; `group.members.limit` is
  *   1..REQ_MEMBERS_LIMIT_MAX and its `after` is a user id (exclusive cursor).
  * - `sync` takes an optional `after`: the `next` cursor of the page before
@@ -126,11 +123,11 @@ void req_decoder_deinit(struct req_decoder *d);
  *
  * Returns 0; -RP_EFRAME (not exactly one map, or a key that is not a string: fatal); -RP_EREQUEST
  * (missing or mistyped field, bad id charset/length, unknown op, reserved type `event`, `recall` or
- * `recalled`, both or neither of to/group, a str that is not UTF-8, ...) with *errmsg set to a
- * short static text; -RP_ETOOLARGE (body > max_body, more than max_users ids) with *errmsg set;
- * -ENOMEM (users storage). On -RP_EREQUEST and -RP_ETOOLARGE, out->has_id/out->id/out->op are
- * filled when they could be read, so the error reply can echo the id (out->op is OP__COUNT when
- * unknown). errmsg may be NULL.
+ * `recalled`, both or neither of to/group, ...) with *errmsg set to a short static text;
+ * -RP_ETOOLARGE (body > max_body, more than max_users ids) with *errmsg set; -ENOMEM (users
+ * storage). On -RP_EREQUEST and -RP_ETOOLARGE, out->has_id/out->id/out->op are filled when they
+ * could be read, so the error reply can echo the id (out->op is OP__COUNT when unknown). errmsg may
+ * be NULL.
  */
 int req_decode(struct req_decoder *d, const struct req_limits *lim, const uint8_t *frame,
                uint32_t len, struct req *out, const char **errmsg);
