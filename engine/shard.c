@@ -398,8 +398,9 @@ static unsigned reap(struct shard *sh, bool *ticked)
  * Stopping. A shard's last commits may hand work to another: a send made
  * durable moves its author's read cursor, which the author's home shard
  * writes. So a shard leaves only once every shard is quiet at the same time
- * (no connection, no write in flight or staged, nothing unpublished) and
- * every ring between shards is empty. A shard stops counting itself quiet
+ * (no connection, nothing chat_quiescent counts: no write or read in flight,
+ * no message waiting for room in a ring; nothing unpublished) and every ring
+ * between shards is empty. A shard stops counting itself quiet
  * before it takes a message from a ring, so a message being handled keeps
  * the others in; the epoch, bumped on every change, makes the look at all
  * shards one consistent snapshot.
