@@ -190,6 +190,35 @@ static int check(struct config *cfg)
                 "ringpushd: max-conns, heartbeat, hello-timeout and max-devices must be > 0\n");
         return -EINVAL;
     }
+    /* times become milliseconds, the rate burst thousandths of a request: in 32 bits */
+    if (cfg->heartbeat > CONFIG_SECONDS_MAX || cfg->hello_timeout > CONFIG_SECONDS_MAX ||
+        cfg->idle_timeout > 3 * CONFIG_SECONDS_MAX) {
+        fprintf(stderr,
+                "ringpushd: heartbeat and hello-timeout must be <= %u s, idle-timeout <= %u s\n",
+                CONFIG_SECONDS_MAX, 3 * CONFIG_SECONDS_MAX);
+        return -EINVAL;
+    }
+    if (!cfg->rate_limit || cfg->rate_limit > CONFIG_RATE_MAX || !cfg->rate_burst ||
+        cfg->rate_burst > CONFIG_RATE_MAX) {
+        fprintf(stderr, "ringpushd: rate-limit and rate-burst must be 1..%u\n", CONFIG_RATE_MAX);
+        return -EINVAL;
+    }
+    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
+        strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
+        fprintf(stderr, "ringpushd: --log-level must be debug, info, warn or error\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* A secret or key from the environment, which overrides the file: too long is an error. */
+static int from_env(struct config *cfg, const char *var, const char *setting)
+{
+    const char *env = getenv(var);
+    if (env && *env && set_value(cfg, find_setting(setting), env)) {
+        fprintf(stderr, "ringpushd: %s is too long\n", var);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -197,24 +226,29 @@ int config_load(struct config *cfg, int argc, char **argv)
 {
     /* The config file first, so that flags override it wherever they stand. */
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             config_usage(stdout);
             return 1;
         }
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-            int r = ini_parse(argv[i + 1], on_ini, cfg);
+        /* --config=FILE or --config FILE */
+        bool joined = !strncmp(a, "--config=", 9);
+        if (joined || (!strcmp(a, "--config") && i + 1 < argc)) {
+            const char *file = joined ? a + 9 : argv[i + 1];
+            int r = ini_parse(file, on_ini, cfg);
+            if (r < 0) {
+                fprintf(stderr, "ringpushd: cannot read config %s\n", file);
+                return -EINVAL;
+            }
             if (r) {
-                fprintf(stderr, "ringpushd: cannot read config %s (line %d)\n", argv[i + 1], r);
+                fprintf(stderr, "ringpushd: config %s: error at line %d\n", file, r);
                 return -EINVAL;
             }
         }
     }
-    const char *env = getenv("RINGPUSH_SECRET");
-    if (env && *env)
-        set_value(cfg, find_setting("secret"), env);
-    env = getenv("RINGPUSH_ADMIN_KEY");
-    if (env && *env)
-        set_value(cfg, find_setting("admin_key"), env);
+    if (from_env(cfg, "RINGPUSH_SECRET", "secret") ||
+        from_env(cfg, "RINGPUSH_ADMIN_KEY", "admin_key"))
+        return -EINVAL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -12,6 +12,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Upper bounds that keep derived values in 32 bits: heartbeat and
+ * hello_timeout (idle_timeout: three times this), in seconds; rate_limit and
+ * rate_burst, in requests. */
+#define CONFIG_SECONDS_MAX 86400u
+#define CONFIG_RATE_MAX    1000000u
+
 struct config {
     char bind[64];
     uint32_t port;

@@ -253,6 +253,8 @@ void conn_free_dead(struct shard *sh)
         handoff_free(c->ho);
         wsx_free(c->wsx);
         conn_hold_free(c->hold);
+        /* one handed to its home shard lives on there: closed only when it ends */
+        bool handed = c->flags & CONN_F_HANDED;
         uint32_t gen = c->gen;
         memset(c, 0, sizeof(*c));
         c->gen = gen;
@@ -261,7 +263,7 @@ void conn_free_dead(struct shard *sh)
         sh->free_head = idx;
         sh->live--;
         sh->stats.conns = sh->live;
-        sh->stats.closes++;
+        sh->stats.closes += !handed;
     }
     sh->dead_head = later;
 }

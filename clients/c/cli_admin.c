@@ -229,12 +229,20 @@ static bool is_known(const char *name)
     return false;
 }
 
-/* Every other ringpush_ family (entries, deliveries, ...), summed over its labels, once. */
+static bool ends_with(const char *s, const char *end)
+{
+    size_t n = strlen(s), k = strlen(end);
+    return n >= k && strcmp(s + n - k, end) == 0;
+}
+
+/* Every other ringpush_ family (entries, deliveries, ...), summed over its
+ * labels, once; a histogram by its _count and _sum (its buckets are
+ * cumulative: no sum of them means anything). */
 static void lines_other(const struct rp_metrics *m)
 {
     for (size_t i = 0; i < m->n; i++) {
         const char *name = m->samples[i].name;
-        if (strncmp(name, "ringpush_", 9) != 0 || is_known(name))
+        if (strncmp(name, "ringpush_", 9) != 0 || is_known(name) || ends_with(name, "_bucket"))
             continue;
         size_t j = 0;
         while (j < i && strcmp(m->samples[j].name, name) != 0)

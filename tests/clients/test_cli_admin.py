@@ -175,6 +175,9 @@ def test_stats_matches_metrics():
         for got, q in ((m.group(1), 0.5), (m.group(2), 0.99)):
             want = quantile(prom, "ringpush_storage_commit_seconds", q) * 1e3
             assert abs(float(got) - want) < 0.0011, (q, got, want)
+        # the other families: a histogram by its count and sum, never a sum of its buckets
+        assert "_bucket" not in p.stdout, p.stdout
+        assert "push_latency_seconds_count" in p.stdout, p.stdout
         for c in (a, b, bad):
             c.close()
 

@@ -354,6 +354,30 @@ def test_accept_out_of_descriptors_pauses():
 ADMIN_MAX_CONNS = 64
 
 
+def test_accepts_minus_closes_is_the_connections_open():
+    """A connection handed to its home shard is not counted closed by the
+    shard that accepted it: over all shards, accepts - closes = open."""
+    with AdminServer(shards=2) as srv:
+        conns = [srv.login("hc%02d" % i) for i in range(12)]
+        for c in conns[:5]:
+            c.close()
+
+        def counts():
+            fams = metrics(srv)
+            total = lambda fam, name, **kw: sum(
+                sample(fams, fam, name, shard=str(i), **kw) for i in range(2))
+            return (total("ringpush_accepts", "ringpush_accepts_total"),
+                    total("ringpush_closes", "ringpush_closes_total"),
+                    total("ringpush_connections", "ringpush_connections"),
+                    total("ringpush_handoffs", "ringpush_handoffs_total", dir="out"))
+        rptest.wait_until(lambda: counts()[2] == 7, what="7 connections open")
+        accepts, closes, open_, handoffs = counts()
+        assert handoffs > 0, "no connection was handed over: nothing tested"
+        assert accepts - closes == open_ == 7, (accepts, closes, open_, handoffs)
+        for c in conns[5:]:
+            c.close()
+
+
 def test_full_table_closes_the_longest_idle_connection():
     """With all 64 slots taken, a new connection is served in the place of the
     connection idle the longest; connections inside a request are kept; when

@@ -6,6 +6,7 @@ timeouts and graceful shutdown.
 
 import hashlib
 import hmac
+import os
 import signal
 import socket
 import struct
@@ -53,6 +54,30 @@ def test_max_frame_below_its_minimum_is_refused():
                             "--data", d, "--port", "1"], capture_output=True, text=True,
                            timeout=20)
     assert p.returncode != 0 and "at least 8192" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_config_file_and_bad_settings():
+    """--config=FILE is read like --config FILE; settings that cannot hold
+    (an unknown log level, times or rates past their bounds, a secret from
+    the environment too long to keep) stop the server at start."""
+    with tempfile.TemporaryDirectory() as d:
+        ini = os.path.join(d, "ringpushd.ini")
+        with open(ini, "w") as f:
+            f.write("heartbeat = 7\n")
+        with Server(shards=1, args=["--config=" + ini]) as srv:
+            r = expect_ok(Client(srv).hello("cfg", "d1", resume=False))
+            assert r["heartbeat_ms"] == 7000, r
+        base = [rptest.server_binary(), "--data", os.path.join(d, "data"), "--port", "1"]
+        for extra, env, said in (
+                (["--secret", "s", "--log-level", "bogus"], {}, "log-level"),
+                (["--secret", "s", "--heartbeat", "5000000"], {}, "heartbeat"),
+                (["--secret", "s", "--rate-burst", "4294968"], {}, "rate-burst"),
+                (["--config", os.path.join(d, "missing.ini")], {}, "cannot read config"),
+                ([], {"RINGPUSH_SECRET": "x" * 300}, "RINGPUSH_SECRET is too long")):
+            e = dict(os.environ)
+            e.update(env)
+            p = subprocess.run(base + extra, capture_output=True, text=True, timeout=20, env=e)
+            assert p.returncode != 0 and said in p.stderr, (extra, p.returncode, p.stderr)
 
 
 def test_resume_false_no_synced():
