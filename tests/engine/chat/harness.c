@@ -594,27 +594,41 @@ int h_count_op(int conn, const char *op)
 
 static uint32_t next_id = 1000;
 
-uint32_t h_send_to(int conn, const char *to, const char *cmid, const char *body)
+struct req h_send_req(const char *to, const char *group, const char *cmid, const char *type,
+                      const char *body)
 {
-    struct req r = h_req(OP_SEND, ++next_id);
-    r.to = strv_c(to);
+    struct req r = h_req(OP_SEND, 0);
+    r.has_id = false;
+    if (to)
+        r.to = strv_c(to);
+    if (group) {
+        r.group = strv_c(group);
+        r.has_group = true;
+    }
     r.cmid = strv_c(cmid);
-    r.type = strv_c("text");
+    r.type = strv_c(type);
     r.body = strv_c(body);
+    return r;
+}
+
+static uint32_t send_one(int conn, const char *to, const char *gid, const char *cmid,
+                         const char *body)
+{
+    struct req r = h_send_req(to, gid, cmid, "text", body);
+    r.id = ++next_id;
+    r.has_id = true;
     h_request(conn, &r);
     return r.id;
 }
 
+uint32_t h_send_to(int conn, const char *to, const char *cmid, const char *body)
+{
+    return send_one(conn, to, NULL, cmid, body);
+}
+
 uint32_t h_send_group(int conn, const char *gid, const char *cmid, const char *body)
 {
-    struct req r = h_req(OP_SEND, ++next_id);
-    r.group = strv_c(gid);
-    r.has_group = true;
-    r.cmid = strv_c(cmid);
-    r.type = strv_c("text");
-    r.body = strv_c(body);
-    h_request(conn, &r);
-    return r.id;
+    return send_one(conn, NULL, gid, cmid, body);
 }
 
 void h_put_raw(enum stg_cf cf, const void *k, size_t kl, const void *v, size_t vl)

@@ -133,6 +133,10 @@ extern struct hadmin h_admin[H_ADMIN_MAX];
 /* The chat of one shard (for the admin entry points). */
 struct chat *h_chat(unsigned shard);
 
+/* A send request (not sent) to user `to` or group `group` (the other NULL), without id. */
+struct req h_send_req(const char *to, const char *group, const char *cmid, const char *type,
+                      const char *body);
+
 /* A direct send, a group send, both returning the id used. */
 uint32_t h_send_to(int conn, const char *to, const char *cmid, const char *body);
 uint32_t h_send_group(int conn, const char *gid, const char *cmid, const char *body);

@@ -35,27 +35,10 @@ static const struct hadmin *done(uint64_t tag, unsigned shard)
     return &h_admin[tag];
 }
 
-static struct req send_req(const char *to, const char *group, const char *cmid, const char *type,
-                           const char *body)
-{
-    struct req r = h_req(OP_SEND, 0);
-    r.has_id = false;
-    if (to)
-        r.to = strv_c(to);
-    if (group) {
-        r.group = strv_c(group);
-        r.has_group = true;
-    }
-    r.cmid = strv_c(cmid);
-    r.type = strv_c(type);
-    r.body = strv_c(body);
-    return r;
-}
-
 static const struct hadmin *asend(unsigned shard, const char *from, const char *to,
                                   const char *group, const char *cmid, const char *body)
 {
-    struct req r = send_req(to, group, cmid, "text", body);
+    struct req r = h_send_req(to, group, cmid, "text", body);
     uint64_t t = tag_new();
     chat_admin_send(h_chat(shard), t, strv_c(from), &r);
     return done(t, shard);
@@ -135,7 +118,7 @@ static void test_send_rules(void)
         {"alice", "bob", NULL, "c", "a-type-longer-than-16", "x", -RP_EREQUEST},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct req r = send_req(bad[i].to, bad[i].group, bad[i].cmid, bad[i].type, bad[i].body);
+        struct req r = h_send_req(bad[i].to, bad[i].group, bad[i].cmid, bad[i].type, bad[i].body);
         uint64_t t = tag_new();
         chat_admin_send(h_chat(i % H_SHARDS), t, strv_c(bad[i].from), &r);
         const struct hadmin *a = done(t, i % H_SHARDS);
@@ -145,7 +128,7 @@ static void test_send_rules(void)
     }
     static char big[40000];
     memset(big, 'x', sizeof(big) - 1);
-    struct req r = send_req("bob", NULL, "big", "text", big);
+    struct req r = h_send_req("bob", NULL, "big", "text", big);
     uint64_t t = tag_new();
     chat_admin_send(h_chat(0), t, strv_c("alice"), &r);
     CHECK(done(t, 0)->err == -RP_ETOOLARGE);

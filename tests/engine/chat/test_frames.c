@@ -41,23 +41,6 @@ static const msgpack_object *call(int conn, struct req *r)
     return h_reply(conn, r->id);
 }
 
-static struct req send_req(const char *to, const char *group, const char *cmid, const char *type,
-                           const char *body, bool bin)
-{
-    struct req r = h_req(OP_SEND, 0);
-    if (to)
-        r.to = strv_c(to);
-    if (group) {
-        r.group = strv_c(group);
-        r.has_group = true;
-    }
-    r.cmid = strv_c(cmid);
-    r.type = strv_c(type);
-    r.body = strv_c(body);
-    r.body_bin = bin;
-    return r;
-}
-
 /* The msgs of a history page of conv before seq (0: the newest). */
 static const msgpack_object *history(int conn, const char *conv, uint64_t before)
 {
@@ -88,7 +71,8 @@ static void test_messages_at_their_longest(void)
     h_drain(cb);
     for (int i = 0; i < 2; i++) {
         const char *cmid = longest(i ? "c1" : "c0", 'c', REQ_CMID_MAX);
-        struct req r = send_req(b, NULL, cmid, type, body, i == 1);
+        struct req r = h_send_req(b, NULL, cmid, type, body);
+        r.body_bin = i == 1;
         CHECK(h_is_ok(call(ca, &r)));
         const msgpack_object *m = h_next_op(cb, "msg");
         CHECK(m && h_u(m, "seq") == (uint64_t)i + 1);
