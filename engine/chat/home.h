@@ -94,6 +94,7 @@ struct session {
     struct map sent;         /* conv -> highest seq pushed in this session */
     struct session_pre *pre; /* until the session is live (state S_LIVE), else NULL */
     uint32_t refs;           /* reads in flight that hold it */
+    uint32_t reads_out;      /* of those, its own (acks, catch-up): io_cancel_waiting's */
     uint32_t hello_id;
     uint8_t state;
     bool resume, closed;

@@ -149,7 +149,8 @@ static void session_detach(struct chat *c, struct session *s)
     if (s->closed)
         return;
     s->closed = true;
-    io_cancel_waiting(c, s);
+    if (s->reads_out) /* only then can one of its reads be waiting */
+        io_cancel_waiting(c, s);
     home_session_remove(c, s);
     struct user *u = s->u;
     for (struct session **pp = &u->sessions; *pp; pp = &(*pp)->next) {
@@ -712,6 +713,7 @@ static void catchup_fail(struct chat *c, struct session *s, int err)
 static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct session *s = ctx;
+    s->reads_out--;
     if (!s->closed && !s->pre->cu_failed) {
         struct session_pre *pre = s->pre;
         pre->cu[arg].res = res;
@@ -769,6 +771,7 @@ static bool read_ahead_to(struct chat *c, struct session *s, uint32_t last)
             return false;
         }
         s->refs++;
+        s->reads_out++;
         sp->cu_end++;
     }
     return true;
@@ -833,6 +836,7 @@ static void read_catchup(struct chat *c, struct session *s)
 static void on_acks(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct session *s = ctx;
+    s->reads_out--;
     for (uint32_t i = 0; err == 0 && !s->closed && i < res->n; i++) {
         struct stg_view p[3];
         uint64_t v;
@@ -900,9 +904,10 @@ static void session_start(struct chat *c, struct session *s)
     if (rc == 0)
         rc = io_scan_prefix_wait(c, STG_CF_CURSOR, c->kb.data, c->kb.len, NULL, 0, HOME_CONVS_MAX,
                                  on_acks, s, 0);
-    if (rc == 0)
+    if (rc == 0) {
         s->refs++;
-    else
+        s->reads_out++;
+    } else
         c->env.close(c->env.rt, s->conn, NULL);
 }
 
