@@ -1,23 +1,59 @@
 /*
- * Chained hash maps. Slots double when the load passes 1; they never shrink,
- * which keeps deletion during iteration simple. FNV-1a (base/hash.h) is the
- * hash of struct map, since keys are short ids; struct imap takes the
- * caller's.
+ * struct map: open addressing, linear probing, a table at most 3/4 used
+ * (entries and deleted slots); it doubles when the entries fill more than
+ * half of it and is rebuilt at its size when deleted slots crowd it, so it
+ * never shrinks. Deleting leaves a MAP_GONE slot and moves nothing, which
+ * keeps deletion during iteration simple. struct imap: chaining, slots
+ * double when the load passes 1, with the caller's hash.
+ *
+ * The keys of struct map are ids that clients choose (cmids, conversation and
+ * user ids), so its hash is XXH3 with a seed drawn at random when the process
+ * starts: without the seed, keys that all land on one run of slots could be
+ * worked out offline and would make every lookup walk it.
  */
 #include "engine/chat/map.h"
-
-#include "base/hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 /* Most maps hold a few entries (a user's conversations, a session's acks):
- * a first table of two slots is 32 bytes where sixteen took 160. */
+ * a first table of two slots holds one. */
 #define MAP_SLOTS_MIN  2u
 #define IMAP_SLOTS_MIN 16u
 
+/* The mark of a deleted slot: any address no node can have. */
+static char gone_mark;
+#define MAP_GONE ((struct map_node *)(void *)&gone_mark)
+
 /* ---- struct map ---- */
+
+static uint64_t map_seed;
+
+__attribute__((constructor)) static void map_seed_init(void)
+{
+    if (getrandom(&map_seed, sizeof(map_seed), GRND_NONBLOCK) == (ssize_t)sizeof(map_seed))
+        return;
+    /* no entropy yet this early in boot: the clock still varies per start */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    map_seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t key_hash(const void *key, uint32_t klen)
+{
+    return XXH3_64bits_withSeed(key, klen, map_seed);
+}
+
+static bool live(const struct map_slot *s)
+{
+    return s->node && s->node != MAP_GONE;
+}
 
 void map_init(struct map *m)
 {
@@ -27,16 +63,25 @@ void map_init(struct map *m)
 void map_deinit(struct map *m)
 {
     struct map_tab *t = m->t;
-    for (uint32_t i = 0; t && i < t->nslots; i++) {
-        struct map_node *n = t->slots[i];
-        while (n) {
-            struct map_node *next = n->next;
-            free(n);
-            n = next;
-        }
-    }
+    for (uint32_t i = 0; t && i < t->nslots; i++)
+        if (live(&t->slots[i]))
+            free(t->slots[i].node);
     free(t);
     map_init(m);
+}
+
+/* The slot holding key (hash h), or NULL. */
+static struct map_slot *slot_of(const struct map_tab *t, uint64_t h, const void *key, uint32_t klen)
+{
+    uint32_t mask = t->nslots - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        const struct map_slot *s = &t->slots[i];
+        if (!s->node)
+            return NULL;
+        if (s->hash == h && s->node != MAP_GONE && s->node->klen == klen &&
+            (klen == 0 || memcmp(s->node->key, key, klen) == 0))
+            return (struct map_slot *)s;
+    }
 }
 
 struct map_node *map_find(const struct map *m, const void *key, uint32_t klen)
@@ -44,11 +89,8 @@ struct map_node *map_find(const struct map *m, const void *key, uint32_t klen)
     const struct map_tab *t = m->t;
     if (!t)
         return NULL;
-    uint64_t h = hash_bytes(key, klen);
-    for (struct map_node *n = t->slots[h & (t->nslots - 1)]; n; n = n->next)
-        if (n->hash == h && n->klen == klen && (klen == 0 || memcmp(n->key, key, klen) == 0))
-            return n;
-    return NULL;
+    struct map_slot *s = slot_of(t, key_hash(key, klen), key, klen);
+    return s ? s->node : NULL;
 }
 
 void *map_get(const struct map *m, const void *key, uint32_t klen)
@@ -57,25 +99,40 @@ void *map_get(const struct map *m, const void *key, uint32_t klen)
     return n ? n->val : NULL;
 }
 
-static int grow(struct map *m)
+/* The first slot on h's probe path that takes a new entry. A table is never
+ * full (at most 3/4 used), so there is one. */
+static struct map_slot *free_slot(struct map_tab *t, uint64_t h)
+{
+    uint32_t mask = t->nslots - 1;
+    uint32_t i = (uint32_t)h & mask;
+    while (live(&t->slots[i]))
+        i = (i + 1) & mask;
+    return &t->slots[i];
+}
+
+/* Room for one more entry: the table rebuilt (doubled when its entries fill
+ * half of it) once entries and deleted slots would pass 3/4. */
+static int reserve(struct map *m)
 {
     struct map_tab *old = m->t;
-    uint32_t ns = old ? old->nslots * 2 : MAP_SLOTS_MIN;
-    struct map_tab *t = calloc(1, sizeof(*t) + ns * sizeof(t->slots[0]));
+    if (old && (uint64_t)(old->used + 1) * 4 <= (uint64_t)old->nslots * 3)
+        return 0;
+    uint32_t ns = MAP_SLOTS_MIN;
+    if (old) {
+        ns = old->nslots;
+        if ((uint64_t)(old->n + 1) * 2 > ns)
+            ns *= 2;
+        if (ns == 0)
+            return -1;
+    }
+    struct map_tab *t = calloc(1, sizeof(*t) + (size_t)ns * sizeof(t->slots[0]));
     if (!t)
         return -1;
     t->nslots = ns;
-    for (uint32_t i = 0; old && i < old->nslots; i++) {
-        struct map_node *n = old->slots[i];
-        while (n) {
-            struct map_node *next = n->next;
-            size_t j = n->hash & (ns - 1);
-            n->next = t->slots[j];
-            t->slots[j] = n;
-            n = next;
-        }
-    }
-    t->n = old ? old->n : 0;
+    for (uint32_t i = 0; old && i < old->nslots; i++)
+        if (live(&old->slots[i]))
+            *free_slot(t, old->slots[i].hash) = old->slots[i];
+    t->n = t->used = old ? old->n : 0;
     free(old);
     m->t = t;
     return 0;
@@ -93,21 +150,25 @@ struct map_node *map_put(struct map *m, const void *key, uint32_t klen, void *va
 
 struct map_node *map_add(struct map *m, const void *key, uint32_t klen, void *val)
 {
-    if ((!m->t || m->t->n >= m->t->nslots) && grow(m) < 0 && !m->t)
+    /* a table that cannot be rebuilt still takes entries while one slot
+     * stays empty (probes end at an empty slot) */
+    if (reserve(m) < 0 && (!m->t || (uint64_t)m->t->used + 2 > m->t->nslots))
         return NULL;
     struct map_node *n = malloc(sizeof(*n) + klen + 1);
     if (!n)
         return NULL;
-    n->hash = hash_bytes(key, klen);
     n->val = val;
     n->klen = klen;
     if (klen)
         memcpy(n->key, key, klen);
     n->key[klen] = 0;
     struct map_tab *t = m->t;
-    size_t j = n->hash & (t->nslots - 1);
-    n->next = t->slots[j];
-    t->slots[j] = n;
+    uint64_t h = key_hash(key, klen);
+    struct map_slot *s = free_slot(t, h);
+    if (!s->node)
+        t->used++;
+    s->hash = h;
+    s->node = n;
     t->n++;
     return n;
 }
@@ -117,31 +178,24 @@ void *map_del(struct map *m, const void *key, uint32_t klen)
     struct map_tab *t = m->t;
     if (!t)
         return NULL;
-    uint64_t h = hash_bytes(key, klen);
-    struct map_node **pp = &t->slots[h & (t->nslots - 1)];
-    for (; *pp; pp = &(*pp)->next) {
-        struct map_node *n = *pp;
-        if (n->hash == h && n->klen == klen && (klen == 0 || memcmp(n->key, key, klen) == 0)) {
-            void *v = n->val;
-            *pp = n->next;
-            free(n);
-            t->n--;
-            return v;
-        }
-    }
-    return NULL;
+    struct map_slot *s = slot_of(t, key_hash(key, klen), key, klen);
+    if (!s)
+        return NULL;
+    void *v = s->node->val;
+    free(s->node);
+    s->node = MAP_GONE;
+    t->n--;
+    return v;
 }
 
 /* The table is read through it->m at every step: a put while iterating may
  * have replaced it. */
-static struct map_node *advance(struct map_iter *it, struct map_node *from)
+static struct map_node *advance(struct map_iter *it)
 {
-    if (from && from->next)
-        return from->next;
     const struct map_tab *t = it->m->t;
     while (t && ++it->slot < t->nslots)
-        if (t->slots[it->slot])
-            return t->slots[it->slot];
+        if (live(&t->slots[it->slot]))
+            return t->slots[it->slot].node;
     return NULL;
 }
 
@@ -149,14 +203,14 @@ void map_iter_init(struct map_iter *it, const struct map *m)
 {
     it->m = m;
     it->slot = (size_t)-1;
-    it->next = m->t ? advance(it, NULL) : NULL;
+    it->next = advance(it);
 }
 
 struct map_node *map_next(struct map_iter *it)
 {
     struct map_node *cur = it->next;
     if (cur)
-        it->next = advance(it, cur);
+        it->next = advance(it);
     return cur;
 }
 

@@ -1,8 +1,11 @@
 /*
- * Hash maps of the chat layer, both with chaining.
+ * Hash maps of the chat layer.
  *
  * struct map: byte-string keys to pointers. The key bytes are copied into the
- * map; the values are the caller's (never freed here). Used for the lookup
+ * map; the values are the caller's (never freed here). Open addressing with
+ * linear probing over slots that hold each key's hash next to its node, so a
+ * lookup of an absent key (a new dedup cmid, the common case on the send
+ * path) reads one run of slots and no node. Used for the lookup
  * tables of the chat layer: conversations, cursors, the online index, a
  * user's conversations and friends, a session's acks. An empty map is one
  * pointer and allocates nothing, since most users and sessions leave most of
@@ -23,18 +26,25 @@
 #include <stdint.h>
 
 struct map_node {
-    struct map_node *next;
-    uint64_t hash;
     void *val;
     uint32_t klen;
     char key[];
 };
 
-/* The slots of a non-empty map, in one allocation with their count. */
+/* A slot of the open-addressed table: the node and its key's hash, so that a
+ * probe compares hashes without touching the nodes. node == NULL: never used;
+ * node == MAP_GONE: deleted (probes go past it). */
+struct map_slot {
+    uint64_t hash;
+    struct map_node *node;
+};
+
+/* The slots of a non-empty map, in one allocation with their counts. */
 struct map_tab {
     uint32_t nslots; /* a power of two */
-    uint32_t n;
-    struct map_node *slots[];
+    uint32_t n;      /* entries */
+    uint32_t used;   /* entries and deleted slots */
+    struct map_slot slots[];
 };
 
 struct map {

@@ -203,11 +203,15 @@ def test_pushes_held_during_catchup_are_bounded_by_bytes():
         time.sleep(1.0)  # the catch-up waits for a client that does not read
         bob = srv.login("bob", "x", resume=False)
         n = 5000
-        bob.send_raw(b"".join(rptest.frame({"op": "send", "id": 100 + i, "to": "hub",
-                                            "cmid": "s%d" % i, "type": "text", "body": "z"})
-                              for i in range(n)))
-        for i in range(n):
-            expect_ok(bob.reply(100 + i, 60))
+        # in pipelines of 1,000: one conversation queues at most 4,096
+        # requests, which a slow disk could otherwise reach
+        for lo in range(0, n, 1000):
+            bob.send_raw(b"".join(rptest.frame({"op": "send", "id": 100 + i, "to": "hub",
+                                                "cmid": "s%d" % i, "type": "text",
+                                                "body": "z"})
+                                  for i in range(lo, lo + 1000)))
+            for i in range(lo, lo + 1000):
+                expect_ok(bob.reply(100 + i, 60))
         ops = {}
         while True:
             op = tablet.recv(30)["op"]

@@ -1,7 +1,8 @@
 /* The chat layer's hash maps: struct map (copied keys) and struct imap
  * (intrusive links), checked against a plain array as the reference through
  * growth, replacement, adding without a search, deletion, deletion while
- * iterating and colliding hashes; an empty map allocates nothing. */
+ * iterating, keys coming and going, and colliding hashes; an empty map
+ * allocates nothing. */
 #include "engine/chat/map.h"
 
 #include <stdio.h>
@@ -79,6 +80,56 @@ static void test_map(void)
     CHECK(map_count(&m) == 0 && map_count(&moved) == N / 2);
     map_deinit(&moved);
     CHECK(moved.t == NULL && map_count(&moved) == 0);
+    map_deinit(&m);
+}
+
+/*
+ * A map that keeps a steady number of entries while keys come and go (the
+ * dedup records of a conversation): against a reference array through many
+ * times its size of adds and deletes, with lookups of absent keys between;
+ * deleted slots must not make the table grow past twice the live entries'
+ * need, nor any probe loop.
+ */
+static void test_map_churn(void)
+{
+    enum { LIVE = 300, ROUNDS = 20000 };
+    struct map m;
+    map_init(&m);
+    char k[16];
+    unsigned lo = 0, hi = 0; /* keys lo..hi-1 are in the map */
+    uint32_t most = 0;
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        int n = key_of(k, hi);
+        CHECK(map_get(&m, k, (uint32_t)n) == NULL);
+        CHECK(map_add(&m, k, (uint32_t)n, map_u64(hi + 1)) != NULL);
+        hi++;
+        if (hi - lo > LIVE) {
+            n = key_of(k, lo);
+            CHECK(map_as_u64(map_del(&m, k, (uint32_t)n)) == lo + 1);
+            CHECK(map_del(&m, k, (uint32_t)n) == NULL);
+            lo++;
+        }
+        if (m.t->nslots > most)
+            most = m.t->nslots;
+        if (r % 997 == 0)
+            for (unsigned i = lo > 50 ? lo - 50 : 0; i < hi + 50; i++) {
+                n = key_of(k, i);
+                uint64_t want = i >= lo && i < hi ? i + 1 : 0;
+                CHECK(map_as_u64(map_get(&m, k, (uint32_t)n)) == want);
+            }
+    }
+    CHECK(map_count(&m) == LIVE);
+    CHECK(most <= 1024); /* 301 entries need 1024 slots at most */
+    struct map_iter it;
+    map_iter_init(&it, &m);
+    unsigned visited = 0;
+    struct map_node *nd;
+    while ((nd = map_next(&it))) {
+        unsigned i = (unsigned)strtoul(nd->key + 1, NULL, 10);
+        CHECK(i >= lo && i < hi && map_as_u64(nd->val) == i + 1);
+        visited++;
+    }
+    CHECK(visited == LIVE);
     map_deinit(&m);
 }
 
@@ -161,6 +212,7 @@ static void test_imap(void)
 int main(void)
 {
     test_map();
+    test_map_churn();
     test_imap();
     printf("test_map: ok\n");
     return 0;
