@@ -531,6 +531,13 @@ uint64_t home_seq_bound(const struct user *u, struct strv conv)
     return l && l->n ? l->s[l->n - 1].left_seq : 0;
 }
 
+uint64_t home_read_seq(const struct uconv *uc)
+{
+    uint64_t floor = uc->joined_seq ? uc->joined_seq - 1 : 0;
+    uint64_t rd = uc->read_seq > floor ? uc->read_seq : floor;
+    return rd < uc->last_seq ? rd : uc->last_seq;
+}
+
 /* An ack past what exists is taken as an ack of the last entry: kept as it
  * came, it would count entries not yet written as received, and this
  * device would miss them. */
@@ -560,8 +567,11 @@ static void do_read(struct chat *c, struct session *s, const struct req *r)
         chat_reply_err(c, s->conn, true, r->id, -ENOENT, "no such conversation");
         return;
     }
+    /* compared with the cursor as sync reports it: a read at or below a
+     * member's joined_seq - 1 moves nothing a client can see, and its push
+     * would tell the other devices less than sync does */
     uint64_t seq = r->seq < uc->last_seq ? r->seq : uc->last_seq;
-    if (seq > uc->read_seq) {
+    if (seq > home_read_seq(uc)) {
         uc->read_seq = seq;
         home_cursor_set(c, me, strv_c(VAL_READ_DEVICE), r->conv, seq);
         if (enc_read_push(&c->fb, r->conv, me, seq) == 0) {

@@ -175,6 +175,10 @@ void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t l
  * the home knows it; for a group u left, the last removal event); 0 when conv
  * is not u's. */
 uint64_t home_seq_bound(const struct user *u, struct strv conv);
+/* The user's read cursor in a conversation as clients see it: never below
+ * joined_seq - 1 (what came before the user joined is not theirs to read),
+ * never above last_seq. sync reports it, and a read moves it only past it. */
+uint64_t home_read_seq(const struct uconv *uc);
 /* Remember that u was removed from group conv by the event at left_seq (at
  * left_ts); at most HOME_LEFT_MAX groups, the one removed from longest ago
  * making room. */

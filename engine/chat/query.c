@@ -137,11 +137,7 @@ void query_sync(struct chat *c, struct session *s, const struct req *r)
     msgpack_pack_array(&pk, k);
     for (i = skip; i < skip + k; i++) {
         const struct uconv *uc = rows[i].uc;
-        /* what came before the user joined is not theirs to read */
-        uint64_t floor = uc->joined_seq ? uc->joined_seq - 1 : 0;
-        uint64_t rd = uc->read_seq > floor ? uc->read_seq : floor;
-        if (rd > uc->last_seq)
-            rd = uc->last_seq;
+        uint64_t rd = home_read_seq(uc);
         msgpack_pack_map(&pk, 6);
         enc_pack_cstr(&pk, "conv");
         enc_pack_strv(&pk, (struct strv){rows[i].conv, rows[i].convlen});

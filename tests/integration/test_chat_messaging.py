@@ -393,6 +393,40 @@ def test_read_unread_across_devices_and_sync():
         assert (s["last_seq"], s["read_seq"], s["unread"], s["ack_seq"]) == (6, 6, 0, 0), s
 
 
+def test_read_below_joined_seq_moves_nothing():
+    """A member's read cursor counts from joined_seq - 1 (sync never reports
+    less), so a read at or below that moves nothing and pushes nothing: a read
+    push never tells a device less than sync does. For a member who logged in
+    after being invited and one online when invited."""
+    with Server(shards=2) as srv:
+        a = srv.login("alice")
+        d1, _ = login(srv, "dave", "d1")
+        d2, _ = login(srv, "dave", "d2")
+        expect_ok(a.request("group.create", group="late", name="L"))  # seq 1
+        for i in range(5):
+            expect_ok(a.send_message(group="late", body="x%d" % i))  # 2..6
+        expect_ok(a.request("group.invite", group="late", users=["carol", "dave"]))  # 7
+        expect_ok(a.send_message(group="late", body="y"))  # 8
+        c1, _ = login(srv, "carol", "c1")
+        c2, _ = login(srv, "carol", "c2")
+        for d in (d1, d2):
+            assert [m["seq"] for m in msgs(d, 2)] == [7, 8]
+
+        def row(c):
+            x = expect_ok(c.request("sync"))["convs"][0]
+            return (x["conv"], x["last_seq"], x["read_seq"], x["unread"])
+        for (r1, r2) in ((c1, c2), (d1, d2)):
+            assert row(r1) == ("g:late", 8, 6, 2)
+            for seq in (3, 6):
+                expect_ok(r1.request("read", conv="g:late", seq=seq))
+                r2.no_push(0.3, op="read")
+                assert row(r2) == ("g:late", 8, 6, 2)
+            expect_ok(r1.request("read", conv="g:late", seq=7))
+            user = "carol" if r1 is c1 else "dave"
+            assert r2.push("read") == {"op": "read", "conv": "g:late", "user": user, "seq": 7}
+            assert row(r2) == ("g:late", 8, 7, 1)
+
+
 def test_own_events_and_recalls_are_read():
     """What a user does to a conversation (a group event, a recall) is read by
     that user, as a send is: it raises the others' unread count, not theirs.
