@@ -61,7 +61,10 @@ static int by_ts_desc(const void *a, const void *b)
 #define SYNC_NEXT_MAX (mp_str_size(4) + mp_str_size(21 + IDENT_CONV_MAX))
 
 /* A page cursor, "<last_ts>:<conv>" of the last row of a page: the next page
- * starts after that row in the list's order. 0, or -1 when malformed. */
+ * starts after that row in the list's order. Only what query_sync writes is
+ * taken: last_ts in decimal without a leading zero, then a valid
+ * conversation id (one the user may no longer be in). 0, or -1 when
+ * malformed. */
 static int cursor_parse(struct strv s, uint64_t *ts, struct strv *conv)
 {
     uint32_t i = 0;
@@ -73,10 +76,13 @@ static int cursor_parse(struct strv s, uint64_t *ts, struct strv *conv)
         v = v * 10 + d;
         i++;
     }
-    if (i == 0 || i >= s.len || s.p[i] != ':' || i + 1 == s.len)
+    if (i == 0 || (i > 1 && s.p[0] == '0') || i >= s.len || s.p[i] != ':')
+        return -1;
+    struct strv cv = {s.p + i + 1, s.len - i - 1};
+    if (ident_conv_parse(cv, NULL, NULL) == CONV_BAD)
         return -1;
     *ts = v;
-    *conv = (struct strv){s.p + i + 1, s.len - i - 1};
+    *conv = cv;
     return 0;
 }
 

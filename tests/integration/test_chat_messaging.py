@@ -708,6 +708,33 @@ def test_sync_lists_what_fits_a_frame():
         a.close()
 
 
+def test_sync_cursor_is_one_the_server_writes():
+    """The sync cursor is "<last_ts>:<conv>" as the server writes it: a
+    conversation part that is not a valid conversation id, or a last_ts with
+    a leading zero, is bad_request."""
+    with Server(shards=2) as srv:
+        a, _ = login(srv, "alice")
+        for peer in ("bob", "carol"):
+            expect_ok(a.send_message(to=peer, body="x"))
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert len(convs) == 2, convs
+        ts = convs[0]["last_ts"]
+        # well formed: after the first row; after a position before every row,
+        # whatever conversation names it (one not in the list too)
+        r = expect_ok(a.request("sync", after="%d:%s" % (ts, convs[0]["conv"])))
+        assert r["convs"] == convs[1:] and r["more"] is False, r
+        for ok in ("g:gone", "d:bob:zed", "d:alice:alice"):
+            r = expect_ok(a.request("sync", after="%d:%s" % (ts + 1, ok)))
+            assert len(r["convs"]) == 2, (ok, r)
+        r = expect_ok(a.request("sync", after="0:d:alice:bob"))
+        assert r["convs"] == [] and r["more"] is False, r
+        for bad in ("%d:x" % ts, "%d:" % ts, "%d:zzz" % ts, "%d:g:" % ts, "%d:d:" % ts,
+                    "%d:d:bob:alice" % ts, "%d:d:alice" % ts, "%d:d:alice:bob:" % ts,
+                    "%d:g:a b" % ts, "0%d:d:alice:bob" % ts, "00:d:alice:bob",
+                    "+%d:d:alice:bob" % ts, " %d:d:alice:bob" % ts, ":d:alice:bob"):
+            expect_error(a.request("sync", after=bad), "bad_request")
+
+
 def test_sends_caught_by_a_shutdown_are_read_by_their_author():
     """Sending implies reading, also for the sends a SIGTERM catches in
     flight: the entries are durable, and so is their author's read cursor
