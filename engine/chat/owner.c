@@ -77,6 +77,14 @@ static uint64_t dd_window(struct chat *c)
     return w ? w : 86400000u;
 }
 
+/* Whether a record of an entry stamped ts is past the window at now (ms):
+ * storage's test for the records it holds (storage/db.c), so that memory and
+ * storage agree to the millisecond. */
+static bool dd_expired(struct chat *c, uint64_t ts, uint64_t now)
+{
+    return now > ts && now - ts > dd_window(c);
+}
+
 /* The expiry queue's clock (ms): it never goes back, so the queue stays in
  * time order and a clock that was ahead once holds no record back. */
 static uint64_t dd_clock(struct chat *c)
@@ -679,6 +687,15 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     char k[DD_KEY_MAX];
     uint32_t kl = dedup_key(k, f->user, f->req.cmid);
     struct odedup *d = map_get(&cv->dedup, k, kl);
+    uint64_t now = chat_now(c);
+    /* the tick drops records once a second: one past the window may still be
+     * here, and a read from storage may have aged while the send waited */
+    if (d && !d->rec && dd_expired(c, d->ts, now)) {
+        dd_drop(c, d);
+        d = NULL;
+    }
+    if (f->dd_state == DD_HIT && dd_expired(c, f->dd_ts, now))
+        f->dd_state = DD_MISS;
     if (d && d->rec) {
         /* the original is not durable yet: answer with it */
         f->next = d->rec->dups;
@@ -716,7 +733,7 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     if (f->dd_state == DD_SKIP)
         c->owner.dd_reads_skipped++;
     uint64_t seq = cv->staged_seq + 1;
-    uint64_t now = chat_now(c), ts = now > cv->staged_ts ? now : cv->staged_ts;
+    uint64_t ts = now > cv->staged_ts ? now : cv->staged_ts;
     d = dd_add(c, cv, k, kl, ts);
     if (!d)
         return -ENOMEM;

@@ -537,6 +537,42 @@ def test_dedup_across_restarts():
         assert expect_ok(a.send_message(to="bob", body="new", cmid="new"))["seq"] == 4
 
 
+def test_dedup_window_to_the_millisecond():
+    """A cmid is remembered for dedup_window from its entry's ts, to the
+    millisecond: a retry 150 ms past it is a new send, one 300 ms within it a
+    dup. (Memory expires records once a second, which alone would remember a
+    cmid up to a second longer.) Ten originals 100 ms apart meet that tick at
+    every phase. The bounds taken from this side's clock allow 50 ms."""
+    window = 1.0
+    with Server(shards=2, args=["--dedup-window", "1"]) as srv:
+        a, _ = login(srv, "alice")
+        plan = []  # (when to retry, cmid, original, when it was sent, when its ok came)
+        for i in range(10):
+            for cmid in ("late%d" % i, "young%d" % i):
+                sent = time.monotonic()
+                first = expect_ok(a.send_message(to="bob", body="x", cmid=cmid))
+                acked = time.monotonic()
+                when = acked + window + 0.15 if cmid.startswith("late") else sent + window - 0.3
+                plan.append((when, cmid, first, sent, acked))
+            time.sleep(0.1)
+        checked = {"late": 0, "young": 0}
+        for when, cmid, first, sent, acked in sorted(plan, key=lambda p: p[0]):
+            time.sleep(max(0.0, when - time.monotonic()))
+            t = time.monotonic()
+            r = expect_ok(a.send_message(to="bob", body="x", cmid=cmid))
+            if cmid.startswith("late"):
+                # the original's ts came before its ok: the retry is older than this
+                if t - acked > window + 0.05:
+                    assert "dup" not in r and r["seq"] > first["seq"], (cmid, first, r)
+                    assert r["ts"] - first["ts"] > window * 1000, (cmid, first, r)
+                    checked["late"] += 1
+            elif time.monotonic() - sent < window - 0.05:
+                # the retry's answer came after it was checked: it was younger
+                assert r == dict(first, id=r["id"], dup=True), (cmid, first, r)
+                checked["young"] += 1
+        assert checked["late"] == 10 and checked["young"] >= 5, checked
+
+
 def test_admin_send_reaches_every_device_of_the_sender():
     with Server(shards=2) as srv:
         status, body = srv.admin("GET", "/v1/users/probe")

@@ -194,6 +194,37 @@ static void test_expiry(void)
 }
 
 /*
+ * The window holds to the millisecond where a send is staged, not only at the
+ * tick (once a second): a record in memory past it is not a dup, and neither
+ * is one read from storage while it was live that aged past it before the
+ * send was staged.
+ */
+static void test_expiry_between_ticks(void)
+{
+    int a1 = h_hello(ua, "a1", false);
+    h_drain(a1);
+    uint32_t id = h_send_to(a1, ub, "t1", "x");
+    uint64_t seq = h_u(h_reply(a1, id), "seq");
+    h_now += h_cfg.dedup_window_ms + 1; /* no tick since */
+    CHECK(own()->ndedup > 0);
+    const msgpack_object *ok = h_reply(a1, h_send_to(a1, ub, "t1", "x"));
+    CHECK(ok && h_u(ok, "seq") == seq + 1 && !h_get(ok, "dup"));
+    CHECK(h_is_ok(h_reply(a1, h_send_to(a1, ub, "t2", "x"))));
+    h_close(a1);
+    /* t2 only in storage (a restart), read while live, staged after */
+    h_stop();
+    h_start(dir, true);
+    a1 = h_hello(ua, "a1", false);
+    h_drain(a1);
+    CHECK(h_is_ok(h_reply(a1, h_send_to(a1, ub, "t3", "x"))));
+    CHECK(send_held(a1, "t2", &id) == NULL);
+    h_now += h_cfg.dedup_window_ms + 1;
+    ok = release_reply(a1, id);
+    CHECK(ok && h_u(ok, "seq") == seq + 4 && !h_get(ok, "dup"));
+    h_close(a1);
+}
+
+/*
  * A clock that was ahead once does not stop the expiry queue: the records
  * made then and after (whose time, the conversation's, stays ahead) age as
  * time passes and are evicted under pressure like any other.
@@ -285,6 +316,7 @@ int main(void)
     test_evicted_live_reads();
     test_failed_write_reads();
     test_expiry();
+    test_expiry_between_ticks();
     test_clock_ahead_once();
     test_queued_bytes_bound();
     h_stop();
