@@ -168,16 +168,12 @@ static const char *left_filter_name(void *state)
 /* ---- open / close ---- */
 
 /*
- * Memtable insert hints. A conversation's metadata record is rewritten by
- * every group that appends to it, and each version is a new memtable entry
- * next to the previous one; a sender's dedup records sit together behind
- * their hash (key.h). With an insert hint keyed by a key's first prefix_len
- * bytes (the whole key for conv keys, which are at most 1 + STG_ID_MAX bytes;
- * the sender hash for dedup keys) the skiplist starts from where the last
- * insert with that prefix went instead of descending from the top. The C API
- * has no setter, so the option goes through the options-string parser, which
- * copies o (table factory, extractors and filters included). On failure o is
- * kept.
+ * Memtable insert hints. A sender's dedup records sit together behind their
+ * hash (key.h). With an insert hint keyed by a key's first prefix_len bytes
+ * (the sender hash) the skiplist starts from where the last insert with that
+ * prefix went instead of descending from the top. The C API has no setter, so
+ * the option goes through the options-string parser, which copies o (table
+ * factory, extractors and filters included). On failure o is kept.
  */
 static rocksdb_options_t *with_insert_hints(rocksdb_options_t *o, unsigned prefix_len)
 {
@@ -226,8 +222,16 @@ static rocksdb_options_t *cf_options(struct stg_db *db, enum stg_cf cf)
 
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
+    /* A conversation's metadata record is rewritten by every group that
+     * appends to it. Updated in place, its memtable holds one entry per
+     * conversation instead of one per version: a small skiplist that stays in
+     * cache, and flushes with next to nothing to write. Safe here because the
+     * family is only read by point lookups, which RocksDB locks against an
+     * update in place (iterators and snapshots would not be), and the update
+     * is still one op of the group's write batch in the write-ahead log. A
+     * value longer than the one it replaces is added as a new version. */
     if (cf == STG_CF_CONV)
-        o = with_insert_hints(o, 1 + STG_ID_MAX);
+        rocksdb_options_set_inplace_update_support(o, 1);
     if (cf == STG_CF_DEDUP)
         o = with_insert_hints(o, STG_DEDUP_HASH_BYTES);
     return o;
@@ -241,6 +245,10 @@ static rocksdb_options_t *db_options(void)
     rocksdb_options_set_max_background_jobs(o, 2);
     rocksdb_options_set_bytes_per_sync(o, 1u << 20);
     rocksdb_options_set_max_total_wal_size(o, 256u << 20);
+    /* One writer thread commits every group, so no write group ever has two
+     * writers to insert in parallel; updates in place (the conv family)
+     * require this off. */
+    rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
     rocksdb_options_set_info_log_level(o, 4 /* fatal */);
     return o;
 }
