@@ -99,23 +99,18 @@ void enc_pack_strv(msgpack_packer *pk, struct strv s)
     msgpack_pack_str_body(pk, s.p, s.len);
 }
 
-void enc_pack_cstr(msgpack_packer *pk, const char *s)
-{
-    enc_pack_strv(pk, strv_c(s));
-}
-
-static void kv_str(msgpack_packer *pk, const char *k, struct strv v)
+static inline void kv_str(msgpack_packer *pk, const char *k, struct strv v)
 {
     enc_pack_cstr(pk, k);
     enc_pack_strv(pk, v);
 }
 
-static void kv_cstr(msgpack_packer *pk, const char *k, const char *v)
+static inline void kv_cstr(msgpack_packer *pk, const char *k, const char *v)
 {
     kv_str(pk, k, strv_c(v));
 }
 
-static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+static inline void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
 {
     enc_pack_cstr(pk, k);
     msgpack_pack_uint64(pk, v);

@@ -52,7 +52,13 @@ int enc_raw(struct buf *b, const void *p, size_t n);
 /* Packs a view as a msgpack str. */
 void enc_pack_strv(msgpack_packer *pk, struct strv s);
 /* Packs a NUL-terminated string as a msgpack str (key or value). */
-void enc_pack_cstr(msgpack_packer *pk, const char *s);
+/* Inline, so that the length of a literal is known when compiling. */
+static inline void enc_pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
 
 enum err_code {
     CODE_BAD_FRAME,

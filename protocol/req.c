@@ -78,9 +78,11 @@ enum key {
     X(MEMBERS, "members")
 
 #define KEY_NAME(k, s)    [K_##k] = s,
+#define KEY_LEN(k, s)     [K_##k] = sizeof(s) - 1,
 #define KEY_MISSING(k, s) [K_##k] = "missing " s,
 #define KEY_INVALID(k, s) [K_##k] = "invalid " s,
 static const char *const key_names[K__COUNT] = {KEYS(KEY_NAME)};
+static const uint8_t key_lens[K__COUNT] = {KEYS(KEY_LEN)};
 static const char *const key_missing[K__COUNT] = {KEYS(KEY_MISSING)};
 static const char *const key_invalid[K__COUNT] = {KEYS(KEY_INVALID)};
 
@@ -130,7 +132,7 @@ const char *op_name(enum op op)
 int op_from_name(struct strv s)
 {
     for (int i = 0; i < OP__COUNT; i++)
-        if (strv_eq_c(s, ops[i].name))
+        if (s.len > 0 && ops[i].name[0] == s.p[0] && strv_eq_c(s, ops[i].name))
             return i;
     return -1;
 }
@@ -155,10 +157,11 @@ struct slots {
     const uint8_t *end;
 };
 
+/* Every frame's keys come through here: lengths compared first, no strlen. */
 static int find_key(struct strv k)
 {
     for (int i = 0; i < K__COUNT; i++)
-        if (strv_eq_c(k, key_names[i]))
+        if (k.len == key_lens[i] && memcmp(k.p, key_names[i], k.len) == 0)
             return i;
     return -1;
 }
