@@ -244,7 +244,12 @@ static rocksdb_options_t *db_options(void)
     rocksdb_options_set_create_missing_column_families(o, 1);
     rocksdb_options_set_max_background_jobs(o, 2);
     rocksdb_options_set_bytes_per_sync(o, 1u << 20);
-    rocksdb_options_set_max_total_wal_size(o, 256u << 20);
+    /* The conv family, updated in place, never fills its memtable, so its
+     * oldest unflushed update holds every WAL file written since: this cap
+     * is what flushes it (a small flush), and bounds the log that a restart
+     * after a crash replays. It stays above what the log family's memtable
+     * (64 MiB) needs, so that family is not flushed early by it. */
+    rocksdb_options_set_max_total_wal_size(o, 128u << 20);
     /* One writer thread commits every group, so no write group ever has two
      * writers to insert in parallel; updates in place (the conv family)
      * require this off. */

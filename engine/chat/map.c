@@ -2,8 +2,9 @@
  * struct map: open addressing, linear probing, a table at most 3/4 used
  * (entries and deleted slots); it doubles when the entries fill more than
  * half of it and is rebuilt at its size when deleted slots crowd it, so it
- * never shrinks. Deleting leaves a MAP_GONE slot and moves nothing, which
- * keeps deletion during iteration simple. struct imap: chaining, slots
+ * never shrinks. Deleting leaves a MAP_GONE slot (or an empty one, when the
+ * slot after it is empty: no probe can pass it then) and moves nothing,
+ * which keeps deletion during iteration simple. struct imap: chaining, slots
  * double when the load passes 1, with the caller's hash.
  *
  * The keys of struct map are ids that clients choose (cmids, conversation and
@@ -27,9 +28,9 @@
 #define MAP_SLOTS_MIN  2u
 #define IMAP_SLOTS_MIN 16u
 
-/* The mark of a deleted slot: any address no node can have. */
-static char gone_mark;
-#define MAP_GONE ((struct map_node *)(void *)&gone_mark)
+/* The mark of a deleted slot: an address no node can have. */
+static struct map_node gone_mark;
+#define MAP_GONE (&gone_mark)
 
 /* ---- struct map ---- */
 
@@ -185,11 +186,22 @@ void *map_del(struct map *m, const void *key, uint32_t klen)
     free(s->node);
     s->node = MAP_GONE;
     t->n--;
+    /* A run of deleted slots that ends at an empty one ends no probe that
+     * could find anything past it: empty them, so that a map whose entries
+     * come and go (down to none) does not fill with marks and rebuild. */
+    uint32_t mask = t->nslots - 1;
+    uint32_t i = (uint32_t)(s - t->slots);
+    while (!t->slots[(i + 1) & mask].node && t->slots[i].node == MAP_GONE) {
+        t->slots[i].node = NULL;
+        t->used--;
+        i = (i - 1) & mask;
+    }
     return v;
 }
 
-/* The table is read through it->m at every step: a put while iterating may
- * have replaced it. */
+/* The table is read through it->m at every step. A put while iterating may
+ * rebuild the table, after which entries can be visited twice or missed: no
+ * caller puts into a map it iterates (deleting the current entry is fine). */
 static struct map_node *advance(struct map_iter *it)
 {
     const struct map_tab *t = it->m->t;

@@ -32,8 +32,9 @@ struct map_node {
 };
 
 /* A slot of the open-addressed table: the node and its key's hash, so that a
- * probe compares hashes without touching the nodes. node == NULL: never used;
- * node == MAP_GONE: deleted (probes go past it). */
+ * probe compares hashes without touching the nodes. node == NULL: empty (a
+ * probe ends there); otherwise a node, or map.c's mark of a deleted entry
+ * (probes go past it). */
 struct map_slot {
     uint64_t hash;
     struct map_node *node;
