@@ -34,6 +34,8 @@ static struct map_node gone_mark;
 
 /* ---- struct map ---- */
 
+/* The one piece of process-wide state here: written once, before main, by the
+ * constructor below, and only read after, from every shard thread. */
 static uint64_t map_seed;
 
 __attribute__((constructor)) static void map_seed_init(void)
