@@ -14,7 +14,6 @@
 #include "engine/chat/values.h"
 
 #include "base/err.h"
-#include "base/hash.h"
 #include "base/log.h"
 #include "protocol/ident.h"
 
@@ -72,10 +71,10 @@ void home_deinit(struct chat *c)
     friend_deinit(c);
 }
 
-/* The home's tables index users and sessions through links inside them. The
- * user hash is the shard placement hash, remixed: every user of a shard has
- * the same hash modulo the shard count, so its low bits alone would leave
- * slots unused. */
+/* The home's tables index users and sessions through links inside them.
+ * Users by the seeded hash of struct map (user ids can be names people pick,
+ * so chains must not be predictable); sessions by their connection id,
+ * mixed so that consecutive ids spread over the slots. */
 static uint64_t mix(uint64_t h)
 {
     return (h * 0x9e3779b97f4a7c15ull) >> 29;
@@ -83,7 +82,7 @@ static uint64_t mix(uint64_t h)
 
 static uint64_t user_hash(const char *id, size_t len)
 {
-    return mix(hash_bytes(id, len));
+    return map_hash(id, (uint32_t)len);
 }
 
 static uint64_t user_link_hash(const struct ilink *l)

@@ -48,7 +48,7 @@ __attribute__((constructor)) static void map_seed_init(void)
     map_seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t key_hash(const void *key, uint32_t klen)
+uint64_t map_hash(const void *key, uint32_t klen)
 {
     return XXH3_64bits_withSeed(key, klen, map_seed);
 }
@@ -92,7 +92,7 @@ struct map_node *map_find(const struct map *m, const void *key, uint32_t klen)
     const struct map_tab *t = m->t;
     if (!t)
         return NULL;
-    struct map_slot *s = slot_of(t, key_hash(key, klen), key, klen);
+    struct map_slot *s = slot_of(t, map_hash(key, klen), key, klen);
     return s ? s->node : NULL;
 }
 
@@ -166,7 +166,7 @@ struct map_node *map_add(struct map *m, const void *key, uint32_t klen, void *va
         memcpy(n->key, key, klen);
     n->key[klen] = 0;
     struct map_tab *t = m->t;
-    uint64_t h = key_hash(key, klen);
+    uint64_t h = map_hash(key, klen);
     struct map_slot *s = free_slot(t, h);
     if (!s->node)
         t->used++;
@@ -181,7 +181,7 @@ void *map_del(struct map *m, const void *key, uint32_t klen)
     struct map_tab *t = m->t;
     if (!t)
         return NULL;
-    struct map_slot *s = slot_of(t, key_hash(key, klen), key, klen);
+    struct map_slot *s = slot_of(t, map_hash(key, klen), key, klen);
     if (!s)
         return NULL;
     void *v = s->node->val;

@@ -60,6 +60,10 @@ struct map_iter {
     struct map_node *next;
 };
 
+/* The hash struct map uses (seeded at random per process), for the other
+ * tables of ids that clients can choose. */
+uint64_t map_hash(const void *key, uint32_t klen);
+
 void map_init(struct map *m);
 /* Frees the nodes (not the values). */
 void map_deinit(struct map *m);
