@@ -40,12 +40,17 @@ static uint64_t map_seed;
 
 __attribute__((constructor)) static void map_seed_init(void)
 {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* a fuzzer's crash input must replay with the same table order */
+    map_seed = 0;
+#else
     if (getrandom(&map_seed, sizeof(map_seed), GRND_NONBLOCK) == (ssize_t)sizeof(map_seed))
         return;
     /* no entropy yet this early in boot: the clock still varies per start */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     map_seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
+#endif
 }
 
 uint64_t map_hash(const void *key, uint32_t klen)
