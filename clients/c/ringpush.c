@@ -30,6 +30,8 @@
 
 #define RECV_CHUNK 65536
 #define ZONE_CHUNK 2048
+/* Keepalive pings remembered until their pongs come (older ones are forgotten). */
+#define RP_KEEPALIVE_MAX 8
 
 struct rp_client {
     int fd;
@@ -40,8 +42,11 @@ struct rp_client {
     bool closed; /* the server closed its side */
     int shard;
     uint32_t heartbeat_ms; /* from the hello reply; 0: no keepalive */
-    uint32_t keepalive_id; /* id of the keepalive ping in flight, 0 if none */
-    int64_t last_send_ms;  /* when a frame was last queued */
+    /* ids of the keepalive pings whose pongs have not come yet, oldest
+     * first: a wait longer than heartbeat_ms sends several before reading */
+    uint32_t keepalive_ids[RP_KEEPALIVE_MAX];
+    uint32_t nkeepalive;
+    int64_t last_send_ms; /* when a frame was last queued */
     struct frame_dec dec;
     struct buf out;
     size_t out_off;               /* bytes of out already written */
@@ -191,6 +196,24 @@ static int msg_decode(const uint8_t *p, uint32_t len, struct rp_msg **out)
 }
 
 /* Runs bytes through the frame decoder and queues every complete frame. */
+
+/* Whether m is the pong to one of our keepalive pings (then forgotten). */
+static bool keepalive_answered(struct rp_client *c, const struct rp_msg *m)
+{
+    uint64_t id;
+    if (c->nkeepalive == 0 || !rp_msg_is(m, "pong") || !rp_obj_uint(&m->obj, "id", &id))
+        return false;
+    for (uint32_t i = 0; i < c->nkeepalive; i++) {
+        if (c->keepalive_ids[i] == id) {
+            memmove(c->keepalive_ids + i, c->keepalive_ids + i + 1,
+                    (c->nkeepalive - i - 1) * sizeof(c->keepalive_ids[0]));
+            c->nkeepalive--;
+            return true;
+        }
+    }
+    return false;
+}
+
 static int consume(struct rp_client *c, const uint8_t *data, size_t len)
 {
     int frames = 0;
@@ -208,11 +231,8 @@ static int consume(struct rp_client *c, const uint8_t *data, size_t len)
         int err = msg_decode(f, flen, &m);
         if (err < 0)
             return err;
-        uint64_t id;
-        if (c->keepalive_id && rp_msg_is(m, "pong") && rp_obj_uint(&m->obj, "id", &id) &&
-            id == c->keepalive_id) {
+        if (keepalive_answered(c, m)) {
             /* The answer to our own keepalive is nobody's business. */
-            c->keepalive_id = 0;
             rp_msg_free(m);
             continue;
         }
@@ -422,7 +442,13 @@ int rp_client_tick(struct rp_client *c)
     int r = rp_client_send(c, "ping", NULL, 0, &id);
     if (r < 0)
         return r;
-    c->keepalive_id = id;
+    if (c->nkeepalive == RP_KEEPALIVE_MAX) {
+        /* the oldest is forgotten: its pong, if it ever comes, is passed on */
+        memmove(c->keepalive_ids, c->keepalive_ids + 1,
+                (RP_KEEPALIVE_MAX - 1) * sizeof(c->keepalive_ids[0]));
+        c->nkeepalive--;
+    }
+    c->keepalive_ids[c->nkeepalive++] = id;
     return (int)c->heartbeat_ms;
 }
 

@@ -132,7 +132,8 @@ int rp_client_flush(struct rp_client *c);
 /*
  * Keepalive. After an ok hello the client pings once per heartbeat_ms of
  * silence on its side (the server closes connections idle for its
- * idle_timeout); the pong is consumed internally and never queued. Blocking
+ * idle_timeout); the pongs are consumed internally and never queued (those
+ * of the last 8 keepalive pings, however many a long wait sent). Blocking
  * calls do this by themselves; a poll-driven user calls rp_client_tick()
  * before each poll and uses its result as the poll timeout. Returns the ms
  * until the next call is due (INT32_MAX: no keepalive, before hello), or a

@@ -403,18 +403,23 @@ static void test_keepalive(void)
     read_request(p.fd, &up, store, sizeof(store));
     CHECK(str_is(&up.data, "op", "hello"));
     msgpack_unpacked_destroy(&up);
-    uint64_t id, last = 0;
+    uint64_t id, ids[3], last = 0;
     int pings = 0;
     for (; pings < 3; pings++) {
         read_request(p.fd, &up, store, sizeof(store));
         CHECK(str_is(&up.data, "op", "ping") && rp_obj_uint(&up.data, "id", &id));
         CHECK(id > last);
-        last = id;
+        ids[pings] = last = id;
         msgpack_unpacked_destroy(&up);
     }
-    /* the pong to the last keepalive is swallowed, an unrelated one is not */
-    send_simple(p.fd, "pong", (uint32_t)last, NULL, NULL);
+    /* past the next keepalive's time, so the wait below sends another before
+     * it reads these: the pongs to every keepalive still unanswered are
+     * swallowed, oldest last, and an unrelated one is not */
+    usleep(150000);
+    send_simple(p.fd, "pong", (uint32_t)ids[1], NULL, NULL);
+    send_simple(p.fd, "pong", (uint32_t)ids[2], NULL, NULL);
     send_simple(p.fd, "pong", 777, NULL, NULL);
+    send_simple(p.fd, "pong", (uint32_t)ids[0], NULL, NULL);
     CHECK(rp_client_push(p.c, 100, &m) == -ETIMEDOUT);
     CHECK(rp_client_next(p.c, &m) == 0 && rp_obj_uint(&m->obj, "id", &id) && id == 777);
     rp_msg_free(m);
