@@ -357,13 +357,18 @@ static void *reader_main(void *arg)
     log_set_shard((int)w->shard);
     stg_db_thread_init();
 
-    for (;;) {
-        bool stopping = atomic_load(&st->stopping);
-        uint32_t room = stopping ? UINT32_MAX : ring_room(&lane->rdone);
+    /* Once stopping, the shards are gone: nobody will take a result, so the
+     * reads still queued are not run (storage_close frees them). Running
+     * them filled the completion ring with results nobody frees, up to the
+     * ring's depth times a scan's size (gigabytes, under a backlog of
+     * history reads), and delayed the exit by the whole backlog. */
+    while (!atomic_load(&st->stopping)) {
+        uint32_t room = ring_room(&lane->rdone);
         uint32_t n = 0;
         struct rslot *e;
         /* Release each slot before the (slow) read, so the shard can refill. */
-        while (n < room && (e = spsc_front(&lane->rq))) {
+        while (n < room && !atomic_load_explicit(&st->stopping, memory_order_relaxed) &&
+               (e = spsc_front(&lane->rq))) {
             struct rslot s = *e;
             spsc_pop(&lane->rq);
             spsc_release(&lane->rq);
@@ -372,8 +377,6 @@ static void *reader_main(void *arg)
         }
         if (n)
             continue;
-        if (stopping && !spsc_front(&lane->rq))
-            break;
         worker_sleep(w, reader_has_work, room == 0 ? ROOM_WAIT_NS : 0);
     }
     return NULL;

@@ -5,9 +5,11 @@ catchup_limit with history filling the gap, read/unread across devices,
 sync, history, recall rules, and dedup across restarts (SIGTERM and SIGKILL).
 """
 
+import os
 import signal
 import socket
 import struct
+import threading
 import time
 
 import msgpack
@@ -812,6 +814,73 @@ def test_sends_caught_by_a_shutdown_are_read_by_their_author():
         assert not unread, (len(unread), len(convs), unread[:3])
         a.close()
 
+
+def test_a_shutdown_under_a_backlog_of_reads_exits():
+    """SIGTERM after connections that read nothing (small receive buffers)
+    queued history reads of ~6 MB each and went away: the process exits
+    within its grace, and the reads still queued when the shards have
+    stopped are not run (run, their results filled memory nobody would
+    free, about 1 GB/s here, until the OOM killer came). A guard kills the
+    server past 2 GB."""
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        users = ["fl%d" % i for i in range(8)]
+        a = srv.login("hist", "d", resume=False)
+        expect_ok(a.request("group.create", name="b", group="big", members=users))
+        a.send_raw(b"".join(rptest.frame({"op": "send", "id": 10 + i, "group": "big",
+                                          "cmid": "h%d" % i, "type": "text",
+                                          "body": "x" * 30000}) for i in range(300)))
+        for i in range(300):
+            expect_ok(a.reply(10 + i, 60))
+        socks = []
+        for u in users:
+            sk = socket.socket()
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sk.connect((srv.host, srv.port))
+            sk.sendall(rptest.frame({"op": "hello", "id": 1, "token": srv.token(u),
+                                     "device": "d", "resume": False}))
+            sk.setblocking(False)
+            socks.append([sk, 2, b""])
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            for e in socks:
+                if not e[2]:
+                    e[2] = b"".join(rptest.frame({"op": "history", "id": e[1] + k,
+                                                  "conv": "g:big", "limit": 200})
+                                    for k in range(50))
+                    e[1] += 50
+                try:
+                    e[2] = e[2][e[0].send(e[2]):]
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        for e in socks:
+            e[0].close()
+        pid = srv.proc.pid
+        peak = [0]
+        done = threading.Event()
+
+        def guard():
+            while not done.is_set():
+                try:
+                    with open("/proc/%d/status" % pid) as st:
+                        kb = next(int(x.split()[1]) for x in st if x.startswith("VmRSS:"))
+                except (OSError, StopIteration):
+                    return
+                peak[0] = max(peak[0], kb)
+                if kb > 2 << 20:
+                    os.kill(pid, signal.SIGKILL)
+                    return
+                time.sleep(0.05)
+
+        g = threading.Thread(target=guard)
+        g.start()
+        t0 = time.monotonic()
+        rc = srv.stop(signal.SIGTERM, timeout=20)
+        took = time.monotonic() - t0
+        done.set()
+        g.join()
+        assert rc == 0, (rc, took, peak[0])
+        assert took < 15 and peak[0] < 2 << 20, (took, peak[0])
 
 if __name__ == "__main__":
     rptest.main()
