@@ -618,12 +618,13 @@ static void seek_last(struct stg_db *db, enum stg_cf cf, rocksdb_iterator_t *it,
 }
 
 int stg_db_scan(struct stg_db *db, enum stg_cf cf, const void *lower, size_t llen,
-                const void *upper, size_t ulen, uint32_t limit, bool reverse,
+                const void *upper, size_t ulen, uint32_t limit, size_t max_bytes, bool reverse,
                 struct stg_result **out)
 {
     int rc = 0;
     char *err = NULL;
     uint32_t n = 0;
+    size_t vbytes = 0;
     bool more = false;
     struct buf packed;
     buf_init(&packed);
@@ -638,7 +639,7 @@ int stg_db_scan(struct stg_db *db, enum stg_cf cf, const void *lower, size_t lle
     else
         rocksdb_iter_seek(it, lower, llen);
     for (; rocksdb_iter_valid(it); reverse ? rocksdb_iter_prev(it) : rocksdb_iter_next(it)) {
-        if (n == limit) {
+        if (n == limit || (max_bytes && vbytes > max_bytes)) {
             more = true;
             break;
         }
@@ -646,6 +647,7 @@ int stg_db_scan(struct stg_db *db, enum stg_cf cf, const void *lower, size_t lle
         const char *k = rocksdb_iter_key(it, &kl);
         const char *v = rocksdb_iter_value(it, &vl);
         pack_pair(&packed, k, (uint32_t)kl, v, (uint32_t)vl);
+        vbytes += vl;
         n++;
     }
     rocksdb_iter_get_error(it, &err);

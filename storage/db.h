@@ -70,12 +70,13 @@ int stg_db_get_result(struct stg_db *db, enum stg_cf cf, const void *key, size_t
 
 /*
  * Pairs with lower <= key < upper, in key order or (reverse) from the top,
- * at most limit of them, into one allocation (*out, transferred). The bounds
+ * at most limit of them, and none after the values read add up to more than
+ * max_bytes (0: no such bound), into one allocation (*out, transferred). The bounds
  * are set as the iterator's iterate bounds and stay alive until it is gone.
  * Returns 0, -ENOMEM or -RP_ESTORAGE (logged). Any thread.
  */
 int stg_db_scan(struct stg_db *db, enum stg_cf cf, const void *lower, size_t llen,
-                const void *upper, size_t ulen, uint32_t limit, bool reverse,
+                const void *upper, size_t ulen, uint32_t limit, size_t max_bytes, bool reverse,
                 struct stg_result **out);
 
 /* See storage_write_sync(), storage_checkpoint(), storage_flush(), storage_compact(). */

@@ -54,6 +54,7 @@ struct rreq {
     enum stg_cf cf;
     uint32_t limit;
     bool reverse;
+    size_t max_bytes;
     size_t klen, ulen;
     uint8_t bytes[]; /* key, then upper */
 };
@@ -331,7 +332,7 @@ static void reader_one(struct worker *w, struct rreq *r, uint64_t tag)
         d.err = stg_db_get_result(st->db, r->cf, r->bytes, r->klen, &d.res);
     else
         d.err = stg_db_scan(st->db, r->cf, r->bytes, r->klen, r->bytes + r->klen, r->ulen, r->limit,
-                            r->reverse, &d.res);
+                            r->max_bytes, r->reverse, &d.res);
     if (d.err < 0) {
         d.res = NULL;
         if (d.err != -ENOENT)
@@ -563,6 +564,7 @@ int storage_read(struct storage *st, unsigned shard, const struct stg_read *q, u
                        .cf = q->cf,
                        .limit = q->limit,
                        .reverse = q->reverse,
+                       .max_bytes = q->max_bytes,
                        .klen = q->klen,
                        .ulen = ulen};
     memcpy(r->bytes, q->key, q->klen);

@@ -114,6 +114,9 @@ struct stg_read {
     size_t ulen;
     uint32_t limit; /* SCAN: at most limit pairs (0: none, an empty result) */
     bool reverse;   /* SCAN: newest first, from just below upper */
+    /* SCAN: no pair after the values read add up to more than this (0: no
+     * bound); the scan stops there with more set. */
+    size_t max_bytes;
 };
 
 /*

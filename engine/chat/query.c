@@ -289,7 +289,12 @@ void query_history(struct chat *c, struct session *s, const struct req *r)
                          .upper = hi.data,
                          .ulen = hi.len,
                          .limit = limit,
-                         .reverse = h->backward};
+                         .reverse = h->backward,
+                         /* a page holds at most max_frame: the entries past
+                          * the first that would not fit are not read (with
+                          * large entries a page of 200 read 100 times what
+                          * it sent) */
+                         .max_bytes = c->env.cfg->max_frame};
     rc = io_read(c, &q, on_history, h, r->conv.len);
     if (rc < 0) {
         chat_reply_err(c, s->conn, true, r->id, rc, NULL);

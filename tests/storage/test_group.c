@@ -156,7 +156,8 @@ static void test_unsorted_log(struct stg_db *db)
         stg_key_prefix(&hi, convs[c], strlen(convs[c]));
         CHECK(stg_key_successor(&hi) == 0);
         struct stg_result *res = NULL;
-        CHECK(stg_db_scan(db, STG_CF_LOG, lo.data, lo.len, hi.data, hi.len, 100, false, &res) == 0);
+        CHECK(stg_db_scan(db, STG_CF_LOG, lo.data, lo.len, hi.data, hi.len, 100, 0, false, &res) ==
+              0);
         CHECK(res && res->n == 20);
         for (uint32_t i = 0; res && i < res->n; i++) {
             uint64_t seq = 0, v = 0;

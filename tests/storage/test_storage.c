@@ -278,6 +278,34 @@ static void scan_all(struct storage *st)
                     }
 }
 
+/* A scan of conv "b" (values "b#1" .. "b#40") bounded by max_bytes: n pairs
+ * come, and more says whether it stopped with pairs left. */
+static void check_max_bytes(struct storage *st, bool reverse, size_t max_bytes, uint32_t n,
+                            bool more)
+{
+    struct buf lo, hi;
+    buf_init(&lo);
+    buf_init(&hi);
+    stg_key_log(&lo, "b", 1, 0);
+    stg_key_prefix(&hi, "b", 1);
+    stg_key_successor(&hi);
+    struct stg_read q = {.kind = STG_SCAN,
+                         .cf = STG_CF_LOG,
+                         .key = lo.data,
+                         .klen = lo.len,
+                         .upper = hi.data,
+                         .ulen = hi.len,
+                         .limit = 100,
+                         .reverse = reverse,
+                         .max_bytes = max_bytes};
+    CHECK(storage_read(st, 0, &q, 8) == 0);
+    buf_deinit(&lo);
+    buf_deinit(&hi);
+    struct stg_done d = wait_one(st, 0);
+    CHECK(d.err == 0 && d.res && d.res->n == n && d.res->more == more);
+    stg_result_free(d.res);
+}
+
 static void test_ranges(struct storage *st)
 {
     /* Interleave conversations in one batch per seq so their keys share files. */
@@ -288,6 +316,11 @@ static void test_ranges(struct storage *st)
         CHECK(write_wait(st, 0, b, seq) == 0);
     }
     scan_all(st); /* memtable */
+    /* the pair that passes max_bytes is the last one read */
+    check_max_bytes(st, false, 7, 3, true);                      /* 3 + 3 + 3 bytes */
+    check_max_bytes(st, true, 7, 2, true);                       /* "b#40", "b#39" */
+    check_max_bytes(st, false, 0, NSEQ, false);                  /* no bound */
+    check_max_bytes(st, false, 9 * 3 + 31 * 4 - 1, NSEQ, false); /* passed by the last */
     CHECK(storage_flush(st) == 0);
     scan_all(st); /* table files, prefix bloom */
     CHECK(storage_compact(st, STG_CF_LOG) == 0);
