@@ -191,7 +191,8 @@ void conn_timers(struct shard *sh)
         } else {
             log_debug("conn_timeout", "slot=%u state=%u", idx, c->state);
             conn_close(sh, c, NULL);
-            wheel_insert(sh, c, conn_deadline(sh, c));
+            if (c->tw_slot == CONN_NONE)
+                wheel_insert(sh, c, conn_deadline(sh, c));
         }
         idx = next;
     }
@@ -398,10 +399,14 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
     c->state = CONN_CLOSING;
     c->last_rx = sh->tick; /* the grace period for the last frames starts now */
     bool pending = c->oq && c->oq->n;
-    if (!pending || (c->flags & CONN_F_HANDED))
+    if (!pending || (c->flags & CONN_F_HANDED)) {
         conn_teardown(sh, c);
-    else
+    } else {
+        /* due at the end of the grace, not at the idle deadline it had */
+        if (c->tw_slot != CONN_NONE)
+            conn_timer_reset(sh, c);
         queue_flush(sh, c);
+    }
 }
 
 /* ---- sending ---- */

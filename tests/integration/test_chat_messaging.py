@@ -245,7 +245,7 @@ def stuck_catchup_for(srv, user):
         c = srv.login(sender, "x", resume=False)
         c.send_raw(b"".join(rptest.frame({
             "op": "send", "id": 100 + i, "to": user, "cmid": "c%d" % i, "type": "text",
-            "body": "y" * 30000}) for i in range(200)))
+            "body": "y" * 30000}) for i in range(400)))
         for i in range(200):
             expect_ok(c.reply(100 + i, 60))
         c.close()
@@ -881,6 +881,46 @@ def test_a_shutdown_under_a_backlog_of_reads_exits():
         g.join()
         assert rc == 0, (rc, took, peak[0])
         assert took < 15 and peak[0] < 2 << 20, (took, peak[0])
+
+def test_a_slow_connection_is_closed_after_its_grace():
+    """bye slow gives a client that does not read 5 s to take its last
+    frames, counted from the bye, not from the connection's idle deadline:
+    with --idle-timeout 60 it is gone within seconds of the bye (it stayed
+    until the idle deadline)."""
+    def metric(name):
+        status, body = srv.admin("GET", "/metrics")
+        assert status == 200
+        text = body.decode() if isinstance(body, bytes) else body
+        return sum(float(l.split()[-1]) for l in text.splitlines()
+                   if l.startswith(name + "{") or l.startswith(name + " "))
+
+    with Server(shards=2, args=["--idle-timeout", "60", "--rate-limit", "100000",
+                                "--rate-burst", "100000"]) as srv:
+        a = srv.login("own", "d", resume=False)
+        expect_ok(a.request("group.create", name="s", group="slowg", members=["rd"]))
+        sk = socket.socket()
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sk.connect((srv.host, srv.port))
+        sk.sendall(rptest.frame({"op": "hello", "id": 1, "token": srv.token("rd"),
+                                 "device": "d", "resume": False}))
+        time.sleep(0.5)
+        # 400 entries of 30 KB pushed to a reader that reads nothing: past
+        # outbound_limit (4 MiB), bye slow
+        a.send_raw(b"".join(rptest.frame({"op": "send", "id": 10 + i, "group": "slowg",
+                                          "cmid": "s%d" % i, "type": "text",
+                                          "body": "y" * 30000}) for i in range(400)))
+        for i in range(400):
+            expect_ok(a.reply(10 + i, 60))
+        deadline = time.monotonic() + 10
+        while metric("ringpush_bye_slow_total") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric("ringpush_bye_slow_total") == 1
+        t0 = time.monotonic()
+        while metric("ringpush_connections") > 1 and time.monotonic() < t0 + 15:
+            time.sleep(0.2)
+        took = time.monotonic() - t0
+        assert metric("ringpush_connections") == 1 and took < 10, took
+        sk.close()
 
 if __name__ == "__main__":
     rptest.main()
