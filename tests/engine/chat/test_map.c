@@ -1,8 +1,8 @@
 /* The chat layer's hash maps: struct map (copied keys) and struct imap
  * (intrusive links), checked against a plain array as the reference through
  * growth, replacement, adding without a search, deletion, deletion while
- * iterating, keys coming and going, and colliding hashes; an empty map
- * allocates nothing. */
+ * iterating, keys coming and going, random mixes of all of them, and
+ * colliding hashes; an empty map allocates nothing. */
 #include "engine/chat/map.h"
 
 #include <stdio.h>
@@ -147,6 +147,90 @@ static void test_map_churn(void)
     map_deinit(&m);
 }
 
+/*
+ * Random puts, adds, deletes and iterations that delete as they go, against a
+ * reference array, over key ranges from 1 to RKEYS (small maps that empty and
+ * refill, large ones that rebuild): every key reads back its value, the count
+ * holds, and the table's counts hold its invariants (used counts every slot
+ * not empty; one slot at least stays empty, or a probe could run forever).
+ */
+#define RKEYS 600u
+
+static uint64_t rstate = 88172645463325252ull;
+
+static uint32_t rnd(uint32_t n)
+{
+    rstate ^= rstate << 13;
+    rstate ^= rstate >> 7;
+    rstate ^= rstate << 17;
+    return (uint32_t)(rstate % n);
+}
+
+static void check_against(const struct map *m, const uint64_t *want)
+{
+    size_t live = 0;
+    char k[16];
+    for (unsigned i = 0; i < RKEYS; i++) {
+        int n = key_of(k, i);
+        CHECK(map_as_u64(map_get(m, k, (uint32_t)n)) == want[i]);
+        live += want[i] != 0;
+    }
+    CHECK(map_count(m) == live);
+    if (m->t) {
+        uint32_t used = 0;
+        for (uint32_t i = 0; i < m->t->nslots; i++)
+            used += m->t->slots[i].node != NULL;
+        CHECK(used == m->t->used && used < m->t->nslots);
+    }
+}
+
+static void test_map_random(void)
+{
+    static uint64_t want[RKEYS]; /* 0: absent */
+    for (unsigned range = 1; range <= RKEYS; range = range * 3 + 1) {
+        struct map m;
+        map_init(&m);
+        memset(want, 0, sizeof(want));
+        char k[16];
+        for (unsigned r = 0; r < 40000; r++) {
+            unsigned i = rnd(range), op = rnd(10);
+            int n = key_of(k, i);
+            uint64_t v = (uint64_t)r + 1;
+            if (op < 4) {
+                CHECK(map_put(&m, k, (uint32_t)n, map_u64(v)) != NULL);
+                want[i] = v;
+            } else if (op < 5 && !want[i]) {
+                CHECK(map_add(&m, k, (uint32_t)n, map_u64(v)) != NULL);
+                want[i] = v;
+            } else if (op < 9) {
+                CHECK(map_as_u64(map_del(&m, k, (uint32_t)n)) == want[i]);
+                want[i] = 0;
+            } else {
+                /* every live key once, about half of them deleted on the way */
+                unsigned char seen[RKEYS] = {0};
+                struct map_iter it;
+                struct map_node *nd;
+                map_iter_init(&it, &m);
+                while ((nd = map_next(&it))) {
+                    unsigned j = (unsigned)strtoul(nd->key + 1, NULL, 10);
+                    CHECK(j < range && want[j] && !seen[j]);
+                    seen[j] = 1;
+                    if (rnd(2)) {
+                        CHECK(map_as_u64(map_del(&m, nd->key, nd->klen)) == want[j]);
+                        want[j] = 0;
+                    }
+                }
+                for (unsigned j = 0; j < range; j++)
+                    CHECK(seen[j] || !want[j]);
+            }
+            if (r % 257 == 0)
+                check_against(&m, want);
+        }
+        check_against(&m, want);
+        map_deinit(&m);
+    }
+}
+
 struct item {
     struct ilink link;
     unsigned key;
@@ -227,6 +311,7 @@ int main(void)
 {
     test_map();
     test_map_churn();
+    test_map_random();
     test_imap();
     printf("test_map: ok\n");
     return 0;
