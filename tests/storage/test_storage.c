@@ -209,8 +209,10 @@ static const char *const convs[] = {"a", "ab", "abc", "ab\xff", "b"};
 #define NCONV (sizeof(convs) / sizeof(convs[0]))
 #define NSEQ  40
 
-static void check_scan(struct storage *st, const char *conv, uint64_t from, uint64_t to, bool whole,
-                       uint32_t limit, bool reverse)
+/* A scan of conv's log from seq from, to seq to or (whole) to its end,
+ * through the reader thread; its completion. */
+static struct stg_done scan_log(struct storage *st, const char *conv, uint64_t from, uint64_t to,
+                                bool whole, uint32_t limit, bool reverse, size_t max_bytes)
 {
     struct buf lo, hi;
     buf_init(&lo);
@@ -229,11 +231,18 @@ static void check_scan(struct storage *st, const char *conv, uint64_t from, uint
                          .upper = hi.data,
                          .ulen = hi.len,
                          .limit = limit,
-                         .reverse = reverse};
+                         .reverse = reverse,
+                         .max_bytes = max_bytes};
     CHECK(storage_read(st, 0, &q, 7) == 0);
     buf_deinit(&lo); /* the request must not depend on the caller's buffers */
     buf_deinit(&hi);
-    struct stg_done d = wait_one(st, 0);
+    return wait_one(st, 0);
+}
+
+static void check_scan(struct storage *st, const char *conv, uint64_t from, uint64_t to, bool whole,
+                       uint32_t limit, bool reverse)
+{
+    struct stg_done d = scan_log(st, conv, from, to, whole, limit, reverse, 0);
     CHECK(d.err == 0 && d.res);
     if (!d.res)
         return;
@@ -283,25 +292,7 @@ static void scan_all(struct storage *st)
 static void check_max_bytes(struct storage *st, bool reverse, size_t max_bytes, uint32_t n,
                             bool more)
 {
-    struct buf lo, hi;
-    buf_init(&lo);
-    buf_init(&hi);
-    stg_key_log(&lo, "b", 1, 0);
-    stg_key_prefix(&hi, "b", 1);
-    stg_key_successor(&hi);
-    struct stg_read q = {.kind = STG_SCAN,
-                         .cf = STG_CF_LOG,
-                         .key = lo.data,
-                         .klen = lo.len,
-                         .upper = hi.data,
-                         .ulen = hi.len,
-                         .limit = 100,
-                         .reverse = reverse,
-                         .max_bytes = max_bytes};
-    CHECK(storage_read(st, 0, &q, 8) == 0);
-    buf_deinit(&lo);
-    buf_deinit(&hi);
-    struct stg_done d = wait_one(st, 0);
+    struct stg_done d = scan_log(st, "b", 0, 0, true, 100, reverse, max_bytes);
     CHECK(d.err == 0 && d.res && d.res->n == n && d.res->more == more);
     stg_result_free(d.res);
 }
