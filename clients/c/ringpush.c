@@ -195,7 +195,13 @@ static int msg_decode(const uint8_t *p, uint32_t len, struct rp_msg **out)
     return r == MSGPACK_UNPACK_NOMEM_ERROR ? -ENOMEM : -RP_EFRAME;
 }
 
-/* Runs bytes through the frame decoder and queues every complete frame. */
+/* Drops the i-th remembered keepalive id. */
+static void keepalive_forget(struct rp_client *c, uint32_t i)
+{
+    memmove(c->keepalive_ids + i, c->keepalive_ids + i + 1,
+            (c->nkeepalive - i - 1) * sizeof(c->keepalive_ids[0]));
+    c->nkeepalive--;
+}
 
 /* Whether m is the pong to one of our keepalive pings (then forgotten). */
 static bool keepalive_answered(struct rp_client *c, const struct rp_msg *m)
@@ -205,15 +211,14 @@ static bool keepalive_answered(struct rp_client *c, const struct rp_msg *m)
         return false;
     for (uint32_t i = 0; i < c->nkeepalive; i++) {
         if (c->keepalive_ids[i] == id) {
-            memmove(c->keepalive_ids + i, c->keepalive_ids + i + 1,
-                    (c->nkeepalive - i - 1) * sizeof(c->keepalive_ids[0]));
-            c->nkeepalive--;
+            keepalive_forget(c, i);
             return true;
         }
     }
     return false;
 }
 
+/* Runs bytes through the frame decoder and queues every complete frame. */
 static int consume(struct rp_client *c, const uint8_t *data, size_t len)
 {
     int frames = 0;
@@ -442,12 +447,8 @@ int rp_client_tick(struct rp_client *c)
     int r = rp_client_send(c, "ping", NULL, 0, &id);
     if (r < 0)
         return r;
-    if (c->nkeepalive == RP_KEEPALIVE_MAX) {
-        /* the oldest is forgotten: its pong, if it ever comes, is passed on */
-        memmove(c->keepalive_ids, c->keepalive_ids + 1,
-                (RP_KEEPALIVE_MAX - 1) * sizeof(c->keepalive_ids[0]));
-        c->nkeepalive--;
-    }
+    if (c->nkeepalive == RP_KEEPALIVE_MAX)
+        keepalive_forget(c, 0); /* its pong, if it ever comes, is passed on */
     c->keepalive_ids[c->nkeepalive++] = id;
     return (int)c->heartbeat_ms;
 }
