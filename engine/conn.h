@@ -31,19 +31,20 @@ struct config;
 enum conn_state { CONN_FREE, CONN_EDGE, CONN_HANDOFF, CONN_HOME, CONN_CLOSING };
 
 enum {
-    CONN_F_RECV = 1u << 0,       /* a multishot recv is armed */
-    CONN_F_SEND = 1u << 1,       /* a sendmsg is in flight */
-    CONN_F_IN_FLUSH = 1u << 2,   /* on the shard's flush list */
-    CONN_F_IN_REARM = 1u << 3,   /* on the shard's re-arm list */
-    CONN_F_CHAT = 1u << 4,       /* chat_on_hello was called: chat_on_close is owed */
-    CONN_F_SHUT = 1u << 5,       /* the socket was shut down */
-    CONN_F_FD_CLOSING = 1u << 6, /* the direct descriptor is being closed */
-    CONN_F_HANDED = 1u << 7,     /* the socket now belongs to another shard */
-    CONN_F_PROBED = 1u << 8,     /* the first bytes told TCP frames from WebSocket */
-    CONN_F_HELD = 1u << 9,       /* hello'd, session not ready: frames are held */
-    CONN_F_DRAIN = 1u << 10,     /* the chat layer waits for the queue to drain */
-    CONN_F_IN_PUSH = 1u << 11,   /* on the shard's push list */
-    CONN_F_HANDING = 1u << 12,   /* the socket is on its way to another shard: no sends */
+    CONN_F_RECV = 1u << 0,          /* a multishot recv is armed */
+    CONN_F_SEND = 1u << 1,          /* a sendmsg is in flight */
+    CONN_F_IN_FLUSH = 1u << 2,      /* on the shard's flush list */
+    CONN_F_IN_REARM = 1u << 3,      /* on the shard's re-arm list */
+    CONN_F_CHAT = 1u << 4,          /* chat_on_hello was called: chat_on_close is owed */
+    CONN_F_SHUT = 1u << 5,          /* the socket was shut down */
+    CONN_F_FD_CLOSING = 1u << 6,    /* the direct descriptor is being closed */
+    CONN_F_HANDED = 1u << 7,        /* the socket now belongs to another shard */
+    CONN_F_PROBED = 1u << 8,        /* the first bytes told TCP frames from WebSocket */
+    CONN_F_HELD = 1u << 9,          /* frames are held: session not ready, or paused (conn_hold) */
+    CONN_F_DRAIN = 1u << 10,        /* the chat layer waits for the queue to drain */
+    CONN_F_IN_PUSH = 1u << 11,      /* on the shard's push list */
+    CONN_F_HANDING = 1u << 12,      /* the socket is on its way to another shard: no sends */
+    CONN_F_READY_LISTED = 1u << 13, /* its hold is on the shard's ready list */
 };
 
 #define CONN_NONE      UINT32_MAX
@@ -219,6 +220,11 @@ void handoff_free(struct handoff *ho);
 /* The chat layer's session for c is ready: replay what was held (from the
  * loop's ready phase). */
 void conn_ready(struct shard *sh, struct conn *c);
+/* Hold c's frames again, as before its session was ready, until the next
+ * conn_ready (the chat layer pauses a session with too many queries in
+ * flight). A frame that arrives while held frames wait for their replay goes
+ * behind them, so requests run in the order they were sent. */
+void conn_hold(struct shard *sh, struct conn *c);
 void conn_ready_all(struct shard *sh);
 
 /* Tells the chat layer about the sessions closed, and the congested queues

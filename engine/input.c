@@ -8,7 +8,9 @@
  *
  * Limits applied here: the per-connection token bucket (every request but
  * ack and ping, hello included), max_frame, and a bound on held frames past
- * which the connection stops reading until its session is ready.
+ * which the connection stops reading until its session is ready. The chat
+ * layer holds a ready session's frames the same way (conn_hold) while it has
+ * too many queries in flight.
  */
 #include "engine/conn.h"
 
@@ -81,7 +83,8 @@ bool conn_frame(struct shard *sh, struct conn *c, const uint8_t *frame, uint32_t
     struct req req;
     const char *msg = NULL;
     c->last_rx = sh->tick;
-    if (c->flags & CONN_F_HELD)
+    /* Held, or released and not replayed yet: behind the frames held before */
+    if (c->hold)
         return hold_frame(sh, c, frame, len);
     sh->stats.frames_in++;
     int r = req_decode(&sh->dec, &sh->lim, frame, len, &req, &msg);
@@ -319,8 +322,25 @@ void conn_ready(struct shard *sh, struct conn *c)
     if (!(c->flags & CONN_F_HELD))
         return;
     c->flags &= (uint16_t)~CONN_F_HELD;
+    if (c->flags & CONN_F_READY_LISTED)
+        return; /* held again before its replay: still listed */
+    c->flags |= CONN_F_READY_LISTED;
     c->hold->next = sh->ready_head;
     sh->ready_head = conn_slot(sh, c);
+}
+
+void conn_hold(struct shard *sh, struct conn *c)
+{
+    if (c->state != CONN_HOME || (c->flags & CONN_F_HELD))
+        return;
+    if (!c->hold) {
+        c->hold = calloc(1, sizeof(*c->hold));
+        if (!c->hold) {
+            conn_close(sh, c, NULL);
+            return;
+        }
+    }
+    c->flags |= CONN_F_HELD;
 }
 
 static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
@@ -342,6 +362,9 @@ void conn_ready_all(struct shard *sh)
         struct conn *c = &sh->conns[sh->ready_head];
         struct hold *h = c->hold;
         sh->ready_head = h->next;
+        c->flags &= (uint16_t)~CONN_F_READY_LISTED;
+        if (c->flags & CONN_F_HELD)
+            continue; /* held again: its frames wait for the next conn_ready */
         c->hold = NULL;
         if (c->state == CONN_HOME) {
             replay_frames(sh, c, h->data, h->len);

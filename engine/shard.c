@@ -78,6 +78,13 @@ static void env_ready(void *rt, conn_id_t id)
         conn_ready(rt, c);
 }
 
+static void env_hold(void *rt, conn_id_t id)
+{
+    struct conn *c = home_conn(rt, id);
+    if (c)
+        conn_hold(rt, c);
+}
+
 static bool env_congested(void *rt, conn_id_t id)
 {
     struct conn *c = home_conn(rt, id);
@@ -592,6 +599,7 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
         .push = env_push,
         .close = env_close,
         .ready = env_ready,
+        .hold = env_hold,
         .congested = env_congested,
         .xsend = env_xsend,
         .write = env_write,

@@ -106,6 +106,10 @@ static const struct per_shard chat_rows[] = {
     {"ringpush_login_reads_cancelled_total", "counter",
      "Waiting storage reads of logins dropped because the session closed first.", NULL,
      CHAT_STAT(reads_cancelled)},
+    {"ringpush_queries_paused_total", "counter",
+     "Times a session's connection was paused (its requests held, in order) because it had "
+     "the most queries (history, group.list) in flight that one session may have.",
+     NULL, CHAT_STAT(queries_paused)},
 };
 
 static int render_chat(const struct server *srv, struct buf *out)

@@ -108,6 +108,13 @@ struct chat_env {
     void (*ready)(void *rt, conn_id_t conn);
 
     /*
+     * Hold the connection's frames again, in order, until the next ready
+     * call: a session with SESSION_QUERIES_MAX queries in flight takes no
+     * more requests until one ends. May be NULL (never held).
+     */
+    void (*hold)(void *rt, conn_id_t conn);
+
+    /*
      * True when the connection's outbound queue is past its low-water mark
      * (half the outbound bound): a sender of many frames (catch-up) should
      * pause; chat_on_drained follows once the queue is low again. False for a
@@ -175,6 +182,7 @@ struct chat_stats {
     uint64_t reads_waiting;   /* login reads waiting for a read slot now (gauge) */
     uint64_t reads_waited;    /* login reads that had to wait for one, since start */
     uint64_t reads_cancelled; /* of those, dropped when their session closed first */
+    uint64_t queries_paused;  /* sessions held at HOME_QUERIES_MAX queries in flight */
 };
 
 /* The chat's counters; valid as long as the chat. */

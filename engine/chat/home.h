@@ -30,6 +30,9 @@ struct chat;
 #define HOME_CONVS_MAX   10000u /* conversations of a user read at login */
 #define HOME_LEFT_MAX    1000u  /* removal records of a user read at login */
 #define HOME_FRIENDS_MAX 10000u
+/* queries (history, group.list) of one session reading storage at once; past
+ * them its connection's further frames wait, in order (chat_env.hold) */
+#define HOME_QUERIES_MAX 8u
 
 enum user_state { U_LOADING, U_READY, U_FAILED };
 enum session_state { S_WAIT_USER, S_CATCHUP, S_LIVE };
@@ -96,8 +99,10 @@ struct session {
     uint32_t refs;           /* reads in flight that hold it */
     uint32_t reads_out;      /* of those, its own (acks, catch-up): io_cancel_waiting's */
     uint32_t hello_id;
+    uint32_t queries; /* in flight: session_query_start, not yet ended */
     uint8_t state;
     bool resume, closed;
+    bool paused; /* its connection's frames are held until a query ends */
     uint8_t devlen;
     char dev[]; /* devlen bytes and a NUL */
 };

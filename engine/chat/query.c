@@ -227,8 +227,8 @@ static void on_history(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     buf_reset(&c->fb);
 out:
     stg_result_free(res);
-    session_put(c, s);
     free(h);
+    session_query_end(c, s);
 }
 
 void query_history(struct chat *c, struct session *s, const struct req *r)
@@ -278,7 +278,7 @@ void query_history(struct chat *c, struct session *s, const struct req *r)
         struct stg_result *empty = calloc(1, sizeof(*empty));
         if (!empty)
             goto oom;
-        s->refs++;
+        session_query_start(c, s);
         on_history(c, h, r->conv.len, 0, empty);
         goto done;
     }
@@ -301,7 +301,7 @@ void query_history(struct chat *c, struct session *s, const struct req *r)
         free(h);
         goto done;
     }
-    s->refs++;
+    session_query_start(c, s);
     goto done;
 oom:
     free(h);
@@ -367,8 +367,8 @@ static void glist_finish(struct chat *c, struct glist *g)
     }
     for (uint32_t i = 0; i < g->n; i++)
         free(g->rows[i].name);
-    session_put(c, s);
     free(g);
+    session_query_end(c, s);
 }
 
 static void on_group_meta(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
@@ -426,7 +426,7 @@ void query_group_list(struct chat *c, struct session *s, const struct req *r)
     g->id = r->id;
     g->more = take < n;
     g->pending = 1;
-    s->refs++;
+    session_query_start(c, s);
     for (uint32_t i = 0; i < take; i++) {
         nd = nodes[i];
         struct glist_row *row = &g->rows[g->n];

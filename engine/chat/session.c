@@ -128,8 +128,24 @@ static void session_free(struct session *s)
     free(s);
 }
 
-void session_put(struct chat *c, struct session *s)
+void session_query_start(struct chat *c, struct session *s)
 {
+    s->refs++;
+    if (++s->queries >= HOME_QUERIES_MAX && !s->paused && !s->closed && c->env.hold) {
+        s->paused = true;
+        c->stats.queries_paused++;
+        c->env.hold(c->env.rt, s->conn);
+    }
+}
+
+void session_query_end(struct chat *c, struct session *s)
+{
+    s->queries--;
+    if (s->paused && s->queries < HOME_QUERIES_MAX) {
+        s->paused = false;
+        if (!s->closed && c->env.ready)
+            c->env.ready(c->env.rt, s->conn);
+    }
     session_unref(c, s);
 }
 

@@ -31,8 +31,12 @@ void session_close(struct chat *c, conn_id_t conn);
 /* Close every session of user with `bye reason`; returns how many. */
 uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason);
 
-/* Drop a reference taken on s for a read (s->refs++). */
-void session_put(struct chat *c, struct session *s);
+/* A query of s (history, group.list) starts: takes a reference, and at
+ * HOME_QUERIES_MAX in flight holds the connection's further frames. */
+void session_query_start(struct chat *c, struct session *s);
+/* ... and has ended (its reply is out): releases the connection when it was
+ * held, then drops the reference (s may be gone after the call). */
+void session_query_end(struct chat *c, struct session *s);
 
 /* Hold a live push for a session that is not live yet; closes it `slow` past
  * HOME_HELD_MAX. An empty conv holds a push that is not an entry (read,

@@ -879,18 +879,54 @@ def test_a_shutdown_under_a_backlog_of_reads_exits():
         assert rc == 0, (rc, took, peak[0])
         assert took < 15 and peak[0] < 2 << 20, (took, peak[0])
 
+def metric(srv, name):
+    """The sum of a /metrics series over its labels."""
+    status, body = srv.admin("GET", "/metrics")
+    assert status == 200
+    text = body.decode() if isinstance(body, bytes) else body
+    return sum(float(l.split()[-1]) for l in text.splitlines()
+               if l.startswith(name + "{") or l.startswith(name + " "))
+
+
+QUERIES_MAX = 8  # queries of one session reading storage at once
+
+
+def test_pipelined_queries_read_a_few_at_a_time_in_order():
+    """One connection pipelines 300 history pages and then a sync: at most
+    8 queries of a session read storage at once, the connection's later
+    requests wait behind them in order (so one client cannot fill the
+    shard's read queue ahead of everyone else's), and every one is answered.
+    The sync needs no read, so without the pause it was answered first."""
+    n = 300
+    with Server(shards=1, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        a = srv.login("qa", "d", resume=False)
+        for i in range(20):
+            expect_ok(a.send_message(to="qb", body="m%d" % i))
+        frames = [rptest.frame({"op": "history", "id": 100 + k, "conv": "d:qa:qb",
+                                "limit": 50}) for k in range(n)]
+        frames.append(rptest.frame({"op": "sync", "id": 99}))
+        a.send_raw(b"".join(frames))
+        order = []
+        while len(order) < n + 1:
+            f = a.recv(30)
+            if "id" not in f:
+                continue
+            expect_ok(f)
+            if f["id"] != 99:
+                assert len(f["msgs"]) == 20
+            order.append(f["id"])
+        assert sorted(order) == [99] + list(range(100, 100 + n))
+        assert order.index(99) >= n - QUERIES_MAX, order.index(99)
+        assert metric(srv, "ringpush_queries_paused_total") >= 1
+        # the connection takes requests as before once its queries are done
+        expect_ok(a.request("sync"))
+
+
 def test_a_slow_connection_is_closed_after_its_grace():
     """bye slow gives a client that does not read 5 s to take its last
     frames, counted from the bye, not from the connection's idle deadline:
     with --idle-timeout 60 it is gone within seconds of the bye (it stayed
     until the idle deadline)."""
-    def metric(name):
-        status, body = srv.admin("GET", "/metrics")
-        assert status == 200
-        text = body.decode() if isinstance(body, bytes) else body
-        return sum(float(l.split()[-1]) for l in text.splitlines()
-                   if l.startswith(name + "{") or l.startswith(name + " "))
-
     with Server(shards=2, args=["--idle-timeout", "60", "--rate-limit", "100000",
                                 "--rate-burst", "100000"]) as srv:
         a = srv.login("own", "d", resume=False)
@@ -909,14 +945,14 @@ def test_a_slow_connection_is_closed_after_its_grace():
         for i in range(400):
             expect_ok(a.reply(10 + i, 60))
         deadline = time.monotonic() + 10
-        while metric("ringpush_bye_slow_total") < 1 and time.monotonic() < deadline:
+        while metric(srv, "ringpush_bye_slow_total") < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert metric("ringpush_bye_slow_total") == 1
+        assert metric(srv, "ringpush_bye_slow_total") == 1
         t0 = time.monotonic()
-        while metric("ringpush_connections") > 1 and time.monotonic() < t0 + 15:
+        while metric(srv, "ringpush_connections") > 1 and time.monotonic() < t0 + 15:
             time.sleep(0.2)
         took = time.monotonic() - t0
-        assert metric("ringpush_connections") == 1 and took < 10, took
+        assert metric(srv, "ringpush_connections") == 1 and took < 10, took
         sk.close()
 
 if __name__ == "__main__":

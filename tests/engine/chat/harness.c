@@ -116,6 +116,47 @@ static void rt_close(void *rt, conn_id_t conn, const char *reason)
     pending_close[npending_close++] = i;
 }
 
+/* The runtime's frame hold: requests wait in h_request until ready. */
+static void rt_hold(void *rt, conn_id_t conn)
+{
+    (void)rt;
+    int i = cidx(conn);
+    if (i < 0 || !conns[i].open)
+        return;
+    conns[i].held = true;
+    conns[i].holds++;
+}
+
+static void rt_ready(void *rt, conn_id_t conn)
+{
+    (void)rt;
+    int i = cidx(conn);
+    if (i >= 0)
+        conns[i].held = false;
+}
+
+/* Replay what a connection made while held, as the runtime's ready phase
+ * does, until it is held again. */
+static bool replay_pending(void)
+{
+    bool any = false;
+    for (int i = 0; i < H_CONNS; i++) {
+        struct hconn *h = &conns[i];
+        uint32_t k = 0;
+        while (k < h->npend && h->open && !h->held) {
+            chat_on_request(rts[h->shard].chat, cid(i), &h->pend[k++]);
+            any = true;
+        }
+        if (!h->open)
+            k = h->npend;
+        if (k) {
+            memmove(h->pend, h->pend + k, (h->npend - k) * sizeof(*h->pend));
+            h->npend -= k;
+        }
+    }
+    return any;
+}
+
 int h_congest_every;
 static int congest_calls;
 static conn_id_t congested_conn[H_SHARDS];
@@ -324,6 +365,8 @@ void h_start(const char *dir, bool keep)
                                .close = rt_close,
                                .xsend = rt_xsend,
                                .congested = rt_congested,
+                               .ready = rt_ready,
+                               .hold = rt_hold,
                                .write = rt_write,
                                .read = rt_read,
                                .now_ms = rt_now,
@@ -342,6 +385,7 @@ bool h_step(void)
         any = true;
     }
     npending_close = 0;
+    any |= replay_pending();
     for (unsigned i = 0; i < H_SHARDS; i++) {
         struct shard_rt *s = &rts[i];
         struct stg_done done[64];
@@ -388,6 +432,7 @@ static void conns_free(void)
             free(conns[i].frames[k].bytes);
         }
         free(conns[i].frames);
+        free(conns[i].pend);
         memset(&conns[i], 0, sizeof(conns[i]));
     }
 }
@@ -485,12 +530,22 @@ struct req h_req(int op, uint32_t id)
 
 void h_request_nosettle(int conn, const struct req *r)
 {
-    chat_on_request(rts[conns[conn].shard].chat, cid(conn), r);
+    struct hconn *h = &conns[conn];
+    if (!h->held && !h->npend) {
+        chat_on_request(rts[h->shard].chat, cid(conn), r);
+        return;
+    }
+    if (h->npend == h->pcap) {
+        h->pcap = h->pcap ? h->pcap * 2 : 16;
+        h->pend = realloc(h->pend, h->pcap * sizeof(*h->pend));
+        CHECK(h->pend);
+    }
+    h->pend[h->npend++] = *r;
 }
 
 void h_request(int conn, const struct req *r)
 {
-    chat_on_request(rts[conns[conn].shard].chat, cid(conn), r);
+    h_request_nosettle(conn, r);
     h_settle();
 }
 

@@ -29,10 +29,14 @@ struct hframe {
 
 struct hconn {
     bool used, open, closed_by_server;
+    bool held;      /* the chat layer holds its requests (chat_env.hold) until ready */
+    uint32_t holds; /* how many times it was held */
     unsigned shard;
     char reason[16];
     struct hframe *frames;
     uint32_t n, cap, rd; /* rd: next frame to take */
+    struct req *pend;    /* requests made while held, replayed in order once ready */
+    uint32_t npend, pcap;
 };
 
 extern struct chat_config h_cfg;
@@ -89,7 +93,9 @@ unsigned h_owner(const char *conv);
 void h_close(int conn);
 struct hconn *h_conn(int conn);
 
-/* Requests (views into static storage are fine: the chat copies). */
+/* Requests (views into static storage are fine: the chat copies; a request
+ * made while its connection is held is kept as it is and replayed later, so
+ * its views must outlive the replay). */
 struct req h_req(int op, uint32_t id);
 void h_request(int conn, const struct req *r);
 /* The same without settling afterwards. */

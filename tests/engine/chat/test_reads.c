@@ -443,6 +443,57 @@ static void test_stop_while_waiting(void)
     h_start(dir, true);
 }
 
+/*
+ * A session that pipelines queries: at most HOME_QUERIES_MAX of them read at
+ * once. The connection is held meanwhile, so its later requests (a sync
+ * here, answered without a read) wait behind them in order, and every one is
+ * answered once reads complete. Without the cap each query took a read slot,
+ * so one connection could fill the shard's read queue ahead of everyone.
+ */
+static void test_query_cap(void)
+{
+    enum { N = 3 * HOME_QUERIES_MAX };
+    int a = h_hello("qca", "d", false);
+    h_drain(a);
+    CHECK(h_is_ok(h_reply(a, h_send_to(a, "qcb", "m1", "x"))));
+    unsigned home = h_home("qca");
+    hold_reads(true);
+    struct req r = h_req(OP_HISTORY, 0);
+    r.conv = strv_c("d:qca:qcb");
+    for (uint32_t i = 0; i < N; i++) {
+        r.id = 100 + i;
+        h_request_nosettle(a, &r);
+    }
+    struct req sy = h_req(OP_SYNC, 200);
+    h_request(a, &sy);
+    CHECK(h_chat(home)->io.used == HOME_QUERIES_MAX);
+    CHECK(h_conn(a)->held && h_conn(a)->holds == 1);
+    CHECK(h_reply(a, 200) == NULL); /* behind the held queries */
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    for (uint32_t i = 0; i < N; i++) {
+        const msgpack_object *ok = h_reply(a, 100 + i);
+        CHECK(h_is_ok(ok) && h_get(ok, "msgs")->via.array.size == 1);
+    }
+    CHECK(h_is_ok(h_reply(a, 200)));
+    CHECK(!h_conn(a)->held && h_chat(home)->io.used == 0);
+
+    /* Closed while held: the held requests are dropped, nothing leaks. */
+    hold_reads(true);
+    for (uint32_t i = 0; i < N; i++) {
+        r.id = 300 + i;
+        h_request_nosettle(a, &r);
+    }
+    h_settle();
+    CHECK(h_conn(a)->held && h_chat(home)->io.used == HOME_QUERIES_MAX);
+    h_close(a);
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    CHECK(h_chat(home)->io.used == 0);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_reads.%d", (int)getpid());
@@ -456,6 +507,7 @@ int main(void)
     test_fail_on_admit();
     test_parts_past_the_busy_read_ahead();
     test_stop_while_waiting();
+    test_query_cap();
     h_stop();
     return h_finish(dir);
 }
