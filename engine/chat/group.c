@@ -580,12 +580,14 @@ int group_stage(struct chat *c, struct oconv *cv, struct fwd *f)
             rc = 0;
             goto noop;
         }
+        /* the event carries the fields that change (PROTOCOL §6), not the
+         * ones given with the value they already had */
         kind = "update";
-        chg->set_name = r->has_name;
+        chg->set_name = r->has_name && !holds(cv->name, r->name);
         chg->name = r->name;
-        chg->set_notice = r->has_notice;
+        chg->set_notice = r->has_notice && !holds(cv->notice, r->notice);
         chg->notice = r->notice;
-        chg->set_open = r->has_open;
+        chg->set_open = r->has_open && r->open != cv->open;
         chg->open = r->open;
         break;
     case OP_GROUP_ADMIN: {

@@ -61,6 +61,10 @@ def group_scenario(shards):
         e = event(a, "update")
         assert e["data"]["open"] is True and e["data"]["notice"] == "be nice", e
         assert e["data"]["count"] == 0 and e["data"]["users"] == [], e
+        # the event carries the fields that change, not one given unchanged
+        expect_ok(o.request("group.update", group="team", open=True, notice="be kind"))
+        e = event(a, "update")
+        assert e["data"]["notice"] == "be kind" and "open" not in e["data"], e
         expect_ok(x.request("group.join", group="team"))
         e = event(a, "join")
         jseq = e["seq"]
@@ -95,7 +99,7 @@ def group_scenario(shards):
         expect_ok(b.request("group.remark", group="team", remark="my team"))
         info = expect_ok(b.request("group.info", group="team"))
         assert (info["name"], info["notice"], info["owner"], info["open"], info["count"],
-                info["remark"]) == ("Team", "be nice", "owner", True, 5, "my team"), info
+                info["remark"]) == ("Team", "be kind", "owner", True, 5, "my team"), info
         assert expect_ok(a.request("group.info", group="team"))["remark"] == "", info
         mem = expect_ok(a.request("group.members", group="team"))
         roles = {m["user"]: (m["role"], m["nick"]) for m in mem["members"]}
