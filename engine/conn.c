@@ -712,6 +712,7 @@ void conn_arm_recv(struct shard *sh, struct conn *c)
     sqe->buf_group = 0;
     io_uring_sqe_set_data64(sqe, ud_pack(UOP_RECV, conn_slot(sh, c), c->gen));
     c->flags |= CONN_F_RECV;
+    c->flags &= (uint16_t)~CONN_F_RECV_CANCEL;
     c->inflight++;
 }
 
@@ -742,7 +743,7 @@ void conn_on_recv(struct shard *sh, struct io_uring_cqe *cqe)
     }
     if (!c || more)
         return;
-    c->flags &= (uint16_t)~CONN_F_RECV;
+    c->flags &= (uint16_t) ~(CONN_F_RECV | CONN_F_RECV_CANCEL);
     if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED)) {
         /* End of stream or a socket error: the peer is gone. */
         if (c->state == CONN_EDGE || c->state == CONN_HOME)

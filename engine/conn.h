@@ -45,6 +45,7 @@ enum {
     CONN_F_IN_PUSH = 1u << 11,      /* on the shard's push list */
     CONN_F_HANDING = 1u << 12,      /* the socket is on its way to another shard: no sends */
     CONN_F_READY_LISTED = 1u << 13, /* its hold is on the shard's ready list */
+    CONN_F_RECV_CANCEL = 1u << 14,  /* its recv's cancel is on its way */
 };
 
 #define CONN_NONE      UINT32_MAX

@@ -26,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+static size_t replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len,
+                            bool until_held);
 
 static bool rate_allow(struct shard *sh, struct conn *c)
 {
@@ -43,6 +44,17 @@ static bool rate_allow(struct shard *sh, struct conn *c)
 }
 
 #define HOLD_PAUSE (256u * 1024u)
+
+/* Past HOLD_PAUSE held bytes, stop reading: one cancel per armed recv. */
+static void hold_check_pause(struct shard *sh, struct conn *c)
+{
+    if (c->hold->len > HOLD_PAUSE && (c->flags & CONN_F_RECV) && !(c->flags & CONN_F_RECV_CANCEL)) {
+        c->flags |= CONN_F_RECV_CANCEL;
+        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+        io_uring_prep_cancel64(sqe, ud_pack(UOP_RECV, conn_slot(sh, c), c->gen), 0);
+        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+    }
+}
 
 /* Keep a frame until the session is ready. Past HOLD_PAUSE bytes the
  * connection stops reading (its recv is cancelled) until then. */
@@ -68,11 +80,7 @@ static bool hold_frame(struct shard *sh, struct conn *c, const uint8_t *frame, u
     p[3] = (uint8_t)len;
     memcpy(p + FRAME_HDR, frame, len);
     h->len += FRAME_HDR + len;
-    if (h->len > HOLD_PAUSE && (c->flags & CONN_F_RECV)) {
-        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
-        io_uring_prep_cancel64(sqe, ud_pack(UOP_RECV, conn_slot(sh, c), c->gen), 0);
-        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
-    }
+    hold_check_pause(sh, c);
     return true;
 }
 
@@ -226,7 +234,7 @@ void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t l
         return;
     }
     /* A WebSocket client's leftovers are whole frames with a length prefix. */
-    replay_frames(sh, c, data, len);
+    replay_frames(sh, c, data, len, false);
 }
 
 static void tcp_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
@@ -343,17 +351,22 @@ void conn_hold(struct shard *sh, struct conn *c)
     c->flags |= CONN_F_HELD;
 }
 
-static void replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+/* Run the length-prefixed frames of data while c stays at home, and with
+ * until_held until it is held again (a frame that reaches a session's query
+ * bound); returns the bytes run. */
+static size_t replay_frames(struct shard *sh, struct conn *c, const uint8_t *data, size_t len,
+                            bool until_held)
 {
-    while (len >= FRAME_HDR && c->state == CONN_HOME) {
-        uint32_t n =
-            (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
-        if (n > len - FRAME_HDR)
+    size_t off = 0;
+    while (len - off >= FRAME_HDR && c->state == CONN_HOME && !(until_held && c->hold)) {
+        const uint8_t *d = data + off;
+        uint32_t n = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+        if (n > len - off - FRAME_HDR)
             break;
-        conn_frame(sh, c, data + FRAME_HDR, n);
-        data += FRAME_HDR + n;
-        len -= FRAME_HDR + n;
+        conn_frame(sh, c, d + FRAME_HDR, n);
+        off += FRAME_HDR + n;
     }
+    return off;
 }
 
 void conn_ready_all(struct shard *sh)
@@ -367,8 +380,25 @@ void conn_ready_all(struct shard *sh)
             continue; /* held again: its frames wait for the next conn_ready */
         c->hold = NULL;
         if (c->state == CONN_HOME) {
-            replay_frames(sh, c, h->data, h->len);
-            if (c->state == CONN_HOME && !(c->flags & CONN_F_RECV))
+            size_t off = replay_frames(sh, c, h->data, h->len, true);
+            if (c->state == CONN_HOME && c->hold && off < h->len && !c->hold->len) {
+                /* Held again (the new hold is empty: the replay stopped at
+                 * the frame that made it): the rest moves over in one piece,
+                 * not frame by frame, into that hold, which may be listed
+                 * already (held and released by the same frame). */
+                memmove(h->data, h->data + off, h->len - off);
+                free(c->hold->data);
+                c->hold->data = h->data;
+                c->hold->len = h->len - (uint32_t)off;
+                c->hold->cap = h->cap;
+                h->data = NULL;
+                hold_check_pause(sh, c);
+            } else if (off < h->len) {
+                replay_frames(sh, c, h->data + off, h->len - off, false);
+            }
+            /* held again during the replay: read on only below the bound */
+            if (c->state == CONN_HOME && !(c->flags & CONN_F_RECV) &&
+                (!(c->flags & CONN_F_HELD) || (c->hold && c->hold->len <= HOLD_PAUSE)))
                 conn_arm_recv(sh, c);
         }
         conn_hold_free(h);

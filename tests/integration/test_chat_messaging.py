@@ -922,6 +922,81 @@ def test_pipelined_queries_read_a_few_at_a_time_in_order():
         expect_ok(a.request("sync"))
 
 
+def test_a_query_flood_neither_stalls_the_shard_nor_is_read_without_bound():
+    """One connection pipelines history pages without end, reading its
+    replies. Each query that ends releases the
+    connection and replays its held frames, and the replay holds it again:
+    another user of the shard is still answered at once, and the flooder's
+    socket is not read past the hold bound (256 KiB), so what it has written
+    and not had answered stays within the kernels' socket buffers. (A storm
+    of one io_uring cancel per held frame stalled the shard for seconds, and
+    a recv re-armed after every replay read the flood without bound.)"""
+    with Server(shards=1, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        a = srv.login("qa", "d", resume=False)
+        for i in range(200):
+            expect_ok(a.send_message(to="qb", body="m%d" % i))
+        b = srv.login("zz", "d", resume=False)
+        one = rptest.frame({"op": "history", "id": 1, "conv": "d:qa:qb", "limit": 1,
+                            "before": 150})
+        chunk = one * 2000
+        sock = a.sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 << 10)
+        sock.settimeout(None)
+        written, got, stop = [0], [0], threading.Event()
+
+        def writer():
+            while not stop.is_set():
+                try:
+                    sock.sendall(chunk)
+                except OSError:
+                    return
+                written[0] += len(chunk)
+
+        def reader():
+            buf = bytearray()
+            while not stop.is_set():
+                try:
+                    d = sock.recv(1 << 20)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                off = 0
+                while len(buf) - off >= 4:
+                    n = int.from_bytes(buf[off:off + 4], "big")
+                    if len(buf) - off < 4 + n:
+                        break
+                    off += 4 + n
+                    got[0] += 1
+                del buf[:off]
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (writer, reader)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(3)
+            worst = 0.0
+            for _ in range(5):
+                t0 = time.monotonic()
+                expect_ok(b.request("sync", _timeout=30))
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.5)
+            time.sleep(4)
+            backlog = written[0] - got[0] * len(one)
+        finally:
+            stop.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            for t in threads:
+                t.join(10)
+        assert worst < 1.0, worst
+        assert backlog < 12 << 20, backlog  # socket buffers and 256 KiB, not more
+        assert srv.running()
+
+
 def test_a_slow_connection_is_closed_after_its_grace():
     """bye slow gives a client that does not read 5 s to take its last
     frames, counted from the bye, not from the connection's idle deadline:
