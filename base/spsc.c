@@ -59,6 +59,12 @@ void *spsc_front(struct spsc *r)
     return r->slots + (size_t)(r->chead & r->mask) * r->elem_size;
 }
 
+uint32_t spsc_readable(struct spsc *r)
+{
+    r->ctail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return r->ctail - r->chead;
+}
+
 void spsc_release(struct spsc *r)
 {
     atomic_store_explicit(&r->head, r->chead, memory_order_release);

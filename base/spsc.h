@@ -63,6 +63,9 @@ static inline uint32_t spsc_unpublished(const struct spsc *r)
  * pointer stays valid until spsc_release(). */
 void *spsc_front(struct spsc *r);
 
+/* Consumer: elements published and not yet popped, as of this call. */
+uint32_t spsc_readable(struct spsc *r);
+
 /* Consumer: step past the element spsc_front() returned. */
 static inline void spsc_pop(struct spsc *r)
 {

@@ -170,15 +170,16 @@ static void xmsg_dispatch(struct shard *sh, const struct xmsg *m)
     }
 }
 
-/* Returns how many messages were handled. */
-static unsigned xcore_drain(struct shard *sh)
+/* Handle what the other shards sent: with all, every message published so
+ * far, else at most XCORE_BUDGET per ring. Returns how many were handled. */
+static unsigned xcore_drain(struct shard *sh, bool all)
 {
     unsigned total = 0;
     for (unsigned s = 0; s < sh->srv->nshards; s++) {
         struct spsc *r = sh->in[s];
-        unsigned n = 0;
+        uint32_t n = 0, max = all ? spsc_readable(r) : XCORE_BUDGET;
         struct xmsg *m;
-        while (n < XCORE_BUDGET && (m = spsc_front(r))) {
+        while (n < max && (m = spsc_front(r))) {
             struct xmsg copy = *m;
             spsc_pop(r);
             xmsg_dispatch(sh, &copy);
@@ -350,12 +351,15 @@ static void begin_stop(struct shard *sh)
     }
 }
 
-static unsigned reap(struct shard *sh, bool *ticked)
+/* Handle the first `ready` completions. */
+static unsigned reap(struct shard *sh, unsigned ready, bool *ticked)
 {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
     io_uring_for_each_cqe(&sh->ring, head, cqe)
     {
+        if (n == ready)
+            break;
         n++;
         switch (ud_op(cqe->user_data)) {
         case UOP_ACCEPT:
@@ -458,10 +462,16 @@ static void loop(struct shard *sh)
     for (;;) {
         sh->now_ms = clock_wall_ms();
         bool ticked = false;
-        reap(sh, &ticked);
+        /* The completions there are now, then every message the other
+         * shards have published by now, then those completions: a request
+         * read from a client runs after whatever was published to this
+         * shard before it arrived, so a member's sync sent once another
+         * member's send was acknowledged includes that send. */
+        unsigned ready = io_uring_cq_ready(&sh->ring);
         if (sh->quiet && inbound_waiting(sh))
             set_quiet(sh, false); /* before taking them: see all_quiet */
-        xcore_drain(sh);
+        xcore_drain(sh, ready > 0);
+        reap(sh, ready, &ticked);
         storage_drain(sh);
         if (ticked) {
             conn_timers(sh);
