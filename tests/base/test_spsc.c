@@ -29,12 +29,15 @@ static void test_single_thread(void)
     uint64_t x = 99;
     CHECK(spsc_push(&r, &x) == -RP_EFULL);
     CHECK(spsc_front(&r) == NULL); /* nothing published yet */
+    CHECK(spsc_readable(&r) == 0);
     CHECK(spsc_publish(&r) == 8);
     CHECK(spsc_publish(&r) == 0);
+    CHECK(spsc_readable(&r) == 8);
     for (uint64_t i = 0; i < 8; i++) {
         uint64_t *p = spsc_front(&r);
         CHECK(p && *p == i);
         spsc_pop(&r);
+        CHECK(spsc_readable(&r) == 7 - i); /* popped, released or not */
     }
     CHECK(spsc_front(&r) == NULL);
     CHECK(spsc_push(&r, &x) == -RP_EFULL); /* slots not released yet */
