@@ -922,6 +922,78 @@ def test_pipelined_queries_read_a_few_at_a_time_in_order():
         expect_ok(a.request("sync"))
 
 
+def answers(c, n, timeout=30):
+    """The ids of the next n replies on c, in arrival order."""
+    ids = []
+    while len(ids) < n:
+        f = c.recv(timeout)
+        if "id" in f:
+            assert f.get("op") in ("ok", "pong"), f
+            ids.append(f["id"])
+    return ids
+
+
+def test_queries_answered_at_once_count_and_pause_too():
+    """history pages with nothing to read (answered without a read), pages
+    that read, and group.list, 600 of them pipelined, then a ping: a query
+    answered at once pauses and releases the connection in one go, and
+    every frame is still run once and in order (the ping among the last 8)."""
+    with Server(shards=1, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        a = srv.login("qa", "d", resume=False)
+        for i in range(20):
+            expect_ok(a.send_message(to="qb", body="m%d" % i))
+        frames = []
+        for k in range(600):
+            if k % 3 == 0:
+                q = {"op": "history", "conv": "d:qa:qb", "before": 1}
+            elif k % 3 == 1:
+                q = {"op": "group.list"}
+            else:
+                q = {"op": "history", "conv": "d:qa:qb", "limit": 50}
+            q["id"] = 1000 + k
+            frames.append(rptest.frame(q))
+        frames.append(rptest.frame({"op": "ping", "id": 99}))
+        a.send_raw(b"".join(frames))
+        ids = answers(a, 601)
+        assert sorted(ids) == [99] + list(range(1000, 1600))
+        assert ids.index(99) >= 600 - QUERIES_MAX, ids.index(99)
+        expect_ok(a.request("sync"))
+
+
+def test_a_paused_connection_closed_replaced_or_kicked():
+    """A connection closes, is replaced by a new session of its device, or
+    is kicked while paused with thousands of queries held: the server stays
+    up, the new session's pipelined queries are all answered, and it exits
+    cleanly (the harness checks the exit status)."""
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        seeded = srv.login("qa", "d", resume=False)
+        for i in range(5):
+            expect_ok(seeded.send_message(to="qb", body="m%d" % i))
+        seeded.close()
+        page = [rptest.frame({"op": "history", "id": 100 + k, "conv": "d:qa:qb", "limit": 50})
+                for k in range(3000)]
+        pages = b"".join(page)
+        for rep in range(12):
+            a = srv.login("qa", "d", resume=False)
+            a.send_raw(pages)
+            time.sleep(0.003 * (rep % 4))
+            if rep % 3 == 0:
+                a.sock.close()
+            elif rep % 3 == 1:
+                b = srv.login("qa", "d", resume=False)  # same device: replaces a
+                b.send_raw(b"".join(page[:200]) + rptest.frame({"op": "sync", "id": 99}))
+                assert sorted(answers(b, 201)) == [99] + list(range(100, 300))
+                b.close()
+                a.sock.close()
+            else:
+                status, _ = srv.admin("POST", "/v1/users/qa/kick")
+                assert status == 200, status
+                a.sock.close()
+        c = srv.login("qc", "d", resume=False)
+        expect_ok(c.request("sync"))
+        assert metric(srv, "ringpush_queries_paused_total") >= 1
+
+
 def test_a_query_flood_neither_stalls_the_shard_nor_is_read_without_bound():
     """One connection pipelines history pages without end, reading its
     replies. Each query that ends releases the

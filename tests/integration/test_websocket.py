@@ -361,5 +361,30 @@ def test_shutdown_sends_bye_then_close():
         srv.cleanup()
 
 
+def test_pipelined_queries_wait_in_order():
+    """Over WebSocket too, a session's queries past 8 in flight hold the
+    connection's later messages in order: 300 history pages and a sync in
+    one write, every one answered, the sync among the last 8."""
+    with Server(shards=2, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        c = srv.login("qa", "d", resume=False)
+        for i in range(20):
+            assert c.send_message(to="qb", body="m%d" % i)["op"] == "ok"
+        c.close()
+        ws = WS(srv)
+        assert ws.hello(srv, "qa", device="w")["op"] == "ok"
+        msgs = b"".join(ws_frame(2, msgpack.packb({"op": "history", "id": 100 + k,
+                                                   "conv": "d:qa:qb", "limit": 50}))
+                        for k in range(300))
+        ws.send_raw(msgs + ws_frame(2, msgpack.packb({"op": "sync", "id": 99})))
+        ids = []
+        while len(ids) < 301:
+            m = ws.recv()
+            if "id" in m:
+                assert m["op"] == "ok", m
+                ids.append(m["id"])
+        assert sorted(ids) == [99] + list(range(100, 400))
+        assert ids.index(99) >= 300 - 8, ids.index(99)
+
+
 if __name__ == "__main__":
     rptest.main()
