@@ -17,6 +17,7 @@
 
 struct xfer_item {
     struct xfer_item *next;
+    uint64_t stamp;
     struct xmsg m;
 };
 
@@ -168,16 +169,35 @@ void chat_xfer_release(struct chat *c)
     outbox_free(&c->xfer, c->env.nshards);
 }
 
+/* An answer (a reply to a client, or to an admin call) tells that what the
+ * request changed is done: it goes out only after every message queued
+ * before it, to any shard, so a request the client's peer sends once told of
+ * the ok finds the deliveries already published to its home
+ * (docs/protocol.md 4.7). Other messages go out per destination, in order. */
+static bool is_answer(uint16_t kind)
+{
+    return kind == XK_REPLY || kind == XK_ADMIN_DONE;
+}
+
+static bool reply_blocked(const struct xfer *x, unsigned nshards, unsigned dst, uint64_t stamp)
+{
+    for (unsigned d = 0; d < nshards; d++)
+        if (d != dst && x->head[d] && x->head[d]->stamp < stamp)
+            return true;
+    return false;
+}
+
 int xfer_send(struct chat *c, unsigned dst, uint16_t kind, uint64_t u64, void *ptr)
 {
     struct xfer *x = &c->xfer;
     struct xmsg m = {.kind = kind, .src = (uint16_t)c->env.shard, .u64 = u64, .ptr = ptr};
-    if (!x->head[dst] && c->env.xsend(c->env.rt, dst, &m) == 0)
+    if (!x->head[dst] && (!is_answer(kind) || !x->queued) && c->env.xsend(c->env.rt, dst, &m) == 0)
         return 0;
     struct xfer_item *it = malloc(sizeof(*it));
     if (!it)
         return -ENOMEM;
     it->next = NULL;
+    it->stamp = ++x->stamp;
     it->m = m;
     if (x->tail[dst])
         x->tail[dst]->next = it;
@@ -191,18 +211,23 @@ int xfer_send(struct chat *c, unsigned dst, uint16_t kind, uint64_t u64, void *p
 void xfer_flush(struct chat *c)
 {
     struct xfer *x = &c->xfer;
-    if (!x->queued)
-        return;
-    for (unsigned d = 0; d < c->env.nshards; d++) {
-        while (x->head[d]) {
-            struct xfer_item *it = x->head[d];
-            if (c->env.xsend(c->env.rt, d, &it->m) < 0)
-                break;
-            x->head[d] = it->next;
-            if (!x->head[d])
-                x->tail[d] = NULL;
-            x->queued--;
-            free(it);
+    bool progress = true;
+    while (x->queued && progress) {
+        progress = false;
+        for (unsigned d = 0; d < c->env.nshards; d++) {
+            while (x->head[d]) {
+                struct xfer_item *it = x->head[d];
+                if (is_answer(it->m.kind) && reply_blocked(x, c->env.nshards, d, it->stamp))
+                    break;
+                if (c->env.xsend(c->env.rt, d, &it->m) < 0)
+                    break;
+                x->head[d] = it->next;
+                if (!x->head[d])
+                    x->tail[d] = NULL;
+                x->queued--;
+                free(it);
+                progress = true;
+            }
         }
     }
 }

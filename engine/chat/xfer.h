@@ -9,7 +9,10 @@
  *
  * The outbox: when env->xsend reports a full ring, the message is queued per
  * destination (order kept: once anything waits for a destination, later
- * messages to it queue behind) and retried on every flush. Nothing is ever
+ * messages to it queue behind) and retried on every flush. An answer
+ * (XK_REPLY, XK_ADMIN_DONE) also waits for every message queued before it to
+ * any destination: a client told `ok` finds the request's deliveries already
+ * published to the other shards. Nothing is ever
  * dropped; instead, while the outbox holds more than XFER_SOFT_MAX messages,
  * xfer_congested() is true and new sends are refused with `unavailable`.
  *
@@ -115,6 +118,7 @@ struct xfer_item;
 struct xfer {
     struct xfer_item **head, **tail; /* per destination shard */
     uint32_t queued;
+    uint64_t stamp; /* order of the items queued, across destinations */
 };
 
 int xfer_init(struct xfer *x, unsigned nshards);
