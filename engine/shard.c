@@ -170,6 +170,8 @@ static void xmsg_dispatch(struct shard *sh, const struct xmsg *m)
     }
 }
 
+static void set_quiet(struct shard *sh, bool quiet);
+
 /* Handle what the other shards sent: with all, every message published so
  * far, else at most XCORE_BUDGET per ring. Returns how many were handled. */
 static unsigned xcore_drain(struct shard *sh, bool all)
@@ -177,17 +179,24 @@ static unsigned xcore_drain(struct shard *sh, bool all)
     unsigned total = 0;
     for (unsigned s = 0; s < sh->srv->nshards; s++) {
         struct spsc *r = sh->in[s];
-        uint32_t n = 0, max = all ? spsc_readable(r) : XCORE_BUDGET;
+        uint32_t n = spsc_readable(r);
+        if (!n)
+            continue;
+        /* Counted, so still in the ring for the others to see: the shard
+         * stops counting itself quiet before it takes them (see all_quiet). */
+        set_quiet(sh, false);
+        if (!all && n > XCORE_BUDGET)
+            n = XCORE_BUDGET;
+        uint32_t i = 0;
         struct xmsg *m;
-        while (n < max && (m = spsc_front(r))) {
+        while (i < n && (m = spsc_front(r))) {
             struct xmsg copy = *m;
             spsc_pop(r);
             xmsg_dispatch(sh, &copy);
-            n++;
+            i++;
         }
-        if (n)
-            spsc_release(r);
-        total += n;
+        spsc_release(r);
+        total += i;
     }
     return total;
 }
@@ -428,14 +437,6 @@ static void set_quiet(struct shard *sh, bool quiet)
         atomic_fetch_sub(&sh->srv->nquiet, 1);
 }
 
-static bool inbound_waiting(struct shard *sh)
-{
-    for (unsigned s = 0; s < sh->srv->nshards; s++)
-        if (spsc_depth(sh->in[s]))
-            return true;
-    return false;
-}
-
 static bool all_quiet(struct shard *sh)
 {
     struct server *srv = sh->srv;
@@ -468,8 +469,6 @@ static void loop(struct shard *sh)
          * shard before it arrived, so a member's sync sent once another
          * member's send was acknowledged includes that send. */
         unsigned ready = io_uring_cq_ready(&sh->ring);
-        if (sh->quiet && inbound_waiting(sh))
-            set_quiet(sh, false); /* before taking them: see all_quiet */
         xcore_drain(sh, ready > 0);
         reap(sh, ready, &ticked);
         storage_drain(sh);
