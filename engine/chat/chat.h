@@ -109,7 +109,7 @@ struct chat_env {
 
     /*
      * Hold the connection's frames again, in order, until the next ready
-     * call: a session with SESSION_QUERIES_MAX queries in flight takes no
+     * call: a session with HOME_QUERIES_MAX queries in flight takes no
      * more requests until one ends. May be NULL (never held).
      */
     void (*hold)(void *rt, conn_id_t conn);
@@ -182,7 +182,7 @@ struct chat_stats {
     uint64_t reads_waiting;   /* login reads waiting for a read slot now (gauge) */
     uint64_t reads_waited;    /* login reads that had to wait for one, since start */
     uint64_t reads_cancelled; /* of those, dropped when their session closed first */
-    uint64_t queries_paused;  /* sessions held at HOME_QUERIES_MAX queries in flight */
+    uint64_t queries_paused;  /* times a session was held at HOME_QUERIES_MAX queries in flight */
 };
 
 /* The chat's counters; valid as long as the chat. */

@@ -179,7 +179,7 @@ static bool is_answer(uint16_t kind)
     return kind == XK_REPLY || kind == XK_ADMIN_DONE;
 }
 
-static bool reply_blocked(const struct xfer *x, unsigned nshards, unsigned dst, uint64_t stamp)
+static bool answer_blocked(const struct xfer *x, unsigned nshards, unsigned dst, uint64_t stamp)
 {
     for (unsigned d = 0; d < nshards; d++)
         if (d != dst && x->head[d] && x->head[d]->stamp < stamp)
@@ -217,7 +217,7 @@ void xfer_flush(struct chat *c)
         for (unsigned d = 0; d < c->env.nshards; d++) {
             while (x->head[d]) {
                 struct xfer_item *it = x->head[d];
-                if (is_answer(it->m.kind) && reply_blocked(x, c->env.nshards, d, it->stamp))
+                if (is_answer(it->m.kind) && answer_blocked(x, c->env.nshards, d, it->stamp))
                     break;
                 if (c->env.xsend(c->env.rt, d, &it->m) < 0)
                     break;
