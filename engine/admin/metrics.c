@@ -110,6 +110,10 @@ static const struct per_shard chat_rows[] = {
      "Times a session's connection was paused (its requests held, in order) because it had "
      "the most queries (history, group.list) in flight that one session may have.",
      NULL, CHAT_STAT(queries_paused)},
+    {"ringpush_dedup_records", "gauge",
+     "Dedup records (conversation, sender, cmid) an owner keeps in memory: every send of the "
+     "last minute, then at most the shard's bound.",
+     NULL, CHAT_STAT(dedup_records)},
 };
 
 static int render_chat(const struct server *srv, struct buf *out)

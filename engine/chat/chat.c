@@ -270,6 +270,7 @@ void chat_flush(struct chat *c)
     c->stats.reads_waiting = c->io.nwait;
     c->stats.reads_waited = c->io.waited;
     c->stats.reads_cancelled = c->io.cancelled;
+    c->stats.dedup_records = c->owner.ndedup;
 }
 
 bool chat_pending(const struct chat *c)

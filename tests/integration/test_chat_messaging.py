@@ -933,6 +933,21 @@ def answers(c, n, timeout=30):
     return ids
 
 
+def test_dedup_records_gauge():
+    """ringpush_dedup_records counts the dedup records owners keep in
+    memory: one per distinct send, none for a retry (answered dup)."""
+    with Server(shards=2) as srv:
+        a = srv.login("dga", "d", resume=False)
+        for i in range(5):
+            expect_ok(a.send_message(to="dg%d" % i, body="x", cmid="m%d" % i))
+        r = expect_ok(a.send_message(to="dg0", body="x", cmid="m0"))
+        assert r.get("dup") is True, r
+        deadline = time.monotonic() + 5
+        while metric(srv, "ringpush_dedup_records") != 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(srv, "ringpush_dedup_records") == 5
+
+
 def test_queries_answered_at_once_count_and_pause_too():
     """history pages with nothing to read (answered without a read), pages
     that read, and group.list, 600 of them pipelined, then a ping: a query
