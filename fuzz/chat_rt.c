@@ -1,7 +1,8 @@
 /*
  * The fuzzing runtime. Closes the chat layer asks for are delivered as
  * chat_on_close on the next turn, as the real runtime does; a connection's
- * requests reach the chat layer only once env->ready was called for it.
+ * requests reach the chat layer only once env->ready was called for it, and
+ * not while env->hold keeps them (a session at its bound of queries).
  * Storage completions are held until a turn that delivers storage, which first
  * waits for every submit in flight: when a completion arrives relative to
  * cross-shard messages is then chosen by the script, not by thread timing, so
@@ -214,6 +215,15 @@ static void env_ready(void *rt, conn_id_t conn)
         conns[i].ready = true;
 }
 
+/* A session at its bound of queries in flight: its requests wait, as the
+ * script's do before the session is ready, until env_ready again. */
+static void env_hold(void *rt, conn_id_t conn)
+{
+    int i = cidx(conn);
+    if (i >= 0 && conns[i].open)
+        conns[i].ready = false;
+}
+
 static void env_close(void *rt, conn_id_t conn, const char *reason)
 {
     int i = cidx(conn);
@@ -357,6 +367,7 @@ void rt_begin(void)
                                .cfg = &rt_cfg,
                                .send = env_send,
                                .ready = env_ready,
+                               .hold = env_hold,
                                .close = env_close,
                                .xsend = env_xsend,
                                .write = env_write,
