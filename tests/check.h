@@ -29,4 +29,10 @@ static inline uint64_t test_rand(void)
     return test_rng_state = x;
 }
 
+/* A number below n (n > 0) from test_rand. */
+static inline uint32_t test_below(uint32_t n)
+{
+    return (uint32_t)(test_rand() % n);
+}
+
 #endif

@@ -156,16 +156,6 @@ static void test_map_churn(void)
  */
 #define RKEYS 600u
 
-static uint64_t rstate = 88172645463325252ull;
-
-static uint32_t rnd(uint32_t n)
-{
-    rstate ^= rstate << 13;
-    rstate ^= rstate >> 7;
-    rstate ^= rstate << 17;
-    return (uint32_t)(rstate % n);
-}
-
 static void check_against(const struct map *m, const uint64_t *want)
 {
     size_t live = 0;
@@ -187,13 +177,14 @@ static void check_against(const struct map *m, const uint64_t *want)
 static void test_map_random(void)
 {
     static uint64_t want[RKEYS]; /* 0: absent */
+    test_rng_state = 88172645463325252ull;
     for (unsigned range = 1; range <= RKEYS; range = range * 3 + 1) {
         struct map m;
         map_init(&m);
         memset(want, 0, sizeof(want));
         char k[16];
         for (unsigned r = 0; r < 40000; r++) {
-            unsigned i = rnd(range), op = rnd(10);
+            unsigned i = test_below(range), op = test_below(10);
             int n = key_of(k, i);
             uint64_t v = (uint64_t)r + 1;
             if (op < 4) {
@@ -215,7 +206,7 @@ static void test_map_random(void)
                     unsigned j = (unsigned)strtoul(nd->key + 1, NULL, 10);
                     CHECK(j < range && want[j] && !seen[j]);
                     seen[j] = 1;
-                    if (rnd(2)) {
+                    if (test_below(2)) {
                         CHECK(map_as_u64(map_del(&m, nd->key, nd->klen)) == want[j]);
                         want[j] = 0;
                     }
