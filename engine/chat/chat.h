@@ -64,6 +64,7 @@ struct chat_config {
     uint32_t catchup_limit;
     uint32_t write_pipeline; /* write batches in flight per shard, 1..IO_FLIGHT_MAX (0: 1) */
     uint64_t dedup_window_ms;
+    uint32_t dedup_memory; /* dedup records an owner keeps, at most (0: OWNER_DEDUP_HARD) */
     uint64_t recall_window_ms;
     uint32_t max_devices;
     uint32_t max_group_size;

@@ -155,6 +155,7 @@ int owner_init(struct chat *c)
     c->owner.ndedup = 0;
     c->owner.queued_bytes = 0;
     c->owner.dedup_max = OWNER_DEDUP_MAX;
+    c->owner.dedup_hard = c->env.cfg->dedup_memory ? c->env.cfg->dedup_memory : OWNER_DEDUP_HARD;
     c->owner.dq_head = c->owner.dq_tail = NULL;
     c->owner.dd_mono = c->owner.dd_wall = 0;
     return 0;
@@ -839,8 +840,9 @@ void owner_tick(struct chat *c)
     struct odedup *d;
     /* dd_drop unlinks d from the head, so each pass reads a live record */
     while ((d = o->dq_head) && !d->rec) { // NOLINT(clang-analyzer-unix.Malloc)
-        /* young: kept unless memory is crowded and it is a minute old */
-        if (d->born + window >= mono &&
+        /* young: kept unless memory is crowded and it is a minute old, or
+         * memory is full */
+        if (d->born + window >= mono && o->ndedup <= o->dedup_hard &&
             (o->ndedup <= o->dedup_max || d->born + OWNER_DEDUP_MIN_MS >= mono))
             break;
         struct oconv *cv = d->cv;

@@ -34,7 +34,8 @@ struct chat;
 #define OWNER_QUEUE_MAX    4096u       /* requests waiting per conversation */
 #define OWNER_QUEUED_BYTES (64u << 20) /* and in all of a shard's conversations */
 #define OWNER_DEDUP_MAX    262144u     /* dedup records kept in memory per shard (default) */
-#define OWNER_DEDUP_MIN_MS 60000u      /* a live record is kept this long at least */
+#define OWNER_DEDUP_MIN_MS 60000u      /* a live record is kept this long, below dedup_hard */
+#define OWNER_DEDUP_HARD   1048576u    /* dedup records kept per shard at most (default) */
 #define OWNER_CONVS_MAX    200000u     /* conversations kept loaded before idle ones go */
 #define OWNER_MEMBER_PAGE  4096u       /* member rows per storage scan while loading */
 
@@ -87,7 +88,8 @@ struct owner {
     struct oconv *ready_head;
     uint64_t queued_bytes; /* of the requests waiting in conversations (owner_fwd_cost) */
     uint32_t ndedup;
-    uint32_t dedup_max; /* past this many records, live ones older than a minute go */
+    uint32_t dedup_max;  /* past this many records, live ones older than a minute go */
+    uint32_t dedup_hard; /* past this many, the oldest go whatever their age */
     /* every dedup record of the shard in creation (so time) order: the tick expires
      * from the head, so it costs what it expires */
     struct odedup *dq_head, *dq_tail;
@@ -114,7 +116,8 @@ void owner_stage(struct chat *c);
 
 /*
  * Once a second: expire dedup records (O(expired)), evict live ones past
- * dedup_max (their conversations then read storage again for a window), and
+ * dedup_max once a minute old and past dedup_hard at any age (their
+ * conversations then read storage again for a window), and
  * unload idle conversations when there are too many.
  */
 void owner_tick(struct chat *c);

@@ -948,6 +948,28 @@ def test_dedup_records_gauge():
         assert metric(srv, "ringpush_dedup_records") == 5
 
 
+def test_dedup_memory_bounds_the_records_and_retries_still_dedup():
+    """With --dedup-memory 50, a shard keeps at most 50 dedup records once
+    its tick (every second) has run, however young they are; a retry of a
+    send whose record left memory is still answered dup with its seq."""
+    with Server(shards=1, args=["--dedup-memory", "50", "--rate-limit", "100000",
+                                "--rate-burst", "100000"]) as srv:
+        a = srv.login("dma", "d", resume=False)
+        seqs = {}
+        for i in range(300):
+            r = expect_ok(a.send_message(to="dm%d" % (i % 7), body="x", cmid="c%d" % i))
+            seqs[i] = (r["conv"], r["seq"])
+        deadline = time.monotonic() + 5
+        while metric(srv, "ringpush_dedup_records") > 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(srv, "ringpush_dedup_records") == 50
+        for i in (0, 1, 150, 299):
+            r = expect_ok(a.send_message(to="dm%d" % (i % 7), body="x", cmid="c%d" % i))
+            assert r.get("dup") is True and (r["conv"], r["seq"]) == seqs[i], (i, r)
+        r = expect_ok(a.send_message(to="dm0", body="x", cmid="new"))
+        assert r.get("dup") is not True and r["seq"] == seqs[294][1] + 1, r
+
+
 def test_queries_answered_at_once_count_and_pause_too():
     """history pages with nothing to read (answered without a read), pages
     that read, and group.list, 600 of them pipelined, then a ping: a query

@@ -258,6 +258,38 @@ static void test_clock_ahead_once(void)
 }
 
 /*
+ * Past dedup_hard records memory is full: the oldest go at the next tick
+ * however young, and dedup still holds through storage.
+ */
+static void test_memory_full_evicts_young(void)
+{
+    int a1 = h_hello(ua, "a1", false);
+    h_drain(a1);
+    char cmid[16];
+    uint64_t first = 0;
+    for (int i = 0; i < 10; i++) {
+        snprintf(cmid, sizeof(cmid), "h%d", i);
+        const msgpack_object *ok = h_reply(a1, h_send_to(a1, ub, cmid, "x"));
+        CHECK(ok && h_is_ok(ok));
+        if (i == 0)
+            first = h_u(ok, "seq");
+    }
+    uint32_t before = own()->ndedup;
+    CHECK(before >= 10);
+    own()->dedup_hard = 4;
+    chat_on_tick(h_chat(osh)); /* no time passes */
+    CHECK(own()->ndedup == 4);
+    own()->dedup_hard = OWNER_DEDUP_HARD;
+    uint32_t id;
+    CHECK(send_held(a1, "h0", &id) == NULL); /* only storage knows it */
+    const msgpack_object *ok = release_reply(a1, id);
+    CHECK(ok && h_u(ok, "seq") == first && h_get(ok, "dup"));
+    ok = send_held(a1, "h9", &id); /* kept: among the newest */
+    CHECK(ok && h_u(ok, "seq") == first + 9 && h_get(ok, "dup"));
+    h_close(a1);
+}
+
+/*
  * The requests waiting in a shard's conversations are bounded in bytes: while
  * a conversation cannot take them (here its load waits), those past
  * OWNER_QUEUED_BYTES are answered `unavailable` at once, and the others are
@@ -318,6 +350,7 @@ int main(void)
     test_expiry();
     test_expiry_between_ticks();
     test_clock_ahead_once();
+    test_memory_full_evicts_young();
     test_queued_bytes_bound();
     h_stop();
     return h_finish(dir);
