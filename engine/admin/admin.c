@@ -194,6 +194,17 @@ static void aconn_close(struct admin *a, struct aconn *c)
     aconn_try_free(a, c);
 }
 
+/*
+ * The largest request body: a message's body of max_body bytes written in JSON
+ * takes up to 6 bytes a byte (a control character is \u00XX), and the other
+ * fields of a send (ids, type, cmid) fit in 16 KiB however they are escaped.
+ */
+static size_t admin_body_max(const struct config *cfg)
+{
+    size_t n = (size_t)6 * cfg->max_body + 16384;
+    return n > HTTP_MAX_BODY ? n : HTTP_MAX_BODY;
+}
+
 static struct aconn *aconn_open(struct admin *a, int fd)
 {
     for (uint32_t i = 0; i < ADMIN_MAX_CONNS; i++) {
@@ -205,6 +216,7 @@ static struct aconn *aconn_open(struct admin *a, int fd)
         c->fd = fd;
         c->gen = gen;
         http_reader_init(&c->rd);
+        c->rd.max_body = admin_body_max(a->sh->cfg);
         buf_init(&c->pend);
         buf_init(&c->out);
         c->deadline_ms = a->sh->now_ms + ADMIN_IDLE_MS;

@@ -113,7 +113,7 @@ static int on_headers_complete(http_parser *p)
     if (p->upgrade) /* no protocol switch (nor CONNECT) on the admin port */
         return fail(p, -RP_EREQUEST);
     /* Refuse a declared oversized body before reading any of it. */
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > HTTP_MAX_BODY)
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body)
         return fail(p, -RP_ETOOLARGE);
     /* Pause so that the reader learns exactly where the head ended. */
     http_parser_pause(p, 1);
@@ -122,7 +122,8 @@ static int on_headers_complete(http_parser *p)
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-    return append_bounded(p, &reader_of(p)->body, at, len, HTTP_MAX_BODY);
+    struct http_reader *r = reader_of(p);
+    return append_bounded(p, &r->body, at, len, r->max_body);
 }
 
 static int on_message_complete(http_parser *p)
@@ -136,6 +137,7 @@ static int on_message_complete(http_parser *p)
 void http_reader_init(struct http_reader *r)
 {
     memset(r, 0, sizeof(*r));
+    r->max_body = HTTP_MAX_BODY;
     buf_init(&r->target);
     buf_init(&r->auth);
     buf_init(&r->body);

@@ -7,8 +7,9 @@
  * reuse its receive buffer at once.
  *
  * Bounds: the request line and headers together at most HTTP_MAX_HEAD bytes,
- * a body at most HTTP_MAX_BODY bytes (checked against Content-Length before
- * any of it is read, and while reading a chunked body). Either overflow is
+ * a body at most max_body bytes (HTTP_MAX_BODY unless the caller sets it after
+ * init; checked against Content-Length before any of it is read, and while
+ * reading a chunked body). Either overflow is
  * -RP_ETOOLARGE (answer 413 and close); anything unparsable is -RP_EREQUEST
  * (answer 400 and close). After an error the reader must be reset.
  *
@@ -49,6 +50,7 @@ struct http_reader {
     http_parser parser;
     http_parser_settings settings;
     struct buf target, auth, body, hname;
+    size_t max_body;   /* bound of a request's body, bytes */
     size_t head_bytes; /* bytes of the current request before its body */
     bool in_auth;      /* the header whose value is being read is Authorization */
     bool in_expect;    /* ... is Expect */
