@@ -30,7 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEFTOVER_MAX (2u * 65536u)
+/*
+ * What a connection sent right behind its hello is kept for its home shard,
+ * all of it, as a connection held on its home shard keeps it: the receive is
+ * cancelled as the handoff starts, so what arrives is what the kernel had
+ * taken in by then (a few socket buffers). The bound only stops a runaway.
+ */
+#define LEFTOVER_MAX (16u << 20)
 
 static void handoff_push(struct shard *sh, struct conn *c)
 {

@@ -168,8 +168,12 @@ static bool on_ws_msg(void *arg, const uint8_t *msg, size_t len)
     struct conn_ws *wsx = arg;
     struct shard *sh = wsx->sh;
     struct conn *c = &sh->conns[wsx->slot];
-    if (c->state == CONN_HANDOFF)
-        return hello_buffer_frame(sh, c, msg, len);
+    if (c->state == CONN_HANDOFF) {
+        if (hello_buffer_frame(sh, c, msg, len))
+            return true;
+        conn_close(sh, c, NULL);
+        return false;
+    }
     if (c->state != CONN_EDGE && c->state != CONN_HOME)
         return false;
     /* Answer control frames that came before this message first. */
@@ -227,10 +231,12 @@ static void ws_input(struct shard *sh, struct conn *c, const uint8_t *data, size
         conn_close(sh, c, NULL);
 }
 
+static void input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len);
+
 void conn_replay(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
     if (!c->wsx) {
-        conn_input(sh, c, data, len);
+        input(sh, c, data, len); /* counted where they were received */
         return;
     }
     /* A WebSocket client's leftovers are whole frames with a length prefix. */
@@ -275,9 +281,9 @@ static bool probe(struct shard *sh, struct conn *c, const uint8_t *data, size_t 
     return true;
 }
 
-void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+/* Bytes of the connection, counted already. */
+static void input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
 {
-    sh->stats.bytes_in += len;
     if (!(c->flags & CONN_F_PROBED) && len && !probe(sh, c, data, len))
         return;
     if (c->wsx) {
@@ -295,6 +301,12 @@ void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t le
         uint32_t flen;
         frame_next(&c->dec, none, 0, &frame, &flen);
     }
+}
+
+void conn_input(struct shard *sh, struct conn *c, const uint8_t *data, size_t len)
+{
+    sh->stats.bytes_in += len;
+    input(sh, c, data, len);
 }
 
 /* Length-prefixed frames of a TCP client. */

@@ -67,8 +67,11 @@ static void env_close(void *rt, conn_id_t id, const char *reason)
 {
     struct shard *sh = rt;
     struct conn *c = conn_get(sh, id);
-    if (c)
-        conn_close(sh, c, reason);
+    if (!c)
+        return;
+    if (reason && !strcmp(reason, "slow") && c->state != CONN_CLOSING) /* pushes held overflowed */
+        sh->stats.bye_slow++;
+    conn_close(sh, c, reason);
 }
 
 static void env_ready(void *rt, conn_id_t id)
@@ -329,14 +332,14 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
             log_warn("accept_failed", "err=\"%s\"", err_str(cqe->res));
         return;
     }
-    sh->stats.accepts++;
     struct conn *c = sh->stopping ? NULL : conn_new(sh, (uint32_t)cqe->res, CONN_EDGE);
-    if (!c) {
+    if (!c) { /* closed at once: neither an accept nor a close in the counters */
         struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
         io_uring_prep_close_direct(sqe, (unsigned)cqe->res);
         io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
         return;
     }
+    sh->stats.accepts++;
     conn_arm_recv(sh, c);
 }
 

@@ -37,13 +37,16 @@ struct per_shard {
 static const struct per_shard shard_rows[] = {
     {"ringpush_connections", "gauge", "Client connections open (edge and home).", NULL,
      STAT(conns)},
-    {"ringpush_accepts_total", "counter", "Client connections accepted.", NULL, STAT(accepts)},
+    {"ringpush_accepts_total", "counter", "Client connections accepted and opened.", NULL,
+     STAT(accepts)},
     {"ringpush_accept_pauses_total", "counter",
      "Times accepting paused until the next tick: no descriptor (fixed file table or "
      "process limit) or no memory for a new connection.",
      NULL, STAT(accept_pauses)},
-    {"ringpush_hellos_total", "counter", "Hello requests by outcome.", "outcome=\"ok\"",
-     STAT(hello_ok)},
+    {"ringpush_hellos_total", "counter",
+     "Hello requests by outcome (ok: the token verified and the session started; the session may "
+     "still be refused, conflict or unavailable).",
+     "outcome=\"ok\"", STAT(hello_ok)},
     {"ringpush_hellos_total", NULL, NULL, "outcome=\"unauthorized\"", STAT(hello_unauthorized)},
     {"ringpush_hellos_total", NULL, NULL, "outcome=\"bad_request\"", STAT(hello_bad)},
     {"ringpush_handoffs_total", "counter", "Authenticated connections moved between shards.",
@@ -56,7 +59,9 @@ static const struct per_shard shard_rows[] = {
      "dir=\"in\"", STAT(bytes_in)},
     {"ringpush_bytes_total", NULL, NULL, "dir=\"out\"", STAT(bytes_out)},
     {"ringpush_bye_slow_total", "counter",
-     "Connections closed because their outbound queue overflowed.", NULL, STAT(bye_slow)},
+     "Connections closed with bye slow: their outbound queue, or the pushes held for them while "
+     "they log in, overflowed.",
+     NULL, STAT(bye_slow)},
     {"ringpush_rate_limited_total", "counter", "Requests refused by the per-connection rate limit.",
      NULL, STAT(rate_limited)},
     {"ringpush_xcore_full_total", "counter",

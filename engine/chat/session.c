@@ -1005,7 +1005,10 @@ int session_hold(struct chat *c, struct session *s, struct strv conv, uint64_t s
     /* pushes held are pushes queued at go-live, behind up to half the queue's
      * bound of catch-up (a catch-up waits while the queue is past half) */
     if (p->nheld >= HOME_HELD_MAX || p->held_bytes + frame->len > c->env.cfg->outbound_limit / 2) {
-        /* nothing is lost: the client reconnects and resumes from its ack cursor */
+        /* nothing is lost: the client reconnects and resumes from its ack
+         * cursor. Every hello is answered, then the bye follows. */
+        if (s->state == S_WAIT_USER)
+            hello_ok(c, s);
         c->env.close(c->env.rt, s->conn, "slow");
         return -RP_EFULL;
     }

@@ -350,6 +350,57 @@ def test_many_frames_one_write():
             assert r == {"op": "pong", "id": i}, (i, r)
 
 
+def test_pushes_held_past_the_bound_during_a_login_answer_the_hello_first():
+    """Pushes that arrive while a user's state loads wait for the session,
+    up to half of outbound_limit; past it the session ends with bye slow.
+    The hello is answered first (ok, then the bye), and the close counts in
+    ringpush_bye_slow_total."""
+    args = ["--durability", "none", "--rate-limit", "1000000", "--rate-burst", "1000000",
+            "--outbound-limit", "262144"]
+    with Server(shards=1, args=args) as srv:
+        c = srv.login("big", "d0")
+        ids = []
+        for i in range(3000):  # a slow load: one read per conversation
+            rid = c.new_id()
+            c.send({"op": "send", "id": rid, "to": "p%d" % i, "cmid": "c%d" % i, "type": "text",
+                    "body": "x"})
+            ids.append(rid)
+        for rid in ids:
+            expect_ok(c.reply(rid, timeout=60))
+        c.close()
+        snd = srv.login("p1", "dd")
+        slow = 0
+        for trial in range(5):
+            time.sleep(1)  # big's state is dropped once its last session is gone
+            big = Client(srv, timeout=10)
+            big.send({"op": "hello", "id": 1, "token": srv.token("big"), "device": "phone",
+                      "resume": False})
+            for k in range(12):
+                snd.send({"op": "send", "id": 1000 + trial * 100 + k, "to": "big",
+                          "cmid": "t%d-%d" % (trial, k), "type": "text", "body": "y" * 30000})
+            first = big.recv(timeout=30)
+            assert first.get("op") == "ok" and first.get("id") == 1, first
+            while True:
+                try:
+                    f = big.recv(timeout=2)
+                except TimeoutError:
+                    break
+                except rptest.ConnectionClosed:
+                    break
+                if f.get("op") == "bye":
+                    assert f.get("reason") == "slow", f
+                    slow += 1
+                    break
+            big.close()
+            for k in range(12):
+                expect_ok(snd.reply(1000 + trial * 100 + k, timeout=10))
+        assert slow > 0, "no session went past the bound: nothing tested"
+        status, text = srv.admin("GET", "/metrics")
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("ringpush_bye_slow_total{"))
+        assert counted == slow, (counted, slow)
+
+
 def test_replacement():
     with Server(shards=2) as srv:
         old = srv.login("kate", "laptop")

@@ -361,6 +361,44 @@ def test_shutdown_sends_bye_then_close():
         srv.cleanup()
 
 
+def handoffs_out(srv):
+    status, text = srv.admin("GET", "/metrics")
+    assert status == 200, status
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('ringpush_handoffs_total{') and 'dir="out"' in line)
+
+
+def test_requests_right_behind_the_hello_survive_the_handoff():
+    """A client that writes its hello and 240 KB of sends in one go, over
+    TCP and WebSocket, on a shard that is not its user's home: all of it
+    goes over to the home shard and every request is answered, as when the
+    home shard accepted it (also with receive buffers of 1 MiB, where one
+    read takes everything)."""
+    for args in ([], ["--recv-buffer-size", "1048576", "--recv-buffers", "16"]):
+        with Server(shards=2, args=args) as srv:
+            before = handoffs_out(srv)
+            for t in range(12):
+                user = "lo%d" % t
+                msgs = [dict(op="hello", id=1, token=srv.token(user), device="d", resume=False)]
+                msgs += [dict(op="send", id=100 + i, to="peer", cmid="m%d" % i, type="text",
+                              body="x" * 30000) for i in range(8)]
+                if t % 2:
+                    c = WS(srv, timeout=10)
+                    c.send_raw(b"".join(ws_frame(2, msgpack.packb(m, use_bin_type=True))
+                                        for m in msgs))
+                else:
+                    c = Client(srv, timeout=10)
+                    c.send_raw(b"".join(rptest.frame(m) for m in msgs))
+                got = {}
+                while len(got) < len(msgs):
+                    m = c.recv()
+                    if "id" in m:
+                        got[m["id"]] = m["op"]
+                assert set(got.values()) == {"ok"}, (args, t, got)
+                c.sock.close()
+            assert handoffs_out(srv) - before >= 4, "too few handoffs: nothing tested"
+
+
 def test_pipelined_queries_wait_in_order():
     """Over WebSocket too, a session's queries past 8 in flight hold the
     connection's later messages in order: 300 history pages and a sync in
