@@ -111,6 +111,10 @@ static const struct per_shard chat_rows[] = {
     {"ringpush_login_reads_cancelled_total", "counter",
      "Waiting storage reads of logins dropped because the session closed first.", NULL,
      CHAT_STAT(reads_cancelled)},
+    {"ringpush_user_loads_abandoned_total", "counter",
+     "Loads of a user's state stopped because every session of the user closed before it "
+     "ended.",
+     NULL, CHAT_STAT(user_loads_abandoned)},
     {"ringpush_queries_paused_total", "counter",
      "Times a session's connection was paused (its requests held, in order) because it had "
      "the most queries (history, group.list) in flight that one session may have.",

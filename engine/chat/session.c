@@ -86,21 +86,42 @@ static void user_free(struct user *u)
     free(u);
 }
 
+/* u leaves the group index and the user table, if it is still there. */
+static void user_unlist(struct chat *c, struct user *u)
+{
+    if (home_user(c, (struct strv){u->id, u->idlen}) != u)
+        return;
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &u->convs);
+    while ((n = map_next(&it)))
+        if (((struct uconv *)n->val)->kind == CONV_GROUP)
+            home_index_del(c, (struct strv){n->key, n->klen}, u);
+    home_user_remove(c, u);
+}
+
 static void user_unref(struct chat *c, struct user *u)
 {
     if (--u->refs)
         return;
     /* the last session and read are gone: leave the index and forget the user */
-    if (home_user(c, (struct strv){u->id, u->idlen}) == u) {
-        struct map_iter it;
-        struct map_node *n;
-        map_iter_init(&it, &u->convs);
-        while ((n = map_next(&it)))
-            if (((struct uconv *)n->val)->kind == CONV_GROUP)
-                home_index_del(c, (struct strv){n->key, n->klen}, u);
-        home_user_remove(c, u);
-    }
+    user_unlist(c, u);
     user_free(u);
+}
+
+/*
+ * The last session of a user whose state is loading has gone, and no friend
+ * sweep waits for the load: it stops. The user leaves the table (a later
+ * hello loads it afresh), its reads still waiting for a slot are dropped, and
+ * those under way end without starting more (the load's steps go on only
+ * while U_LOADING).
+ */
+static void user_abandon(struct chat *c, struct user *u)
+{
+    u->state = U_FAILED;
+    user_unlist(c, u);
+    c->stats.user_loads_abandoned++;
+    io_cancel_waiting(c, u);
 }
 
 static void pre_free(struct session_pre *p)
@@ -159,8 +180,9 @@ static void session_unref(struct chat *c, struct session *s)
 }
 
 /* Detach a session from its connection and user; it dies with its last read
- * (the ones still waiting for a slot are dropped). */
-static void session_detach(struct chat *c, struct session *s)
+ * (the ones still waiting for a slot are dropped). The last session of a user
+ * still loading stops the load unless another takes its place (`replaced`). */
+static void session_detach(struct chat *c, struct session *s, bool replaced)
 {
     if (s->closed)
         return;
@@ -176,6 +198,8 @@ static void session_detach(struct chat *c, struct session *s)
         }
     }
     u->nsessions--;
+    if (u->nsessions == 0 && !replaced && u->state == U_LOADING && !u->swept)
+        user_abandon(c, u); /* s holds a reference to u */
     session_unref(c, s);
 }
 
@@ -183,7 +207,7 @@ void session_close(struct chat *c, conn_id_t conn)
 {
     struct session *s = home_session(c, conn);
     if (s)
-        session_detach(c, s);
+        session_detach(c, s, false);
 }
 
 uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
@@ -197,7 +221,7 @@ uint32_t session_kick_user(struct chat *c, struct strv user, const char *reason)
         conn_id_t conn = u->sessions->conn;
         if (u->sessions->state == S_WAIT_USER && u->state != U_FAILED)
             hello_ok(c, u->sessions); /* every hello is answered, then the bye follows */
-        session_detach(c, u->sessions);
+        session_detach(c, u->sessions, false);
         c->env.close(c->env.rt, conn, reason);
         n++;
     }
@@ -405,7 +429,8 @@ static void on_userconvs(struct chat *c, void *ctx, uint64_t arg, int err, struc
 {
     struct user *u = ctx;
     struct strv uid = {u->id, u->idlen};
-    for (uint32_t i = 0; err == 0 && i < res->n; i++) {
+    /* abandoned meanwhile (user_abandon): out of the table, it must not enter the index */
+    for (uint32_t i = 0; err == 0 && u->state == U_LOADING && i < res->n; i++) {
         struct stg_view p[2];
         struct userconv_rec r;
         if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
@@ -947,7 +972,7 @@ void session_hello(struct chat *c, conn_id_t conn, struct strv user, struct strv
             conn_id_t oc = o->conn;
             if (o->state == S_WAIT_USER)
                 hello_ok(c, o); /* every hello is answered, then the bye follows */
-            session_detach(c, o);
+            session_detach(c, o, true);
             c->env.close(c->env.rt, oc, "replaced");
             break;
         }

@@ -286,6 +286,64 @@ static void test_close_drops_waiting_reads(void)
     set_reads_max(IO_READS_MAX);
 }
 
+/*
+ * Every session of a user closes while its state loads: the load stops. Closed
+ * before the conversation list is read, no conversation is read; closed after,
+ * the reads still waiting for a slot are dropped. The next hello loads the
+ * user afresh and is served whole.
+ */
+static void test_abandoned_load_stops(void)
+{
+    enum { N = 20 };
+    const char *user = "abl";
+    struct chat *hc = h_chat(h_home(user));
+    int a = h_hello(user, "d0", false);
+    h_drain(a);
+    char peer[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(peer, sizeof(peer), "ablp%02d", i);
+        CHECK(h_is_ok(h_reply(a, h_send_to(a, peer, "m", "x"))));
+    }
+    h_close(a);
+    h_settle();
+    CHECK(home_user(hc, strv_c(user)) == NULL); /* not loaded */
+    /* closed while its conversation list is being read */
+    uint64_t abandoned = hc->stats.user_loads_abandoned, waited = hc->io.waited;
+    set_reads_max(1);
+    hold_reads(true);
+    int b = h_hello_nosettle(user, "d1", false);
+    h_settle();
+    h_close(b);
+    CHECK(hc->stats.user_loads_abandoned == abandoned + 1);
+    CHECK(home_user(hc, strv_c(user)) == NULL); /* a later hello loads afresh */
+    hold_reads(false);
+    h_release_reads();
+    h_settle();
+    CHECK(hc->io.waited == waited); /* nothing queued behind the list: none read */
+    CHECK(hc->io.used == 0 && hc->io.nwait == 0);
+    /* closed once the conversations' reads wait for the one slot */
+    uint64_t cancelled = hc->io.cancelled;
+    b = h_hello_nosettle(user, "d1", false);
+    for (int i = 0; i < 1000 && hc->io.nwait < N / 2; i++)
+        h_step(); /* the list, then a read per conversation: one at a time */
+    CHECK(hc->io.nwait >= N / 2);
+    uint32_t nwait = hc->io.nwait;
+    h_close(b);
+    CHECK(hc->stats.user_loads_abandoned == abandoned + 2);
+    CHECK(hc->io.cancelled == cancelled + nwait && hc->io.nwait == 0);
+    h_settle();
+    set_reads_max(IO_READS_MAX);
+    /* loaded afresh: its state is whole */
+    int c = h_hello(user, "d2", false);
+    CHECK(h_is_ok(h_next(c)));
+    struct req r = h_req(OP_SYNC, 7);
+    h_request(c, &r);
+    const msgpack_object *ok = h_reply(c, 7);
+    const msgpack_object *convs = ok ? h_get(ok, "convs") : NULL;
+    CHECK(convs && convs->type == MSGPACK_OBJECT_ARRAY && convs->via.array.size == N);
+    h_close(c);
+}
+
 /* A waiting read that fails once admitted fails its login like any read:
  * the hello gets unavailable. */
 static void test_fail_on_admit(void)
@@ -508,6 +566,7 @@ int main(void)
     test_parts_past_the_busy_read_ahead();
     test_stop_while_waiting();
     test_query_cap();
+    test_abandoned_load_stops();
     h_stop();
     return h_finish(dir);
 }
