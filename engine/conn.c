@@ -188,6 +188,10 @@ void conn_timers(struct shard *sh)
             /* The peer would not take its last frames: stop waiting. */
             conn_teardown(sh, c);
             wheel_insert(sh, c, sh->tick + WHEEL_SLOTS - 1);
+        } else if (c->state == CONN_HANDOFF && c->ho && c->ho->step == HO_ADOPT_PENDING) {
+            /* The descriptor is in the home shard's table already, and only
+             * the adopt message can free it there: wait for room in the ring. */
+            wheel_insert(sh, c, sh->tick + CLOSE_GRACE_S);
         } else {
             log_debug("conn_timeout", "slot=%u state=%u", idx, c->state);
             conn_close(sh, c, NULL);

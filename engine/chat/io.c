@@ -37,7 +37,9 @@ struct io_commit {
 
 /* A read past the slots: it waits for one, in call order. */
 struct io_wait {
-    struct io_wait *next;
+    struct io_wait *next, *prev; /* the queue, oldest first */
+    struct io_wait *older;       /* the waiting reads of the same ctx, newest first */
+    struct io_wait *newer;
     io_read_cb cb;
     void *ctx;
     uint64_t arg;
@@ -53,6 +55,7 @@ int io_init(struct io *io)
     io->retry_head = io->retry_tail = NIL;
     io->reads_max = IO_READS_MAX;
     io->wait_bytes_max = IO_WAIT_BYTES;
+    map_init(&io->wait_by_ctx);
     return 0;
 }
 
@@ -66,14 +69,36 @@ void io_set_wait_bytes(struct io *io, uint64_t n)
     io->wait_bytes_max = n < IO_WAIT_BYTES ? n : IO_WAIT_BYTES;
 }
 
+/* Take w out of the queue and out of its ctx's list. */
+static void wait_unlink(struct io *io, struct io_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        io->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        io->wait_tail = w->prev;
+    if (w->newer) {
+        w->newer->older = w->older;
+    } else {
+        struct map_node *n = map_find(&io->wait_by_ctx, &w->ctx, sizeof(w->ctx));
+        if (w->older)
+            n->val = w->older; /* w was the newest: a node exists */
+        else
+            map_del(&io->wait_by_ctx, &w->ctx, sizeof(w->ctx));
+    }
+    if (w->older)
+        w->older->newer = w->newer;
+    io->nwait--;
+    io->wait_bytes -= w->size;
+}
+
 static struct io_wait *wait_pop(struct io *io)
 {
     struct io_wait *w = io->wait_head;
-    io->wait_head = w->next;
-    if (!io->wait_head)
-        io->wait_tail = NULL;
-    io->nwait--;
-    io->wait_bytes -= w->size;
+    wait_unlink(io, w);
     return w;
 }
 
@@ -84,6 +109,7 @@ void io_deinit(struct io *io)
     free(io->slots);
     while (io->wait_head)
         free(wait_pop(io));
+    map_deinit(&io->wait_by_ctx);
     stg_batch_free(io->staged);
     free(io->staged_cbs);
     for (uint32_t i = 0; i < IO_FLIGHT_MAX; i++)
@@ -167,12 +193,22 @@ static int wait_push(struct io *io, const struct stg_read *q, io_read_cb cb, voi
     if (!w)
         return -ENOMEM;
     *w = (struct io_wait){.cb = cb, .ctx = ctx, .arg = arg, .q = *q, .size = size};
+    struct map_node *n = map_find(&io->wait_by_ctx, &ctx, sizeof(ctx));
+    if (n) {
+        w->older = n->val;
+        w->older->newer = w;
+        n->val = w;
+    } else if (!map_put(&io->wait_by_ctx, &ctx, sizeof(ctx), w)) {
+        free(w);
+        return -ENOMEM;
+    }
     memcpy(w->bytes, q->key, q->klen);
     w->q.key = w->bytes;
     if (ulen) {
         memcpy(w->bytes + q->klen, q->upper, ulen);
         w->q.upper = w->bytes + q->klen;
     }
+    w->prev = io->wait_tail;
     if (io->wait_tail)
         io->wait_tail->next = w;
     else
@@ -254,23 +290,17 @@ static void admit_waiting(struct chat *c)
 uint32_t io_cancel_waiting(struct chat *c, const void *ctx)
 {
     struct io *io = &c->io;
-    struct io_wait *gone = NULL, **tail = &gone, *prev = NULL;
-    uint32_t n = 0;
+    struct io_wait *w = map_get(&io->wait_by_ctx, &ctx, sizeof(ctx));
+    if (!w)
+        return 0;
+    while (w->older) /* the oldest: callbacks run in queue order */
+        w = w->older;
     /* unlinked first, the callbacks after: the queue is whole while they run */
-    for (struct io_wait *w = io->wait_head, *next; w; w = next) {
-        next = w->next;
-        if (w->ctx != ctx) {
-            prev = w;
-            continue;
-        }
-        if (prev)
-            prev->next = next;
-        else
-            io->wait_head = next;
-        if (io->wait_tail == w)
-            io->wait_tail = prev;
-        io->nwait--;
-        io->wait_bytes -= w->size;
+    struct io_wait *gone = NULL, **tail = &gone;
+    uint32_t n = 0;
+    for (struct io_wait *newer; w; w = newer) {
+        newer = w->newer;
+        wait_unlink(io, w);
         w->next = NULL;
         *tail = w;
         tail = &w->next;
@@ -278,7 +308,7 @@ uint32_t io_cancel_waiting(struct chat *c, const void *ctx)
     }
     io->cancelled += n;
     while (gone) {
-        struct io_wait *w = gone;
+        w = gone;
         gone = w->next;
         io_read_cb cb = w->cb;
         void *cctx = w->ctx;

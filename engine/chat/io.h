@@ -38,6 +38,7 @@
 #ifndef RP_CHAT_IO_H
 #define RP_CHAT_IO_H
 
+#include "engine/chat/map.h"
 #include "storage/storage.h"
 
 #include <stdbool.h>
@@ -77,6 +78,7 @@ struct io {
     uint32_t retry_head, retry_tail;       /* FIFO of slots whose submit was refused */
     uint32_t reads_max;                    /* slots at most: IO_READS_MAX unless a test lowers it */
     struct io_wait *wait_head, *wait_tail; /* reads waiting for a slot, oldest first */
+    struct map wait_by_ctx;                /* ctx -> its newest waiting read (io_cancel_waiting) */
     uint32_t nwait;
     uint64_t wait_bytes;     /* of the waiting reads, their allocations */
     uint64_t wait_bytes_max; /* IO_WAIT_BYTES unless a test lowers it */
