@@ -216,12 +216,22 @@ struct omember *owner_member(struct oconv *cv, struct strv user)
 
 /* ---- per-request reads (dedup lookups, recall targets) ---- */
 
+static void aux_read(struct chat *c, struct oconv *cv, struct fwd *f);
+
 static void on_aux(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct fwd *f = ctx;
     struct oconv *cv = (struct oconv *)(uintptr_t)arg;
     f->dd_state = DD_MISS;
-    if (err == 0 && f->req.op == OP_SEND) {
+    if (err == -ENOENT && f->dd_stale) {
+        /* the read may have run before a record that has left memory since
+         * was durable: its "not found" says nothing about that record */
+        f->dd_stale = false;
+        f->dd_state = DD_NONE;
+        aux_read(c, cv, f);
+        if (f->dd_state == DD_PENDING)
+            return;
+    } else if (err == 0 && f->req.op == OP_SEND) {
         if (val_dedup_decode(res->kv[0].val, res->kv[0].vlen, &f->dd_ts, &f->dd_seq) == 0)
             f->dd_state = DD_HIT;
         stg_result_free(res);
@@ -823,9 +833,14 @@ void owner_stage(struct chat *c)
 static void dd_evicted(struct chat *c, struct oconv *cv, uint64_t ts)
 {
     owner_dd_must_read(c, cv, ts);
-    for (struct fwd *f = cv->qhead; f; f = f->next)
-        if (f->req.op == OP_SEND && f->dd_state == DD_MISS && !f->extra)
+    for (struct fwd *f = cv->qhead; f; f = f->next) {
+        if (f->req.op != OP_SEND)
+            continue;
+        if (f->dd_state == DD_MISS && !f->extra)
             f->dd_state = DD_NONE;
+        else if (f->dd_state == DD_PENDING)
+            f->dd_stale = true; /* its answer may predate the record */
+    }
     if (cv->state == OC_READY)
         owner_aux_reads(c, cv);
 }

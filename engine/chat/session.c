@@ -524,9 +524,17 @@ static struct user *user_new(struct chat *c, struct strv id)
 
 int session_load_user(struct chat *c, struct strv id)
 {
-    if (home_user(c, id))
-        return 0;
-    struct user *u = user_new(c, id);
+    struct user *u = home_user(c, id);
+    if (u) {
+        if (u->state != U_LOADING || u->swept)
+            return 0;
+        /* loading for a login: the sweep waits for that load, which its
+         * sessions leaving must not stop then */
+        u->refs++;
+        u->swept = true;
+        return 1;
+    }
+    u = user_new(c, id);
     if (!u)
         return -ENOMEM;
     if (u->pending == 0) {

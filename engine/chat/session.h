@@ -50,9 +50,10 @@ void session_free_all(struct chat *c);
 
 /*
  * Load user id for the friend sweep (friend.h) unless it is here already:
- * 1 when a load started (friend_sweep_loaded is called once it has ended and
- * the user is let go again, unless a session holds it), 0 when the user is
- * here, <0 when no load could start.
+ * 1 when a load started or one under way for a login is joined
+ * (friend_sweep_loaded is called once it has ended and the user is let go
+ * again, unless a session holds it), 0 when the user is loaded (or its load
+ * is the sweep's already), <0 when no load could start.
  */
 int session_load_user(struct chat *c, struct strv id);
 

@@ -56,7 +56,8 @@ struct fwd {
     struct req req;
     uint32_t size; /* bytes allocated for it (fwd_new) */
     /* owner-side processing state */
-    int dd_state; /* 0 none, 1 lookup pending, 2 miss, 3 hit */
+    int dd_state;  /* 0 none, 1 lookup pending, 2 miss, 3 hit */
+    bool dd_stale; /* a record left memory while the lookup ran: a miss reads again */
     uint64_t dd_seq, dd_ts;
     bool not_friends; /* a direct send the home refused: answered so unless it is a retry */
     uint64_t extra;   /* op-specific (e.g. the recall target's ts) */

@@ -236,9 +236,21 @@ static int rt_write(void *rt, struct stg_batch *b, uint64_t tag)
 int h_fail_reads;
 enum stg_cf h_fail_reads_cf;
 
+int h_keep_done[H_SHARDS];
+static uint64_t keep_tag[H_SHARDS]; /* the read whose completion is kept, 0: none */
+static struct stg_done kept[H_SHARDS];
+static bool has_kept[H_SHARDS];
+
+bool h_kept(unsigned shard)
+{
+    return has_kept[shard];
+}
+
 static int rt_read(void *rt, const struct stg_read *q, uint64_t tag)
 {
     struct shard_rt *s = rt;
+    if (h_keep_done[s->idx] > 0 && --h_keep_done[s->idx] == 0)
+        keep_tag[s->idx] = tag;
     if (h_fail_reads > 0 && q->cf == h_fail_reads_cf) {
         h_fail_reads--;
         return -EIO;
@@ -337,6 +349,14 @@ void h_release_reads(void)
     h_settle();
 }
 
+void h_release_kept(unsigned shard)
+{
+    CHECK(has_kept[shard]);
+    has_kept[shard] = false;
+    chat_on_storage(rts[shard].chat, &kept[shard]);
+    h_settle();
+}
+
 static uint64_t rt_now(void *rt)
 {
     return h_now;
@@ -392,8 +412,16 @@ bool h_step(void)
         unsigned n;
         while ((n = storage_poll(st, i, done, 64)) > 0) {
             inflight -= n;
-            for (unsigned k = 0; k < n; k++)
+            for (unsigned k = 0; k < n; k++) {
+                if (keep_tag[i] && done[k].tag == keep_tag[i]) {
+                    CHECK(!has_kept[i]);
+                    keep_tag[i] = 0;
+                    kept[i] = done[k];
+                    has_kept[i] = true;
+                    continue;
+                }
                 chat_on_storage(s->chat, &done[k]);
+            }
             any = true;
         }
         struct qmsg *q = h_hold_xmsgs[i] ? NULL : s->head;

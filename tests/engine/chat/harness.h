@@ -51,6 +51,11 @@ void h_fail_held_write(unsigned shard, int k);
 /* true: reads submitted by that shard wait (not started) until h_release_reads */
 extern bool h_hold_reads[H_SHARDS];
 void h_release_reads(void);
+/* n > 0: of the reads that shard submits from now, the n-th runs but its
+ * completion is kept back until h_release_kept (one at a time) */
+extern int h_keep_done[H_SHARDS];
+bool h_kept(unsigned shard);
+void h_release_kept(unsigned shard);
 /* true: cross-shard messages to that shard wait until h_release_xmsgs */
 extern bool h_hold_xmsgs[H_SHARDS];
 void h_release_xmsgs(void);

@@ -3,6 +3,7 @@
  * many pages, and a load that fails is done again at a later tick. */
 #include "harness.h"
 
+#include "engine/chat/core.h"
 #include "engine/chat/home.h"
 #include "engine/chat/values.h"
 
@@ -102,12 +103,46 @@ static void test_failed_load(void)
     CHECK(!has(PENDING, "swf", "swq", ts) && has(ROW, "swf", "swq", 0) && !loaded("swf"));
 }
 
+/*
+ * The sweep finds its user loading for a hello, and the hello closes before
+ * the load ends: the sweep waits for that load, which goes on (a login alone
+ * would stop it), and the record is written.
+ */
+static void test_login_load_joined(void)
+{
+    uint64_t ts = h_now - 40;
+    const char *u = "swl";
+    put_pending(u, "swm", ts);
+    h_stop();
+    h_start(dir, true);
+    struct chat *hc = h_chat(h_home(u));
+    h_hold_reads[h_home(u)] = true; /* the hello's first load read waits */
+    int b = h_hello_nosettle(u, "d1", false);
+    for (int i = 0; i < 5; i++)
+        h_step();
+    h_hold_reads[h_home(u)] = false; /* that read stays held; the sweep's run */
+    chat_on_tick(hc);
+    for (int i = 0; i < 2000 && hc->home.sweep_loads == 0; i++) {
+        h_step();
+        usleep(1000);
+    }
+    CHECK(hc->home.sweep_loads == 1); /* the login's load, joined */
+    uint64_t abandoned = hc->stats.user_loads_abandoned;
+    h_close(b);
+    CHECK(hc->stats.user_loads_abandoned == abandoned);
+    h_release_reads();
+    for (int i = 0; i < 3; i++)
+        tick();
+    CHECK(!has(PENDING, u, "swm", ts) && has(ROW, u, "swm", 0) && !loaded(u));
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_sweep.%d", (int)getpid());
     h_start(dir, false);
     test_pages();
     test_failed_load();
+    test_login_load_joined();
     h_stop();
     return h_finish(dir);
 }

@@ -290,6 +290,39 @@ static void test_memory_full_evicts_young(void)
 }
 
 /*
+ * A retry whose storage read ran before its original was durable, and whose
+ * answer (not found) comes only after the original's record has left memory
+ * (young, memory full): the answer is stale, the retry reads again and is
+ * answered dup.
+ */
+static void test_read_answered_after_an_eviction(void)
+{
+    int a1 = h_hello(ua, "a1", false);
+    h_drain(a1);
+    own()->dedup_hard = 0; /* everything leaves memory: the conversation reads storage */
+    chat_on_tick(h_chat(osh));
+    own()->dedup_hard = OWNER_DEDUP_HARD;
+    CHECK(own()->ndedup == 0);
+    h_hold_reads[osh] = true;
+    h_keep_done[osh] = 2; /* the retry's read */
+    uint32_t id1 = h_send_to(a1, ub, "pz", "x");
+    uint32_t id2 = h_send_to(a1, ub, "pz", "x");
+    CHECK(h_reply(a1, id1) == NULL && h_reply(a1, id2) == NULL);
+    h_release_reads(); /* neither finds pz; the original is written */
+    CHECK(h_kept(osh));
+    const msgpack_object *ok = h_reply(a1, id1);
+    CHECK(ok && h_is_ok(ok) && !h_get(ok, "dup"));
+    uint64_t seq = h_u(ok, "seq");
+    own()->dedup_hard = 0; /* the original's record leaves memory */
+    chat_on_tick(h_chat(osh));
+    own()->dedup_hard = OWNER_DEDUP_HARD;
+    h_release_kept(osh);
+    ok = h_reply(a1, id2);
+    CHECK(ok && h_is_ok(ok) && h_u(ok, "seq") == seq && h_get(ok, "dup"));
+    h_close(a1);
+}
+
+/*
  * The requests waiting in a shard's conversations are bounded in bytes: while
  * a conversation cannot take them (here its load waits), those past
  * OWNER_QUEUED_BYTES are answered `unavailable` at once, and the others are
@@ -351,6 +384,7 @@ int main(void)
     test_expiry_between_ticks();
     test_clock_ahead_once();
     test_memory_full_evicts_young();
+    test_read_answered_after_an_eviction();
     test_queued_bytes_bound();
     h_stop();
     return h_finish(dir);
