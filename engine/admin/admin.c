@@ -75,6 +75,7 @@ struct aconn {
     bool close_after;          /* close once the response has gone out */
     bool req_timed;            /* the current request's deadline is set */
     bool head_only;            /* the current request is a HEAD: its response has no body */
+    bool head_checked;         /* the current request's key was checked at the end of its head */
     uint32_t req_no;           /* requests answered so far: ties a chat result to its request */
     enum route_id chat_route;  /* the endpoint a chat result answers */
     uint64_t deadline_ms;
@@ -557,6 +558,24 @@ static void handle(struct admin *a, struct aconn *c, const struct http_req *req)
     }
 }
 
+/*
+ * A request whose head is read, checked for the key before its body is: a
+ * caller without it is answered 401 without the server buffering a body of
+ * up to the bound for it. False only when the key is wrong for a path that
+ * needs it.
+ */
+static bool head_authorized(struct admin *a, struct aconn *c)
+{
+    struct http_req head;
+    if (http_reader_head(&c->rd, &head) != 1)
+        return true; /* not read yet */
+    c->head_checked = true;
+    struct route_match m;
+    unsigned method = head.method == HTTP_HEAD ? HTTP_GET : head.method;
+    route_match(method, head.target, head.target_len, &m);
+    return m.id == ROUTE_HEALTHZ || route_auth_ok(a->sh->cfg->admin_key, head.auth, head.auth_len);
+}
+
 /* ---- input ---- */
 
 static void input(struct admin *a, struct aconn *c, const uint8_t *data, size_t len)
@@ -567,8 +586,13 @@ static void input(struct admin *a, struct aconn *c, const uint8_t *data, size_t 
         int r = http_reader_feed(&c->rd, data, len, &used, &req);
         data += used;
         len -= used;
-        if (r == 0)
+        if (r == 0) {
+            if (!c->head_checked && !head_authorized(a, c)) {
+                respond_error(a, c, 401, "missing or wrong admin key", false);
+                return;
+            }
             break;
+        }
         if (r < 0) {
             c->head_only = false; /* not the answer to a HEAD */
             if (r == -RP_ETOOLARGE)
@@ -639,6 +663,7 @@ static void on_send(struct admin *a, struct aconn *c, int res)
         return;
     }
     http_reader_next(&c->rd);
+    c->head_checked = false;
     c->head_only = false;
     c->req_timed = false;
     c->deadline_ms = a->sh->now_ms + ADMIN_IDLE_MS;

@@ -200,6 +200,28 @@ static int terminate(struct buf *b)
     return 0;
 }
 
+int http_reader_head(const struct http_reader *r, struct http_req *req)
+{
+    if (!r->headers_done || r->err)
+        return 0;
+    memset(req, 0, sizeof(*req));
+    req->method = r->parser.method;
+    req->target = r->target.data ? (const char *)r->target.data : "";
+    req->target_len = r->target.len;
+    if (r->auth_seen && r->auth.data) {
+        const char *v = (const char *)r->auth.data;
+        size_t n = r->auth.len;
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        while (n && (*v == ' ' || *v == '\t'))
+            v++, n--;
+        req->auth = v;
+        req->auth_len = n;
+    }
+    req->keep_alive = http_should_keep_alive(&r->parser) != 0;
+    return 1;
+}
+
 static int finish(struct http_reader *r, struct http_req *req)
 {
     if (terminate(&r->target) || terminate(&r->auth))

@@ -171,6 +171,30 @@ def test_missing_or_wrong_key_401_and_nothing_happens():
             shutil.rmtree(os.path.dirname(target), ignore_errors=True)
 
 
+def test_a_wrong_key_is_refused_before_the_body():
+    """A request with a wrong or missing key is answered 401 as soon as its
+    head is read: the server does not wait for (nor keep) its body. With
+    the right key the same head waits for the body."""
+    with AdminServer(shards=1) as srv:
+        for auth in ("", "Authorization: Bearer wrong\r\n"):
+            r = Raw(srv)
+            r.send(("POST /v1/messages HTTP/1.1\r\n%sContent-Type: application/json\r\n"
+                    "Content-Length: 150000\r\n\r\n" % auth).encode() + b"{" + b" " * 1000)
+            status, headers, body = r.response()
+            expect_error_body(status, json.loads(body), 401, "unauthorized")
+            assert headers["connection"] == "close", headers
+            r.close()
+        r = Raw(srv)
+        r.send(("POST /v1/messages HTTP/1.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Length: 20\r\n\r\n" % srv.admin_key).encode())
+        time.sleep(0.3)
+        r.send(b'{"from":"a"}        ')  # the body, later: a bad request, not a 401
+        status, headers, body = r.response()
+        expect_error_body(status, json.loads(body), 400, "bad_request")
+        r.close()
+        assert srv.admin("GET", "/healthz")[0] == 200
+
+
 def test_not_found():
     with AdminServer(shards=1) as srv:
         for method, path in (("GET", "/"), ("GET", "/v1/nothing"), ("POST", "/metrics"),

@@ -56,6 +56,26 @@ static void test_whole(void)
     http_reader_deinit(&r);
 }
 
+/* The head of a request, before its body: target and key (trimmed) known. */
+static void test_head_before_body(void)
+{
+    struct http_reader r;
+    struct http_req q = {0}, h;
+    http_reader_init(&r);
+    const char head[] = "POST /v1/messages HTTP/1.1\r\nAuthorization:  Bearer k \r\n"
+                        "Content-Length: 5\r\n\r\nab";
+    CHECK(http_reader_head(&r, &h) == 0);
+    size_t used;
+    CHECK(http_reader_feed(&r, (const uint8_t *)head, 60, &used, &q) == 0);
+    CHECK(http_reader_head(&r, &h) == 0); /* the head is not whole yet */
+    CHECK(feed_all(&r, head + used, strlen(head) - used, &q) == 0);
+    CHECK(http_reader_head(&r, &h) == 1);
+    CHECK(h.method == HTTP_POST && h.target_len == 12 && !memcmp(h.target, "/v1/messages", 12));
+    CHECK(h.auth_len == 8 && !memcmp(h.auth, "Bearer k", 8) && h.body == NULL);
+    CHECK(feed_all(&r, "cde", 3, &q) == 1 && q.body_len == 5);
+    http_reader_deinit(&r);
+}
+
 static void test_byte_by_byte(void)
 {
     struct http_reader r;
@@ -328,6 +348,7 @@ int main(void)
 {
     test_whole();
     test_byte_by_byte();
+    test_head_before_body();
     test_truncated();
     test_pipelined();
     test_chunked();
