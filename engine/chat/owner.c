@@ -226,7 +226,6 @@ static void on_aux(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_
     if (err == -ENOENT && f->dd_stale) {
         /* the read may have run before a record that has left memory since
          * was durable: its "not found" says nothing about that record */
-        f->dd_stale = false;
         f->dd_state = DD_NONE;
         aux_read(c, cv, f);
         if (f->dd_state == DD_PENDING)
@@ -273,6 +272,7 @@ static void aux_read(struct chat *c, struct oconv *cv, struct fwd *f)
         return;
     }
     f->dd_state = DD_PENDING;
+    f->dd_stale = false; /* set again if a record leaves memory while it runs */
     if (rc == 0)
         rc = io_get(c, f->req.op == OP_SEND ? STG_CF_DEDUP : STG_CF_LOG, c->kb.data, c->kb.len,
                     on_aux, f, (uint64_t)(uintptr_t)cv);
