@@ -324,8 +324,12 @@ static void test_abandoned_load_stops(void)
     /* closed once the conversations' reads wait for the one slot */
     uint64_t cancelled = hc->io.cancelled;
     b = h_hello_nosettle(user, "d1", false);
-    for (int i = 0; i < 1000 && hc->io.nwait < N / 2; i++)
-        h_step(); /* the list, then a read per conversation: one at a time */
+    /* the list (read by a storage thread), then a read per conversation: one
+     * at a time, the others waiting */
+    for (int i = 0; i < 10000 && hc->io.nwait < N / 2; i++) {
+        h_step();
+        usleep(500);
+    }
     CHECK(hc->io.nwait >= N / 2);
     uint32_t nwait = hc->io.nwait;
     h_close(b);
