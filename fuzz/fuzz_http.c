@@ -9,7 +9,7 @@
  * error (or one says too large where the other says malformed). Each request keeps the documented
  * bounds (target, Authorization and body sizes, NUL-terminated copies, body NULL iff empty); it is
  * routed, its key checked, and its body (any request's, not only a POST's) goes through both JSON
- * body parsers.
+ * body parsers. The head seen before the body (http_reader_head) is the request's.
  *
  * Bodies (odd mode): the bytes are one JSON body for route_parse_message and
  * route_parse_backup, so cJSON and the field rules get the whole input.
@@ -114,11 +114,50 @@ static void request(const struct http_req *q, struct buf *log)
     buf_append(log, q->body, q->body_len);
 }
 
+/* The head of a request whose body has not come (all of it, bounded): its
+ * method, target and key, kept in *seen to compare with the whole request. */
+static void head_seen(const struct http_reader *r, struct buf *seen)
+{
+    struct http_req h;
+    if (seen->len || http_reader_head(r, &h) != 1)
+        return;
+    if (h.target_len > HTTP_MAX_TARGET || h.auth_len > HTTP_MAX_AUTH || h.body)
+        abort();
+    struct route_match m;
+    route_match(h.method, h.target, h.target_len, &m);
+    route_auth_ok(admin_key, h.auth, h.auth_len);
+    buf_put_be32(seen, h.method);
+    buf_put_be32(seen, (uint32_t)h.target_len);
+    buf_append(seen, h.target, h.target_len);
+    buf_put_be32(seen, (uint32_t)h.auth_len);
+    buf_append(seen, h.auth, h.auth_len);
+}
+
+/* A head seen before the body agrees with the whole request. */
+static void head_check(struct buf *seen, const struct http_req *q)
+{
+    if (!seen->len)
+        return;
+    struct buf w;
+    buf_init(&w);
+    buf_put_be32(&w, q->method);
+    buf_put_be32(&w, (uint32_t)q->target_len);
+    buf_append(&w, q->target, q->target_len);
+    buf_put_be32(&w, (uint32_t)q->auth_len);
+    buf_append(&w, q->auth, q->auth_len);
+    if (w.len != seen->len || memcmp(w.data, seen->data, w.len) != 0)
+        abort();
+    buf_deinit(&w);
+    buf_reset(seen);
+}
+
 /* Reads p[0..len) in pieces of the given sizes (sizes NULL: whole); returns the final error. */
 static int requests(const uint8_t *sizes, size_t k, const uint8_t *p, size_t len, struct buf *log)
 {
     struct http_reader r;
     http_reader_init(&r);
+    struct buf seen;
+    buf_init(&seen);
     int err = 0;
     size_t off = 0, i = 0;
     while (off < len && !err) {
@@ -138,6 +177,7 @@ static int requests(const uint8_t *sizes, size_t k, const uint8_t *p, size_t len
             if (res == 1) {
                 if (used == 0)
                     abort(); /* a request out of no bytes: the loop would not end */
+                head_check(&seen, &q);
                 request(&q, log);
                 http_reader_next(&r);
                 if (http_reader_started(&r))
@@ -145,6 +185,7 @@ static int requests(const uint8_t *sizes, size_t k, const uint8_t *p, size_t len
             } else if (res == 0) {
                 if (done != n)
                     abort(); /* more needed, yet bytes were left */
+                head_seen(&r, &seen);
             } else if (res == -RP_EREQUEST || res == -RP_ETOOLARGE || res == -ENOMEM) {
                 err = res;
             } else {
@@ -154,6 +195,7 @@ static int requests(const uint8_t *sizes, size_t k, const uint8_t *p, size_t len
         free(piece);
         off += n;
     }
+    buf_deinit(&seen);
     http_reader_deinit(&r);
     return err;
 }

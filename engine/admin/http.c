@@ -202,7 +202,7 @@ static int terminate(struct buf *b)
 
 int http_reader_head(const struct http_reader *r, struct http_req *req)
 {
-    if (!r->headers_done || r->err)
+    if (!r->headers_done || r->complete || r->err)
         return 0;
     memset(req, 0, sizeof(*req));
     req->method = r->parser.method;

@@ -89,10 +89,10 @@ int http_reader_feed(struct http_reader *r, const uint8_t *data, size_t len, siz
 void http_reader_next(struct http_reader *r);
 
 /*
- * Once the head of the current request has been read (its body may not have
- * been): 1, and req holds its method, target and Authorization value (not
- * NUL-terminated: use the lengths; no body). 0 before. The views are valid
- * until the next feed.
+ * Once the head of the current request has been read and while its body is
+ * not (http_reader_feed returned 0): 1, and req holds its method, target and
+ * Authorization value (not NUL-terminated: use the lengths; no body). 0
+ * otherwise. The views are valid until the next feed.
  */
 int http_reader_head(const struct http_reader *r, struct http_req *req);
 
