@@ -381,8 +381,10 @@ export class RingpushClient extends Emitter<ClientEvents> {
 
   private onReply(id: number, f: Record<string, unknown>): void {
     if (id === this.helloId && !this.session) {
+      const err = new RingpushError(String(f.code), String(f.msg ?? ""));
       if (f.op === "ok") this.onSession(f as unknown as Session);
-      else this.onHelloRefused(new RingpushError(String(f.code), String(f.msg ?? "")));
+      else if (err.code === "unavailable") this.onHelloBusy(err);
+      else this.onHelloRefused(err);
       return;
     }
     const p = this.pending.get(id);
@@ -404,7 +406,15 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.ready.resolve(s);
   }
 
-  /** A refused hello is final: retrying the same token cannot succeed. */
+  /** `unavailable`: the server could not take the session now (its storage
+   * or the user's core is busy). Not final: reconnect with backoff. */
+  private onHelloBusy(err: RingpushError): void {
+    this.emit("error", err);
+    this.drop(1000, "hello unavailable");
+    this.retryLater();
+  }
+
+  /** Any other refused hello is final: retrying the same token cannot succeed. */
   private onHelloRefused(err: RingpushError): void {
     this.emit("error", err);
     this.ready.reject(err);

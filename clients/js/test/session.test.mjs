@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
+import { decode, encode } from "@msgpack/msgpack";
+
 import { RingpushClient, RingpushError } from "../dist/index.js";
 import { haveServer, login, makeClient, mintToken, Server, sleep, waitFor } from "./helpers.mjs";
 
@@ -64,6 +66,51 @@ describe("session", { skip, timeout: 60000 }, () => {
     assert.equal(c.status, "closed");
     await assert.rejects(c.ping(), (e) => e.code === "closed");
     assert.ok(errors.some((e) => e.code === "unauthorized"));
+  });
+
+  test("a hello answered unavailable is retried with backoff until the server takes it", async () => {
+    // A scripted socket: the first two hellos are answered unavailable (and the
+    // connection closed, as the server does), the third ok.
+    let hellos = 0;
+    class BusySocket {
+      constructor() {
+        this.binaryType = "arraybuffer";
+        this.readyState = 0;
+        this.onopen = this.onmessage = this.onclose = this.onerror = null;
+        setTimeout(() => {
+          this.readyState = 1;
+          this.onopen?.({});
+        }, 1);
+      }
+      send(data) {
+        const f = decode(data);
+        if (f.op !== "hello") return;
+        hellos++;
+        const reply = hellos <= 2
+          ? { op: "error", id: f.id, code: "unavailable", msg: "try again" }
+          : { op: "ok", id: f.id, user: "s_busy", device: f.device, heartbeat_ms: 30000,
+              server_time: Date.now(), max_frame: 65536, shard: 0 };
+        setTimeout(() => {
+          this.onmessage?.({ data: encode(reply) });
+          if (hellos <= 2) this.close(1000, "");
+        }, 1);
+      }
+      close(code = 1000, reason = "") {
+        if (this.readyState === 3) return;
+        this.readyState = 3;
+        setTimeout(() => this.onclose?.({ code, reason }), 1);
+      }
+    }
+    const c = new RingpushClient({ url: "ws://scripted", token: "t", device: "d1", resume: false,
+                                   WebSocket: BusySocket, reconnect: { minDelay: 10, maxDelay: 50 } });
+    const errors = [];
+    c.on("error", (e) => errors.push(e.code));
+    const s = await c.connect();
+    assert.equal(s.user, "s_busy");
+    assert.equal(hellos, 3);
+    assert.deepEqual(errors, ["unavailable", "unavailable"]);
+    assert.equal(c.status, "open");
+    c.close();
   });
 
   test("an expired token is refused", async () => {
