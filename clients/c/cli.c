@@ -367,7 +367,8 @@ static int cmd_tail(struct opts *o)
         struct rp_msg *m;
         int r = rp_client_push(c, -1, &m);
         if (r < 0) {
-            rc = r == -RP_ECLOSED ? 0 : cli_fail("receive", r);
+            /* the connection dropped without a bye: a connection failure */
+            rc = cli_fail("receive", r);
             break;
         }
         cli_print_obj(&m->obj);
@@ -381,6 +382,7 @@ static int cmd_tail(struct opts *o)
             rp_ack(c, cv, seq);
             rp_client_flush(c);
         }
+        /* a bye (printed above) ends the tail cleanly: status 0 */
         bool bye = rp_msg_is(m, "bye") || rp_msg_code(m) != RP_CODE_OK;
         rp_msg_free(m);
         if (bye)

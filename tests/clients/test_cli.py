@@ -138,6 +138,19 @@ def test_tail_bye_shutdown():
         assert tail.returncode == 0
 
 
+def test_tail_connection_lost_exits_1():
+    """A server that dies (no bye) is a connection failure: exit status 1."""
+    _require_cli()
+    srv = Server(shards=1)
+    with srv:
+        tail = _tail(srv, "gwen")
+        assert json.loads(tail.stdout.readline()) == {"op": "synced"}
+        srv.stop(signal.SIGKILL, timeout=5)
+        lines, err = _lines(tail)
+        assert lines == [], (lines, err)
+        assert tail.returncode == 1 and "receive" in err, (tail.returncode, err)
+
+
 def test_sync_and_group_list_print_every_page():
     """A list longer than one frame comes in pages; the CLI prints all of it."""
     _require_cli()
