@@ -150,15 +150,18 @@ static void wheel_remove(struct shard *sh, struct conn *c)
     c->tw_prev = c->tw_next = c->tw_slot = CONN_NONE;
 }
 
+/* Ticks are whole seconds and born / last_rx the tick an event fell in, so a
+ * timeout counts one tick more: it fires after timeout to timeout + 1 s,
+ * never before. */
 static uint32_t conn_deadline(const struct shard *sh, const struct conn *c)
 {
     switch (c->state) {
     case CONN_EDGE:
-        return c->born + sh->cfg->hello_timeout;
+        return c->born + sh->cfg->hello_timeout + 1;
     case CONN_HANDOFF:
-        return c->born + sh->cfg->hello_timeout + CLOSE_GRACE_S;
+        return c->born + sh->cfg->hello_timeout + 1 + CLOSE_GRACE_S;
     case CONN_HOME:
-        return c->last_rx + sh->cfg->idle_timeout;
+        return c->last_rx + sh->cfg->idle_timeout + 1;
     default:
         return c->last_rx + CLOSE_GRACE_S; /* CLOSING: last_rx is when closing began */
     }

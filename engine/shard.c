@@ -32,6 +32,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* The accept queue asked for: the kernel caps it at net.core.somaxconn, which
+ * operations.md raises for reconnect storms. */
+#define LISTEN_BACKLOG 65535
+
 #define REAP_BATCH    256u
 #define XCORE_BUDGET  4096u
 #define STORAGE_BATCH 64u
@@ -236,7 +240,7 @@ static int listener_open(struct shard *sh)
     /* Accepted sockets inherit TCP_NODELAY: frames are coalesced per loop
      * iteration already, Nagle would only add latency. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) || listen(fd, 4096)) {
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) || listen(fd, LISTEN_BACKLOG)) {
         int err = -errno;
         log_error("listen_failed", "bind=%s port=%u err=\"%s\"", cfg->bind, cfg->port,
                   err_str(err));

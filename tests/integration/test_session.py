@@ -468,6 +468,27 @@ def test_hello_timeout():
         c.ping()
 
 
+def test_timeouts_are_never_early():
+    """The hello and idle timeouts close a connection after their time, never
+    before (the server's clock ticks by whole seconds)."""
+    with Server(shards=1, args=["--hello-timeout", "1", "--heartbeat", "1",
+                                "--idle-timeout", "1"]) as srv:
+        for _ in range(3):
+            t0 = time.monotonic()
+            c = Client(srv)
+            assert c.closed(4)
+            dt = time.monotonic() - t0
+            assert 1.0 <= dt < 3.0, dt
+            time.sleep(0.3)  # another phase of the second
+        for _ in range(2):
+            c = srv.login("tina", "d", resume=False)
+            t0 = time.monotonic()  # after the hello's ok: the last frame was before it
+            assert c.closed(4)
+            dt = time.monotonic() - t0
+            assert 0.95 <= dt < 3.0, dt
+            time.sleep(0.3)
+
+
 def test_idle_timeout():
     with Server(shards=2, args=["--heartbeat", "1", "--idle-timeout", "2"]) as srv:
         busy = srv.login("oscar", "d1")
