@@ -37,6 +37,7 @@ struct rp_client {
     int fd;
     int timeout_ms;
     uint32_t max_frame;
+    uint32_t max_frame_cap; /* the most a server's announcement can raise it to */
     uint32_t next_id;
     int err;     /* sticky decode or socket error; 0 while healthy */
     bool closed; /* the server closed its side */
@@ -126,6 +127,7 @@ int rp_client_connect(struct rp_client **out, const char *host, uint16_t port, u
     c->fd = fd;
     c->timeout_ms = RP_DEFAULT_TIMEOUT;
     c->max_frame = max_frame ? max_frame : RP_DEFAULT_MAX_FRAME;
+    c->max_frame_cap = max_frame ? max_frame : RP_MAX_FRAME_CAP;
     c->next_id = 1;
     c->shard = -1;
     frame_dec_init(&c->dec, c->max_frame);
@@ -735,10 +737,12 @@ int rp_hello(struct rp_client *c, const char *token, const char *device, bool re
     if (r < 0 || !rp_msg_is(*reply, "ok"))
         return r;
     uint64_t v;
-    if (rp_obj_uint(&(*reply)->obj, "max_frame", &v) && v > 0 && v <= UINT32_MAX) {
-        /* Frames from the server never exceed the limit it announces. */
-        c->max_frame = (uint32_t)v;
-        c->dec.max_frame = (uint32_t)v;
+    if (rp_obj_uint(&(*reply)->obj, "max_frame", &v) && v > 0) {
+        /* Frames from the server never exceed the limit it announces; the
+         * client takes it up to its own cap, not whatever a server says. */
+        uint32_t m = v < c->max_frame_cap ? (uint32_t)v : c->max_frame_cap;
+        c->max_frame = m;
+        c->dec.max_frame = m;
     }
     c->shard = rp_obj_uint(&(*reply)->obj, "shard", &v) && v <= INT32_MAX ? (int)v : -1;
     /* Pinging once per heartbeat keeps well inside the server's idle timeout. */

@@ -53,7 +53,8 @@
 
 #define RP_DEFAULT_PORT      7400
 #define RP_DEFAULT_MAX_FRAME 65536u
-#define RP_DEFAULT_TIMEOUT   10000 /* ms, for blocking calls */
+#define RP_MAX_FRAME_CAP     (16u << 20) /* the most an announced max_frame is taken up to */
+#define RP_DEFAULT_TIMEOUT   10000       /* ms, for blocking calls */
 
 struct rp_client;
 
@@ -88,7 +89,9 @@ enum rp_code {
 /*
  * Connects to host:port (name or address; blocking, bounded by
  * RP_DEFAULT_TIMEOUT) and returns a new client in *out. max_frame bounds the
- * frames accepted from the server (0: RP_DEFAULT_MAX_FRAME). Errors:
+ * frames accepted from the server and sent to it (0: RP_DEFAULT_MAX_FRAME until
+ * the hello's reply announces the server's, taken up to RP_MAX_FRAME_CAP;
+ * given, it is also the most an announcement can raise it to). Errors:
  * -EINVAL (no such host), -ECONNREFUSED and other -errno, -ETIMEDOUT, -ENOMEM.
  */
 int rp_client_connect(struct rp_client **out, const char *host, uint16_t port, uint32_t max_frame);
@@ -247,7 +250,8 @@ int rp_token_mint(const char *user, uint64_t ttl_s, const void *key, size_t keyl
 
 /*
  * Sends hello and waits for the reply (*reply on 0, as rp_call). On an ok
- * reply the client also adopts the announced max_frame, records the shard,
+ * reply the client also adopts the announced max_frame (up to its cap, see
+ * rp_client_connect), records the shard,
  * and starts its keepalive (rp_client_tick) at the announced heartbeat_ms.
  * token and device are borrowed for the call. Blocking; errors as rp_call.
  * An error reply (unauthorized, conflict: fatal, the server then closes) is a

@@ -373,6 +373,34 @@ static void test_hello_and_send_encoding(void)
     peer_close(&p);
 }
 
+/* A server announcing a huge max_frame raises the client's bound only up to
+ * RP_MAX_FRAME_CAP: a frame declared past it is refused, not allocated. */
+static void test_announced_max_frame_is_capped(void)
+{
+    struct peer p;
+    peer_open(&p);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pk_str(&pk, "op");
+    pk_str(&pk, "ok");
+    pk_str(&pk, "id");
+    msgpack_pack_uint32(&pk, 1);
+    pk_str(&pk, "max_frame");
+    msgpack_pack_uint64(&pk, 1ull << 30);
+    write_frame(p.fd, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    struct rp_msg *m;
+    CHECK(rp_hello(p.c, "tok", "dev", false, &m) == 0 && rp_msg_is(m, "ok"));
+    rp_msg_free(m);
+    write_all(p.fd, "\x04\0\0\0", 4); /* 64 MiB: under the announced 1 GiB, over the cap */
+    usleep(20000);
+    CHECK(rp_client_feed(p.c) == -RP_ETOOLARGE);
+    peer_close(&p);
+}
+
 static void test_keepalive(void)
 {
     struct peer p;
@@ -502,6 +530,7 @@ int main(void)
     test_bad_input_from_server();
     test_timeout();
     test_hello_and_send_encoding();
+    test_announced_max_frame_is_capped();
     test_keepalive();
     test_token();
     test_json();

@@ -36,7 +36,13 @@ function resolve(urlPath) {
   const p = urlPath === "/" ? "/index.html" : urlPath;
   for (const [prefix, dir] of mounts) {
     if (!p.startsWith(prefix)) continue;
-    const file = path.resolve(dir, decodeURIComponent(p.slice(prefix.length)));
+    let rel;
+    try {
+      rel = decodeURIComponent(p.slice(prefix.length));
+    } catch {
+      return null; // a malformed escape (%zz): no such file
+    }
+    const file = path.resolve(dir, rel);
     if (file !== dir && !file.startsWith(dir + path.sep)) return null; // no escaping the mount
     return file;
   }
@@ -51,7 +57,14 @@ function resolve(urlPath) {
 export function startDemo({ port = 8080, host = "127.0.0.1", secret, wsUrl }) {
   if (!secret) throw new Error("demo: the ringpushd secret is required (--secret or RINGPUSH_SECRET)");
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url, "http://demo");
+    let url;
+    try {
+      url = new URL(req.url, "http://demo");
+    } catch {
+      res.writeHead(400, { "Content-Type": "text/plain" });
+      res.end("bad request\n");
+      return;
+    }
     if (url.pathname === "/token") {
       const user = url.searchParams.get("user") || "";
       if (!USER_RE.test(user)) {
