@@ -323,8 +323,12 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (cqe->res < 0 && accept_starved(cqe->res) && !more) {
         /* retried at the next tick, not at once: that would spin */
+        /* ENFILE is mostly the fixed file table (max_conns) being full */
         if (!sh->accept_paused)
-            log_warn("accept_paused", "err=\"%s\" until=next_tick", err_str(cqe->res));
+            log_warn("accept_paused", "err=\"%s\" until=next_tick",
+                     cqe->res == -ENFILE
+                         ? "no free slot in the connection table (max_conns) or system file table"
+                         : err_str(cqe->res));
         sh->accept_paused = true;
         sh->stats.accept_pauses++;
         return;

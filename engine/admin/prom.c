@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int appendf(struct buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -49,11 +50,22 @@ int prom_sample(struct buf *out, const char *name, const char *labels, uint64_t 
     return appendf(out, "%s %" PRIu64 "\n", name, value);
 }
 
+/* The shortest of %.15g and %.17g that reads back as v: 0.005, not
+ * 0.0050000000000000001. */
+static void fmt_double(char *s, size_t n, double v)
+{
+    snprintf(s, n, "%.15g", v);
+    if (strtod(s, NULL) != v)
+        snprintf(s, n, "%.17g", v);
+}
+
 int prom_sample_f(struct buf *out, const char *name, const char *labels, double value)
 {
+    char v[32];
+    fmt_double(v, sizeof(v), value);
     if (labels && *labels)
-        return appendf(out, "%s{%s} %.17g\n", name, labels, value);
-    return appendf(out, "%s %.17g\n", name, value);
+        return appendf(out, "%s{%s} %s\n", name, labels, v);
+    return appendf(out, "%s %s\n", name, v);
 }
 
 int prom_histogram(struct buf *out, const char *name, const char *labels, const double *bounds,
@@ -64,8 +76,9 @@ int prom_histogram(struct buf *out, const char *name, const char *labels, const 
     uint64_t cum = 0;
     for (size_t i = 0; i < nbounds; i++) {
         cum += counts[i];
-        if (appendf(out, "%s_bucket{%s%sle=\"%.17g\"} %" PRIu64 "\n", name, lab, sep, bounds[i],
-                    cum))
+        char le[32];
+        fmt_double(le, sizeof(le), bounds[i]);
+        if (appendf(out, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, lab, sep, le, cum))
             return -ENOMEM;
     }
     cum += counts[nbounds];
