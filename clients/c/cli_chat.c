@@ -5,8 +5,9 @@
  * network and pushes are shown while a line is half typed.
  *
  * Two faces. For a script (standard input or output not a terminal) it
- * prints "<from>: <text>" for text messages and one JSON line for any other
- * frame, and exits once input has ended and every line is answered. For a
+ * prints "<from>: <text>" for the text messages of its conversation and one
+ * JSON line for any other frame (another conversation's too), and exits once
+ * input has ended and every line is answered. For a
  * person at a terminal it also shows a prompt, marks what it has shown as
  * read (so the peer sees "seen by"), tells when the peer has read one's own
  * messages, shows recalls and group events in words, and takes a few slash
@@ -58,7 +59,7 @@ struct chat {
         uint32_t id;
         uint8_t kind; /* enum req_kind; 0: a free slot */
     } inflight[CHAT_INFLIGHT];
-    char conv[140];      /* the conversation, once a reply or push named it */
+    char conv[140];      /* the conversation: d:<a>:<b> (ids in byte order) or g:<group> */
     uint64_t own_seq;    /* seq of the last own message the server accepted */
     uint64_t seen_shown; /* own_seq for which "seen by" was printed */
     uint64_t read_seq;   /* the highest seq marked read */
@@ -125,7 +126,12 @@ static bool print_msg_human(struct chat *ch, const msgpack_object *m)
     if (!from || !type || !body)
         return false;
     rp_obj_uint(m, "seq", &seq);
+    size_t clen = 0;
+    const char *conv = rp_obj_str(m, "conv", &clen);
+    bool ours = conv && clen == strlen(ch->conv) && memcmp(conv, ch->conv, clen) == 0;
     line_begin(ch);
+    if (!ours) /* another conversation of the user: shown with its id, not marked read */
+        printf("[%.*s] ", (int)clen, conv ? conv : "");
     if (tlen == 6 && memcmp(type, "recall", 6) == 0 && rp_obj_uint(m, "target", &target))
         printf("* %.*s recalled message #%" PRIu64, (int)flen, from, target);
     else if (tlen == 5 && memcmp(type, "event", 5) == 0)
@@ -136,7 +142,7 @@ static bool print_msg_human(struct chat *ch, const msgpack_object *m)
         printf("%.*s: [%.*s, %u bytes]", (int)flen, from, (int)tlen, type,
                body->type == MSGPACK_OBJECT_STR ? body->via.str.size : body->via.bin.size);
     line_end(ch);
-    if (seq > ch->read_want && !(flen == strlen(ch->me) && memcmp(from, ch->me, flen) == 0))
+    if (ours && seq > ch->read_want && !(flen == strlen(ch->me) && memcmp(from, ch->me, flen) == 0))
         ch->read_want = seq;
     return true;
 }
@@ -183,10 +189,14 @@ static void print_push(struct chat *ch, const struct rp_msg *m)
         line_end(ch);
         return;
     }
-    size_t flen;
+    size_t flen, tlen = 0, clen = 0;
     const char *from = rp_obj_str(&m->obj, "from", &flen);
+    const char *type = rp_obj_str(&m->obj, "type", &tlen);
+    const char *conv = rp_obj_str(&m->obj, "conv", &clen);
     const msgpack_object *body = rp_obj_get(&m->obj, "body");
-    if (rp_msg_is(m, "msg") && from && body && body->type == MSGPACK_OBJECT_STR) {
+    bool text = type && tlen == 4 && memcmp(type, "text", 4) == 0;
+    bool ours = conv && clen == strlen(ch->conv) && memcmp(conv, ch->conv, clen) == 0;
+    if (rp_msg_is(m, "msg") && ours && text && from && body && body->type == MSGPACK_OBJECT_STR) {
         printf("%.*s: %.*s\n", (int)flen, from, (int)body->via.str.size, body->via.str.ptr);
         fflush(stdout);
         return;
@@ -223,16 +233,6 @@ static enum req_kind untrack(struct chat *ch, uint32_t id)
     return REQ_SEND;
 }
 
-static void note_conv(struct chat *ch, const msgpack_object *m)
-{
-    size_t clen;
-    const char *conv = rp_obj_str(m, "conv", &clen);
-    if (conv && !ch->conv[0] && clen < sizeof(ch->conv)) {
-        memcpy(ch->conv, conv, clen);
-        ch->conv[clen] = '\0';
-    }
-}
-
 static void on_reply(struct chat *ch, const struct rp_msg *m)
 {
     uint64_t id = 0, seq = 0;
@@ -248,7 +248,6 @@ static void on_reply(struct chat *ch, const struct rp_msg *m)
         prompt(ch);
         return;
     }
-    note_conv(ch, &m->obj);
     if (kind == REQ_SEND && rp_obj_uint(&m->obj, "seq", &seq) && seq > ch->own_seq)
         ch->own_seq = seq;
     if (kind == REQ_RECALL && ch->tty) {
@@ -272,7 +271,6 @@ static bool chat_drain(struct chat *ch)
             size_t clen;
             const char *conv = rp_obj_str(&m->obj, "conv", &clen);
             if (rp_msg_is(m, "msg") && conv && rp_obj_uint(&m->obj, "seq", &seq)) {
-                note_conv(ch, &m->obj);
                 char cv[clen + 1];
                 memcpy(cv, conv, clen);
                 cv[clen] = '\0';
@@ -520,6 +518,19 @@ int cli_chat_run(struct opts *o)
     static struct chat ch;
     ch.o = o;
     ch.me = o->pos[0];
+    /* the conversation's id (PROTOCOL §2): the two user ids in byte order */
+    const char *a = o->pos[0], *b = o->group ? NULL : o->pos[1];
+    if (b && strcmp(a, b) > 0) {
+        const char *t = a;
+        a = b;
+        b = t;
+    }
+    int n = b ? snprintf(ch.conv, sizeof(ch.conv), "d:%s:%s", a, b)
+              : snprintf(ch.conv, sizeof(ch.conv), "g:%s", o->group);
+    if (n < 0 || (size_t)n >= sizeof(ch.conv)) {
+        fprintf(stderr, "ringpush: chat: ids too long\n");
+        return 2;
+    }
     ch.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     ch.c = cli_session_open(o, o->pos[0], !o->no_resume);
     if (!ch.c)

@@ -6,7 +6,8 @@ Checks that each screen shows the conversation in the order it happened
 (one's own lines after the prompt, the peer's as "<peer>: text"), that a
 message arriving while a line is half typed is printed above it and the
 half-typed line is kept (and sent whole), that backspace and Ctrl-U edit the
-line as at a shell, that the
+line as at a shell, that another conversation's message is shown with its id
+and does not take the read marks, that the
 sender is told when the peer has seen a message, that /recall shows on the
 peer's screen, and that Ctrl-D leaves with exit status 0. Skips (77) when
 tmux is not installed.
@@ -108,6 +109,15 @@ def test_two_terminals():
                 t.wait_screen(me, lambda s, me=me, peer=peer: "-- %s, chatting with %s" % (me, peer)
                               in s and re.search(r"^%s> $" % me, s, re.M),
                               "%s's banner and prompt" % me)
+
+            # another conversation of bob's speaks first: shown with its id, and
+            # bob's read marks still go to the chat's conversation ("seen by" below)
+            carl = srv.login("carl", "d1")
+            rptest.expect_ok(carl.request("group.create", group="gx", name="X",
+                                          members=["bob"]))
+            rptest.expect_ok(carl.send_message(group="gx", body="in group"))
+            t.wait_screen("bob", lambda s: "[g:gx] carl: in group" in s,
+                          "the group's line, marked as another conversation's")
 
             # bob starts typing; alice's message arrives meanwhile; he fixes a typo
             # (backspace), and an abandoned draft (Ctrl-U) is never sent.
