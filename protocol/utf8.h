@@ -12,4 +12,8 @@
  * surrogates, nothing past U+10FFFF. */
 bool utf8_valid(const void *data, size_t len);
 
+/* The length (1-4) of the valid UTF-8 sequence that starts at data, of the
+ * len bytes there (len > 0), or 0 when it is not one. */
+size_t utf8_seq(const void *data, size_t len);
+
 #endif

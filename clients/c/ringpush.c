@@ -16,8 +16,10 @@
 #include "protocol/frame.h"
 #include "protocol/ident.h"
 #include "protocol/jwt.h"
+#include "protocol/utf8.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -642,8 +644,19 @@ static void print_json_str(FILE *f, const char *s, size_t len)
             fputs("\\t", f);
         else if (ch < 0x20 || ch == 0x7f)
             fprintf(f, "\\u%04x", ch);
-        else
+        else if (ch < 0x80)
             fputc(ch, f);
+        else {
+            /* str values are meant to be UTF-8 but need not be: a byte that
+             * starts no valid sequence prints as U+FFFD, so the line stays JSON */
+            size_t n = utf8_seq(s + i, len - i);
+            if (n) {
+                fwrite(s + i, 1, n, f);
+                i += n - 1;
+            } else {
+                fputs("\\ufffd", f);
+            }
+        }
     }
     fputc('"', f);
 }
@@ -665,7 +678,10 @@ int rp_obj_print_json(FILE *f, const msgpack_object *o)
         break;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
-        fprintf(f, "%.17g", o->via.f64);
+        if (isfinite(o->via.f64))
+            fprintf(f, "%.17g", o->via.f64);
+        else
+            fputs("null", f); /* JSON has no NaN or infinity */
         break;
     case MSGPACK_OBJECT_STR:
         print_json_str(f, o->via.str.ptr, o->via.str.size);

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,9 +480,17 @@ static void test_json(void)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, 5);
     pk_str(&pk, "s");
     pk_str(&pk, "a\"b\\\n\x01");
+    /* str values need not be UTF-8: a bad byte prints as U+FFFD, good ones as they are */
+    pk_str(&pk, "u");
+    pk_str(&pk, "\xc3\xa9\xff\xe2\x82\xac\xed\xa0\x80\xc3");
+    pk_str(&pk, "f");
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_double(&pk, 0.5);
+    msgpack_pack_double(&pk, NAN);
+    msgpack_pack_double(&pk, -INFINITY);
     pk_str(&pk, "b");
     msgpack_pack_bin(&pk, 2);
     msgpack_pack_bin_body(&pk, "\x0a\xff", 2);
@@ -499,7 +508,9 @@ static void test_json(void)
     FILE *f = open_memstream(&out, &outlen);
     CHECK(f && rp_obj_print_json(f, &up.data) == 0);
     fclose(f);
-    const char *want = "{\"s\":\"a\\\"b\\\\\\n\\u0001\",\"b\":{\"$bin\":\"0aff\"},"
+    const char *want = "{\"s\":\"a\\\"b\\\\\\n\\u0001\","
+                       "\"u\":\"\xc3\xa9\\ufffd\xe2\x82\xac\\ufffd\\ufffd\\ufffd\\ufffd\","
+                       "\"f\":[0.5,null,null],\"b\":{\"$bin\":\"0aff\"},"
                        "\"a\":[-5,18446744073709551615,true,null]}";
     if (strcmp(out, want) != 0)
         fprintf(stderr, "got  %s\nwant %s\n", out, want);
