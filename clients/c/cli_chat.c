@@ -25,6 +25,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "protocol/ident.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -59,11 +60,11 @@ struct chat {
         uint32_t id;
         uint8_t kind; /* enum req_kind; 0: a free slot */
     } inflight[CHAT_INFLIGHT];
-    char conv[140];      /* the conversation: d:<a>:<b> (ids in byte order) or g:<group> */
-    uint64_t own_seq;    /* seq of the last own message the server accepted */
-    uint64_t seen_shown; /* own_seq for which "seen by" was printed */
-    uint64_t read_seq;   /* the highest seq marked read */
-    uint64_t read_want;  /* the highest seq shown on screen */
+    char conv[IDENT_CONV_MAX + 1]; /* the conversation: d:<a>:<b> or g:<group> */
+    uint64_t own_seq;              /* seq of the last own message the server accepted */
+    uint64_t seen_shown;           /* own_seq for which "seen by" was printed */
+    uint64_t read_seq;             /* the highest seq marked read */
+    uint64_t read_want;            /* the highest seq shown on screen */
     struct linebuf in;
     char edit[4096]; /* at a terminal: the line being typed (the terminal does not echo) */
     size_t edit_len;
@@ -518,19 +519,14 @@ int cli_chat_run(struct opts *o)
     static struct chat ch;
     ch.o = o;
     ch.me = o->pos[0];
-    /* the conversation's id (PROTOCOL §2): the two user ids in byte order */
-    const char *a = o->pos[0], *b = o->group ? NULL : o->pos[1];
-    if (b && strcmp(a, b) > 0) {
-        const char *t = a;
-        a = b;
-        b = t;
-    }
-    int n = b ? snprintf(ch.conv, sizeof(ch.conv), "d:%s:%s", a, b)
-              : snprintf(ch.conv, sizeof(ch.conv), "g:%s", o->group);
-    if (n < 0 || (size_t)n >= sizeof(ch.conv)) {
-        fprintf(stderr, "ringpush: chat: ids too long\n");
+    /* the conversation's id (PROTOCOL §2) */
+    struct strv me = strv_c(o->pos[0]), peer = strv_c(o->group ? o->group : o->pos[1]);
+    if (!ident_user_ok(me) || !ident_user_ok(peer)) {
+        fprintf(stderr, "ringpush: chat: not a valid user or group id\n");
         return 2;
     }
+    uint32_t n = o->group ? ident_conv_group(ch.conv, peer) : ident_conv_direct(ch.conv, me, peer);
+    ch.conv[n] = '\0';
     ch.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     ch.c = cli_session_open(o, o->pos[0], !o->no_resume);
     if (!ch.c)
