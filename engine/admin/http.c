@@ -200,10 +200,10 @@ static int terminate(struct buf *b)
     return 0;
 }
 
-int http_reader_head(const struct http_reader *r, struct http_req *req)
+/* The head's fields into req (no body): method, target, the Authorization
+ * value without the white space around it (RFC 9110 5.5), keep-alive. */
+static void head_fields(const struct http_reader *r, struct http_req *req)
 {
-    if (!r->headers_done || r->complete || r->err)
-        return 0;
     memset(req, 0, sizeof(*req));
     req->method = r->parser.method;
     req->target = r->target.data ? (const char *)r->target.data : "";
@@ -219,6 +219,13 @@ int http_reader_head(const struct http_reader *r, struct http_req *req)
         req->auth_len = n;
     }
     req->keep_alive = http_should_keep_alive(&r->parser) != 0;
+}
+
+int http_reader_head(const struct http_reader *r, struct http_req *req)
+{
+    if (!r->headers_done || r->complete || r->err)
+        return 0;
+    head_fields(r, req);
     return 1;
 }
 
@@ -226,27 +233,13 @@ static int finish(struct http_reader *r, struct http_req *req)
 {
     if (terminate(&r->target) || terminate(&r->auth))
         return r->err = -ENOMEM;
-    memset(req, 0, sizeof(*req));
-    req->method = r->parser.method;
-    req->target = (const char *)r->target.data;
-    req->target_len = r->target.len;
-    if (r->auth_seen) {
-        /* white space around a field value is not part of it (RFC 9110 5.5) */
-        char *v = (char *)r->auth.data;
-        size_t n = r->auth.len;
-        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-            n--;
-        while (n && (*v == ' ' || *v == '\t'))
-            v++, n--;
-        v[n] = '\0'; /* still a string */
-        req->auth = v;
-        req->auth_len = n;
-    }
+    head_fields(r, req);
+    if (req->auth)
+        r->auth.data[req->auth - (const char *)r->auth.data + req->auth_len] = '\0'; /* a string */
     if (r->body.len) {
         req->body = r->body.data;
         req->body_len = r->body.len;
     }
-    req->keep_alive = http_should_keep_alive(&r->parser) != 0;
     return 1;
 }
 
