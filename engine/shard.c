@@ -71,11 +71,8 @@ static void env_close(void *rt, conn_id_t id, const char *reason)
 {
     struct shard *sh = rt;
     struct conn *c = conn_get(sh, id);
-    if (!c)
-        return;
-    if (reason && !strcmp(reason, "slow") && c->state != CONN_CLOSING) /* pushes held overflowed */
-        sh->stats.bye_slow++;
-    conn_close(sh, c, reason);
+    if (c)
+        conn_close(sh, c, reason);
 }
 
 static void env_ready(void *rt, conn_id_t id)
