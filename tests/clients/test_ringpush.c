@@ -297,26 +297,33 @@ static void test_timeout(void)
     peer_close(&p);
 }
 
-static void test_hello_and_send_encoding(void)
+/* The reply to the hello (id 1): ok, announcing max_frame, and shard unless < 0. */
+static void send_hello_ok(int fd, uint64_t max_frame, int shard)
 {
-    struct peer p;
-    peer_open(&p);
-    /* hello ok announcing a small max_frame and a shard */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, shard < 0 ? 3 : 4);
     pk_str(&pk, "op");
     pk_str(&pk, "ok");
     pk_str(&pk, "id");
     msgpack_pack_uint32(&pk, 1);
     pk_str(&pk, "max_frame");
-    msgpack_pack_uint32(&pk, 128);
-    pk_str(&pk, "shard");
-    msgpack_pack_uint32(&pk, 3);
-    write_frame(p.fd, &sb);
+    msgpack_pack_uint64(&pk, max_frame);
+    if (shard >= 0) {
+        pk_str(&pk, "shard");
+        msgpack_pack_uint32(&pk, (uint32_t)shard);
+    }
+    write_frame(fd, &sb);
     msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_hello_and_send_encoding(void)
+{
+    struct peer p;
+    peer_open(&p);
+    send_hello_ok(p.fd, 128, 3); /* a small max_frame, and a shard */
     struct rp_msg *m;
     CHECK(rp_client_shard(p.c) == -1);
     CHECK(rp_hello(p.c, "tok", "dev", true, &m) == 0 && rp_msg_is(m, "ok"));
@@ -380,19 +387,7 @@ static void test_announced_max_frame_is_capped(void)
 {
     struct peer p;
     peer_open(&p);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    pk_str(&pk, "op");
-    pk_str(&pk, "ok");
-    pk_str(&pk, "id");
-    msgpack_pack_uint32(&pk, 1);
-    pk_str(&pk, "max_frame");
-    msgpack_pack_uint64(&pk, 1ull << 30);
-    write_frame(p.fd, &sb);
-    msgpack_sbuffer_destroy(&sb);
+    send_hello_ok(p.fd, 1ull << 30, -1);
     struct rp_msg *m;
     CHECK(rp_hello(p.c, "tok", "dev", false, &m) == 0 && rp_msg_is(m, "ok"));
     rp_msg_free(m);
