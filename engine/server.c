@@ -47,6 +47,11 @@ int server_init(struct server *srv, const struct config *cfg)
         (ssize_t)sizeof(srv->chat_cfg.run_id))
         srv->chat_cfg.run_id = clock_wall_ms() << 16 ^ (uint64_t)getpid();
     srv->chat_cfg.run_id |= 1; /* never 0: records without one are a past run's */
+    if (getrandom(srv->chat_cfg.gid_key, sizeof(srv->chat_cfg.gid_key), 0) !=
+        (ssize_t)sizeof(srv->chat_cfg.gid_key)) {
+        log_error("random_failed", "err=\"%s\"", strerror(errno));
+        return -EIO;
+    }
     srv->ncpus = (unsigned)get_nprocs();
     srv->nshards = cfg->shards ? cfg->shards : srv->ncpus;
     if (srv->nshards > 255) {

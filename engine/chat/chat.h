@@ -71,6 +71,7 @@ struct chat_config {
     uint32_t outbound_limit; /* a connection's queue bound; bounds the pushes held for it too */
     bool dm_friends_only;    /* dm_policy = friends */
     uint64_t run_id;         /* differs in every run of the process (never 0) */
+    uint8_t gid_key[32];     /* secret: keys the part of generated group ids no one can guess */
 };
 
 struct chat_admin_result;

@@ -17,6 +17,8 @@
 #include "base/log.h"
 #include "protocol/ident.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -661,11 +663,24 @@ static void do_group_op(struct chat *c, struct session *s, const struct req *r)
 {
     char conv[IDENT_CONV_MAX];
     struct req copy = *r;
-    char gid[40];
+    char gid[IDENT_USER_MAX + 1];
     if (r->op == OP_GROUP_CREATE && !r->group.len) {
-        /* a generated id: unique per shard and time, so no lookup is needed */
+        /* A generated id: unique per shard and time, so no lookup is needed,
+         * and with 64 bits keyed by a secret of this run, so that no one can
+         * take the ids a shard will generate next before it does (nor can an
+         * earlier run's, should the clock have gone back). */
         int n = snprintf(gid, sizeof(gid), "g%llx-%u-%llx", (unsigned long long)chat_now(c),
                          c->env.shard, (unsigned long long)++c->gid_counter);
+        uint8_t mac[EVP_MAX_MD_SIZE];
+        unsigned maclen = 0;
+        if (!HMAC(EVP_sha256(), c->env.cfg->gid_key, (int)sizeof(c->env.cfg->gid_key),
+                  (const uint8_t *)gid, (size_t)n, mac, &maclen) ||
+            maclen < 8) {
+            chat_reply_err(c, s->conn, true, r->id, -ENOMEM, NULL);
+            return;
+        }
+        for (unsigned i = 0; i < 8; i++)
+            n += snprintf(gid + n, sizeof(gid) - (size_t)n, i ? "%02x" : "-%02x", mac[i]);
         copy.group = (struct strv){gid, (uint32_t)n};
     }
     uint32_t n = ident_conv_group(conv, copy.group);

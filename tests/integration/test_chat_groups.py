@@ -5,6 +5,7 @@ kicked member receiving the kick event and nothing after it, dismiss, the
 list limits; friend requests, accept, remove, list, and dm_policy friends.
 """
 
+import re
 import time
 
 import rptest
@@ -225,6 +226,32 @@ def test_friends_and_dm_policy():
         expect_ok(b.request("friend.request", user="amy"))
         assert a.push("friend")["event"] == "added"
         expect_ok(a.send_message(to="bill", body="again"))
+
+def test_generated_group_ids_cannot_be_guessed():
+    """A group.create without an id gets one of the documented shape whose
+    last part no one can work out from the ids before it (it differs between
+    two ids of the same time, shard and counter: two runs of the server), so
+    another user cannot create the next ids first and make it fail."""
+    shape = re.compile(r"^g([0-9a-f]+)-([0-9]+)-([0-9a-f]+)-([0-9a-f]{16})$")
+    first = {}
+    for run in range(2):
+        with Server(shards=1) as srv:
+            a = srv.login("alice")
+            ids = [expect_ok(a.request("group.create", name="G"))["group"] for _ in range(20)]
+            assert len(set(ids)) == 20, ids
+            for gid in ids:
+                m = shape.match(gid)
+                assert m and len(gid) <= 64, gid
+                # the counter is the same in both runs: the secret part is not
+                key = m.group(3)
+                if key in first:
+                    assert first[key] != m.group(4), (first[key], gid)
+                elif run == 0:
+                    first[key] = m.group(4)
+            assert len({shape.match(g).group(4) for g in ids}) == 20, ids
+            a.close()
+    assert first
+
 
 def test_group_list_lists_every_group():
     """group.list holds every group of the caller while they fit a frame."""
