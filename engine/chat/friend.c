@@ -2,6 +2,16 @@
  * Friend ops. State per side: FRIEND_ASKED (this user asked the peer),
  * FRIEND_ASKING (the peer asked this user), FRIEND_YES. A request to a peer
  * who has already asked this user is an accept.
+ *
+ * Each side lives at its user's home. An op is checked against its caller's
+ * side, written there, then sent to the peer's home for the other side. Two
+ * ops of a pair made at the same moment at the two homes each reach the
+ * other side after that side's own op, so the sides are not simply
+ * overwritten there: the op with the later time wins on both (the time of
+ * each side's row; at equal times, the op of the user whose id sorts first),
+ * and a request that finds the peer's side asking the caller in return makes
+ * them friends on both sides (that side turns yes and sends its accept
+ * back). A side whose user is not loaded at its home is written as it comes.
  */
 #include "engine/chat/friend.h"
 
@@ -26,9 +36,15 @@
 struct frow {
     struct fwd *f; /* the op: f->user acted on f->req.user (f->extra: its time) */
     bool own;      /* the caller's side; else the peer's */
+    bool skip;     /* a peer's side older than the row there: only its pending record goes */
+    bool mutual;   /* a peer's side that turned yes (crossed requests): sends its accept back */
     uint8_t state;
-    uint64_t gen; /* order of staging on this shard (0: never staged) */
+    uint8_t before; /* the side's state before (SIDE_UNKNOWN: not loaded) */
+    uint64_t ts;    /* the row's time: the op's, or a new one when mutual */
+    uint64_t gen;   /* order of staging on this shard (0: never staged) */
 };
+
+#define SIDE_UNKNOWN 0xffu
 
 /*
  * Per row key (user|peer) with rows in flight or one waiting to be written
@@ -74,29 +90,9 @@ static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_
     if (!u)
         return;
     struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
-    if (state == FRIEND_NONE && u->state == U_LOADING) {
-        /* kept as a FRIEND_NONE mark, so that the friend rows being read
-         * (older than this) do not bring the pair back; gone once loaded */
-        if (!f && (f = calloc(1, sizeof(*f))) && !map_put(&u->friends, peer.p, peer.len, f)) {
-            free(f);
-            f = NULL;
-        }
-        if (f) {
-            free(f->note);
-            f->note = NULL;
-            f->state = FRIEND_NONE;
-            f->ts = ts;
-        }
-        return;
-    }
-    if (state == FRIEND_NONE) {
-        if (f) {
-            map_del(&u->friends, peer.p, peer.len);
-            free(f->note);
-            free(f);
-        }
-        return;
-    }
+    /* A removal is kept as a FRIEND_NONE mark with its time while the user
+     * is here: friend rows being read (older than it) do not bring the pair
+     * back, and an op of the peer's crossing it is checked against its time. */
     if (!f) {
         f = calloc(1, sizeof(*f));
         if (!f || !map_put(&u->friends, peer.p, peer.len, f)) {
@@ -146,6 +142,11 @@ static void fkey_release(struct chat *c, const struct frow *w)
     }
 }
 
+static int key_pending(struct buf *k, struct strv peer, struct strv user, uint64_t ts)
+{
+    return stg_key_friend_pending(k, peer.p, peer.len, user.p, user.len, ts);
+}
+
 static void row_free(struct frow *w)
 {
     free(w->f);
@@ -158,9 +159,7 @@ static void run_waiting(struct chat *c, const struct frow *w);
  * by its caller and time (the same for both sides' rows). */
 static int pending_key(struct buf *k, const struct frow *w)
 {
-    const struct fwd *f = w->f;
-    return stg_key_friend_pending(k, f->req.user.p, f->req.user.len, f->user.p, f->user.len,
-                                  f->extra);
+    return key_pending(k, w->f->req.user, w->f->user, w->f->extra);
 }
 
 /* A peer's side w is dropped, replaced by a newer row of its pair: its
@@ -220,11 +219,17 @@ static int pending_stage(struct chat *c, struct stg_batch *b, const struct frow 
     int rc = pending_key(&k, w);
     if (rc == 0 && !w->own) {
         rc = stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
-    } else if (rc == 0) {
+        /* the accept a mutual side sends back: the record of the other side */
+        if (rc == 0 && w->mutual) {
+            buf_reset(&k);
+            rc = key_pending(&k, w->f->user, w->f->req.user, w->ts);
+        }
+    }
+    if (rc == 0 && (w->own || w->mutual)) {
         uint8_t st = peer_state(w->state);
         bool asked = st == FRIEND_ASKING;
         struct friend_rec fr = {.state = st,
-                                .ts = w->f->extra,
+                                .ts = w->ts,
                                 .note = asked ? w->f->req.note : (struct strv){"", 0},
                                 .run = c->env.cfg->run_id};
         buf_reset(&c->vb);
@@ -245,10 +250,10 @@ static int row_stage(struct chat *c, struct frow *w)
     struct stg_batch *b = io_batch(c);
     struct fkey *k = b ? fkey_of(c, w, true) : NULL;
     int rc = k ? 0 : -ENOMEM;
-    if (rc == 0) {
+    if (rc == 0 && !w->skip) {
         /* a removal stays as a FRIEND_NONE row with its time until the user's
          * next load, so that a pending side older than it is not replayed */
-        struct friend_rec fr = {.state = w->state, .ts = w->f->extra, .note = row_note(w)};
+        struct friend_rec fr = {.state = w->state, .ts = w->ts, .note = row_note(w)};
         buf_reset(&c->vb);
         rc = val_friend_encode(&c->vb, &fr);
         if (rc == 0)
@@ -282,12 +287,29 @@ static void push(struct chat *c, struct strv user, const char *event, struct str
     buf_reset(&c->fb);
 }
 
+/* The accept of a mutual side w, to the other side's home. */
+static void send_accept_back(struct chat *c, const struct frow *w)
+{
+    struct strv user = row_user(w), peer = row_peer(w);
+    struct req q = {.op = OP_FRIEND_ACCEPT, .user = peer};
+    struct fwd *pf = fwd_new(&q, user, (struct strv){"", 0}, (struct strv){"", 0}, 0, c->env.shard);
+    if (pf)
+        pf->extra = w->ts;
+    if (!pf || xfer_send(c, xfer_home(c, peer), XK_FRIEND, 0, pf) < 0) {
+        free(pf);
+        log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)peer.len, peer.p, (int)user.len,
+                  user.p);
+    }
+}
+
 /* w is durable: apply and announce it. */
 static void row_announce(struct chat *c, struct frow *w)
 {
     struct fwd *f = w->f;
     struct strv user = row_user(w), peer = row_peer(w);
-    mem_apply(c, user, peer, w->state, f->extra, row_note(w));
+    if (w->skip)
+        return;
+    mem_apply(c, user, peer, w->state, w->ts, row_note(w));
     if (w->own) {
         chat_reply_ok(c, f->conn, f->req.id);
         if (w->state == FRIEND_YES)
@@ -305,6 +327,10 @@ static void row_announce(struct chat *c, struct frow *w)
         }
         return;
     }
+    if (w->mutual)
+        send_accept_back(c, w);
+    if (w->state == w->before)
+        return; /* e.g. the accept of a side that turned yes by itself */
     if (w->state == FRIEND_ASKING)
         push(c, user, "request", peer, f->req.note, true);
     else if (w->state == FRIEND_YES)
@@ -314,6 +340,7 @@ static void row_announce(struct chat *c, struct frow *w)
 }
 
 static void own_op(struct chat *c, struct fwd *f);
+static void peer_op(struct chat *c, struct fwd *f);
 
 /* Run the ops that waited for the pair of w while nothing of it is pending. */
 static void run_waiting(struct chat *c, const struct frow *w)
@@ -326,7 +353,10 @@ static void run_waiting(struct chat *c, const struct frow *w)
             k->qtail = NULL;
         k->qlen--;
         f->next = NULL;
-        own_op(c, f);
+        if (f->friend_peer)
+            peer_op(c, f);
+        else
+            own_op(c, f);
     }
 }
 
@@ -517,6 +547,8 @@ static void own_op(struct chat *c, struct fwd *f)
         w->f = f;
         w->own = true;
         w->state = mine;
+        w->before = cur;
+        w->ts = now;
         rc = row_stage(c, w);
         if (rc < 0) {
             io_poison(c);
@@ -570,14 +602,14 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
     own_op(c, f);
 }
 
-void friend_on_peer(struct chat *c, struct fwd *f)
+/* The peer's side of f, checked against that side as it is written. */
+static void peer_op(struct chat *c, struct fwd *f)
 {
-    if (f->extra > c->home.friend_ts_last)
-        c->home.friend_ts_last = f->extra; /* ops here come after this one */
+    struct strv me = f->req.user, actor = f->user;
     struct frow *w = calloc(1, sizeof(*w));
     if (!w) {
-        log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)f->req.user.len, f->req.user.p,
-                  (int)f->user.len, f->user.p);
+        log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)me.len, me.p, (int)actor.len,
+                  actor.p);
         free(f);
         return;
     }
@@ -585,10 +617,55 @@ void friend_on_peer(struct chat *c, struct fwd *f)
     w->state = f->req.op == OP_FRIEND_REQUEST  ? FRIEND_ASKING
                : f->req.op == OP_FRIEND_ACCEPT ? FRIEND_YES
                                                : FRIEND_NONE;
+    w->ts = f->extra;
+    w->before = SIDE_UNKNOWN;
+    struct user *u = home_user(c, me);
+    if (u && u->state == U_READY) {
+        const struct ufriend *uf = map_get(&u->friends, actor.p, actor.len);
+        uint8_t cur = uf ? uf->state : FRIEND_NONE;
+        uint64_t ts = uf ? uf->ts : 0;
+        w->before = cur;
+        if (f->req.op == OP_FRIEND_REQUEST && cur == FRIEND_ASKED) {
+            /* they asked each other: friends, from a time after both */
+            uint64_t now = chat_now(c);
+            if (now <= c->home.friend_ts_last)
+                now = c->home.friend_ts_last + 1;
+            if (now <= ts)
+                now = ts + 1;
+            c->home.friend_ts_last = now;
+            w->state = FRIEND_YES;
+            w->mutual = true;
+            w->ts = now;
+        } else if (f->extra < ts || (f->extra == ts && strv_cmp(actor, me) > 0)) {
+            /* the row here is of a later op (at the same time, a row of this
+             * user's own op: the id sorting first wins at both homes) */
+            w->skip = true;
+        }
+    }
     if (row_stage(c, w) < 0) {
         io_poison(c);
         row_park(c, w); /* written at the next tick, like a failed write */
     }
+}
+
+void friend_on_peer(struct chat *c, struct fwd *f)
+{
+    if (f->extra > c->home.friend_ts_last)
+        c->home.friend_ts_last = f->extra; /* ops here come after this one */
+    /* after the rows of the pair in flight here: checked against their outcome */
+    struct fkey *k = key_of(c, f->req.user, f->user) == 0 ? fkey_at(c, false) : NULL;
+    if (k && (k->inflight || k->parked || k->qhead)) {
+        f->friend_peer = true;
+        f->next = NULL;
+        if (k->qtail)
+            k->qtail->next = f;
+        else
+            k->qhead = f;
+        k->qtail = f;
+        k->qlen++; /* not bounded: its caller's side is written already */
+        return;
+    }
+    peer_op(c, f);
 }
 
 /* Whether res holds a pending record of peer. */

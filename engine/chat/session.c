@@ -252,19 +252,7 @@ static void user_loaded(struct chat *c, struct user *u)
 {
     u->state = U_READY;
     map_deinit(&u->gone);
-    friend_replay(c, u);
-    /* the marks of friends removed have done their work */
-    struct map_iter it;
-    struct map_node *n;
-    map_iter_init(&it, &u->friends);
-    while ((n = map_next(&it))) {
-        struct ufriend *f = n->val;
-        if (f->state == FRIEND_NONE) {
-            map_del(&u->friends, n->key, n->klen);
-            free(f->note);
-            free(f);
-        }
-    }
+    friend_replay(c, u); /* the marks of friends removed stay: see friend.c */
     for (struct session *s = u->sessions; s; s = s->next)
         if (s->state == S_WAIT_USER)
             session_start(c, s);

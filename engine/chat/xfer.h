@@ -60,6 +60,7 @@ struct fwd {
     bool dd_stale; /* a record left memory while the lookup ran: a miss reads again */
     uint64_t dd_seq, dd_ts;
     bool not_friends; /* a direct send the home refused: answered so unless it is a retry */
+    bool friend_peer; /* a friend op for the peer's side, waiting at the peer's home */
     uint64_t extra;   /* op-specific (e.g. the recall target's ts) */
     void *extra_ptr;
     _Alignas(8) char data[]; /* the users array comes first */

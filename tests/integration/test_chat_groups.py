@@ -227,6 +227,65 @@ def test_friends_and_dm_policy():
         assert a.push("friend")["event"] == "added"
         expect_ok(a.send_message(to="bill", body="again"))
 
+def friend_view(c, peer):
+    """What c's friend.list says of peer: friend, request (from peer) or none."""
+    lst = expect_ok(c.request("friend.list"))
+    if any(f["user"] == peer for f in lst["friends"]):
+        return "friend"
+    return "request" if any(r["from"] == peer for r in lst["requests"]) else "none"
+
+
+def crossing(c1, op1, c2, op2):
+    """Two friend ops sent at the same moment from two users; both answers."""
+    c1.send({"op": op1[0], "id": 900, "user": op1[1]})
+    c2.send({"op": op2[0], "id": 900, "user": op2[1]})
+    return c1.reply(900), c2.reply(900)
+
+
+def test_crossing_friend_ops_leave_both_sides_agreeing():
+    """Friend ops of the two users of a pair made at the same moment (each
+    home decides before the other's op arrives) end the same on both sides,
+    also after a restart: two requests make them friends; an accept and a
+    withdrawal end as one or the other on both sides; two removals, none."""
+    for shards in (1, 2):
+        with Server(shards=shards, args=["--dm-policy", "friends"]) as srv:
+            pairs = []
+            for k in range(6):
+                ua, ub = "cra%d" % k, "crb%d" % k
+                a, b = srv.login(ua), srv.login(ub)
+                # both ask at once: friends on both sides, told so
+                ra, rb = crossing(a, ("friend.request", ub), b, ("friend.request", ua))
+                assert ra["op"] == rb["op"] == "ok", (ra, rb)
+                rptest.wait_until(lambda: friend_view(a, ub) == friend_view(b, ua) == "friend",
+                                  what="crossing requests make friends (%s)" % ua)
+                for c, peer in ((a, ub), (b, ua)):
+                    got = [p for p in c.drain(0.3) if p.get("op") == "friend"]
+                    assert {"op": "friend", "event": "added", "user": peer} in got, got
+                expect_ok(a.send_message(to=ub, body="hi"))
+                expect_ok(b.send_message(to=ua, body="hi"))
+                # both remove at once: none on both sides
+                ra, rb = crossing(a, ("friend.remove", ub), b, ("friend.remove", ua))
+                time.sleep(0.2)
+                assert friend_view(a, ub) == friend_view(b, ua) == "none", (ra, rb)
+                # an accept and a withdrawal at once: the same on both sides
+                expect_ok(a.request("friend.request", user=ub))
+                rptest.wait_until(lambda: friend_view(b, ua) == "request", what="the request")
+                ra, rb = crossing(a, ("friend.remove", ub), b, ("friend.accept", ua))
+                assert ra["op"] == rb["op"] == "ok", (ra, rb)
+                time.sleep(0.2)
+                va, vb = friend_view(a, ub), friend_view(b, ua)
+                assert va == vb and va in ("friend", "none"), (va, vb)
+                pairs.append((ua, ub, va))
+                a.close()
+                b.close()
+            srv.restart()
+            for ua, ub, view in pairs:
+                a, b = srv.login(ua), srv.login(ub)
+                assert friend_view(a, ub) == friend_view(b, ua) == view, (ua, view)
+                a.close()
+                b.close()
+
+
 def test_generated_group_ids_cannot_be_guessed():
     """A group.create without an id gets one of the documented shape whose
     last part no one can work out from the ids before it (it differs between
