@@ -175,6 +175,28 @@ static bool only_space(const char *p, const char *end)
 
 /* A JSON object: valid UTF-8 (RFC 8259), one value and nothing after it, no
  * NUL anywhere (raw, which JSON never allows, or escaped in a string). */
+/*
+ * Whether a member name of o appears twice. JSON parsers disagree on which
+ * of two equal names counts (cJSON takes the first, client frames here the
+ * last), so a proxy that checked one could pass the other: such a body is
+ * refused. Bodies have a handful of members; past ROUTE_MAX_MEMBERS the body
+ * is refused too, which bounds this quadratic walk.
+ */
+#define ROUTE_MAX_MEMBERS 64
+
+static const char *members_refused(const cJSON *o)
+{
+    unsigned n = 0;
+    for (const cJSON *a = o->child; a; a = a->next, n++) {
+        if (n >= ROUTE_MAX_MEMBERS)
+            return "the object has too many members";
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return "a name appears twice in the object";
+    }
+    return NULL;
+}
+
 static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
 {
     if (!body || len == 0) {
@@ -194,6 +216,12 @@ static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
     if (!o || !cJSON_IsObject(o) || !end || !only_space(end, (const char *)body + len)) {
         cJSON_Delete(o);
         *why = "the body is not a JSON object";
+        return NULL;
+    }
+    const char *refused = members_refused(o);
+    if (refused) {
+        cJSON_Delete(o);
+        *why = refused;
         return NULL;
     }
     return o;

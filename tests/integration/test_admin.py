@@ -222,6 +222,17 @@ def test_bad_requests_400():
         for body in bad_messages:
             status, resp = srv.admin("POST", "/v1/messages", body=body)
             expect_error_body(status, resp, 400, "bad_request")
+        # A name twice (parsers disagree on which counts), or too many members.
+        twice = (b'{"from":"alice","from":"mallory","to":"b","type":"text","body":"x",'
+                 b'"cmid":"dup-name"}')
+        many = json.dumps(dict({"from": "a", "to": "b", "type": "text", "body": "x",
+                                "cmid": "many"}, **{"k%d" % i: i for i in range(64)})).encode()
+        for raw in (twice, many):
+            r = Raw(srv)
+            r.send(req("POST", "/v1/messages", srv.admin_key, body=raw))
+            status, _, body = r.response()
+            expect_error_body(status, json.loads(body), 400, "bad_request")
+            r.close()
         # Not JSON at all.
         r = Raw(srv)
         r.send(req("POST", "/v1/backup", srv.admin_key, body=b"{not json"))
