@@ -6,12 +6,12 @@
  * Each side lives at its user's home. An op is checked against its caller's
  * side, written there, then sent to the peer's home for the other side. Two
  * ops of a pair made at the same moment at the two homes each reach the
- * other side after that side's own op, so the sides are not simply
- * overwritten there: the op with the later time wins on both (the time of
- * each side's row; at equal times, the op of the user whose id sorts first),
- * and a request that finds the peer's side asking the caller in return makes
- * them friends on both sides (that side turns yes and sends its accept
- * back). A side whose user is not loaded at its home is written as it comes.
+ * other side after that side's own op, so the peer's side is not simply
+ * overwritten: every op sets both sides (its caller's state and the matching
+ * one), and on each side the op with the later time wins (the time of the
+ * side's row; at equal times, the op of the user whose id sorts first).
+ * Both sides so end with the same op's states. A side whose user is not
+ * loaded at its home is written as it comes.
  */
 #include "engine/chat/friend.h"
 
@@ -37,10 +37,8 @@ struct frow {
     struct fwd *f; /* the op: f->user acted on f->req.user (f->extra: its time) */
     bool own;      /* the caller's side; else the peer's */
     bool skip;     /* a peer's side older than the row there: only its pending record goes */
-    bool mutual;   /* a peer's side that turned yes (crossed requests): sends its accept back */
     uint8_t state;
     uint8_t before; /* the side's state before (SIDE_UNKNOWN: not loaded) */
-    uint64_t ts;    /* the row's time: the op's, or a new one when mutual */
     uint64_t gen;   /* order of staging on this shard (0: never staged) */
 };
 
@@ -61,7 +59,8 @@ struct fkey {
     /* the pair's user's own ops waiting for the rows above: each is checked
      * against durable state only, so its answer is exact */
     struct fwd *qhead, *qtail;
-    uint32_t qlen;
+    uint32_t qlen;     /* of the user's own ops */
+    struct fwd *qpeer; /* the newest op of the peer waiting in the queue, if any */
 };
 
 #define FRIEND_QUEUE_MAX 64u /* ops waiting per pair */
@@ -219,17 +218,11 @@ static int pending_stage(struct chat *c, struct stg_batch *b, const struct frow 
     int rc = pending_key(&k, w);
     if (rc == 0 && !w->own) {
         rc = stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
-        /* the accept a mutual side sends back: the record of the other side */
-        if (rc == 0 && w->mutual) {
-            buf_reset(&k);
-            rc = key_pending(&k, w->f->user, w->f->req.user, w->ts);
-        }
-    }
-    if (rc == 0 && (w->own || w->mutual)) {
+    } else if (rc == 0) {
         uint8_t st = peer_state(w->state);
         bool asked = st == FRIEND_ASKING;
         struct friend_rec fr = {.state = st,
-                                .ts = w->ts,
+                                .ts = w->f->extra,
                                 .note = asked ? w->f->req.note : (struct strv){"", 0},
                                 .run = c->env.cfg->run_id};
         buf_reset(&c->vb);
@@ -253,7 +246,7 @@ static int row_stage(struct chat *c, struct frow *w)
     if (rc == 0 && !w->skip) {
         /* a removal stays as a FRIEND_NONE row with its time until the user's
          * next load, so that a pending side older than it is not replayed */
-        struct friend_rec fr = {.state = w->state, .ts = w->ts, .note = row_note(w)};
+        struct friend_rec fr = {.state = w->state, .ts = w->f->extra, .note = row_note(w)};
         buf_reset(&c->vb);
         rc = val_friend_encode(&c->vb, &fr);
         if (rc == 0)
@@ -287,21 +280,6 @@ static void push(struct chat *c, struct strv user, const char *event, struct str
     buf_reset(&c->fb);
 }
 
-/* The accept of a mutual side w, to the other side's home. */
-static void send_accept_back(struct chat *c, const struct frow *w)
-{
-    struct strv user = row_user(w), peer = row_peer(w);
-    struct req q = {.op = OP_FRIEND_ACCEPT, .user = peer};
-    struct fwd *pf = fwd_new(&q, user, (struct strv){"", 0}, (struct strv){"", 0}, 0, c->env.shard);
-    if (pf)
-        pf->extra = w->ts;
-    if (!pf || xfer_send(c, xfer_home(c, peer), XK_FRIEND, 0, pf) < 0) {
-        free(pf);
-        log_error("chat_friend_lost", "user=%.*s peer=%.*s", (int)peer.len, peer.p, (int)user.len,
-                  user.p);
-    }
-}
-
 /* w is durable: apply and announce it. */
 static void row_announce(struct chat *c, struct frow *w)
 {
@@ -309,7 +287,7 @@ static void row_announce(struct chat *c, struct frow *w)
     struct strv user = row_user(w), peer = row_peer(w);
     if (w->skip)
         return;
-    mem_apply(c, user, peer, w->state, w->ts, row_note(w));
+    mem_apply(c, user, peer, w->state, f->extra, row_note(w));
     if (w->own) {
         chat_reply_ok(c, f->conn, f->req.id);
         if (w->state == FRIEND_YES)
@@ -327,10 +305,8 @@ static void row_announce(struct chat *c, struct frow *w)
         }
         return;
     }
-    if (w->mutual)
-        send_accept_back(c, w);
-    if (w->state == w->before)
-        return; /* e.g. the accept of a side that turned yes by itself */
+    if (w->state == w->before && w->state != FRIEND_ASKING)
+        return; /* e.g. a removal crossing this user's own: told once */
     if (w->state == FRIEND_ASKING)
         push(c, user, "request", peer, f->req.note, true);
     else if (w->state == FRIEND_YES)
@@ -351,12 +327,14 @@ static void run_waiting(struct chat *c, const struct frow *w)
         k->qhead = f->next;
         if (!k->qhead)
             k->qtail = NULL;
-        k->qlen--;
         f->next = NULL;
-        if (f->friend_peer)
+        if (f->friend_peer) {
+            k->qpeer = NULL;
             peer_op(c, f);
-        else
+        } else {
+            k->qlen--;
             own_op(c, f);
+        }
     }
 }
 
@@ -548,7 +526,6 @@ static void own_op(struct chat *c, struct fwd *f)
         w->own = true;
         w->state = mine;
         w->before = cur;
-        w->ts = now;
         rc = row_stage(c, w);
         if (rc < 0) {
             io_poison(c);
@@ -602,6 +579,28 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
     own_op(c, f);
 }
 
+/*
+ * Whether an op of actor made at time ts wins over the row of me's side
+ * written at row_ts. At equal times that row is of me's own op (a user's
+ * ops have times that grow): the op of the user whose id sorts first wins,
+ * which both homes decide alike.
+ */
+static bool peer_op_newer(uint64_t ts, struct strv actor, uint64_t row_ts, struct strv me)
+{
+    return ts > row_ts || (ts == row_ts && strv_cmp(actor, me) < 0);
+}
+
+/* A peer's op f that will not be written: its pending record goes. */
+static void pending_drop(struct chat *c, const struct fwd *f)
+{
+    struct stg_batch *b = io_batch(c);
+    struct buf k;
+    buf_init(&k);
+    if (b && key_pending(&k, f->req.user, f->user, f->extra) == 0)
+        stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
+    buf_deinit(&k); /* without a batch the record stays: the next load drops it */
+}
+
 /* The peer's side of f, checked against that side as it is written. */
 static void peer_op(struct chat *c, struct fwd *f)
 {
@@ -617,30 +616,12 @@ static void peer_op(struct chat *c, struct fwd *f)
     w->state = f->req.op == OP_FRIEND_REQUEST  ? FRIEND_ASKING
                : f->req.op == OP_FRIEND_ACCEPT ? FRIEND_YES
                                                : FRIEND_NONE;
-    w->ts = f->extra;
     w->before = SIDE_UNKNOWN;
     struct user *u = home_user(c, me);
     if (u && u->state == U_READY) {
         const struct ufriend *uf = map_get(&u->friends, actor.p, actor.len);
-        uint8_t cur = uf ? uf->state : FRIEND_NONE;
-        uint64_t ts = uf ? uf->ts : 0;
-        w->before = cur;
-        if (f->req.op == OP_FRIEND_REQUEST && cur == FRIEND_ASKED) {
-            /* they asked each other: friends, from a time after both */
-            uint64_t now = chat_now(c);
-            if (now <= c->home.friend_ts_last)
-                now = c->home.friend_ts_last + 1;
-            if (now <= ts)
-                now = ts + 1;
-            c->home.friend_ts_last = now;
-            w->state = FRIEND_YES;
-            w->mutual = true;
-            w->ts = now;
-        } else if (f->extra < ts || (f->extra == ts && strv_cmp(actor, me) > 0)) {
-            /* the row here is of a later op (at the same time, a row of this
-             * user's own op: the id sorting first wins at both homes) */
-            w->skip = true;
-        }
+        w->before = uf ? uf->state : FRIEND_NONE;
+        w->skip = uf && !peer_op_newer(f->extra, actor, uf->ts, me);
     }
     if (row_stage(c, w) < 0) {
         io_poison(c);
@@ -656,13 +637,33 @@ void friend_on_peer(struct chat *c, struct fwd *f)
     struct fkey *k = key_of(c, f->req.user, f->user) == 0 ? fkey_at(c, false) : NULL;
     if (k && (k->inflight || k->parked || k->qhead)) {
         f->friend_peer = true;
+        struct fwd *q = k->qpeer;
+        if (q && f->extra <= q->extra) {
+            pending_drop(c, f); /* it would lose to the one waiting */
+            free(f);
+            return;
+        }
+        if (q) {
+            /* the one waiting would lose to f: f takes its place */
+            struct fwd **pp = &k->qhead;
+            while (*pp != q)
+                pp = &(*pp)->next;
+            *pp = f;
+            f->next = q->next;
+            if (k->qtail == q)
+                k->qtail = f;
+            k->qpeer = f;
+            pending_drop(c, q);
+            free(q);
+            return;
+        }
         f->next = NULL;
         if (k->qtail)
             k->qtail->next = f;
         else
             k->qhead = f;
         k->qtail = f;
-        k->qlen++; /* not bounded: its caller's side is written already */
+        k->qpeer = f;
         return;
     }
     peer_op(c, f);
@@ -725,7 +726,7 @@ void friend_replay(struct chat *c, struct user *u)
             r.run == c->env.cfg->run_id || pair_busy(c, me, peer))
             continue;
         struct ufriend *cur = map_get(&u->friends, peer.p, peer.len);
-        bool stale = cur ? cur->ts >= ts : r.state == FRIEND_NONE;
+        bool stale = cur ? !peer_op_newer(ts, peer, cur->ts, me) : r.state == FRIEND_NONE;
         if (newest && !stale) {
             struct req q = {.op = r.state == FRIEND_ASKING ? OP_FRIEND_REQUEST
                                   : r.state == FRIEND_YES  ? OP_FRIEND_ACCEPT

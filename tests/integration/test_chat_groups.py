@@ -245,24 +245,52 @@ def crossing(c1, op1, c2, op2):
 def test_crossing_friend_ops_leave_both_sides_agreeing():
     """Friend ops of the two users of a pair made at the same moment (each
     home decides before the other's op arrives) end the same on both sides,
-    also after a restart: two requests make them friends; an accept and a
-    withdrawal end as one or the other on both sides; two removals, none."""
+    also after a restart: of two requests the later stands; an accept and a
+    withdrawal end as one or the other on both sides; two removals, none; a
+    request repeated with a new note is pushed again."""
     for shards in (1, 2):
         with Server(shards=shards, args=["--dm-policy", "friends"]) as srv:
             pairs = []
             for k in range(6):
                 ua, ub = "cra%d" % k, "crb%d" % k
                 a, b = srv.login(ua), srv.login(ub)
-                # both ask at once: friends on both sides, told so
+                # both ask at once: the later request stands on both sides
+                # (one has a request from the other), which its peer accepts
                 ra, rb = crossing(a, ("friend.request", ub), b, ("friend.request", ua))
                 assert ra["op"] == rb["op"] == "ok", (ra, rb)
+                rptest.wait_until(lambda: sorted((friend_view(a, ub), friend_view(b, ua))) ==
+                                  ["none", "request"], what="one request stands (%s)" % ua)
+                asked, asker = (a, ub) if friend_view(a, ub) == "request" else (b, ua)
+                expect_ok(asked.request("friend.accept", user=asker))
                 rptest.wait_until(lambda: friend_view(a, ub) == friend_view(b, ua) == "friend",
-                                  what="crossing requests make friends (%s)" % ua)
+                                  what="friends after the accept (%s)" % ua)
                 for c, peer in ((a, ub), (b, ua)):
                     got = [p for p in c.drain(0.3) if p.get("op") == "friend"]
                     assert {"op": "friend", "event": "added", "user": peer} in got, got
                 expect_ok(a.send_message(to=ub, body="hi"))
                 expect_ok(b.send_message(to=ua, body="hi"))
+                # a request and its withdrawal crossing the peer's request
+                expect_ok(a.request("friend.remove", user=ub))
+                b.send({"op": "friend.request", "id": 901, "user": ua})
+                b.send({"op": "friend.remove", "id": 902, "user": ua})
+                expect_ok(a.request("friend.request", user=ub))
+                assert b.reply(901)["op"] == b.reply(902)["op"] == "ok"
+                time.sleep(0.2)
+                va, vb = friend_view(a, ub), friend_view(b, ua)
+                assert (va, vb) in (("none", "none"), ("none", "request")), (va, vb)
+                if vb == "request":
+                    expect_ok(a.request("friend.remove", user=ub))
+                    time.sleep(0.1)
+                # a request again with another note: the peer is told again
+                expect_ok(a.request("friend.request", user=ub, note="one"))
+                expect_ok(a.request("friend.request", user=ub, note="two"))
+                notes = []
+                rptest.wait_until(lambda: notes.extend(
+                    p.get("note") for p in b.drain(0.1) if p.get("op") == "friend") or
+                    "two" in notes, what="the second request's push")
+                expect_ok(b.request("friend.accept", user=ua))
+                rptest.wait_until(lambda: friend_view(a, ub) == friend_view(b, ua) == "friend",
+                                  what="friends again (%s)" % ua)
                 # both remove at once: none on both sides
                 ra, rb = crossing(a, ("friend.remove", ub), b, ("friend.remove", ua))
                 time.sleep(0.2)

@@ -1,0 +1,129 @@
+/*
+ * Friend ops of a pair's two users that cross (each decided at its user's
+ * home before the other's op arrived there) end the same on both sides:
+ * live and after a crash that lost both forwards, also when the two ops
+ * have the same time; and ops of one user waiting at the peer's home behind
+ * a side that could not be written do not take the peer's own room.
+ */
+#include "harness.h"
+
+#include "engine/chat/core.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static void op(int conn, int kind, uint32_t id, const char *user, bool settle)
+{
+    struct req r = h_req(kind, id);
+    r.user = strv_c(user);
+    if (settle)
+        h_request(conn, &r);
+    else
+        h_request_nosettle(conn, &r);
+}
+
+/* "friend", "request" (from peer) or "none": what conn's friend.list says of peer */
+static const char *view(int conn, uint32_t id, const char *peer)
+{
+    struct req r = h_req(OP_FRIEND_LIST, id);
+    h_request(conn, &r);
+    const msgpack_object *rep = h_reply(conn, id);
+    const msgpack_object *f = h_get(rep, "friends"), *q = h_get(rep, "requests");
+    for (uint32_t i = 0; f && i < f->via.array.size; i++)
+        if (h_is_str(&f->via.array.ptr[i], "user", peer))
+            return "friend";
+    for (uint32_t i = 0; q && i < q->via.array.size; i++)
+        if (h_is_str(&q->via.array.ptr[i], "from", peer))
+            return "request";
+    return "none";
+}
+
+/* Two users with different homes. */
+static void pair(const char *pa, const char *pb, char *a, char *b)
+{
+    for (int i = 0;; i++) {
+        snprintf(a, 32, "%s%d", pa, i);
+        snprintf(b, 32, "%s%d", pb, i);
+        if (h_home(a) != h_home(b))
+            return;
+    }
+}
+
+/* a withdraws its request while b accepts it, both ops at the same
+ * millisecond; the forwards wait (and, with crash, are lost with a stop) */
+static void test_crossing_at_the_same_time(bool crash)
+{
+    char a[32], b[32];
+    pair(crash ? "tca" : "tla", crash ? "tcb" : "tlb", a, b);
+    int ca = h_hello(a, "d", false), cb = h_hello(b, "d", false);
+    op(ca, OP_FRIEND_REQUEST, 1, b, true);
+    h_drain(ca);
+    h_drain(cb);
+    CHECK(strcmp(view(cb, 2, a), "request") == 0);
+    h_now += 1000; /* both ops get exactly h_now as their time */
+    h_hold_xmsgs[0] = h_hold_xmsgs[1] = true;
+    op(ca, OP_FRIEND_REMOVE, 3, b, false);
+    op(cb, OP_FRIEND_ACCEPT, 4, a, false);
+    h_settle();
+    CHECK(h_is_ok(h_reply(ca, 3)) && h_is_ok(h_reply(cb, 4)));
+    if (crash) {
+        h_stop_abrupt(); /* the pending records stay, the forwards are gone */
+        h_now += 1000;
+        h_start(dir, true);
+        h_hold_xmsgs[0] = h_hold_xmsgs[1] = false;
+        ca = h_hello(a, "d", false);
+        cb = h_hello(b, "d", false);
+    } else {
+        h_hold_xmsgs[0] = h_hold_xmsgs[1] = false;
+        h_release_xmsgs();
+    }
+    const char *va = view(ca, 10, b), *vb = view(cb, 11, a);
+    CHECK(strcmp(va, vb) == 0 && (strcmp(va, "friend") == 0 || strcmp(va, "none") == 0));
+    h_close(ca);
+    h_close(cb);
+}
+
+/* a's side of b is parked (its write failed) at b's home; 400 ops of a
+ * follow; b's own accept waits with them instead of being refused, and once
+ * the side is written everything ends the same on both sides */
+static void test_peer_ops_behind_a_parked_side(void)
+{
+    char a[32], b[32];
+    pair("qa", "qb", a, b);
+    int ca = h_hello(a, "d", false), cb = h_hello(b, "d", false);
+    h_hold_writes = true;
+    op(ca, OP_FRIEND_REQUEST, 1, b, true);
+    h_fail_writes = 1; /* the first write released is b's side: parked */
+    h_release_writes();
+    CHECK(h_is_ok(h_reply(ca, 1)));
+    uint32_t id = 100;
+    for (int i = 0; i < 200; i++) {
+        op(ca, OP_FRIEND_REMOVE, id++, b, true);
+        op(ca, OP_FRIEND_REQUEST, id++, b, true);
+    }
+    for (uint32_t i = 100; i < id; i++)
+        CHECK(h_is_ok(h_reply(ca, i)));
+    CHECK(strcmp(view(cb, 8, a), "none") == 0); /* nothing of a's written at b's home yet */
+    op(cb, OP_FRIEND_ACCEPT, 9, a, true);
+    CHECK(h_reply(cb, 9) == NULL); /* waits behind the parked side, not refused */
+    chat_on_tick(h_chat(h_home(b)));
+    h_settle();
+    CHECK(h_is_ok(h_reply(cb, 9))); /* a's last op was a request */
+    CHECK(strcmp(view(ca, 20, b), "friend") == 0 && strcmp(view(cb, 21, a), "friend") == 0);
+    h_close(ca);
+    h_close(cb);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/rp_test_friend_race.%d", (int)getpid());
+    h_start(dir, false);
+    test_crossing_at_the_same_time(false);
+    test_crossing_at_the_same_time(true);
+    test_peer_ops_behind_a_parked_side();
+    h_stop();
+    return h_finish(dir);
+}
