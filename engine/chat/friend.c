@@ -81,7 +81,40 @@ static struct strv row_note(const struct frow *w)
     return asked ? w->f->req.note : (struct strv){"", 0};
 }
 
-/* Update a loaded user's friend of peer to state (FRIEND_NONE removes). */
+/*
+ * A removal is kept as a FRIEND_NONE mark with its time while the user is
+ * here: friend rows being read (older than it) do not bring the pair back,
+ * and an op of the peer's crossing it is checked against its time. Such a
+ * race lasts milliseconds, so marks older than FRIEND_MARK_KEEP_MS go once
+ * the user's entries pass HOME_FRIENDS_MAX (and then each MARKS_SLACK more),
+ * which keeps a long-lived user who removes or declines all day from
+ * growing without end.
+ */
+#define FRIEND_MARK_KEEP_MS 60000u
+#define MARKS_SLACK         1024u
+
+static void marks_prune(struct chat *c, struct user *u)
+{
+    if (map_count(&u->friends) < u->friends_prune_at || u->state != U_READY)
+        return;
+    uint64_t now = chat_now(c);
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &u->friends);
+    while ((n = map_next(&it))) {
+        struct ufriend *f = n->val;
+        if (f->state == FRIEND_NONE && f->ts + FRIEND_MARK_KEEP_MS < now) {
+            map_del(&u->friends, n->key, n->klen);
+            free(f->note);
+            free(f);
+        }
+    }
+    u->friends_prune_at = map_count(&u->friends) + MARKS_SLACK;
+    if (u->friends_prune_at < HOME_FRIENDS_MAX)
+        u->friends_prune_at = HOME_FRIENDS_MAX;
+}
+
+/* Update a loaded user's friend of peer to state (FRIEND_NONE: a mark). */
 static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_t state,
                       uint64_t ts, struct strv note)
 {
@@ -89,10 +122,8 @@ static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_
     if (!u)
         return;
     struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
-    /* A removal is kept as a FRIEND_NONE mark with its time while the user
-     * is here: friend rows being read (older than it) do not bring the pair
-     * back, and an op of the peer's crossing it is checked against its time. */
     if (!f) {
+        marks_prune(c, u);
         f = calloc(1, sizeof(*f));
         if (!f || !map_put(&u->friends, peer.p, peer.len, f)) {
             free(f);

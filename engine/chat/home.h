@@ -120,9 +120,10 @@ struct user {
     uint32_t nsessions;
     uint8_t state;
     uint8_t idlen;
-    bool friends_cut; /* a friend read at load stopped at its limit */
-    bool swept;       /* loaded for the friend sweep (friend.h), which holds a reference */
-    char id[];        /* idlen bytes and a NUL */
+    bool friends_cut;          /* a friend read at load stopped at its limit */
+    bool swept;                /* loaded for the friend sweep (friend.h), which holds a reference */
+    uint32_t friends_prune_at; /* friend.c: entries past which old removal marks go */
+    char id[];                 /* idlen bytes and a NUL */
 };
 
 struct home {

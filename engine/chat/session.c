@@ -497,6 +497,7 @@ static struct user *user_new(struct chat *c, struct strv id)
     map_init(&u->gone);
     map_init(&u->left);
     map_init(&u->friends);
+    u->friends_prune_at = HOME_FRIENDS_MAX;
     if (home_user_add(c, u) < 0) {
         free(u);
         return NULL;

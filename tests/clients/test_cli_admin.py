@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 
 import rptest
@@ -21,19 +20,8 @@ from rptest import Server, expect_ok
 from test_cli import cli, _require_cli
 
 
-class AdminServer(Server):
-    """Ready once the admin port accepts too (it opens apart from the client port)."""
-
-    def wait_ready(self):
-        super().wait_ready()
-
-        def admin_up():
-            try:
-                socket.create_connection((self.host, self.admin_port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        rptest.wait_until(admin_up, timeout=10.0, what="the admin port")
+# Server.wait_ready waits for the admin port too.
+AdminServer = Server
 
 
 def admin_args(srv, *more, key=True):

@@ -21,20 +21,8 @@ from rptest import Server, expect_ok
 REQUEST_TIMEOUT = 5.0  # ADMIN_REQUEST_MS: a request must arrive whole within this
 
 
-class AdminServer(Server):
-    """A Server that is ready once its admin port accepts too (the admin
-    listener opens on shard 0 independently of the client listeners)."""
-
-    def wait_ready(self):
-        super().wait_ready()
-
-        def admin_up():
-            try:
-                socket.create_connection((self.host, self.admin_port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        rptest.wait_until(admin_up, timeout=10.0, what="the admin port")
+# Server.wait_ready waits for the admin port too.
+AdminServer = Server
 
 
 # ---------------------------------------------------------------------------

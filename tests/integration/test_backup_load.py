@@ -16,7 +16,6 @@ acknowledged (no entry with a body other than the one acked for its seq).
 
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -32,19 +31,8 @@ RUN_AFTER = 1.0  # and after its answer
 MAX_PER_SENDER = 3000  # a bound on each sender's loop, whatever the timing
 
 
-class AdminServer(Server):
-    """Ready once the admin port accepts too (it opens apart from the client port)."""
-
-    def wait_ready(self):
-        super().wait_ready()
-
-        def admin_up():
-            try:
-                socket.create_connection((self.host, self.admin_port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        rptest.wait_until(admin_up, timeout=10.0, what="the admin port")
+# Server.wait_ready waits for the admin port too.
+AdminServer = Server
 
 
 class Acks:

@@ -170,21 +170,24 @@ class Server:
         return self
 
     def wait_ready(self):
-        """Wait until the client port accepts connections; raise if the process dies."""
+        """Wait until the client port (and the admin port, when there is one)
+        accept connections; raise if the process dies."""
         deadline = time.monotonic() + self.start_timeout
-        while True:
+        ports = [self.port] + ([self.admin_port] if self.admin_port else [])
+        while ports:
             if self.proc.poll() is not None:
                 self.returncode = self.proc.returncode
                 raise AssertionError("ringpushd exited with %s during start-up:\n%s"
                                      % (self.returncode, self.stderr_tail()))
             try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
-                return
+                socket.create_connection((self.host, ports[0]), timeout=0.5).close()
+                ports.pop(0)
+                continue
             except OSError:
                 pass
             if time.monotonic() >= deadline:
                 raise AssertionError("ringpushd did not accept on port %d within %.0fs:\n%s"
-                                     % (self.port, self.start_timeout, self.stderr_tail()))
+                                     % (ports[0], self.start_timeout, self.stderr_tail()))
             time.sleep(0.05)
 
     def running(self):

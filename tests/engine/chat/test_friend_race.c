@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include "engine/chat/core.h"
+#include "engine/chat/home.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -117,6 +118,41 @@ static void test_peer_ops_behind_a_parked_side(void)
     h_close(cb);
 }
 
+/* A user who asks and then withdraws from 10,100 users keeps a removal mark
+ * of each while here; once its entries pass 10,000 again, the marks older
+ * than a minute go. */
+static void test_old_removal_marks_go(void)
+{
+    const char *x = "marker";
+    int cx = h_hello(x, "d", false);
+    char peer[32];
+    uint32_t id = 1000;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 10100; i++) {
+            snprintf(peer, sizeof(peer), "mk%d", i);
+            op(cx, pass ? OP_FRIEND_REMOVE : OP_FRIEND_REQUEST, id++, peer, false);
+            if (i % 500 == 499) {
+                h_settle();
+                h_drain(cx);
+            }
+        }
+        h_settle();
+        h_drain(cx);
+    }
+    struct user *u = home_user(h_chat(h_home(x)), strv_c(x));
+    CHECK(u && map_count(&u->friends) == 10100); /* all of them marks now */
+    h_now += 100000; /* op times run ahead of a still clock: one ms per op */
+    for (int i = 0; i < 1100; i++) {
+        snprintf(peer, sizeof(peer), "mn%d", i);
+        op(cx, OP_FRIEND_REQUEST, id++, peer, false);
+    }
+    h_settle();
+    h_drain(cx);
+    u = home_user(h_chat(h_home(x)), strv_c(x));
+    CHECK(u && map_count(&u->friends) < 1200);
+    h_close(cx);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_friend_race.%d", (int)getpid());
@@ -124,6 +160,7 @@ int main(void)
     test_crossing_at_the_same_time(false);
     test_crossing_at_the_same_time(true);
     test_peer_ops_behind_a_parked_side();
+    test_old_removal_marks_go();
     h_stop();
     return h_finish(dir);
 }
