@@ -570,8 +570,10 @@ int cli_chat_run(struct opts *o)
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             int r = rp_client_feed(ch.c);
             if (r < 0) {
-                chat_drain(&ch);
-                rc = r == -RP_ECLOSED ? 0 : cli_fail("receive", r);
+                /* after a bye the server closes: a clean end; without one, the
+                 * connection was lost (a connection failure, as for tail) */
+                bool bye = chat_drain(&ch);
+                rc = bye && r == -RP_ECLOSED ? 0 : cli_fail("receive", r);
                 break;
             }
         }

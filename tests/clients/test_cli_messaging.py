@@ -6,6 +6,7 @@ interactive chat, each checked through what the server returns or pushes.
 
 import json
 import os
+import signal
 import subprocess
 
 import rptest
@@ -150,6 +151,33 @@ def test_chat_lines_are_sent():
         assert [m["seq"] for m in got] == [1, 2], got
         assert all(m["from"] == "alice" and m["conv"] == "d:alice:bob" for m in got), got
         assert "error" not in p.stderr, p.stderr
+
+
+def chat_proc(srv, me, peer):
+    e = dict(os.environ)
+    e.pop("RINGPUSH_SECRET", None)
+    return subprocess.Popen([rptest.cli_binary(), "chat", me, peer, "--no-resume"] +
+                            [str(a) for a in srv_args(srv)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+
+def test_chat_ends_0_on_bye_and_1_on_a_lost_connection():
+    """A chat whose server says bye (a shutdown) ends with status 0; one whose
+    connection drops without a bye (the server killed) is a connection
+    failure, status 1, like tail."""
+    _require_cli()
+    for sig, want in ((signal.SIGTERM, 0), (signal.SIGKILL, 1)):
+        srv = Server(shards=1)
+        with srv:
+            bob = srv.login("bob", "phone")
+            chat = chat_proc(srv, "alice", "bob")
+            chat.stdin.write("hello\n")
+            chat.stdin.flush()
+            assert bob.push("msg")["body"] == "hello"  # the chat's session is up
+            srv.stop(sig, timeout=5)
+            out, err = chat.communicate(timeout=10)
+            assert chat.returncode == want, (sig, chat.returncode, out, err)
+            assert want == 0 or "receive" in err, err
 
 
 if __name__ == "__main__":
