@@ -573,7 +573,7 @@ int cli_chat_run(struct opts *o)
                 /* after a bye the server closes: a clean end; without one, the
                  * connection was lost (a connection failure, as for tail) */
                 bool bye = chat_drain(&ch);
-                rc = bye && r == -RP_ECLOSED ? 0 : cli_fail("receive", r);
+                rc = bye ? 0 : cli_fail("receive", r);
                 break;
             }
         }

@@ -173,8 +173,6 @@ static bool only_space(const char *p, const char *end)
     return true;
 }
 
-/* A JSON object: valid UTF-8 (RFC 8259), one value and nothing after it, no
- * NUL anywhere (raw, which JSON never allows, or escaped in a string). */
 /*
  * Whether a member name of o appears twice. JSON parsers disagree on which
  * of two equal names counts (cJSON takes the first, client frames here the
@@ -197,6 +195,9 @@ static const char *members_refused(const cJSON *o)
     return NULL;
 }
 
+/* A JSON object: valid UTF-8 (RFC 8259), one value and nothing after it, no
+ * NUL anywhere (raw, which JSON never allows, or escaped in a string), at
+ * most ROUTE_MAX_MEMBERS members and no name twice. */
 static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
 {
     if (!body || len == 0) {

@@ -11,7 +11,7 @@
  * one), and on each side the op with the later time wins (the time of the
  * side's row; at equal times, the op of the user whose id sorts first).
  * Both sides so end with the same op's states. A side whose user is not
- * loaded at its home is written as it comes.
+ * loaded (or still loading) at its home is read from storage first.
  */
 #include "engine/chat/friend.h"
 
@@ -38,7 +38,7 @@ struct frow {
     bool own;      /* the caller's side; else the peer's */
     bool skip;     /* a peer's side older than the row there: only its pending record goes */
     uint8_t state;
-    uint8_t before; /* the side's state before (SIDE_UNKNOWN: not loaded) */
+    uint8_t before; /* the side's state before (SIDE_UNKNOWN: not known) */
     uint64_t gen;   /* order of staging on this shard (0: never staged) */
 };
 
@@ -632,7 +632,50 @@ static void pending_drop(struct chat *c, const struct fwd *f)
     buf_deinit(&k); /* without a batch the record stays: the next load drops it */
 }
 
-/* The peer's side of f, checked against that side as it is written. */
+/* Decide w (a peer's side) against the row there: its state and time. */
+static void peer_decide(struct frow *w, bool have, uint8_t state, uint64_t ts)
+{
+    w->before = have ? state : FRIEND_NONE;
+    w->skip = have && !peer_op_newer(w->f->extra, w->f->user, ts, w->f->req.user);
+}
+
+static void peer_stage(struct chat *c, struct frow *w)
+{
+    if (row_stage(c, w) < 0) {
+        io_poison(c);
+        row_park(c, w); /* written at the next tick, like a failed write */
+    }
+}
+
+/* The stored row of a side whose user was not loaded (the pair waited). */
+static void on_peer_row(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    (void)arg;
+    struct frow *w = ctx;
+    struct fkey *k = fkey_of(c, w, false);
+    if (k)
+        k->inflight--;
+    struct friend_rec r;
+    struct user *u = home_user(c, w->f->req.user);
+    const struct ufriend *uf =
+        u && u->state == U_READY ? map_get(&u->friends, w->f->user.p, w->f->user.len) : NULL;
+    if (u && u->state == U_READY) /* loaded meanwhile: the same row, in memory */
+        peer_decide(w, uf != NULL, uf ? uf->state : 0, uf ? uf->ts : 0);
+    else if (err == 0 && val_friend_decode(res->kv[0].val, res->kv[0].vlen, &r) == 0)
+        peer_decide(w, true, r.state, r.ts);
+    else if (err == -ENOENT)
+        peer_decide(w, false, 0, 0);
+    else /* unreadable: written as it comes, as the pending record would be */
+        log_warn("chat_friend_unchecked", "user=%.*s peer=%.*s err=%d", (int)w->f->req.user.len,
+                 w->f->req.user.p, (int)w->f->user.len, w->f->user.p, err);
+    stg_result_free(res);
+    peer_stage(c, w);
+}
+
+/*
+ * The peer's side of f, checked against that side as it is: in memory when
+ * its user is loaded, else as stored (read first, while the pair waits).
+ */
 static void peer_op(struct chat *c, struct fwd *f)
 {
     struct strv me = f->req.user, actor = f->user;
@@ -651,13 +694,19 @@ static void peer_op(struct chat *c, struct fwd *f)
     struct user *u = home_user(c, me);
     if (u && u->state == U_READY) {
         const struct ufriend *uf = map_get(&u->friends, actor.p, actor.len);
-        w->before = uf ? uf->state : FRIEND_NONE;
-        w->skip = uf && !peer_op_newer(f->extra, actor, uf->ts, me);
+        peer_decide(w, uf != NULL, uf ? uf->state : 0, uf ? uf->ts : 0);
+    } else {
+        struct fkey *k = fkey_of(c, w, true); /* leaves the row key in c->kb */
+        if (k && io_get_wait(c, STG_CF_FRIEND, c->kb.data, c->kb.len, on_peer_row, w, 0) == 0) {
+            k->inflight++; /* the pair's next ops wait for this one */
+            return;
+        }
+        if (k)
+            fkey_release(c, w);
+        log_warn("chat_friend_unchecked", "user=%.*s peer=%.*s err=read", (int)me.len, me.p,
+                 (int)actor.len, actor.p);
     }
-    if (row_stage(c, w) < 0) {
-        io_poison(c);
-        row_park(c, w); /* written at the next tick, like a failed write */
-    }
+    peer_stage(c, w);
 }
 
 void friend_on_peer(struct chat *c, struct fwd *f)

@@ -330,7 +330,7 @@ static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct 
         struct stg_view p[2];
         struct friend_rec r;
         /* a FRIEND_NONE row (a removal) becomes a mark like one made while
-         * loading: friend_replay compares with its time, then marks go */
+         * loading: friend_replay and crossing ops compare with its time */
         if (stg_key_split(res->kv[i].key, res->kv[i].klen, p, 2, NULL) < 0 ||
             val_friend_decode(res->kv[i].val, res->kv[i].vlen, &r) < 0)
             continue;

@@ -87,6 +87,46 @@ static void test_crossing_at_the_same_time(bool crash)
     h_close(cb);
 }
 
+/* a withdraws its request (the later op) while b's accept of it is on its
+ * way to a's home, where a is not loaded (offline) or still loading when it
+ * comes: a's side is checked as stored, and both sides end as nothing */
+static void test_crossing_with_the_peer_not_loaded(bool loading)
+{
+    char a[32], b[32];
+    pair(loading ? "lda" : "ofa", loading ? "ldb" : "ofb", a, b);
+    int ca = h_hello(a, "d", false), cb = h_hello(b, "d", false);
+    op(ca, OP_FRIEND_REQUEST, 1, b, true);
+    h_drain(ca);
+    h_drain(cb);
+    h_now += 1000;
+    h_hold_xmsgs[0] = h_hold_xmsgs[1] = true;
+    op(cb, OP_FRIEND_ACCEPT, 2, a, false); /* time t */
+    h_settle();
+    h_now += 1;
+    op(ca, OP_FRIEND_REMOVE, 3, b, false); /* time t+1: the later op */
+    h_settle();
+    CHECK(h_is_ok(h_reply(cb, 2)) && h_is_ok(h_reply(ca, 3)));
+    h_close(ca); /* a is no longer loaded at its home */
+    if (loading) {
+        h_hold_reads[h_home(a)] = true;
+        ca = h_hello_nosettle(a, "d", false);
+        h_settle();
+    }
+    h_hold_xmsgs[0] = h_hold_xmsgs[1] = false;
+    h_release_xmsgs(); /* b's accept reaches a's home */
+    if (loading) {
+        h_hold_reads[h_home(a)] = false;
+        h_release_reads();
+        h_settle();
+    } else {
+        ca = h_hello(a, "d", false);
+    }
+    const char *va = view(ca, 10, b), *vb = view(cb, 11, a);
+    CHECK(strcmp(va, "none") == 0 && strcmp(vb, "none") == 0);
+    h_close(ca);
+    h_close(cb);
+}
+
 /* a's side of b is parked (its write failed) at b's home; 400 ops of a
  * follow; b's own accept waits with them instead of being refused, and once
  * the side is written everything ends the same on both sides */
@@ -159,6 +199,8 @@ int main(void)
     h_start(dir, false);
     test_crossing_at_the_same_time(false);
     test_crossing_at_the_same_time(true);
+    test_crossing_with_the_peer_not_loaded(false);
+    test_crossing_with_the_peer_not_loaded(true);
     test_peer_ops_behind_a_parked_side();
     test_old_removal_marks_go();
     h_stop();
