@@ -777,21 +777,25 @@ static bool pair_busy(struct chat *c, struct strv me, struct strv peer)
  * removed. A record of this run is left alone: the op it stands for is on its
  * way or waiting here, and its write (or its replacement) removes it. The
  * removal rows of pairs with no record left go too. Nothing is decided when
- * a read stopped at its limit (the next load decides).
+ * the read of the pending records stopped at its limit (the next load
+ * decides); when the read of the rows did, no record is written (the row it
+ * would be checked against may be past the cut), but the removal rows that
+ * were read still go, so that rows of removals alone cannot keep the lists
+ * cut at every load.
  */
 void friend_replay(struct chat *c, struct user *u)
 {
     struct stg_result *res = u->fpend;
     u->fpend = NULL;
     struct strv me = {u->id, u->idlen};
-    if (u->friends_cut) {
+    if (u->fpend_cut) {
         stg_result_free(res);
         return;
     }
     /* keys of one peer are adjacent and in ts order: walked from the end, the
      * first of each peer is its newest */
     struct strv after = {NULL, 0}; /* the peer of the record after this one */
-    for (uint32_t i = res ? res->n : 0; i-- > 0;) {
+    for (uint32_t i = res && !u->friends_cut ? res->n : 0; i-- > 0;) {
         struct stg_view ku, kp;
         uint64_t ts;
         struct friend_rec r;

@@ -120,7 +120,8 @@ struct user {
     uint32_t nsessions;
     uint8_t state;
     uint8_t idlen;
-    bool friends_cut;          /* a friend read at load stopped at its limit */
+    bool friends_cut;          /* the read of its friend rows at load stopped at its limit */
+    bool fpend_cut;            /* the read of its pending friend sides did */
     bool swept;                /* loaded for the friend sweep (friend.h), which holds a reference */
     uint32_t friends_prune_at; /* friend.c: entries past which old removal marks go */
     char id[];                 /* idlen bytes and a NUL */

@@ -358,7 +358,7 @@ static void on_friend_pending(struct chat *c, void *ctx, uint64_t arg, int err,
 {
     struct user *u = ctx;
     if (err == 0 && res && res->more)
-        u->friends_cut = true;
+        u->fpend_cut = true;
     if (err == 0 && res && res->n) {
         stg_result_free(u->fpend);
         u->fpend = res;

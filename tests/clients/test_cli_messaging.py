@@ -175,6 +175,7 @@ def test_chat_ends_0_on_bye_and_1_on_a_lost_connection():
             chat.stdin.flush()
             assert bob.push("msg")["body"] == "hello"  # the chat's session is up
             srv.stop(sig, timeout=5)
+            chat.wait(timeout=10)  # with its input still open: ended by the server alone
             out, err = chat.communicate(timeout=10)
             assert chat.returncode == want, (sig, chat.returncode, out, err)
             assert want == 0 or "receive" in err, err

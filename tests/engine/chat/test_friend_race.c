@@ -160,11 +160,17 @@ static void test_peer_ops_behind_a_parked_side(void)
 
 /* A user who asks and then withdraws from 10,100 users keeps a removal mark
  * of each while here; once its entries pass 10,000 again, the marks older
- * than a minute go. */
+ * than a minute go. Its next load is cut by the removal rows (10,000 of
+ * them come first), which that load clears: a friend past them is back at
+ * the load after. */
 static void test_old_removal_marks_go(void)
 {
     const char *x = "marker";
-    int cx = h_hello(x, "d", false);
+    int cx = h_hello(x, "d", false), cz = h_hello("zzfriend", "d", false);
+    op(cx, OP_FRIEND_REQUEST, 900, "zzfriend", true);
+    op(cz, OP_FRIEND_ACCEPT, 901, x, true);
+    CHECK(h_is_ok(h_reply(cz, 901)));
+    h_close(cz);
     char peer[32];
     uint32_t id = 1000;
     for (int pass = 0; pass < 2; pass++) {
@@ -180,7 +186,7 @@ static void test_old_removal_marks_go(void)
         h_drain(cx);
     }
     struct user *u = home_user(h_chat(h_home(x)), strv_c(x));
-    CHECK(u && map_count(&u->friends) == 10100); /* all of them marks now */
+    CHECK(u && map_count(&u->friends) == 10101); /* marks now, and the friend */
     h_now += 100000; /* op times run ahead of a still clock: one ms per op */
     for (int i = 0; i < 1100; i++) {
         snprintf(peer, sizeof(peer), "mn%d", i);
@@ -189,7 +195,14 @@ static void test_old_removal_marks_go(void)
     h_settle();
     h_drain(cx);
     u = home_user(h_chat(h_home(x)), strv_c(x));
-    CHECK(u && map_count(&u->friends) < 1200);
+    CHECK(u && map_count(&u->friends) < 1300);
+    h_close(cx);
+    cx = h_hello(x, "d", false); /* cut: 10,000 removal rows come first */
+    u = home_user(h_chat(h_home(x)), strv_c(x));
+    CHECK(u && u->friends_cut && strcmp(view(cx, 5000, "zzfriend"), "none") == 0);
+    h_close(cx);
+    cx = h_hello(x, "d", false);
+    CHECK(strcmp(view(cx, 5001, "zzfriend"), "friend") == 0);
     h_close(cx);
 }
 
