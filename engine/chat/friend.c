@@ -172,11 +172,6 @@ static void fkey_release(struct chat *c, const struct frow *w)
     }
 }
 
-static int key_pending(struct buf *k, struct strv peer, struct strv user, uint64_t ts)
-{
-    return stg_key_friend_pending(k, peer.p, peer.len, user.p, user.len, ts);
-}
-
 static void row_free(struct frow *w)
 {
     free(w->f);
@@ -185,11 +180,17 @@ static void row_free(struct frow *w)
 
 static void run_waiting(struct chat *c, const struct frow *w);
 
-/* The key of the pending record of w's op: kept under the op's peer, named
+/* The key of the pending record of op f: kept under the op's peer, named
  * by its caller and time (the same for both sides' rows). */
+static int fwd_pending_key(struct buf *k, const struct fwd *f)
+{
+    return stg_key_friend_pending(k, f->req.user.p, f->req.user.len, f->user.p, f->user.len,
+                                  f->extra);
+}
+
 static int pending_key(struct buf *k, const struct frow *w)
 {
-    return key_pending(k, w->f->req.user, w->f->user, w->f->extra);
+    return fwd_pending_key(k, w->f);
 }
 
 /* A peer's side w is dropped, replaced by a newer row of its pair: its
@@ -627,7 +628,7 @@ static void pending_drop(struct chat *c, const struct fwd *f)
     struct stg_batch *b = io_batch(c);
     struct buf k;
     buf_init(&k);
-    if (b && key_pending(&k, f->req.user, f->user, f->extra) == 0)
+    if (b && fwd_pending_key(&k, f) == 0)
         stg_batch_del(b, STG_CF_FRIEND, k.data, k.len);
     buf_deinit(&k); /* without a batch the record stays: the next load drops it */
 }
