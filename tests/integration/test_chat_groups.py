@@ -5,7 +5,9 @@ kicked member receiving the kick event and nothing after it, dismiss, the
 list limits; friend requests, accept, remove, list, and dm_policy friends.
 """
 
+import os
 import re
+import signal
 import time
 
 import rptest
@@ -294,6 +296,38 @@ def test_crossing_friend_ops_leave_both_sides_agreeing():
                 assert friend_view(a, ub) == friend_view(b, ua) == view, (ua, view)
                 a.close()
                 b.close()
+
+
+def test_random_crossing_friend_ops_agree():
+    """Random friend ops sent by both users of many pairs at once, several
+    rounds, with a crash and a restart between them: at every quiet point the
+    two users' views of each other agree (friends both, nothing both, or a
+    request one way). RP_FRIEND_SEED picks another random sequence."""
+    import random
+    rng = random.Random(int(os.environ.get("RP_FRIEND_SEED", "7")))
+    ops = ("friend.request", "friend.accept", "friend.remove")
+    agree = {("friend", "friend"), ("none", "none"), ("request", "none"), ("none", "request")}
+    with Server(shards=3, args=["--rate-limit", "100000", "--rate-burst", "100000"]) as srv:
+        names = [("rfa%d" % k, "rfb%d" % k) for k in range(24)]
+        for rnd in range(8):
+            conns = {u: srv.login(u) for pair in names for u in pair}
+            sent = []
+            for ua, ub in names:
+                for me, peer in ((ua, ub), (ub, ua)):
+                    for i in range(rng.randrange(1, 4)):
+                        rid = 5000 + 10 * rnd + i
+                        conns[me].send({"op": rng.choice(ops), "id": rid, "user": peer})
+                        sent.append((conns[me], rid))
+            for c, rid in sent:  # each answered (ok, or the error its state gave)
+                assert c.reply(rid)["op"] in ("ok", "error")
+            for ua, ub in names:
+                a, b = conns[ua], conns[ub]
+                rptest.wait_until(lambda: (friend_view(a, ub), friend_view(b, ua)) in agree,
+                                  what="round %d: %s and %s agree" % (rnd, ua, ub))
+            for c in conns.values():
+                c.close()
+            if rnd in (2, 4):
+                srv.restart(sig=signal.SIGKILL if rnd == 2 else signal.SIGTERM)
 
 
 def test_generated_group_ids_cannot_be_guessed():
