@@ -88,7 +88,9 @@ static struct strv row_note(const struct frow *w)
  * race lasts milliseconds, so marks older than FRIEND_MARK_KEEP_MS go once
  * the user's entries pass HOME_FRIENDS_MAX (and then each MARKS_SLACK more),
  * which keeps a long-lived user who removes or declines all day from
- * growing without end.
+ * growing without end. An op of a peer no older than the newest mark that
+ * went, finding no entry, is checked against the stored row instead (the
+ * removal row stays stored until the user's next load).
  */
 #define FRIEND_MARK_KEEP_MS 60000u
 #define MARKS_SLACK         1024u
@@ -104,6 +106,8 @@ static void marks_prune(struct chat *c, struct user *u)
     while ((n = map_next(&it))) {
         struct ufriend *f = n->val;
         if (f->state == FRIEND_NONE && f->ts + FRIEND_MARK_KEEP_MS < now) {
+            if (f->ts > u->friends_pruned_ts)
+                u->friends_pruned_ts = f->ts;
             map_del(&u->friends, n->key, n->klen);
             free(f->note);
             free(f);
@@ -660,8 +664,8 @@ static void on_peer_row(struct chat *c, void *ctx, uint64_t arg, int err, struct
     struct user *u = home_user(c, w->f->req.user);
     const struct ufriend *uf =
         u && u->state == U_READY ? map_get(&u->friends, w->f->user.p, w->f->user.len) : NULL;
-    if (u && u->state == U_READY) /* loaded meanwhile: the same row, in memory */
-        peer_decide(w, uf != NULL, uf ? uf->state : 0, uf ? uf->ts : 0);
+    if (uf) /* loaded meanwhile: the row in memory is the newest */
+        peer_decide(w, true, uf->state, uf->ts);
     else if (err == 0 && val_friend_decode(res->kv[0].val, res->kv[0].vlen, &r) == 0)
         peer_decide(w, true, r.state, r.ts);
     else if (err == -ENOENT)
@@ -693,8 +697,9 @@ static void peer_op(struct chat *c, struct fwd *f)
                                                : FRIEND_NONE;
     w->before = SIDE_UNKNOWN;
     struct user *u = home_user(c, me);
-    if (u && u->state == U_READY) {
-        const struct ufriend *uf = map_get(&u->friends, actor.p, actor.len);
+    const struct ufriend *uf =
+        u && u->state == U_READY ? map_get(&u->friends, actor.p, actor.len) : NULL;
+    if (u && u->state == U_READY && (uf || f->extra > u->friends_pruned_ts)) {
         peer_decide(w, uf != NULL, uf ? uf->state : 0, uf ? uf->ts : 0);
     } else {
         struct fkey *k = fkey_of(c, w, true); /* leaves the row key in c->kb */

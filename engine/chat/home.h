@@ -124,7 +124,8 @@ struct user {
     bool fpend_cut;            /* the read of its pending friend sides did */
     bool swept;                /* loaded for the friend sweep (friend.h), which holds a reference */
     uint32_t friends_prune_at; /* friend.c: entries past which old removal marks go */
-    char id[];                 /* idlen bytes and a NUL */
+    uint64_t friends_pruned_ts; /* the time of the newest mark that went (0: none) */
+    char id[];                  /* idlen bytes and a NUL */
 };
 
 struct home {

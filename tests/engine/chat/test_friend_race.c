@@ -206,6 +206,50 @@ static void test_old_removal_marks_go(void)
     h_close(cx);
 }
 
+/* b withdraws (a mark at t2) while a's older accept (t1) waits on its way
+ * to b's home for over a minute, during which b's entries pass 10,000 and
+ * the mark goes: the accept is checked against b's stored removal row. */
+static void test_a_pruned_mark_still_counts(void)
+{
+    char a[32], b[32];
+    pair("pra", "prb", a, b);
+    unsigned hb = h_home(b), ha = h_home(a);
+    int ca = h_hello(a, "d", false), cb = h_hello(b, "d", false);
+    op(cb, OP_FRIEND_REQUEST, 1, a, true); /* b asks a */
+    h_drain(ca);
+    h_drain(cb);
+    h_now += 100000; /* past the op times earlier tests ran ahead to */
+    h_hold_xmsgs[hb] = true;
+    op(ca, OP_FRIEND_ACCEPT, 2, b, true); /* t1; its forward to b's home waits */
+    h_now += 1;
+    op(cb, OP_FRIEND_REMOVE, 3, a, true); /* t2 > t1 */
+    CHECK(h_is_ok(h_reply(ca, 2)) && h_is_ok(h_reply(cb, 3)));
+    h_now += 100000;
+    char peer[32];
+    uint32_t id = 100;
+    for (int i = 0, n = 0; n < 10100; i++) {
+        snprintf(peer, sizeof(peer), "pp%d", i);
+        if (h_home(peer) != ha)
+            continue; /* forwards to a's home, not held */
+        n++;
+        op(cb, OP_FRIEND_REQUEST, id++, peer, false);
+        if (n % 500 == 0) {
+            h_settle();
+            h_drain(cb);
+        }
+    }
+    h_settle();
+    h_drain(cb);
+    struct user *u = home_user(h_chat(hb), strv_c(b));
+    CHECK(u && !map_get(&u->friends, a, (uint32_t)strlen(a))); /* the mark went */
+    h_hold_xmsgs[hb] = false;
+    h_release_xmsgs();
+    const char *va = view(ca, 10, b), *vb = view(cb, 11, a);
+    CHECK(strcmp(va, "none") == 0 && strcmp(vb, "none") == 0);
+    h_close(ca);
+    h_close(cb);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_friend_race.%d", (int)getpid());
@@ -216,6 +260,7 @@ int main(void)
     test_crossing_with_the_peer_not_loaded(true);
     test_peer_ops_behind_a_parked_side();
     test_old_removal_marks_go();
+    test_a_pruned_mark_still_counts();
     h_stop();
     return h_finish(dir);
 }
