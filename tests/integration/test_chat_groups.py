@@ -282,8 +282,11 @@ def test_crossing_friend_ops_leave_both_sides_agreeing():
                 # an accept and a withdrawal at once: the same on both sides
                 expect_ok(a.request("friend.request", user=ub))
                 rptest.wait_until(lambda: friend_view(b, ua) == "request", what="the request")
+                # (when the withdrawal reached b's home first, the accept
+                # finds no request: not_found, and nothing on both sides)
                 ra, rb = crossing(a, ("friend.remove", ub), b, ("friend.accept", ua))
-                assert ra["op"] == rb["op"] == "ok", (ra, rb)
+                assert ra["op"] == "ok" and (rb["op"] == "ok" or rb.get("code") == "not_found"), \
+                    (ra, rb)
                 rptest.wait_until(lambda: friend_view(a, ub) == friend_view(b, ua) in
                                   ("friend", "none"), what="the same on both sides (%s)" % ua)
                 va = friend_view(a, ub)
