@@ -301,6 +301,20 @@ def test_crossing_friend_ops_leave_both_sides_agreeing():
                 b.close()
 
 
+def test_a_repeated_request_is_pushed_again():
+    """A friend.request repeated (here with a new note) is pushed to the peer
+    again and listed with the new note."""
+    with Server(shards=2) as srv:
+        a, b = srv.login("rqa"), srv.login("rqb")
+        expect_ok(a.request("friend.request", user="rqb", note="one"))
+        assert b.push("friend")["note"] == "one"
+        expect_ok(a.request("friend.request", user="rqb", note="two"))
+        p = b.push("friend")
+        assert (p["event"], p["from"], p["note"]) == ("request", "rqa", "two"), p
+        lst = expect_ok(b.request("friend.list"))
+        assert [(r["from"], r["note"]) for r in lst["requests"]] == [("rqa", "two")], lst
+
+
 def test_random_crossing_friend_ops_agree():
     """Random friend ops sent by both users of many pairs at once, several
     rounds, with a crash and a restart between them: at every quiet point the
