@@ -221,12 +221,20 @@ def test_bad_requests_400():
             status, _, body = r.response()
             expect_error_body(status, json.loads(body), 400, "bad_request")
             r.close()
-        # Not JSON at all.
-        r = Raw(srv)
-        r.send(req("POST", "/v1/backup", srv.admin_key, body=b"{not json"))
-        status, _, body = r.response()
-        expect_error_body(status, json.loads(body), 400, "bad_request")
-        r.close()
+        # Not JSON at all, an escape that is no character, not an object,
+        # something after the object: each says which.
+        for raw, why in ((b"{not json", "not valid JSON"),
+                         (b'{"from":"a","to":"b","type":"text","body":"\\ud800","cmid":"s"}',
+                          "lone surrogate"),
+                         (b'["x"]', "not a JSON object"),
+                         (b'{"dir":"/tmp"} {}', "data after the JSON object")):
+            r = Raw(srv)
+            r.send(req("POST", "/v1/messages", srv.admin_key, body=raw))
+            status, _, body = r.response()
+            resp = json.loads(body)
+            expect_error_body(status, resp, 400, "bad_request")
+            assert why in resp.get("msg", ""), (raw, resp)
+            r.close()
         # Not HTTP: 400, then the connection is closed.
         r = Raw(srv)
         r.send(b"HELLO THERE\r\n\r\n")
