@@ -59,6 +59,8 @@ static const struct setting settings[] = {
     U32(dedup_window, "86400", "how long a client message id is remembered, seconds"),
     U32(dedup_memory, "1048576",
         "dedup records a shard keeps in memory at most; past it the oldest go at once"),
+    U32(cursor_delay_ms, "1000",
+        "how long a moved ack or read cursor may wait before it is written, ms"),
     U32(recall_window, "120", "how long a sender may recall a message, seconds"),
     U32(max_devices, "10", "sessions per user"),
     U32(max_group_size, "100000", "members per group"),

@@ -38,7 +38,8 @@ struct config {
     uint32_t catchup_limit;
     uint32_t write_pipeline;
     uint32_t dedup_window;
-    uint32_t dedup_memory; /* dedup records kept in memory per shard, at most */
+    uint32_t dedup_memory;    /* dedup records kept in memory per shard, at most */
+    uint32_t cursor_delay_ms; /* how long a moved cursor may wait for its write */
     uint32_t recall_window;
     uint32_t max_devices;
     uint32_t max_group_size;

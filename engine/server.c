@@ -31,6 +31,7 @@ static void chat_config_from(struct chat_config *cc, const struct config *cfg)
     cc->write_pipeline = cfg->write_pipeline;
     cc->dedup_window_ms = (uint64_t)cfg->dedup_window * 1000u;
     cc->dedup_memory = cfg->dedup_memory;
+    cc->cursor_delay_ms = cfg->cursor_delay_ms;
     cc->recall_window_ms = (uint64_t)cfg->recall_window * 1000u;
     cc->max_devices = cfg->max_devices;
     cc->max_group_size = cfg->max_group_size;

@@ -353,6 +353,7 @@ static void begin_stop(struct shard *sh)
     if (sh->stopping)
         return;
     sh->stopping = true;
+    chat_stop(sh->chat);
     log_info("shard_stopping", "conns=%u", sh->live);
     struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
     io_uring_prep_cancel64(sqe, ud_pack(UOP_ACCEPT, 0, 0), 0);

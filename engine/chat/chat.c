@@ -259,6 +259,11 @@ void chat_on_tick(struct chat *c)
     friend_tick(c);
 }
 
+void chat_stop(struct chat *c)
+{
+    c->stopping = true;
+}
+
 void chat_flush(struct chat *c)
 {
     io_settle(c);

@@ -65,6 +65,9 @@ struct chat_config {
     uint32_t write_pipeline; /* write batches in flight per shard, 1..IO_FLIGHT_MAX (0: 1) */
     uint64_t dedup_window_ms;
     uint32_t dedup_memory; /* dedup records an owner keeps, at most (0: OWNER_DEDUP_HARD) */
+    /* how long a moved cursor may wait for its write, so that the moves of a
+     * while share it (0: the next batch) */
+    uint32_t cursor_delay_ms;
     uint64_t recall_window_ms;
     uint32_t max_devices;
     uint32_t max_group_size;
@@ -286,6 +289,10 @@ bool chat_pending(const struct chat *c);
 
 /* Called about once a second. */
 void chat_on_tick(struct chat *c);
+
+/* The runtime is stopping: from now on nothing waits to be written for
+ * longer than the next batch (cursors do not wait out cursor_delay_ms). */
+void chat_stop(struct chat *c);
 
 /* Called once per loop iteration, after all input was handled and before the
  * runtime flushes: submit this iteration's write batch (group commit), etc. */

@@ -28,6 +28,7 @@ struct chat {
     struct buf kb; /* key scratch */
     struct buf vb; /* value scratch */
     uint64_t gid_counter;
+    bool stopping; /* chat_stop was called */
     struct chat_stats stats;
 };
 

@@ -278,6 +278,8 @@ void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct s
     struct map_node *n = map_find(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len);
     if (n && map_as_u64(n->val) >= seq)
         return;
+    if (!map_count(&c->home.cursors))
+        c->home.cursors_since = chat_now(c);
     if (!map_put(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len, map_u64(seq)))
         log_warn("chat_cursor_oom", "user=%.*s", (int)user.len, user.p);
 }
@@ -305,8 +307,11 @@ static void on_cursors_done(struct chat *c, void *ctx, int err)
             struct map_node *cur = map_find(&c->home.cursors, n->key, n->klen);
             struct map_node *w = map_find(&c->home.written, n->key, n->klen);
             if ((!cur || map_as_u64(cur->val) < map_as_u64(n->val)) &&
-                (!w || map_as_u64(w->val) < map_as_u64(n->val)))
+                (!w || map_as_u64(w->val) < map_as_u64(n->val))) {
+                if (!map_count(&c->home.cursors))
+                    c->home.cursors_since = chat_now(c);
                 map_put(&c->home.cursors, n->key, n->klen, n->val);
+            }
         }
     }
     map_deinit(m);
@@ -315,7 +320,11 @@ static void on_cursors_done(struct chat *c, void *ctx, int err)
 
 void home_stage(struct chat *c)
 {
-    if (!map_count(&c->home.cursors))
+    size_t n_waiting = map_count(&c->home.cursors);
+    if (!n_waiting)
+        return;
+    if (!c->stopping && n_waiting < HOME_CURSORS_EAGER &&
+        chat_now(c) - c->home.cursors_since < c->env.cfg->cursor_delay_ms)
         return;
     struct map *m = malloc(sizeof(*m));
     struct stg_batch *b = io_batch(c);
@@ -485,27 +494,35 @@ void home_on_deliver(struct chat *c, struct dlv *d)
     free(d);
 }
 
+/* Sending implies reading: r's author has read its conversation up to
+ * r->read_seq. */
+static void read_by_sending(struct chat *c, const struct rpl *r)
+{
+    /* an admin send has no frame and no connection (conn 0 is not a session) */
+    struct session *s = r->frame ? home_session(c, r->conn) : NULL;
+    struct user *u = s ? s->u : home_user(c, r->user);
+    struct uconv *uc = u ? map_get(&u->convs, r->conv.p, r->conv.len) : NULL;
+    if (r->retry && (!u || u->state != U_READY || !uc || r->read_seq <= uc->read_seq))
+        return;
+    if (u && !uc && r->conv.p[0] == 'd')
+        uc = home_uconv_put(c, u, r->conv, CONV_DIRECT, 1);
+    if (uc) {
+        if (r->read_seq > uc->last_seq)
+            uc->last_seq = r->read_seq;
+        if (r->read_seq > uc->read_seq)
+            uc->read_seq = r->read_seq;
+    }
+    home_cursor_set(c, r->user, strv_c(VAL_READ_DEVICE), r->conv, r->read_seq);
+}
+
 void home_on_reply(struct chat *c, struct rpl *r)
 {
-    if (r->read_seq) {
-        /* an admin send has no frame and no connection (conn 0 is not a session) */
-        struct session *s = r->frame ? home_session(c, r->conn) : NULL;
-        struct user *u = s ? s->u : home_user(c, r->user);
-        struct uconv *uc = u ? map_get(&u->convs, r->conv.p, r->conv.len) : NULL;
-        if (u && !uc && r->conv.p[0] == 'd')
-            uc = home_uconv_put(c, u, r->conv, CONV_DIRECT, 1);
-        if (uc) {
-            if (r->read_seq > uc->last_seq)
-                uc->last_seq = r->read_seq;
-            if (r->read_seq > uc->read_seq)
-                uc->read_seq = r->read_seq;
-        }
-        home_cursor_set(c, r->user, strv_c(VAL_READ_DEVICE), r->conv, r->read_seq);
-    }
-    if (r->frame)
+    if (r->read_seq)
+        read_by_sending(c, r);
+    if (r->frame) {
         c->env.send(c->env.rt, r->conn, r->frame);
-    if (r->frame)
         rbuf_unref(r->frame);
+    }
     free(r);
 }
 

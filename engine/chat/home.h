@@ -33,6 +33,9 @@ struct chat;
 /* queries (history, group.list) of one session reading storage at once; past
  * them its connection's further frames wait, in order (chat_env.hold) */
 #define HOME_QUERIES_MAX 8u
+/* cursors waiting for their write past which they are written without
+ * waiting out cursor_delay_ms (each costs a map node until then) */
+#define HOME_CURSORS_EAGER 65536u
 
 enum user_state { U_LOADING, U_READY, U_FAILED };
 enum session_state { S_WAIT_USER, S_CATCHUP, S_LIVE };
@@ -129,11 +132,12 @@ struct user {
 };
 
 struct home {
-    struct imap users;  /* struct user, by id */
-    struct imap conns;  /* struct session, by connection */
-    struct map index;   /* group conv -> struct idx * */
-    struct map cursors; /* encoded cursor key -> seq, to be written */
-    struct map written; /* encoded cursor key -> seq, in a batch not yet durable */
+    struct imap users;      /* struct user, by id */
+    struct imap conns;      /* struct session, by connection */
+    struct map index;       /* group conv -> struct idx * */
+    struct map cursors;     /* encoded cursor key -> seq, to be written */
+    uint64_t cursors_since; /* when the oldest of them was queued */
+    struct map written;     /* encoded cursor key -> seq, in a batch not yet durable */
     /* friend.c: friend row key -> struct fkey, while rows of it are pending */
     struct map friend_keys;
     uint64_t friend_gen_last;
@@ -156,7 +160,9 @@ void home_on_reply(struct chat *c, struct rpl *r);
 void home_on_deliver(struct chat *c, struct dlv *d);
 void home_on_user_frame(struct chat *c, struct ufr *u);
 
-/* Stage dirty cursors into the batch. */
+/* Stage the cursors waiting to be written into the batch, once the oldest
+ * has waited cursor_delay_ms (or HOME_CURSORS_EAGER are waiting, or the chat
+ * is stopping): the moves of a while share one write per cursor. */
 void home_stage(struct chat *c);
 
 /* The user if loaded here. */

@@ -427,6 +427,22 @@ static void fanout(struct chat *c, struct orec *r)
     free(to);
 }
 
+/* Send frame (NULL: none, an admin request is answered by the caller) to f's
+ * connection through its home, which moves the author's read cursor in
+ * f->conv to seq: sending implies reading. Takes the frame's reference. */
+static void reply_read(struct chat *c, const struct fwd *f, struct rbuf *frame, uint64_t seq,
+                       bool retry)
+{
+    struct rpl *p = rpl_new(f->conn, frame, f->user, f->conv, seq);
+    if (p)
+        p->retry = retry;
+    if (!p || xfer_send(c, f->home, XK_REPLY, 0, p) < 0) {
+        if (frame)
+            rbuf_unref(frame);
+        free(p);
+    }
+}
+
 static void reply_dups(struct chat *c, struct orec *r, int err)
 {
     while (r->dups) {
@@ -496,12 +512,7 @@ static void rec_done(struct chat *c, void *ctx, int err)
                 rbuf_unref(r->reply);
                 r->reply = NULL;
             }
-            struct rpl *p = rpl_new(r->f->conn, r->reply, r->f->user, r->f->conv, r->seq);
-            if (!p || xfer_send(c, r->f->home, XK_REPLY, 0, p) < 0) {
-                if (r->reply)
-                    rbuf_unref(r->reply);
-                free(p);
-            }
+            reply_read(c, r->f, r->reply, r->seq, false);
         } else {
             chat_fwd_frame(c, r->f, r->reply);
         }
@@ -715,8 +726,14 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
     }
     if (d || f->dd_state == DD_HIT) {
         uint64_t dseq = d ? d->seq : f->dd_seq, dts = d ? d->ts : f->dd_ts;
+        /* the retry reads the entry again, as its original did (a crash may
+         * have lost that move), unless the sender has left the group since */
+        bool reads =
+            cv->kind != CONV_GROUP || (cv->exists && !cv->dismissed && owner_member(cv, f->user));
         if (f->admin) {
             backend_reply_send(c, f, f->conv, dseq, dts, true);
+            if (reads)
+                reply_read(c, f, NULL, dseq, true);
             free(f);
             return 1;
         }
@@ -724,7 +741,11 @@ static int stage_send(struct chat *c, struct oconv *cv, struct fwd *f)
             buf_reset(&c->fb);
             return -ENOMEM;
         }
-        chat_fwd_frame(c, f, chat_frame(&c->fb));
+        struct rbuf *fr = chat_frame(&c->fb);
+        if (reads && fr)
+            reply_read(c, f, fr, dseq, true);
+        else
+            chat_fwd_frame(c, f, fr);
         free(f);
         return 1;
     }

@@ -72,11 +72,15 @@ struct fwd *fwd_new(const struct req *req, struct strv user, struct strv dev, st
 
 /* A reply frame for a connection of the receiving home; when read_seq is set,
  * the user's read cursor of conv moves to it (sending implies reading). An
- * admin send has no connection: frame NULL, conn 0, only the cursor moves. */
+ * admin send has no connection: frame NULL, conn 0, only the cursor moves.
+ * A retry's (dup) moves it only where the home has the user loaded and the
+ * cursor is behind: an older seq must not be written over a newer one in
+ * storage that the home does not know. */
 struct rpl {
     conn_id_t conn;
     struct rbuf *frame;
     uint64_t read_seq;
+    bool retry;
     struct strv user, conv;
     char data[];
 };

@@ -496,6 +496,75 @@ def test_recall_rules():
         assert (h[0]["type"], h[0]["body"]) == ("recalled", b""), h
 
 
+def test_cursors_are_written_within_their_delay():
+    """Moved cursors may wait cursor_delay_ms for their write: a crash just
+    after an ack loses it (the device gets those entries again, never a hole),
+    as it loses the read cursor that sends moved, which a retry answered dup
+    moves again; a crash later than the delay and a tick loses neither; a
+    SIGTERM writes them at once."""
+    conv = "d:cda:cdb"
+    with Server(shards=2, args=["--cursor-delay-ms", "4000"]) as srv:
+        a, _ = login(srv, "cda")
+        sent = [expect_ok(a.send_message(to="cdb", body="m%d" % i, cmid="c%d" % i))["seq"]
+                for i in range(4)]
+        assert sent == [1, 2, 3, 4], sent
+        b, got = login(srv, "cdb")
+        assert [p["seq"] for p in got] == sent, got
+        b.ack(conv, 2)
+        b.ping()
+        srv.kill()
+        port_released(srv)
+        srv.start()
+        b, got = login(srv, "cdb")
+        assert [p["seq"] for p in got] == sent, got
+        a, _ = login(srv, "cda")
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert [(c["read_seq"], c["unread"]) for c in convs] == [(0, 4)], convs
+        # a retry reads its entry again; an older one moves nothing back
+        for cmid, read in (("c2", 3), ("c0", 3)):
+            r = expect_ok(a.send_message(to="cdb", body="again", cmid=cmid))
+            assert r.get("dup") is True, r
+            convs = expect_ok(a.request("sync"))["convs"]
+            assert [(c["read_seq"], c["unread"]) for c in convs] == [(read, 4 - read)], convs
+        assert expect_ok(a.send_message(to="cdb", body="m4"))["seq"] == 5
+        assert b.push("msg")["seq"] == 5
+        b.ack(conv, 5)
+        b.ping()
+        time.sleep(4 + 1.5)  # the delay, then at most a tick
+        srv.kill()
+        port_released(srv)
+        srv.start()
+        b, got = login(srv, "cdb")
+        assert got == [], got
+        a, _ = login(srv, "cda")
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert [(c["read_seq"], c["unread"]) for c in convs] == [(5, 0)], convs
+        assert expect_ok(a.send_message(to="cdb", body="m5"))["seq"] == 6
+        assert b.push("msg")["seq"] == 6
+        b.ack(conv, 6)
+        expect_ok(b.request("read", conv=conv, seq=6))
+        for c in (a, b):
+            c.close()
+        srv.restart()
+        b, got = login(srv, "cdb")
+        assert got == [], got
+        convs = expect_ok(b.request("sync"))["convs"]
+        assert [(c["read_seq"], c["ack_seq"], c["unread"]) for c in convs] == [(6, 6, 0)], convs
+        a, _ = login(srv, "cda")
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert [(c["read_seq"], c["unread"]) for c in convs] == [(6, 0)], convs
+        a.close()
+        # a retry from the backend while the sender is offline writes nothing
+        # over the cursor stored
+        m = {"from": "cda", "to": "cdb", "type": "text", "body": "again", "cmid": "c1"}
+        status, dup = srv.admin("POST", "/v1/messages", body=m)
+        assert status == 200 and dup.get("dup") is True and dup["seq"] == 2, (status, dup)
+        srv.restart()
+        a, _ = login(srv, "cda")
+        convs = expect_ok(a.request("sync"))["convs"]
+        assert [(c["read_seq"], c["unread"]) for c in convs] == [(6, 0)], convs
+
+
 def test_dedup_across_restarts():
     with Server(shards=2) as srv:
         a, _ = login(srv, "alice")

@@ -930,6 +930,13 @@ def op_retry(w):
         code = r.get("code") if isinstance(r, dict) else None
         check(code in ("forbidden", "not_found"), "%s (cmid %r), not a member: %r",
               where, cmid, r)
+    if ok and member:
+        # a retry reads the entry again, as its original did (a crash may have lost that);
+        # an admin retry does only where the sender is online
+        if via_admin:
+            w.read[(frm, cid)] = max(w.read[(frm, cid)], seq)
+        else:
+            w.sent_read(frm, cid, seq)
     w.note("%s: %s" % (where, "dup" if ok else r))
     return True
 

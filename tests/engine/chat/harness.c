@@ -496,8 +496,10 @@ void h_release_xmsgs(void)
 
 void h_stop(void)
 {
-    for (unsigned i = 0; i < H_SHARDS; i++)
+    for (unsigned i = 0; i < H_SHARDS; i++) {
         h_hold_xmsgs[i] = false;
+        chat_stop(rts[i].chat); /* as the runtime does: what waits is written now */
+    }
     h_settle();
     for (unsigned i = 0; i < H_SHARDS; i++) {
         chat_free(rts[i].chat);

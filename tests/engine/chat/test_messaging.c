@@ -634,6 +634,89 @@ static void test_read_sync(void)
     h_close(b1);
 }
 
+static bool cursor_written(const char *user, const char *dev, const char *conv)
+{
+    struct buf k;
+    buf_init(&k);
+    CHECK(stg_key_cursor(&k, user, strlen(user), dev, strlen(dev), conv, strlen(conv)) == 0);
+    bool has = h_has_raw(STG_CF_CURSOR, k.data, k.len);
+    buf_deinit(&k);
+    return has;
+}
+
+/* The entry of conv in the reply to a sync made on conn. */
+static const msgpack_object *sync_conv(int conn, uint32_t id, const char *conv)
+{
+    struct req r = h_req(OP_SYNC, id);
+    h_request(conn, &r);
+    const msgpack_object *convs = h_get(h_reply(conn, id), "convs");
+    for (uint32_t i = 0; convs && i < convs->via.array.size; i++)
+        if (h_is_str(&convs->via.array.ptr[i], "conv", conv))
+            return &convs->via.array.ptr[i];
+    return NULL;
+}
+
+/*
+ * With cursor_delay_ms, a moved cursor waits that long for its write, and
+ * the moves of that while share it: neither an ack nor the read cursor a
+ * send moves is written before, both are once it has passed; a new session
+ * meanwhile starts from the newest values; a stopping chat writes what waits
+ * at once, which a restart then finds.
+ */
+static void test_cursor_delay(void)
+{
+    const char *conv = "d:cd_a:cd_b";
+    h_cfg.cursor_delay_ms = 1000;
+    int a = h_hello("cd_a", "d", false), b = h_hello("cd_b", "d", false);
+    h_drain(a);
+    h_drain(b);
+    uint64_t t0 = h_now;
+    h_send_to(a, "cd_b", "c0", "x");
+    h_send_to(a, "cd_b", "c1", "x");
+    h_ack(b, conv, 1);
+    h_ack(b, conv, 2);
+    CHECK(!cursor_written("cd_b", "d", conv));
+    CHECK(!cursor_written("cd_a", VAL_READ_DEVICE, conv));
+    h_close(b);
+    b = h_hello("cd_b", "d", true);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_is_str(h_next(b), "op", "synced")); /* nothing past ack 2 */
+    const msgpack_object *e = sync_conv(a, 70, conv);
+    CHECK(e && h_u(e, "read_seq") == 2 && h_u(e, "unread") == 0);
+    h_now = t0 + 999;
+    h_settle();
+    CHECK(!cursor_written("cd_b", "d", conv));
+    h_now = t0 + 1000;
+    h_settle();
+    CHECK(cursor_written("cd_b", "d", conv));
+    CHECK(cursor_written("cd_a", VAL_READ_DEVICE, conv));
+    /* the next moves wait afresh; a stop writes them */
+    h_send_to(a, "cd_b", "c2", "x");
+    CHECK(h_u(h_next_op(b, "msg"), "seq") == 3);
+    h_ack(b, conv, 3);
+    struct req rd = h_req(OP_READ, 71);
+    rd.conv = strv_c(conv);
+    rd.seq = 3;
+    h_request(b, &rd);
+    CHECK(h_is_ok(h_reply(b, 71)));
+    CHECK(!cursor_written("cd_b", VAL_READ_DEVICE, conv));
+    h_close(a);
+    h_close(b);
+    h_stop();
+    h_start(dir, true);
+    h_cfg.cursor_delay_ms = 0;
+    a = h_hello("cd_a", "d", true);
+    b = h_hello("cd_b", "d", true);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_is_str(h_next(b), "op", "synced")); /* ack 3 was written */
+    e = sync_conv(b, 72, conv);
+    CHECK(e && h_u(e, "read_seq") == 3 && h_u(e, "ack_seq") == 3);
+    e = sync_conv(a, 73, conv);
+    CHECK(e && h_u(e, "read_seq") == 3 && h_u(e, "unread") == 0);
+    h_close(a);
+    h_close(b);
+}
+
 static void test_history(void)
 {
     int a1 = h_hello("alice", "a1", false);
@@ -1003,6 +1086,7 @@ int main(void)
     test_gapless_pipelined();
     test_fence_across_other_rows();
     test_read_sync();
+    test_cursor_delay();
     test_history();
     test_recall();
     test_friend_beside_failure();
