@@ -441,6 +441,10 @@ static void push_to_user(struct chat *c, struct user *u, struct uconv *uc, const
         uc = map_get(&u->convs, d->conv.p, d->conv.len);
     if (!uc && d->conv.p[0] == 'd')
         uc = home_uconv_put(c, u, d->conv, CONV_DIRECT, 1);
+    /* An entry from before u joined: a login may read the membership from
+     * storage before this shard has the entries committed ahead of the join. */
+    if (uc && d->seq < uc->joined_seq)
+        return;
     if (uc && d->seq > uc->last_seq) {
         uc->last_seq = d->seq;
         uc->last_ts = d->ts;

@@ -37,6 +37,64 @@ static const msgpack_object *event(int conn, const char *kind)
     return NULL;
 }
 
+/*
+ * A member's login may read its membership from storage before its home has
+ * the entries committed with or before the join: the entries before the
+ * join that arrive after the login are not pushed to it, the join and what
+ * follows are.
+ */
+static void test_entries_before_a_join_that_a_login_read_first(const char *gid, bool resume)
+{
+    char user[32], owner[32], peer[32], conv[40];
+    snprintf(conv, sizeof(conv), "g:%s", gid);
+    unsigned home = (h_owner(conv) + 1) % H_SHARDS;
+    int i = 0;
+    do
+        snprintf(user, sizeof(user), "%s-late%d", gid, i++);
+    while (h_home(user) != home);
+    do
+        snprintf(peer, sizeof(peer), "%s-peer%d", gid, i++);
+    while (h_home(peer) != home);
+    do
+        snprintf(owner, sizeof(owner), "%s-lead%d", gid, i++);
+    while (h_home(owner) != h_owner(conv));
+    /* a member online at the new member's home: the entries go there */
+    int o = h_hello(owner, "d", false), p = h_hello(peer, "d", false);
+    h_drain(o);
+    h_drain(p);
+    struct strv ps[1] = {strv_c(peer)};
+    struct req r = gr(OP_GROUP_CREATE, gid);
+    r.name = strv_c("Race");
+    r.has_name = true;
+    r.users = ps;
+    r.nusers = 1;
+    CHECK(h_is_ok(greq(o, &r)));
+    /* the deliveries to the new member's home wait, its login does not */
+    h_hold_xmsgs[home] = true;
+    uint32_t id = h_send_group(o, gid, "before", "not yours");
+    CHECK(h_u(h_reply(o, id), "seq") == 2);
+    struct strv us[1] = {strv_c(user)};
+    r = gr(OP_GROUP_INVITE, gid);
+    r.users = us;
+    r.nusers = 1;
+    CHECK(h_is_ok(greq(o, &r)));
+    int l = h_hello(user, "d", resume);
+    CHECK(h_is_ok(h_next(l)));
+    h_release_xmsgs();
+    h_settle();
+    id = h_send_group(o, gid, "after", "yours");
+    CHECK(h_u(h_reply(o, id), "seq") == 4);
+    const msgpack_object *m = h_next_op(l, "msg");
+    CHECK(m && h_u(m, "seq") == 3 && h_is_str(h_get(m, "data"), "kind", "invite"));
+    m = h_next_op(l, "msg");
+    CHECK(m && h_u(m, "seq") == 4);
+    CHECK(h_next_op(l, "msg") == NULL);
+    CHECK(h_count_op(p, "msg") == 4);
+    h_close(l);
+    h_close(p);
+    h_close(o);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_chat_group.%d", (int)getpid());
@@ -254,6 +312,9 @@ int main(void)
     h_drain(o);
     id = h_send_group(o, "g1", "post2", "x");
     CHECK(h_is_err(h_reply(o, id), "not_found"));
+    h_close(o);
+    test_entries_before_a_join_that_a_login_read_first("jr", false);
+    test_entries_before_a_join_that_a_login_read_first("jq", true);
     h_stop();
     return h_finish(dir);
 }
