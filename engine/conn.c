@@ -375,8 +375,10 @@ void conn_close(struct shard *sh, struct conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return;
-    if (reason && !strcmp(reason, "slow")) /* its queue, or the pushes held for it, overflowed */
+    if (reason && !strcmp(reason, "slow")) { /* its queue, or the pushes held for it, overflowed */
         sh->stats.bye_slow++;
+        log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), c->oq ? c->oq->bytes : 0);
+    }
     if (c->flags & CONN_F_CHAT) {
         /* Told to the chat layer from the loop, never from inside a call the
          * chat layer made (a send that overflowed, a close it asked for):
@@ -508,7 +510,6 @@ static bool over_limit(const struct shard *sh, const struct conn *c, uint64_t le
 static void conn_overflow(struct shard *sh, struct conn *c)
 {
     struct outq *q = c->oq;
-    log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), q ? q->bytes : 0);
     if (q) {
         uint32_t keep = (c->flags & CONN_F_SEND)        ? q->sending
                         : q->n && q->items[q->head].off ? 1
