@@ -371,13 +371,45 @@ static bool ws_live(const struct conn *c)
     return c->wsx && c->wsx->upgraded && !(c->flags & CONN_F_HANDED);
 }
 
+static void outq_drop_unsent(struct outq *q, uint32_t keep)
+{
+    while (q->n > keep) {
+        struct oitem *it = &q->items[(q->head + q->n - 1) % q->cap];
+        q->bytes -= oitem_len(it) - it->off;
+        rbuf_unref(it->b);
+        q->n--;
+    }
+    if (q->urgent > q->n)
+        q->urgent = q->n;
+}
+
+/*
+ * `bye slow`: the client does not keep up with its queue, or with the pushes
+ * held for it during a catch-up. Everything it misses is durable: it
+ * reconnects and resumes from its ack cursor. So the pushes not yet on the
+ * wire go, and the bye comes right behind what is: the items of the send in
+ * flight (or, between sends, the rest of a frame a short send began) and the
+ * replies queued ahead of the pushes (a hello's answer among them: every
+ * hello is answered before the bye). Queued behind megabytes of pushes, the
+ * bye would not reach a slow reader within the close's grace.
+ */
+static void drop_for_slow(struct conn *c)
+{
+    struct outq *q = c->oq;
+    if (!q)
+        return;
+    uint32_t keep = (c->flags & CONN_F_SEND) ? q->sending : q->n && q->items[q->head].off ? 1 : 0;
+    outq_drop_unsent(q, keep > q->urgent ? keep : q->urgent);
+}
+
 void conn_close(struct shard *sh, struct conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return;
-    if (reason && !strcmp(reason, "slow")) { /* its queue, or the pushes held for it, overflowed */
+    if (reason && !strcmp(reason, "slow")) {
         sh->stats.bye_slow++;
         log_info("bye_slow", "slot=%u queued=%u", conn_slot(sh, c), c->oq ? c->oq->bytes : 0);
+        drop_for_slow(c);
     }
     if (c->flags & CONN_F_CHAT) {
         /* Told to the chat layer from the loop, never from inside a call the
@@ -482,17 +514,6 @@ int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len)
 }
 
 /* Drop what is queued but not yet handed to the kernel. */
-static void outq_drop_unsent(struct outq *q, uint32_t keep)
-{
-    while (q->n > keep) {
-        struct oitem *it = &q->items[(q->head + q->n - 1) % q->cap];
-        q->bytes -= oitem_len(it) - it->off;
-        rbuf_unref(it->b);
-        q->n--;
-    }
-    if (q->urgent > q->n)
-        q->urgent = q->n;
-}
 
 /* Would len more bytes take c's queue over outbound_limit? */
 static bool over_limit(const struct shard *sh, const struct conn *c, uint64_t len)
@@ -500,31 +521,12 @@ static bool over_limit(const struct shard *sh, const struct conn *c, uint64_t le
     return (c->oq ? c->oq->bytes : 0) + len > sh->cfg->outbound_limit;
 }
 
-/*
- * The client does not keep up: `bye slow`, and the close. Everything it
- * misses is durable: it reconnects and resumes from its ack cursor. What is
- * on the wire already stays ahead of the bye, so the stream the client reads
- * is whole up to it: the items of the send in flight, or, between sends, the
- * rest of a frame a short send began.
- */
-static void conn_overflow(struct shard *sh, struct conn *c)
-{
-    struct outq *q = c->oq;
-    if (q) {
-        uint32_t keep = (c->flags & CONN_F_SEND)        ? q->sending
-                        : q->n && q->items[q->head].off ? 1
-                                                        : 0;
-        outq_drop_unsent(q, keep);
-    }
-    conn_close(sh, c, "slow");
-}
-
 static int conn_queue(struct shard *sh, struct conn *c, struct rbuf *frame, bool urgent)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return -ENOENT;
     if (over_limit(sh, c, (uint64_t)frame->len + 10)) {
-        conn_overflow(sh, c);
+        conn_close(sh, c, "slow"); /* see drop_for_slow */
         return -RP_EFULL;
     }
     sh->stats.frames_out++;
@@ -536,7 +538,7 @@ int conn_send_control(struct shard *sh, struct conn *c, const void *p, size_t le
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return -ENOENT;
     if (over_limit(sh, c, len)) {
-        conn_overflow(sh, c);
+        conn_close(sh, c, "slow"); /* see drop_for_slow */
         return -RP_EFULL;
     }
     return conn_send_raw(sh, c, p, len);
