@@ -371,6 +371,7 @@ static bool ws_live(const struct conn *c)
     return c->wsx && c->wsx->upgraded && !(c->flags & CONN_F_HANDED);
 }
 
+/* Drop what is queued but not yet handed to the kernel, past the first keep items. */
 static void outq_drop_unsent(struct outq *q, uint32_t keep)
 {
     while (q->n > keep) {
@@ -512,8 +513,6 @@ int conn_send_raw(struct shard *sh, struct conn *c, const void *p, size_t len)
     rbuf_unref(rb);
     return r;
 }
-
-/* Drop what is queued but not yet handed to the kernel. */
 
 /* Would len more bytes take c's queue over outbound_limit? */
 static bool over_limit(const struct shard *sh, const struct conn *c, uint64_t len)
