@@ -317,7 +317,9 @@ void conn_op_done(struct shard *sh, struct conn *c)
         sh->dead_head = conn_slot(sh, c);
     } else if (c->flags & (CONN_F_SHUT | CONN_F_HANDED)) {
         fd_close(sh, c);
-    } else {
+    } else if (!c->oq || !c->oq->n) {
+        /* with frames still queued (a short send left some) the flush pass
+         * sends them, and the send's completion or the grace ends it */
         conn_teardown(sh, c);
     }
 }
@@ -389,18 +391,35 @@ static void outq_drop_unsent(struct outq *q, uint32_t keep)
  * held for it during a catch-up. Everything it misses is durable: it
  * reconnects and resumes from its ack cursor. So the pushes not yet on the
  * wire go, and the bye comes right behind what is: the items of the send in
- * flight (or, between sends, the rest of a frame a short send began) and the
- * replies queued ahead of the pushes (a hello's answer among them: every
- * hello is answered before the bye). Queued behind megabytes of pushes, the
- * bye would not reach a slow reader within the close's grace.
+ * flight (or, between sends, the rest of a frame a short send began), then
+ * the replies and control frames queued (a hello's answer among them: every
+ * hello is answered before the bye), in their order. Queued behind megabytes
+ * of pushes, the bye would not reach a slow reader within the close's grace.
  */
 static void drop_for_slow(struct conn *c)
 {
     struct outq *q = c->oq;
     if (!q)
         return;
-    uint32_t keep = (c->flags & CONN_F_SEND) ? q->sending : q->n && q->items[q->head].off ? 1 : 0;
-    outq_drop_unsent(q, keep > q->urgent ? keep : q->urgent);
+    uint32_t keep;
+    if (c->flags & CONN_F_SEND)
+        keep = q->sending; /* the kernel reads them */
+    else
+        keep = q->n && q->items[q->head].off ? 1 : 0;
+    uint32_t n = keep, urgent = 0;
+    for (uint32_t i = keep; i < q->n; i++) {
+        struct oitem *it = &q->items[(q->head + i) % q->cap];
+        if (it->urgent) {
+            q->items[(q->head + n++) % q->cap] = *it;
+            urgent = n;
+        } else {
+            q->bytes -= oitem_len(it);
+            rbuf_unref(it->b);
+        }
+    }
+    q->n = n;
+    if (q->urgent > keep)
+        q->urgent = urgent > keep ? urgent : keep;
 }
 
 void conn_close(struct shard *sh, struct conn *c, const char *reason)
@@ -483,7 +502,9 @@ static int queue_item(struct shard *sh, struct conn *c, const struct oitem *item
         q->head = 0;
         q->cap = cap;
     }
-    q->items[(q->head + q->n) % q->cap] = *item;
+    struct oitem *slot = &q->items[(q->head + q->n) % q->cap];
+    *slot = *item;
+    slot->urgent = urgent;
     rbuf_ref(item->b);
     q->n++;
     q->bytes += oitem_len(item);

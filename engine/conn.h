@@ -62,6 +62,7 @@ struct oitem {
     uint8_t skip;
     uint8_t hlen;
     uint8_t hdr[10];
+    bool urgent; /* a reply or a control frame, not a push: bye slow keeps it */
 };
 
 static inline uint32_t oitem_len(const struct oitem *it)
