@@ -60,7 +60,7 @@ static const struct setting settings[] = {
     U32(dedup_memory, "1048576",
         "dedup records a shard keeps in memory at most; past it the oldest go at once"),
     U32(cursor_delay_ms, "1000",
-        "how long a moved ack or read cursor may wait before it is written, ms"),
+        "how long a moved ack or read cursor may wait before it is written, ms (at most 60000)"),
     U32(recall_window, "120", "how long a sender may recall a message, seconds"),
     U32(max_devices, "10", "sessions per user"),
     U32(max_group_size, "100000", "members per group"),
@@ -183,6 +183,10 @@ static int check(struct config *cfg)
     }
     if (cfg->recv_buffers & (cfg->recv_buffers - 1) || cfg->recv_buffers > 32768) {
         fprintf(stderr, "ringpushd: --recv-buffers must be a power of two <= 32768\n");
+        return -EINVAL;
+    }
+    if (cfg->cursor_delay_ms > 60000) {
+        fprintf(stderr, "ringpushd: cursor-delay-ms must be 0..60000\n");
         return -EINVAL;
     }
     if (cfg->write_pipeline < 1 || cfg->write_pipeline > 16) {

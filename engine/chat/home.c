@@ -506,7 +506,9 @@ static void read_by_sending(struct chat *c, const struct rpl *r)
     struct session *s = r->frame ? home_session(c, r->conn) : NULL;
     struct user *u = s ? s->u : home_user(c, r->user);
     struct uconv *uc = u ? map_get(&u->convs, r->conv.p, r->conv.len) : NULL;
-    if (r->retry && (!u || u->state != U_READY || !uc || r->read_seq <= uc->read_seq))
+    /* compared with the cursor as clients see it (a member invited back has
+     * a fresh entry: its read_seq is 0 until a read, the stored one higher) */
+    if (r->retry && (!u || u->state != U_READY || !uc || r->read_seq <= home_read_seq(uc)))
         return;
     if (u && !uc && r->conv.p[0] == 'd')
         uc = home_uconv_put(c, u, r->conv, CONV_DIRECT, 1);

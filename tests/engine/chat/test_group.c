@@ -41,7 +41,8 @@ static const msgpack_object *event(int conn, const char *kind)
  * A member's login may read its membership from storage before its home has
  * the entries committed with or before the join: the entries before the
  * join that arrive after the login are not pushed to it, the join and what
- * follows are.
+ * follows are. (With resume, the catch-up's own floor also keeps them out;
+ * without, only the join's seq does.)
  */
 static void test_entries_before_a_join_that_a_login_read_first(const char *gid, bool resume)
 {
