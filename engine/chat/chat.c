@@ -287,8 +287,8 @@ bool chat_quiescent(const struct chat *c)
 {
     /* a read in flight or a message waiting for room in a ring would give
      * another shard work later: neither is quiet */
-    return io_write_idle(c) && io_read_idle(c) && c->xfer.queued == 0 &&
-           map_count(&c->home.cursors) == 0 && !friend_pending(c);
+    return io_write_idle(c) && io_read_idle(c) && c->xfer.queued == 0 && c->home.cursors.n == 0 &&
+           !friend_pending(c);
 }
 
 const struct chat_stats *chat_stats_get(const struct chat *c)

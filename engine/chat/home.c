@@ -38,13 +38,129 @@ struct idx {
     struct imember *m;
 };
 
+/* ---- cursors waiting for their write (struct curs) ---- */
+
+/* Length of the (user, device) prefix of a cursor key, or 0 if malformed. */
+static uint32_t curs_prefix_len(const void *k, uint32_t klen)
+{
+    const uint8_t *key = k;
+    if (klen < 1 || klen < 2u + key[0])
+        return 0;
+    uint32_t plen = 2u + key[0] + key[1 + key[0]];
+    return plen < klen ? plen : 0;
+}
+
+static void curs_init(struct curs *cs)
+{
+    map_init(&cs->devs);
+    cs->n = 0;
+}
+
+static void curs_deinit(struct curs *cs)
+{
+    struct map_iter it;
+    struct map_node *n;
+    map_iter_init(&it, &cs->devs);
+    while ((n = map_next(&it))) {
+        map_deinit(n->val);
+        free(n->val);
+    }
+    map_deinit(&cs->devs);
+    cs->n = 0;
+}
+
+static struct map *curs_dev(const struct curs *cs, const void *key, uint32_t klen)
+{
+    uint32_t plen = curs_prefix_len(key, klen);
+    return plen ? map_get(&cs->devs, key, plen) : NULL;
+}
+
+static struct map_node *curs_find(const struct curs *cs, const void *key, uint32_t klen)
+{
+    struct map *m = curs_dev(cs, key, klen);
+    return m ? map_find(m, key, klen) : NULL;
+}
+
+/* Set key to v: false on ENOMEM or a malformed key. */
+static bool curs_put(struct curs *cs, const void *key, uint32_t klen, uint64_t v)
+{
+    uint32_t plen = curs_prefix_len(key, klen);
+    if (!plen)
+        return false;
+    struct map *m = map_get(&cs->devs, key, plen);
+    if (!m) {
+        m = calloc(1, sizeof(*m));
+        if (!m || !map_put(&cs->devs, key, plen, m)) {
+            free(m);
+            return false;
+        }
+    }
+    struct map_node *n = map_find(m, key, klen);
+    if (n) {
+        n->val = map_u64(v);
+        return true;
+    }
+    if (!map_put(m, key, klen, map_u64(v))) {
+        if (!map_count(m)) {
+            map_del(&cs->devs, key, plen);
+            free(m);
+        }
+        return false;
+    }
+    cs->n++;
+    return true;
+}
+
+static void curs_del(struct curs *cs, const void *key, uint32_t klen)
+{
+    uint32_t plen = curs_prefix_len(key, klen);
+    struct map *m = plen ? map_get(&cs->devs, key, plen) : NULL;
+    if (!m || !map_find(m, key, klen))
+        return;
+    map_del(m, key, klen);
+    cs->n--;
+    if (!map_count(m)) {
+        map_deinit(m);
+        free(map_del(&cs->devs, key, plen));
+    }
+}
+
+/* Every key of cs, device by device. */
+struct curs_iter {
+    struct map_iter devs, keys;
+    bool in_dev;
+};
+
+static void curs_iter_init(struct curs_iter *it, const struct curs *cs)
+{
+    map_iter_init(&it->devs, &cs->devs);
+    it->in_dev = false;
+}
+
+static struct map_node *curs_next(struct curs_iter *it)
+{
+    for (;;) {
+        if (it->in_dev) {
+            struct map_node *n = map_next(&it->keys);
+            if (n)
+                return n;
+            it->in_dev = false;
+        }
+        struct map_node *d = map_next(&it->devs);
+        if (!d)
+            return NULL;
+        map_iter_init(&it->keys, d->val);
+        it->in_dev = true;
+    }
+}
+
 int home_init(struct chat *c)
 {
     imap_init(&c->home.users);
     imap_init(&c->home.conns);
     map_init(&c->home.index);
-    map_init(&c->home.cursors);
-    map_init(&c->home.written);
+    curs_init(&c->home.cursors);
+    curs_init(&c->home.written);
     map_init(&c->home.friend_keys);
     c->home.friend_gen_last = 0;
     buf_init(&c->home.sweep_from);
@@ -68,8 +184,8 @@ void home_deinit(struct chat *c)
         free(x);
     }
     map_deinit(&c->home.index);
-    map_deinit(&c->home.cursors);
-    map_deinit(&c->home.written);
+    curs_deinit(&c->home.cursors);
+    curs_deinit(&c->home.written);
     friend_deinit(c);
 }
 
@@ -275,58 +391,58 @@ void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct s
 {
     if (stg_key_cursor(&c->kb, user.p, user.len, dev.p, dev.len, conv.p, conv.len) < 0)
         return;
-    struct map_node *n = map_find(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len);
+    struct map_node *n = curs_find(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len);
     if (n && map_as_u64(n->val) >= seq)
         return;
-    if (!map_count(&c->home.cursors))
+    if (!c->home.cursors.n)
         c->home.cursors_since = chat_now(c);
-    if (!map_put(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len, map_u64(seq)))
+    if (!curs_put(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len, seq))
         log_warn("chat_cursor_oom", "user=%.*s", (int)user.len, user.p);
 }
 
 static void on_cursors_done(struct chat *c, void *ctx, int err)
 {
-    struct map *m = ctx;
-    struct map_iter wi;
+    struct curs *m = ctx;
+    struct curs_iter wi;
     struct map_node *wn;
-    map_iter_init(&wi, m);
-    while ((wn = map_next(&wi))) {
+    curs_iter_init(&wi, m);
+    while ((wn = curs_next(&wi))) {
         /* no longer in flight, unless a newer value of the key is */
-        struct map_node *w = map_find(&c->home.written, wn->key, wn->klen);
+        struct map_node *w = curs_find(&c->home.written, wn->key, wn->klen);
         if (w && map_as_u64(w->val) <= map_as_u64(wn->val))
-            map_del(&c->home.written, wn->key, wn->klen);
+            curs_del(&c->home.written, wn->key, wn->klen);
     }
     if (err < 0) {
         /* keep them for the next batch, never moving a newer value back: one
          * staged, or one in flight (a later batch, which is not failed with
          * this one, and puts its own value back if it fails) */
-        struct map_iter it;
+        struct curs_iter it;
         struct map_node *n;
-        map_iter_init(&it, m);
-        while ((n = map_next(&it))) {
-            struct map_node *cur = map_find(&c->home.cursors, n->key, n->klen);
-            struct map_node *w = map_find(&c->home.written, n->key, n->klen);
+        curs_iter_init(&it, m);
+        while ((n = curs_next(&it))) {
+            struct map_node *cur = curs_find(&c->home.cursors, n->key, n->klen);
+            struct map_node *w = curs_find(&c->home.written, n->key, n->klen);
             if ((!cur || map_as_u64(cur->val) < map_as_u64(n->val)) &&
                 (!w || map_as_u64(w->val) < map_as_u64(n->val))) {
-                if (!map_count(&c->home.cursors))
+                if (!c->home.cursors.n)
                     c->home.cursors_since = chat_now(c);
-                map_put(&c->home.cursors, n->key, n->klen, n->val);
+                curs_put(&c->home.cursors, n->key, n->klen, map_as_u64(n->val));
             }
         }
     }
-    map_deinit(m);
+    curs_deinit(m);
     free(m);
 }
 
 void home_stage(struct chat *c)
 {
-    size_t n_waiting = map_count(&c->home.cursors);
+    size_t n_waiting = c->home.cursors.n;
     if (!n_waiting)
         return;
     if (!c->stopping && n_waiting < HOME_CURSORS_EAGER &&
         chat_now(c) - c->home.cursors_since < c->env.cfg->cursor_delay_ms)
         return;
-    struct map *m = malloc(sizeof(*m));
+    struct curs *m = malloc(sizeof(*m));
     struct stg_batch *b = io_batch(c);
     if (!m || !b) {
         free(m);
@@ -337,17 +453,17 @@ void home_stage(struct chat *c)
         free(m);
         return;
     }
-    map_init(&c->home.cursors);
-    struct map_iter it;
+    curs_init(&c->home.cursors);
+    struct curs_iter it;
     struct map_node *n;
-    map_iter_init(&it, m);
-    while ((n = map_next(&it))) {
+    curs_iter_init(&it, m);
+    while ((n = curs_next(&it))) {
         buf_reset(&c->vb);
-        struct map_node *w = map_find(&c->home.written, n->key, n->klen);
+        struct map_node *w = curs_find(&c->home.written, n->key, n->klen);
         if (w && map_as_u64(w->val) < map_as_u64(n->val))
             w->val = n->val;
-        else if (!w && !map_put(&c->home.written, n->key, n->klen, n->val))
-            log_warn("chat_cursor_oom", "written=%zu", (size_t)map_count(&c->home.written));
+        else if (!w && !curs_put(&c->home.written, n->key, n->klen, map_as_u64(n->val)))
+            log_warn("chat_cursor_oom", "written=%zu", c->home.written.n);
         if (val_u64_encode(&c->vb, map_as_u64(n->val)) < 0 ||
             stg_batch_put(b, STG_CF_CURSOR, n->key, n->klen, c->vb.data, c->vb.len) < 0) {
             io_poison(c);
@@ -356,15 +472,18 @@ void home_stage(struct chat *c)
     }
 }
 
-static int pending_from(struct map *src, const struct buf *prefix, struct map *out)
+/* Into out (conv -> seq): the values of src's keys under prefix k. */
+static int pending_from(const struct curs *src, const struct buf *k, struct map *out)
 {
+    struct map *m = map_get(&src->devs, k->data, (uint32_t)k->len);
+    if (!m)
+        return 0;
     struct map_iter it;
     struct map_node *n;
-    map_iter_init(&it, src);
+    map_iter_init(&it, m);
     while ((n = map_next(&it))) {
         struct stg_view p[3];
-        if (n->klen <= prefix->len || memcmp(n->key, prefix->data, prefix->len) != 0 ||
-            stg_key_split(n->key, n->klen, p, 3, NULL) < 0)
+        if (stg_key_split(n->key, n->klen, p, 3, NULL) < 0)
             continue;
         uint64_t v = map_as_u64(n->val);
         if (v > map_as_u64(map_get(out, p[2].p, (uint32_t)p[2].len)) &&
@@ -376,7 +495,7 @@ static int pending_from(struct map *src, const struct buf *prefix, struct map *o
 
 int home_cursors_pending(struct chat *c, struct strv user, struct strv dev, struct map *out)
 {
-    if (!map_count(&c->home.cursors) && !map_count(&c->home.written))
+    if (!c->home.cursors.n && !c->home.written.n)
         return 0;
     /* the (user, dev) prefix of cursor keys: the two encoded strings */
     struct buf k, t;

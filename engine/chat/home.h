@@ -131,13 +131,21 @@ struct user {
     char id[];                  /* idlen bytes and a NUL */
 };
 
+/* Cursor values by encoded cursor key (values.h), grouped by the key's
+ * (user, device) prefix: a login takes its device's own without a walk over
+ * every key waiting. */
+struct curs {
+    struct map devs; /* (user, device) prefix -> struct map * (cursor key -> seq) */
+    size_t n;        /* keys in all of them */
+};
+
 struct home {
     struct imap users;      /* struct user, by id */
     struct imap conns;      /* struct session, by connection */
     struct map index;       /* group conv -> struct idx * */
-    struct map cursors;     /* encoded cursor key -> seq, to be written */
+    struct curs cursors;    /* to be written */
     uint64_t cursors_since; /* when the oldest of them was queued */
-    struct map written;     /* encoded cursor key -> seq, in a batch not yet durable */
+    struct curs written;    /* in a batch not yet durable */
     /* friend.c: friend row key -> struct fkey, while rows of it are pending */
     struct map friend_keys;
     uint64_t friend_gen_last;

@@ -675,12 +675,20 @@ static void test_cursor_delay(void)
     h_send_to(a, "cd_b", "c1", "x");
     h_ack(b, conv, 1);
     h_ack(b, conv, 2);
+    int b2 = h_hello("cd_b", "d2", false); /* another device: a cursor of its own */
+    h_ack(b2, conv, 1);
     CHECK(!cursor_written("cd_b", "d", conv));
     CHECK(!cursor_written("cd_a", VAL_READ_DEVICE, conv));
     h_close(b);
+    h_close(b2);
     b = h_hello("cd_b", "d", true);
     CHECK(h_is_ok(h_next(b)));
     CHECK(h_is_str(h_next(b), "op", "synced")); /* nothing past ack 2 */
+    b2 = h_hello("cd_b", "d2", true);
+    CHECK(h_is_ok(h_next(b2)));
+    CHECK(h_u(h_next(b2), "seq") == 2); /* past its own ack 1 */
+    CHECK(h_is_str(h_next(b2), "op", "synced"));
+    h_close(b2);
     const msgpack_object *e = sync_conv(a, 70, conv);
     CHECK(e && h_u(e, "read_seq") == 2 && h_u(e, "unread") == 0);
     h_now = t0 + 999;
