@@ -123,6 +123,10 @@ static const struct per_shard chat_rows[] = {
      "Dedup records (conversation, sender, cmid) an owner keeps in memory: every send of the "
      "last minute, then at most the shard's bound.",
      NULL, CHAT_STAT(dedup_records)},
+    {"ringpush_cursors_waiting", "gauge",
+     "Moved ack and read cursors not yet durable: waiting out cursor_delay_ms, or in a write "
+     "not yet done.",
+     NULL, CHAT_STAT(cursors_waiting)},
 };
 
 static int render_chat(const struct server *srv, struct buf *out)

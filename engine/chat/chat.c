@@ -276,6 +276,7 @@ void chat_flush(struct chat *c)
     c->stats.reads_waited = c->io.waited;
     c->stats.reads_cancelled = c->io.cancelled;
     c->stats.dedup_records = c->owner.ndedup;
+    c->stats.cursors_waiting = c->home.cursors.n + c->home.written.n;
 }
 
 bool chat_pending(const struct chat *c)

@@ -188,8 +188,9 @@ struct chat_stats {
     uint64_t reads_waited;         /* login reads that had to wait for one, since start */
     uint64_t reads_cancelled;      /* of those, dropped when their session closed first */
     uint64_t user_loads_abandoned; /* loads of a user's state stopped: its sessions left */
-    uint64_t queries_paused; /* times a session was held at HOME_QUERIES_MAX queries in flight */
-    uint64_t dedup_records;  /* dedup records the owner keeps in memory now (gauge) */
+    uint64_t queries_paused;  /* times a session was held at HOME_QUERIES_MAX queries in flight */
+    uint64_t dedup_records;   /* dedup records the owner keeps in memory now (gauge) */
+    uint64_t cursors_waiting; /* moved cursors not yet durable: waiting or being written (gauge) */
 };
 
 /* The chat's counters; valid as long as the chat. */

@@ -534,7 +534,12 @@ def test_cursors_are_written_within_their_delay():
         assert b.push("msg")["seq"] == 5
         b.ack(conv, 5)
         b.ping()
-        time.sleep(3 + 3)  # the delay, at most a tick, and room for a slow write
+        assert metric(srv, "ringpush_cursors_waiting") > 0
+        # written within the delay and a tick (the clock of the loop)
+        t0 = time.monotonic()
+        rptest.wait_until(lambda: metric(srv, "ringpush_cursors_waiting") == 0, 20,
+                          what="the waiting cursors to be written")
+        assert time.monotonic() - t0 > 1.5, "written before the delay"
         srv.kill()
         port_released(srv)
         srv.start()
