@@ -528,9 +528,13 @@ static void loop(struct shard *sh)
             continue;
         }
         int r;
-        if (sh->stopping) {
-            /* the others' going quiet wakes no one: look again soon */
-            struct __kernel_timespec ts = {.tv_nsec = 2000000};
+        uint64_t due = chat_next_due(sh->chat);
+        if (sh->stopping || due) {
+            /* the others' going quiet wakes no one: look again soon; and
+             * wake for what the chat layer has due (cursors to write) */
+            uint64_t ms = sh->stopping ? 2 : due > sh->now_ms ? due - sh->now_ms : 1;
+            struct __kernel_timespec ts = {.tv_sec = (long long)(ms / 1000),
+                                           .tv_nsec = (long long)(ms % 1000) * 1000000};
             struct io_uring_cqe *cqe;
             r = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
         } else {

@@ -259,6 +259,13 @@ void chat_on_tick(struct chat *c)
     friend_tick(c);
 }
 
+uint64_t chat_next_due(const struct chat *c)
+{
+    if (!c->home.cursors.n)
+        return 0;
+    return c->home.cursors_since + c->env.cfg->cursor_delay_ms;
+}
+
 void chat_stop(struct chat *c)
 {
     c->stopping = true;

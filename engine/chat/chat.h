@@ -291,6 +291,11 @@ bool chat_pending(const struct chat *c);
 /* Called about once a second. */
 void chat_on_tick(struct chat *c);
 
+/* When a flush is next due without new input (wall clock, ms: cursors that
+ * will have waited out cursor_delay_ms), or 0 for none. A loop that sleeps
+ * wakes by then. */
+uint64_t chat_next_due(const struct chat *c);
+
 /* The runtime is stopping: from now on nothing waits to be written for
  * longer than the next batch (cursors do not wait out cursor_delay_ms). */
 void chat_stop(struct chat *c);
