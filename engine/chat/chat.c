@@ -263,7 +263,8 @@ uint64_t chat_next_due(const struct chat *c)
 {
     if (!c->home.cursors.n)
         return 0;
-    return c->home.cursors_since + c->env.cfg->cursor_delay_ms;
+    uint64_t due = c->home.cursors_since + c->env.cfg->cursor_delay_ms;
+    return due > c->home.cursors_retry ? due : c->home.cursors_retry;
 }
 
 void chat_stop(struct chat *c)

@@ -184,6 +184,11 @@ void home_deinit(struct chat *c)
         free(x);
     }
     map_deinit(&c->home.index);
+    /* a stop whose grace ended while writes failed (a full disk): those
+     * cursors move back at the next start, as after a crash */
+    if (c->home.cursors.n || c->home.written.n)
+        log_warn("chat_cursors_unwritten", "waiting=%zu writing=%zu", c->home.cursors.n,
+                 c->home.written.n);
     curs_deinit(&c->home.cursors);
     curs_deinit(&c->home.written);
     friend_deinit(c);
@@ -413,9 +418,11 @@ static void on_cursors_done(struct chat *c, void *ctx, int err)
             curs_del(&c->home.written, wn->key, wn->klen);
     }
     if (err < 0) {
-        /* keep them for the next batch, never moving a newer value back: one
+        /* keep them for a later batch, never moving a newer value back: one
          * staged, or one in flight (a later batch, which is not failed with
-         * this one, and puts its own value back if it fails) */
+         * this one, and puts its own value back if it fails); not at once,
+         * or a full disk would be retried on every pass of the loop */
+        c->home.cursors_retry = chat_now(c) + HOME_CURSORS_RETRY_MS;
         struct curs_iter it;
         struct map_node *n;
         curs_iter_init(&it, m);
@@ -439,8 +446,11 @@ void home_stage(struct chat *c)
     size_t n_waiting = c->home.cursors.n;
     if (!n_waiting)
         return;
+    uint64_t now = chat_now(c);
+    if (now < c->home.cursors_retry)
+        return;
     if (!c->stopping && n_waiting < HOME_CURSORS_EAGER &&
-        chat_now(c) - c->home.cursors_since < c->env.cfg->cursor_delay_ms)
+        now - c->home.cursors_since < c->env.cfg->cursor_delay_ms)
         return;
     struct curs *m = malloc(sizeof(*m));
     struct stg_batch *b = io_batch(c);

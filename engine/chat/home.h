@@ -36,6 +36,8 @@ struct chat;
 /* cursors waiting for their write past which they are written without
  * waiting out cursor_delay_ms (each costs a map node until then) */
 #define HOME_CURSORS_EAGER 65536u
+/* after a failed cursor write (a full disk, say), the pause before the next */
+#define HOME_CURSORS_RETRY_MS 1000u
 
 enum user_state { U_LOADING, U_READY, U_FAILED };
 enum session_state { S_WAIT_USER, S_CATCHUP, S_LIVE };
@@ -145,6 +147,7 @@ struct home {
     struct map index;       /* group conv -> struct idx * */
     struct curs cursors;    /* to be written */
     uint64_t cursors_since; /* when the oldest of them was queued */
+    uint64_t cursors_retry; /* after a failed write: not staged again before (0: none) */
     struct curs written;    /* in a batch not yet durable */
     /* friend.c: friend row key -> struct fkey, while rows of it are pending */
     struct map friend_keys;
@@ -170,7 +173,8 @@ void home_on_user_frame(struct chat *c, struct ufr *u);
 
 /* Stage the cursors waiting to be written into the batch, once the oldest
  * has waited cursor_delay_ms (or HOME_CURSORS_EAGER are waiting, or the chat
- * is stopping): the moves of a while share one write per cursor. */
+ * is stopping): the moves of a while share one write per cursor. After a
+ * failed write they wait HOME_CURSORS_RETRY_MS before the next try. */
 void home_stage(struct chat *c);
 
 /* The user if loaded here. */

@@ -725,6 +725,41 @@ static void test_cursor_delay(void)
     h_close(b);
 }
 
+/*
+ * A cursor write that fails (a full disk, say) is tried again a second
+ * later, not on every pass of the loop, also with cursor_delay_ms 0.
+ */
+static void test_cursor_retry_waits(void)
+{
+    const char *conv = "d:cr_a:cr_b";
+    int a = h_hello("cr_a", "d", false), b = h_hello("cr_b", "d", false);
+    h_drain(a);
+    h_drain(b);
+    h_send_to(a, "cr_b", "r0", "x");
+    h_settle();
+    unsigned home = h_home("cr_b");
+    uint64_t t0 = h_now;
+    h_fail_writes = 1;
+    h_ack(b, conv, 1); /* its write fails */
+    CHECK(h_fail_writes == 0 && !cursor_written("cr_b", "d", conv));
+    h_hold_writes = true;
+    for (int i = 0; i < 5; i++)
+        h_step();
+    CHECK(h_held_writes(home) == 0); /* not tried again at once */
+    h_now = t0 + 999;
+    h_settle();
+    CHECK(h_held_writes(home) == 0);
+    h_now = t0 + 1000;
+    h_settle();
+    CHECK(h_held_writes(home) == 1);
+    h_hold_writes = false;
+    h_release_writes();
+    h_settle();
+    CHECK(cursor_written("cr_b", "d", conv));
+    h_close(a);
+    h_close(b);
+}
+
 static void test_history(void)
 {
     int a1 = h_hello("alice", "a1", false);
@@ -1095,6 +1130,7 @@ int main(void)
     test_fence_across_other_rows();
     test_read_sync();
     test_cursor_delay();
+    test_cursor_retry_waits();
     test_history();
     test_recall();
     test_friend_beside_failure();
