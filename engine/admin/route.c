@@ -215,11 +215,13 @@ static cJSON *parse_object(const uint8_t *body, size_t len, const char **why)
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
     if (!o || !cJSON_IsObject(o) || !end || !only_space(end, (const char *)body + len)) {
-        /* cJSON also refuses \u escapes that are no character (a lone surrogate) */
-        *why = !o                   ? "the body is not valid JSON (or has an escape that is no "
-                                      "character, such as a lone surrogate)"
-               : !cJSON_IsObject(o) ? "the body is not a JSON object"
-                                    : "data after the JSON object";
+        if (!o) /* cJSON also refuses \u escapes that are no character */
+            *why = "the body is not valid JSON (or has an escape that is no character, such as "
+                   "a lone surrogate)";
+        else if (!cJSON_IsObject(o))
+            *why = "the body is not a JSON object";
+        else
+            *why = "data after the JSON object";
         cJSON_Delete(o);
         return NULL;
     }
