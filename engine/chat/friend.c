@@ -176,17 +176,6 @@ static void fkey_release(struct chat *c, const struct frow *w)
     }
 }
 
-/* f waits at the end of the pair's queue (run_waiting takes it). */
-static void fkey_enqueue(struct fkey *k, struct fwd *f)
-{
-    f->next = NULL;
-    if (k->qtail)
-        k->qtail->next = f;
-    else
-        k->qhead = f;
-    k->qtail = f;
-}
-
 static void row_free(struct frow *w)
 {
     free(w->f);
@@ -614,7 +603,7 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
             free(f);
             return;
         }
-        fkey_enqueue(k, f);
+        fwd_queue_push(&k->qhead, &k->qtail, f); /* run_waiting takes it */
         k->qlen++;
         return;
     }
@@ -749,7 +738,7 @@ void friend_on_peer(struct chat *c, struct fwd *f)
             free(q);
             return;
         }
-        fkey_enqueue(k, f);
+        fwd_queue_push(&k->qhead, &k->qtail, f); /* run_waiting takes it */
         k->qpeer = f;
         return;
     }

@@ -391,6 +391,14 @@ void home_uconv_del(struct chat *c, struct user *u, struct strv conv, uint64_t l
     free(uc);
 }
 
+/* Put a cursor with those waiting for their write; the first starts the wait. */
+static bool cursor_wait(struct chat *c, const void *key, uint32_t klen, uint64_t seq)
+{
+    if (!c->home.cursors.n)
+        c->home.cursors_since = chat_now(c);
+    return curs_put(&c->home.cursors, key, klen, seq);
+}
+
 void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct strv conv,
                      uint64_t seq)
 {
@@ -399,9 +407,7 @@ void home_cursor_set(struct chat *c, struct strv user, struct strv dev, struct s
     struct map_node *n = curs_find(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len);
     if (n && map_as_u64(n->val) >= seq)
         return;
-    if (!c->home.cursors.n)
-        c->home.cursors_since = chat_now(c);
-    if (!curs_put(&c->home.cursors, c->kb.data, (uint32_t)c->kb.len, seq))
+    if (!cursor_wait(c, c->kb.data, (uint32_t)c->kb.len, seq))
         log_warn("chat_cursor_oom", "user=%.*s", (int)user.len, user.p);
 }
 
@@ -430,11 +436,8 @@ static void on_cursors_done(struct chat *c, void *ctx, int err)
             struct map_node *cur = curs_find(&c->home.cursors, n->key, n->klen);
             struct map_node *w = curs_find(&c->home.written, n->key, n->klen);
             if ((!cur || map_as_u64(cur->val) < map_as_u64(n->val)) &&
-                (!w || map_as_u64(w->val) < map_as_u64(n->val))) {
-                if (!c->home.cursors.n)
-                    c->home.cursors_since = chat_now(c);
-                curs_put(&c->home.cursors, n->key, n->klen, map_as_u64(n->val));
-            }
+                (!w || map_as_u64(w->val) < map_as_u64(n->val)))
+                cursor_wait(c, n->key, n->klen, map_as_u64(n->val));
         }
     }
     curs_deinit(m);

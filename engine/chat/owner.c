@@ -319,12 +319,7 @@ void owner_on_fwd(struct chat *c, struct fwd *f)
         return;
     }
     c->owner.queued_bytes += owner_fwd_cost(f);
-    f->next = NULL;
-    if (cv->qtail)
-        cv->qtail->next = f;
-    else
-        cv->qhead = f;
-    cv->qtail = f;
+    fwd_queue_push(&cv->qhead, &cv->qtail, f);
     cv->qlen++;
     if (cv->state == OC_READY) {
         aux_read(c, cv, f);

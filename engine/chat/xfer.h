@@ -67,6 +67,17 @@ struct fwd {
 };
 
 /* A copy of req plus the routing fields; NULL on ENOMEM. Free with free(). */
+/* Append f to the queue *head .. *tail (linked by next). */
+static inline void fwd_queue_push(struct fwd **head, struct fwd **tail, struct fwd *f)
+{
+    f->next = NULL;
+    if (*tail)
+        (*tail)->next = f;
+    else
+        *head = f;
+    *tail = f;
+}
+
 struct fwd *fwd_new(const struct req *req, struct strv user, struct strv dev, struct strv conv,
                     conn_id_t conn, uint32_t home);
 

@@ -53,19 +53,30 @@ static void pair(const char *pa, const char *pb, char *a, char *b)
     }
 }
 
+/* Two users with different homes (into a, b), online as *ca and *cb, a's
+ * friend request to b answered and pushed; then the clock moves a second
+ * and the messages between shards are held. */
+static void requested(const char *pa, const char *pb, char *a, char *b, int *ca, int *cb)
+{
+    pair(pa, pb, a, b);
+    *ca = h_hello(a, "d", false);
+    *cb = h_hello(b, "d", false);
+    op(*ca, OP_FRIEND_REQUEST, 1, b, true);
+    h_drain(*ca);
+    h_drain(*cb);
+    h_now += 1000;
+    h_hold_xmsgs[0] = h_hold_xmsgs[1] = true;
+}
+
 /* a withdraws its request while b accepts it, both ops at the same
  * millisecond; the forwards wait (and, with crash, are lost with a stop) */
 static void test_crossing_at_the_same_time(bool crash)
 {
     char a[32], b[32];
-    pair(crash ? "tca" : "tla", crash ? "tcb" : "tlb", a, b);
-    int ca = h_hello(a, "d", false), cb = h_hello(b, "d", false);
-    op(ca, OP_FRIEND_REQUEST, 1, b, true);
-    h_drain(ca);
-    h_drain(cb);
+    int ca, cb;
+    requested(crash ? "tca" : "tla", crash ? "tcb" : "tlb", a, b, &ca, &cb);
     CHECK(strcmp(view(cb, 2, a), "request") == 0);
-    h_now += 1000; /* both ops get exactly h_now as their time */
-    h_hold_xmsgs[0] = h_hold_xmsgs[1] = true;
+    /* both ops get exactly h_now as their time */
     op(ca, OP_FRIEND_REMOVE, 3, b, false);
     op(cb, OP_FRIEND_ACCEPT, 4, a, false);
     h_settle();
@@ -93,13 +104,8 @@ static void test_crossing_at_the_same_time(bool crash)
 static void test_crossing_with_the_peer_not_loaded(bool loading)
 {
     char a[32], b[32];
-    pair(loading ? "lda" : "ofa", loading ? "ldb" : "ofb", a, b);
-    int ca = h_hello(a, "d", false), cb = h_hello(b, "d", false);
-    op(ca, OP_FRIEND_REQUEST, 1, b, true);
-    h_drain(ca);
-    h_drain(cb);
-    h_now += 1000;
-    h_hold_xmsgs[0] = h_hold_xmsgs[1] = true;
+    int ca, cb;
+    requested(loading ? "lda" : "ofa", loading ? "ldb" : "ofb", a, b, &ca, &cb);
     op(cb, OP_FRIEND_ACCEPT, 2, a, false); /* time t */
     h_settle();
     h_now += 1;
