@@ -24,6 +24,11 @@
  * window allows (closed loop).
  * Without --durability/--shards/--window it runs the whole matrix
  * (sync, wal) x (1, 2 shards) x window (1, 4, 16, 64, 256) with batch 1.
+ *
+ *   storage_bench --raw [--dir D] [--seconds S] [--durability D] [--batch B]
+ * measures the disk and RocksDB alone instead, as the reference for the
+ * figures above: plain puts of 200-byte values, B per write, one thread,
+ * RocksDB's default options (storage_raw_puts()).
  */
 #include "base/clock.h"
 #include "base/err.h"
@@ -33,6 +38,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,12 +267,35 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
     return 0;
 }
 
+/* The reference: RocksDB alone, in a fresh database under dir. */
+static int run_raw(const char *dir, enum stg_durability dur, unsigned batch, double seconds)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/raw-%s-b%u", dir, stg_durability_name(dur), batch);
+    double puts_per_s;
+    int rc = storage_raw_puts(path, dur, batch, seconds, &puts_per_s);
+    if (rc < 0) {
+        fprintf(stderr, "storage_raw_puts %s: %s\n", path, err_str(rc));
+        return 1;
+    }
+    printf("raw %-4s batch=%-3u puts/s=%9.0f\n", stg_durability_name(dur), batch, puts_per_s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "/tmp/rp_storage_bench";
     double seconds = 3;
     int dur = -1;
     unsigned nshards = 0, window = 0, batch = 1;
+    bool raw = false;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--raw") == 0) { /* the only flag: the rest are option-value pairs */
+            raw = true;
+            memmove(&argv[i], &argv[i + 1], (size_t)(argc - i) * sizeof(*argv)); /* and NULL */
+            argc--;
+            i--;
+        }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--dir") == 0) {
             dir = argv[i + 1];
@@ -298,6 +327,8 @@ int main(int argc, char **argv)
         perror(dir);
         return 1;
     }
+    if (raw)
+        return run_raw(dir, dur < 0 ? STG_SYNC : (enum stg_durability)dur, batch, seconds);
     if (dur >= 0 && nshards && window)
         return run(dir, (enum stg_durability)dur, nshards, window, batch, seconds);
 
@@ -319,7 +350,8 @@ int main(int argc, char **argv)
 usage:
     fprintf(stderr,
             "usage: %s [--dir D] [--seconds S] [--durability sync|wal|none] "
-            "[--shards N] [--window W] [--batch B] [--convs C] [--rate R]\n",
-            argv[0]);
+            "[--shards N] [--window W] [--batch B] [--convs C] [--rate R]\n"
+            "       %s --raw [--dir D] [--seconds S] [--durability sync|wal|none] [--batch B]\n",
+            argv[0], argv[0]);
     return 2;
 }

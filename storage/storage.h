@@ -190,6 +190,17 @@ int storage_flush(struct storage *st);
  * tools). 0 or -RP_ESTORAGE. */
 int storage_compact(struct storage *st, enum stg_cf cf);
 
+/*
+ * A reference figure for the disk and RocksDB alone: plain puts of 200-byte
+ * values under 64 round-robin keys' prefixes, `batch` per rocksdb_write, one
+ * thread, RocksDB's default options, for `seconds`, with the WAL synced
+ * (STG_SYNC), written (STG_WAL) or off (STG_NONE). dir is a database of its
+ * own, created if missing. For storage_bench --raw; never on a shard loop.
+ * Returns 0 and *puts_per_s, -EINVAL or -RP_ESTORAGE.
+ */
+int storage_raw_puts(const char *dir, enum stg_durability dur, unsigned batch, double seconds,
+                     double *puts_per_s);
+
 /* Counters since open, read racily from any thread. */
 #define STG_HIST_N         16
 #define STG_HIST_COMMIT_US 16u

@@ -482,6 +482,27 @@ static void test_config(void)
     CHECK(storage_open(&cfg, &st) == -EINVAL);
 }
 
+/* The reference probe writes, reports a rate, and its data is readable
+ * RocksDB (it opens again); bad arguments are refused. */
+static void test_raw_puts(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/raw", root);
+    double rate = 0;
+    CHECK(storage_raw_puts(dir, STG_WAL, 0, 0.05, &rate) == -EINVAL);
+    CHECK(storage_raw_puts(dir, STG_WAL, 8, 0, &rate) == -EINVAL);
+    CHECK(storage_raw_puts(dir, STG_SYNC, 8, 0.05, &rate) == 0 && rate > 0);
+    rate = 0;
+    CHECK(storage_raw_puts(dir, STG_WAL, 8, 0.05, &rate) == 0 && rate > 0);
+    snprintf(dir, sizeof(dir), "%s/raw/not-a-dir", root); /* a file in the way: open fails */
+    FILE *f = fopen(dir, "w");
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+    snprintf(dir, sizeof(dir), "%s/raw/not-a-dir/db", root);
+    CHECK(storage_raw_puts(dir, STG_WAL, 8, 0.05, &rate) == -RP_ESTORAGE);
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -505,6 +526,7 @@ int main(void)
     test_dedup();
     test_backpressure();
     test_reopen_checkpoint();
+    test_raw_puts();
 
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
