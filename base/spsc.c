@@ -40,6 +40,13 @@ int spsc_push(struct spsc *r, const void *elem)
     return 0;
 }
 
+bool spsc_has_room(struct spsc *r)
+{
+    if (r->ptail - r->phead > r->mask)
+        r->phead = atomic_load_explicit(&r->head, memory_order_acquire);
+    return r->ptail - r->phead <= r->mask;
+}
+
 uint32_t spsc_publish(struct spsc *r)
 {
     uint32_t old = atomic_load_explicit(&r->tail, memory_order_relaxed);

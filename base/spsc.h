@@ -16,6 +16,7 @@
 #define RP_BASE_SPSC_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,9 @@ void spsc_deinit(struct spsc *r);
 /* Producer: copy one element in, not yet visible. 0, or -RP_EFULL when full. */
 int spsc_push(struct spsc *r, const void *elem);
 
+/* Producer: whether a push would succeed now (reads the consumer's index
+ * when the cached view says full). */
+bool spsc_has_room(struct spsc *r);
 /* Producer: make every pushed element visible to the consumer. Returns how many
  * elements this call published (0 if none were pending). */
 uint32_t spsc_publish(struct spsc *r);

@@ -130,10 +130,36 @@ int shard_xsend(struct shard *sh, unsigned dst, const struct xmsg *m)
     copy.src = (uint16_t)sh->id;
     if (spsc_push(sh->out[dst], &copy)) {
         sh->stats.xcore_full++;
+        /* before the loop's last look at the ring (wake_prepare's fence) */
+        atomic_store_explicit(&sh->room_wanted[dst], true, memory_order_relaxed);
         return -RP_EFULL;
     }
     sh->out_dirty[dst] = true;
     return 0;
+}
+
+static void wake_shard(struct shard *sh, unsigned dst)
+{
+    struct shard *peer = &sh->srv->shards[dst];
+    struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
+    io_uring_prep_msg_ring(sqe, peer->ring_fd, 0, ud_pack(UOP_WAKE, sh->id, 0), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+}
+
+/* Slots of the ring from shard src were freed: if src has a message waiting
+ * for them and may be asleep, wake it. Either src's last look before sleeping
+ * sees the room, or this sees both its flag and its sleep (the fences of
+ * wake_prepare and here order the stores and loads on both sides). */
+static void xcore_room_freed(struct shard *sh, unsigned src)
+{
+    struct shard *peer = &sh->srv->shards[src];
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&peer->room_wanted[sh->id], memory_order_relaxed))
+        return;
+    atomic_store_explicit(&peer->room_wanted[sh->id], false, memory_order_relaxed);
+    if (wake_needed(&peer->wake))
+        wake_shard(sh, src);
 }
 
 static void xcore_publish(struct shard *sh)
@@ -145,12 +171,8 @@ static void xcore_publish(struct shard *sh)
         sh->out_dirty[d] = false;
         spsc_publish(sh->out[d]);
         struct shard *peer = &sh->srv->shards[d];
-        if (d == sh->id || !wake_needed(&peer->wake))
-            continue;
-        struct io_uring_sqe *sqe = uring_sqe(&sh->ring);
-        io_uring_prep_msg_ring(sqe, peer->ring_fd, 0, ud_pack(UOP_WAKE, sh->id, 0), 0);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        io_uring_sqe_set_data64(sqe, ud_pack(UOP_CANCEL, 0, 0));
+        if (d != sh->id && wake_needed(&peer->wake))
+            wake_shard(sh, d);
     }
 }
 
@@ -200,6 +222,8 @@ static unsigned xcore_drain(struct shard *sh, bool all)
             i++;
         }
         spsc_release(r);
+        if (s != sh->id)
+            xcore_room_freed(sh, s);
         total += i;
     }
     return total;
@@ -517,7 +541,8 @@ static void loop(struct shard *sh)
          * phase (replayed requests, closes) */
         bool work = sh->push_head != CONN_NONE || sh->flush_head != CONN_NONE;
         for (unsigned s = 0; s < sh->srv->nshards && !work; s++)
-            work = spsc_front(sh->in[s]) != NULL;
+            work = spsc_front(sh->in[s]) != NULL ||
+                   (chat_waits_for_room(sh->chat, s) && spsc_has_room(sh->out[s]));
         if (!work)
             work = storage_drain(sh) > 0 || chat_pending(sh->chat);
         if (work) {
@@ -606,7 +631,8 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id)
     sh->in = calloc(n, sizeof(*sh->in));
     sh->out = calloc(n, sizeof(*sh->out));
     sh->out_dirty = calloc(n, sizeof(*sh->out_dirty));
-    if (!sh->in || !sh->out || !sh->out_dirty)
+    sh->room_wanted = calloc(n, sizeof(*sh->room_wanted));
+    if (!sh->in || !sh->out || !sh->out_dirty || !sh->room_wanted)
         return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         sh->in[i] = &srv->rings[i * n + id];
@@ -674,6 +700,7 @@ void shard_deinit(struct shard *sh)
     free(sh->in);
     free(sh->out);
     free(sh->out_dirty);
+    free(sh->room_wanted);
 }
 
 void shard_notify(struct shard *sh)

@@ -74,6 +74,10 @@ struct shard {
     struct spsc **in;
     struct spsc **out;
     bool *out_dirty;
+    /* room_wanted[i]: a message for shard i waits for room in out[i]. Set
+     * here when a push finds the ring full; shard i clears it when it has
+     * freed slots and wakes this shard if it sleeps. */
+    atomic_bool *room_wanted;
 
     struct req_decoder dec;
     struct req_limits lim;

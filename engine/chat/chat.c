@@ -287,6 +287,11 @@ void chat_flush(struct chat *c)
     c->stats.cursors_waiting = c->home.cursors.n + c->home.written.n;
 }
 
+bool chat_waits_for_room(const struct chat *c, unsigned dst)
+{
+    return xfer_waits_for_room(c, dst);
+}
+
 bool chat_pending(const struct chat *c)
 {
     return c->owner.ready_head && io_can_stage(c);

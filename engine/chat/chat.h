@@ -288,6 +288,10 @@ bool chat_quiescent(const struct chat *c);
  * was settled after staging). */
 bool chat_pending(const struct chat *c);
 
+/* True when a message for shard dst waits for room in the ring to dst, and
+ * only for that: a loop that sees room there must flush before it sleeps. */
+bool chat_waits_for_room(const struct chat *c, unsigned dst);
+
 /* Called about once a second. */
 void chat_on_tick(struct chat *c);
 

@@ -232,6 +232,13 @@ void xfer_flush(struct chat *c)
     }
 }
 
+bool xfer_waits_for_room(const struct chat *c, unsigned dst)
+{
+    const struct xfer *x = &c->xfer;
+    const struct xfer_item *it = dst < c->env.nshards ? x->head[dst] : NULL;
+    return it && !(is_answer(it->m.kind) && answer_blocked(x, c->env.nshards, dst, it->stamp));
+}
+
 bool xfer_congested(const struct chat *c)
 {
     return c->xfer.queued > XFER_SOFT_MAX;

@@ -154,6 +154,11 @@ void xfer_flush(struct chat *c);
 /* True while the outbox is over its soft bound: refuse new sends. */
 bool xfer_congested(const struct chat *c);
 
+/* True when a message for shard dst waits in the outbox and room in the ring
+ * to dst is all it needs (it is not an answer held behind messages queued
+ * for other shards before it). */
+bool xfer_waits_for_room(const struct chat *c, unsigned dst);
+
 /* Home shard of a user, owner shard of a conversation. */
 unsigned xfer_home(const struct chat *c, struct strv user);
 unsigned xfer_owner(const struct chat *c, struct strv conv);

@@ -24,9 +24,12 @@ static void test_single_thread(void)
     CHECK(spsc_init(&r, 8, 0) == -EINVAL);
     CHECK(spsc_init(&r, 5, sizeof(uint64_t)) == 0); /* rounds up to 8 */
     CHECK(spsc_front(&r) == NULL);
-    for (uint64_t i = 0; i < 8; i++)
+    for (uint64_t i = 0; i < 8; i++) {
+        CHECK(spsc_has_room(&r));
         CHECK(spsc_push(&r, &i) == 0);
+    }
     uint64_t x = 99;
+    CHECK(!spsc_has_room(&r));
     CHECK(spsc_push(&r, &x) == -RP_EFULL);
     CHECK(spsc_front(&r) == NULL); /* nothing published yet */
     CHECK(spsc_readable(&r) == 0);
@@ -41,7 +44,9 @@ static void test_single_thread(void)
     }
     CHECK(spsc_front(&r) == NULL);
     CHECK(spsc_push(&r, &x) == -RP_EFULL); /* slots not released yet */
+    CHECK(!spsc_has_room(&r));
     spsc_release(&r);
+    CHECK(spsc_has_room(&r));
     CHECK(spsc_push(&r, &x) == 0);
     spsc_deinit(&r);
 }

@@ -188,5 +188,49 @@ def test_an_ok_waits_for_deliveries_queued_before_it():
     causal_run(4, 400, ["--xcore-depth", "2"])
 
 
+def test_a_full_ring_drains_as_soon_as_its_reader_frees_it():
+    """Rings between shards of 2 messages, four senders each pipelining 100
+    sends (every other one to a group of 8, the rest direct): the messages
+    that find a ring full wait, and are sent as soon as the other shard has
+    taken what was in it, not at the next tick of the clock (they moved
+    about a ring's worth a second: the last sender waited 25-100 s for its
+    oks of entries durable within half a second)."""
+    n = 100
+    with Server(shards=2, args=["--xcore-depth", "2", "--rate-limit", "100000",
+                                "--rate-burst", "100000"]) as srv:
+        senders = ["s%d" % i for i in range(4)]
+        members = senders + ["r%d" % i for i in range(4)]
+        expect_ok(srv.login("s0", "ctl").request("group.create", name="g", group="g",
+                                                  members=members[1:]))
+        readers = {u: srv.login(u, "rd") for u in members}
+        clients = {u: srv.login(u, "snd") for u in senders}
+        t0 = time.monotonic()
+        for u, c in clients.items():
+            c.send_raw(b"".join(rptest.frame(dict(
+                {"op": "send", "id": 10 + i, "cmid": "%s-%d" % (u, i), "type": "text",
+                 "body": "x"},
+                **({"group": "g"} if i % 2 else {"to": members[(i // 2) % len(members)]})))
+                for i in range(n)))
+        for u, c in clients.items():
+            for i in range(n):
+                expect_ok(c.reply(10 + i, timeout=60))
+        took = time.monotonic() - t0
+        assert took < 10, "the oks took %.1f s" % took
+        # every reader's device has the group's entries, in order
+        for u, c in readers.items():
+            seqs = []
+            while len(seqs) < 2 * n:
+                p = c.push("msg", timeout=10)
+                if p["conv"] == "g:g":
+                    seqs.append(p["seq"])
+            assert seqs == list(range(2, 2 * n + 2)), (u, seqs[:10])
+        took = time.monotonic() - t0
+        assert took < 15, "the pushes took %.1f s" % took
+        status, text = srv.admin("GET", "/metrics")
+        full = sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("ringpush_xcore_full_total"))
+        assert full > 0, "no ring was ever full: the test did not test"
+
+
 if __name__ == "__main__":
     rptest.main()
