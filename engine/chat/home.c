@@ -567,7 +567,8 @@ void home_push_user(struct chat *c, struct user *u, struct strv except, struct r
 }
 
 /* uc: u's entry of d->conv when the caller has it (NULL: looked up) */
-static void push_to_user(struct chat *c, struct user *u, struct uconv *uc, const struct dlv *d)
+/* Returns whether u has a session (online, or logging in) that d was offered to. */
+static bool push_to_user(struct chat *c, struct user *u, struct uconv *uc, const struct dlv *d)
 {
     if (!uc)
         uc = map_get(&u->convs, d->conv.p, d->conv.len);
@@ -576,7 +577,7 @@ static void push_to_user(struct chat *c, struct user *u, struct uconv *uc, const
     /* An entry from before u joined: a login may read the membership from
      * storage before this shard has the entries committed ahead of the join. */
     if (uc && d->seq < uc->joined_seq)
-        return;
+        return false;
     if (uc && d->seq > uc->last_seq) {
         uc->last_seq = d->seq;
         uc->last_ts = d->ts;
@@ -587,14 +588,12 @@ static void push_to_user(struct chat *c, struct user *u, struct uconv *uc, const
             continue; /* the sending device has it already */
         home_push_entry(c, s, d->conv, d->seq, d->frame);
     }
+    return u->sessions != NULL;
 }
 
 void home_on_deliver(struct chat *c, struct dlv *d)
 {
-    static const uint32_t bounds[CHAT_LAT_N] = CHAT_LAT_BOUNDS_MS;
-    uint64_t now = chat_now(c), lat = now > d->ts ? now - d->ts : 0;
-    chat_hist_add(c->stats.push_latency_hist, bounds, CHAT_LAT_N, lat);
-    c->stats.push_latency_sum_ms += lat;
+    bool online = false;
     for (uint32_t i = 0; i < d->nadds; i++) {
         struct user *u = home_user(c, d->adds[i].user);
         struct uconv *uc =
@@ -607,14 +606,20 @@ void home_on_deliver(struct chat *c, struct dlv *d)
         if (ident_conv_parse(d->conv, &a, &b) == CONV_DIRECT) {
             struct user *ua = home_user(c, a), *ub = strv_eq(a, b) ? NULL : home_user(c, b);
             if (ua)
-                push_to_user(c, ua, NULL, d);
+                online |= push_to_user(c, ua, NULL, d);
             if (ub)
-                push_to_user(c, ub, NULL, d);
+                online |= push_to_user(c, ub, NULL, d);
         }
     } else {
         struct idx *x = map_get(&c->home.index, d->conv.p, d->conv.len);
         for (uint32_t i = 0; x && i < x->n; i++)
-            push_to_user(c, x->m[i].u, x->m[i].uc, d);
+            online |= push_to_user(c, x->m[i].u, x->m[i].uc, d);
+    }
+    if (online) { /* the delay until a push could go out: offline members have none */
+        static const uint32_t bounds[CHAT_LAT_N] = CHAT_LAT_BOUNDS_MS;
+        uint64_t now = chat_now(c), lat = now > d->ts ? now - d->ts : 0;
+        chat_hist_add(c->stats.push_latency_hist, bounds, CHAT_LAT_N, lat);
+        c->stats.push_latency_sum_ms += lat;
     }
     for (uint32_t i = 0; i < d->ndels; i++) {
         struct user *u = home_user(c, d->dels[i].user);

@@ -617,6 +617,16 @@ def test_metrics_count_entries_deliveries_and_latency():
         # a handful of logins stays far below the read slots
         assert total("ringpush_login_reads_waiting", "ringpush_login_reads_waiting") == 0
         assert total("ringpush_login_reads_waited", "ringpush_login_reads_waited_total") == 0
+        # entries between users with no session push nothing: no push latency
+        pushes = total("ringpush_push_latency_seconds", "ringpush_push_latency_seconds_count")
+        for i in range(5):
+            status, resp = srv.admin("POST", "/v1/messages", body={
+                "from": "zed", "to": "yul", "type": "text", "body": "x", "cmid": "o%d" % i})
+            assert status == 200, (status, resp)
+        fams = metrics(srv)
+        assert total("ringpush_entries", "ringpush_entries_total") == 8
+        assert total("ringpush_push_latency_seconds",
+                     "ringpush_push_latency_seconds_count") == pushes
         for c in (a, b1, b2, late):
             c.close()
         settle(srv, 2)
