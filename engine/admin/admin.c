@@ -341,12 +341,19 @@ static void handle_backup(struct admin *a, struct aconn *c, const struct http_re
     a->backup_gen = c->gen;
 }
 
+/* A target refused before any checkpoint was tried: the caller's mistake
+ * (answered 4xx), not a failed backup. */
+static bool backup_target_refused(int res)
+{
+    return res == -EEXIST || res == -ENOENT || res == -ENOTDIR;
+}
+
 static void backup_answer(struct admin *a, int res, uint64_t took_ms)
 {
-    if (res)
-        a->ctr.backups_failed++;
-    else
+    if (!res)
         a->ctr.backups_ok++;
+    else if (!backup_target_refused(res))
+        a->ctr.backups_failed++;
     struct aconn *c = &a->conns[a->backup_idx];
     if (c->fd < 0 || c->gen != a->backup_gen || !c->waiting || c->closing)
         return; /* the client went away; the result is in the log */

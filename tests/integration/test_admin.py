@@ -652,6 +652,9 @@ def test_backup_and_restore():
             expect_error_body(status, body, 400, "bad_request")
             fams = metrics(srv)
             assert sample(fams, "ringpush_backups", "ringpush_backups_total", result="ok") == 1
+            # the two refused requests were no failed backups
+            assert sample(fams, "ringpush_backups", "ringpush_backups_total",
+                          result="failed") == 0
             a.close()
             settle(srv, 2)
         # Restore: a server started on the checkpoint directory.
