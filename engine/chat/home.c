@@ -566,8 +566,9 @@ void home_push_user(struct chat *c, struct user *u, struct strv except, struct r
     }
 }
 
-/* uc: u's entry of d->conv when the caller has it (NULL: looked up) */
-/* Returns whether u has a session (online, or logging in) that d was offered to. */
+/* Offers d to u's sessions; uc is u's entry of d->conv when the caller has it
+ * (NULL: looked up). Returns whether u has a session (online, or logging in)
+ * to offer it to. */
 static bool push_to_user(struct chat *c, struct user *u, struct uconv *uc, const struct dlv *d)
 {
     if (!uc)
