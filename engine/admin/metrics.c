@@ -127,6 +127,10 @@ static const struct per_shard chat_rows[] = {
      "Moved ack and read cursors not yet durable: waiting out cursor_delay_ms, or in a write "
      "not yet done.",
      NULL, CHAT_STAT(cursors_waiting)},
+    {"ringpush_catchup_held_bytes", "gauge",
+     "Bytes of catch-up reads held in memory for logins: the conversation being pushed and "
+     "those read ahead of it.",
+     NULL, CHAT_STAT(catchup_held_bytes)},
 };
 
 static int render_chat(const struct server *srv, struct buf *out)

@@ -184,6 +184,7 @@ struct chat_stats {
     uint64_t catchups;                    /* sessions that finished a catch-up */
     uint64_t catchup_hist[CHAT_CU_N + 1]; /* entries pushed per catch-up */
     uint64_t catchup_entries;
+    uint64_t catchup_held_bytes;   /* values of catch-up reads held in memory now (gauge) */
     uint64_t reads_waiting;        /* login reads waiting for a read slot now (gauge) */
     uint64_t reads_waited;         /* login reads that had to wait for one, since start */
     uint64_t reads_cancelled;      /* of those, dropped when their session closed first */

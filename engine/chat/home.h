@@ -88,7 +88,9 @@ struct session_pre {
     /* where a catch-up paused while the connection's outbound queue drains:
      * part cu_i, entries below cu_j of it still to push (counting down) */
     uint32_t cu_i, cu_j;
-    uint32_t cu_sent; /* entries pushed by the catch-up so far */
+    uint32_t cu_sent;       /* entries pushed by the catch-up so far */
+    uint64_t cu_read_bytes; /* of the parts read so far (dropped reads too) */
+    uint32_t cu_read_parts;
     bool cu_started, cu_paused;
     bool cu_failed; /* a catch-up read failed: no synced, the session ends */
 };

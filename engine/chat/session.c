@@ -30,9 +30,11 @@ struct held {
 /* A catch-up read of one conversation. */
 struct cu_part {
     struct stg_result *res;
-    bool done;   /* its read has completed */
-    uint64_t lo; /* the first seq the device lacks */
-    uint64_t hi; /* the last seq it may get (0: no bound) */
+    size_t bytes; /* of res's values */
+    uint32_t gen; /* a read issued before the last drop_read_ahead is stale */
+    bool done;    /* its read has completed */
+    uint64_t lo;  /* the first seq the device lacks */
+    uint64_t hi;  /* the last seq it may get (0: no bound) */
     uint32_t convlen;
     char conv[2 + 64 + 1 + 64];
 };
@@ -50,9 +52,13 @@ static int by_conv_then_span(const void *a, const void *b)
     return x->hi < y->hi ? -1 : x->hi > y->hi;
 }
 
-/* Conversations of a catch-up read ahead of the one being pushed: what a
- * catch-up holds in memory is at most this many conversations' results
- * (each up to catchup_limit). */
+/* Conversations of a catch-up read ahead of the one being pushed: at most
+ * this many, and no more once the results read ahead (reads under way
+ * counted at the average size so far) add up to outbound_limit bytes. While
+ * the connection's queue is full (the client reads slowly, or not at all),
+ * results past that are dropped and read again when it drains: what a
+ * paused catch-up holds is then bounded by outbound_limit plus the
+ * conversation being pushed. */
 #define CU_AHEAD      32u
 #define CU_AHEAD_BUSY 4u /* while the shard's reads are backlogged */
 
@@ -124,7 +130,16 @@ static void user_abandon(struct chat *c, struct user *u)
     io_cancel_waiting(c, u);
 }
 
-static void pre_free(struct session_pre *p)
+/* Frees the catch-up result part p holds, if any. */
+static void cu_release(struct chat *c, struct cu_part *p)
+{
+    stg_result_free(p->res);
+    p->res = NULL;
+    c->stats.catchup_held_bytes -= p->bytes;
+    p->bytes = 0;
+}
+
+static void pre_free(struct chat *c, struct session_pre *p)
 {
     if (!p)
         return;
@@ -135,15 +150,15 @@ static void pre_free(struct session_pre *p)
         free(h);
     }
     for (uint32_t i = 0; i < p->ncu; i++)
-        stg_result_free(p->cu[i].res);
+        cu_release(c, &p->cu[i]);
     free(p->cu);
     map_deinit(&p->caps);
     free(p);
 }
 
-static void session_free(struct session *s)
+static void session_free(struct chat *c, struct session *s)
 {
-    pre_free(s->pre);
+    pre_free(c, s->pre);
     map_deinit(&s->acks);
     map_deinit(&s->sent);
     free(s);
@@ -175,7 +190,7 @@ static void session_unref(struct chat *c, struct session *s)
     if (--s->refs)
         return;
     struct user *u = s->u;
-    session_free(s);
+    session_free(c, s);
     user_unref(c, u);
 }
 
@@ -237,7 +252,7 @@ void session_free_all(struct chat *c)
     while ((l = imap_next(&it))) {
         struct session *s = (struct session *)((char *)l - offsetof(struct session, by_conn));
         s->closed = true;
-        session_free(s);
+        session_free(c, s);
     }
     imap_deinit(&c->home.conns);
     imap_iter_init(&it, &c->home.users);
@@ -548,7 +563,7 @@ static void go_live(struct chat *c, struct session *s)
     p->held_head = p->held_tail = NULL;
     p->nheld = 0;
     p->held_bytes = 0;
-    pre_free(p);
+    pre_free(c, p);
     while (h) {
         struct held *next = h->next;
         if (h->convlen == 0) {
@@ -565,6 +580,7 @@ static void go_live(struct chat *c, struct session *s)
 
 static bool read_ahead(struct chat *c, struct session *s);
 static bool read_ahead_to(struct chat *c, struct session *s, uint32_t last);
+static void drop_read_ahead(struct chat *c, struct session *s);
 
 /* The users of a group event entry's data: whether user is among them. */
 static bool names_user(struct mpr *r, struct strv user)
@@ -675,6 +691,7 @@ static void finish_catchup(struct chat *c, struct session *s)
             if (c->env.congested && c->env.congested(c->env.rt, s->conn)) {
                 map_put(&s->sent, p->conv, p->convlen, map_u64(top));
                 pre->cu_paused = true;
+                drop_read_ahead(c, s);
                 return;
             }
             struct stg_kv *kv = &p->res->kv[--pre->cu_j];
@@ -714,8 +731,7 @@ static void finish_catchup(struct chat *c, struct session *s)
             c->stats.deliveries++;
         }
         map_put(&s->sent, p->conv, p->convlen, map_u64(top));
-        stg_result_free(p->res);
-        p->res = NULL;
+        cu_release(c, p);
         pre->cu_started = false;
     }
     if (s->closed)
@@ -748,22 +764,69 @@ static void catchup_fail(struct chat *c, struct session *s, int err)
     c->env.close(c->env.rt, s->conn, NULL);
 }
 
+/* The read of part i issued as generation gen, as a read's arg. */
+static uint64_t cu_arg(uint32_t i, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | i;
+}
+
 static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
 {
     struct session *s = ctx;
+    uint32_t i = (uint32_t)arg;
     s->reads_out--;
-    if (!s->closed && !s->pre->cu_failed) {
+    /* (a dropped read is answered before the one that replaced it: reads
+     * complete in the order they were issued, so the session is not live) */
+    if (!s->closed && s->pre && !s->pre->cu_failed && s->pre->cu[i].gen == (uint32_t)(arg >> 32)) {
         struct session_pre *pre = s->pre;
-        pre->cu[arg].res = res;
-        pre->cu[arg].done = true;
+        struct cu_part *p = &pre->cu[i];
+        p->res = res;
+        p->done = true;
+        for (uint32_t k = 0; res && k < res->n; k++)
+            p->bytes += res->kv[k].vlen;
+        c->stats.catchup_held_bytes += p->bytes;
+        pre->cu_read_bytes += p->bytes;
+        pre->cu_read_parts++;
         res = NULL;
         if (err < 0 && err != -ENOENT)
             catchup_fail(c, s, err);
-        else if (arg >= pre->cu_i && !pre->cu_paused) /* cu_i may wait for a later part */
+        else if (pre->cu_paused)
+            drop_read_ahead(c, s);
+        else if (i >= pre->cu_i) /* cu_i may wait for a later part */
             finish_catchup(c, s);
     }
-    stg_result_free(res);
+    stg_result_free(res); /* also a dropped read's */
     session_unref(c, s);
+}
+
+/* Bytes of the results read ahead of part cu_i, counting each read still
+ * under way as the average of those read so far. */
+static uint64_t held_ahead(const struct session_pre *pre)
+{
+    uint64_t n = 0, avg = pre->cu_read_parts ? pre->cu_read_bytes / pre->cu_read_parts : 0;
+    for (uint32_t k = pre->cu_i + 1; k < pre->cu_end; k++)
+        n += pre->cu[k].done ? pre->cu[k].bytes : avg;
+    return n;
+}
+
+/* The catch-up paused on a full queue: while the results read ahead of the
+ * conversation being pushed weigh more than outbound_limit, give back the
+ * last one read (or being read: its result will be dropped), to be read
+ * again later. */
+static void drop_read_ahead(struct chat *c, struct session *s)
+{
+    struct session_pre *pre = s->pre;
+    const struct cu_part *cur = &pre->cu[pre->cu_i];
+    uint32_t keep = pre->cu_i + 1; /* the conversation's later parts stay */
+    while (keep < pre->cu_end && pre->cu[keep].convlen == cur->convlen &&
+           !memcmp(pre->cu[keep].conv, cur->conv, cur->convlen))
+        keep++;
+    while (pre->cu_end > keep && held_ahead(pre) > c->env.cfg->outbound_limit) {
+        struct cu_part *p = &pre->cu[--pre->cu_end];
+        cu_release(c, p);
+        p->done = false;
+        p->gen++;
+    }
 }
 
 /* Keep the reads of up to CU_AHEAD parts from cu_i on issued, CU_AHEAD_BUSY
@@ -772,8 +835,19 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
  * be issued: the session ends (as for a failed read). */
 static bool read_ahead(struct chat *c, struct session *s)
 {
+    struct session_pre *pre = s->pre;
     uint32_t ahead = io_reads_backlogged(c) ? CU_AHEAD_BUSY : CU_AHEAD;
-    return read_ahead_to(c, s, s->pre->cu_i + ahead - 1);
+    if (pre->cu_end <= pre->cu_i && !read_ahead_to(c, s, pre->cu_i))
+        return false; /* the part to push next is always read */
+    uint64_t held = held_ahead(pre),
+             avg = pre->cu_read_parts ? pre->cu_read_bytes / pre->cu_read_parts : 0;
+    while (pre->cu_end < pre->ncu && pre->cu_end < pre->cu_i + ahead &&
+           held < c->env.cfg->outbound_limit) {
+        if (!read_ahead_to(c, s, pre->cu_end))
+            return false;
+        held += avg;
+    }
+    return true;
 }
 
 /* Issue the reads of the parts up to `last` (an index into cu) not issued yet. */
@@ -801,7 +875,7 @@ static bool read_ahead_to(struct chat *c, struct session *s, uint32_t last)
                                  .ulen = up.len,
                                  .limit = c->env.cfg->catchup_limit,
                                  .reverse = true};
-            rc = io_read_wait(c, &q, on_catchup, s, sp->cu_end);
+            rc = io_read_wait(c, &q, on_catchup, s, cu_arg(sp->cu_end, p->gen));
         }
         buf_deinit(&up);
         if (rc < 0) {

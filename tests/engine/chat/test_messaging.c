@@ -208,6 +208,58 @@ static void test_catchup_failures(void)
     h_close(c2);
 }
 
+/* A login that does not take its catch-up (its queue stays full) holds the
+ * conversation being pushed and, of what was read ahead, no more than
+ * outbound_limit bytes (it held all 32 conversations read ahead, about 200 MB
+ * a session with large entries); once it drains, everything arrives. */
+static void test_catchup_memory_bounded(void)
+{
+    enum { NCONV = 36, PER = 5, BODY = 16000 };
+    char peer[16], cmid[16], body[BODY + 1];
+    memset(body, 'b', BODY);
+    body[BODY] = 0;
+    int b = h_hello("cmb", "d", false);
+    h_drain(b);
+    for (int i = 0; i < NCONV; i++) {
+        snprintf(peer, sizeof(peer), "cm%02d", i);
+        for (int j = 0; j < PER; j++) {
+            snprintf(cmid, sizeof(cmid), "m%d", j);
+            CHECK(h_is_ok(h_reply(b, h_send_to(b, peer, cmid, body))));
+        }
+    }
+    h_close(b);
+    uint32_t saved = h_cfg.outbound_limit;
+    h_cfg.outbound_limit = 64 * 1024;
+    struct chat *home = h_chat(h_home("cmb"));
+    h_congest_every = 1; /* every entry finds the queue full: nothing is taken */
+    b = h_hello("cmb", "d2", true);
+    CHECK(h_is_ok(h_next(b)));
+    CHECK(h_next(b) == NULL);
+    uint64_t part = (uint64_t)PER * BODY, held = chat_stats_get(home)->catchup_held_bytes;
+    CHECK(held >= part);                                   /* the conversation being pushed */
+    CHECK(held <= h_cfg.outbound_limit + part + PER * 64); /* and values only */
+    h_congest_every = 0;
+    while (h_drained())
+        ;
+    uint32_t seen[NCONV] = {0};
+    for (int k = 0; k < NCONV * PER; k++) {
+        const msgpack_object *m = h_next(b);
+        CHECK(m && h_is_str(m, "op", "msg"));
+        if (!m)
+            break;
+        int i = atoi(h_get(m, "conv")->via.str.ptr + 4); /* "d:cmNN:cmb" */
+        CHECK(i >= 0 && i < NCONV && h_u(m, "seq") == seen[i] + 1u);
+        if (i >= 0 && i < NCONV)
+            seen[i]++;
+    }
+    CHECK(h_is_str(h_next(b), "op", "synced"));
+    for (int i = 0; i < NCONV; i++)
+        CHECK(seen[i] == PER);
+    CHECK(chat_stats_get(home)->catchup_held_bytes == 0);
+    h_cfg.outbound_limit = saved;
+    h_close(b);
+}
+
 /* A catch-up over more conversations than are read at once: all of them,
  * each in seq order, then synced. */
 static void test_catchup_windows(void)
@@ -1124,6 +1176,7 @@ int main(void)
     test_stored_ack_past_end();
     test_catchup_failures();
     test_catchup_windows();
+    test_catchup_memory_bounded();
     test_no_push_before_ok();
     test_gapless();
     test_gapless_pipelined();
