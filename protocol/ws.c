@@ -16,27 +16,26 @@
 
 /* ---- handshake ---- */
 
-enum hdr { H_NONE, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION, H__COUNT };
+enum hdr { H_NONE, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION, H_HOST, H__COUNT };
 
+/* Every part of the request fits its buffer: the whole head is at most
+ * WS_HANDSHAKE_MAX bytes. */
 struct hs {
-    char url[256];
+    char url[WS_HANDSHAKE_MAX + 1];
     size_t url_len;
     enum hdr cur;
-    char val[H__COUNT][128];
+    char val[H__COUNT][WS_HANDSHAKE_MAX + 1];
     size_t val_len[H__COUNT];
-    bool overflow;
+    bool seen[H__COUNT];
     bool done;
 };
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct hs *hs = p->data;
-    if (hs->url_len + len >= sizeof(hs->url)) {
-        hs->overflow = true;
-        return 1;
-    }
     memcpy(hs->url + hs->url_len, at, len);
     hs->url_len += len;
+    hs->url[hs->url_len] = 0;
     return 0;
 }
 
@@ -51,6 +50,7 @@ static int on_field(http_parser *p, const char *at, size_t len)
         [H_CONNECTION] = "connection",
         [H_KEY] = "sec-websocket-key",
         [H_VERSION] = "sec-websocket-version",
+        [H_HOST] = "host",
     };
     hs->cur = H_NONE;
     for (int i = 1; i < H__COUNT; i++)
@@ -59,19 +59,23 @@ static int on_field(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* A header given on several lines is their values joined by commas (RFC
+ * 7230 §3.2.2): a list header reads the same, a single-valued one becomes
+ * invalid. */
 static int on_value(http_parser *p, const char *at, size_t len)
 {
     struct hs *hs = p->data;
     if (hs->cur == H_NONE)
         return 0;
+    char *v = hs->val[hs->cur];
     size_t *vl = &hs->val_len[hs->cur];
-    if (*vl + len >= sizeof(hs->val[0])) {
-        hs->overflow = true;
-        return 1;
-    }
-    memcpy(hs->val[hs->cur] + *vl, at, len);
+    if (hs->seen[hs->cur])
+        v[(*vl)++] = ',';
+    hs->seen[hs->cur] = true;
+    memcpy(v + *vl, at, len);
     *vl += len;
-    hs->val[hs->cur][*vl] = 0;
+    v[*vl] = 0;
+    hs->cur = H_NONE; /* the whole value comes in one call (see on_field) */
     return 0;
 }
 
@@ -101,11 +105,12 @@ static bool has_token(const char *v, const char *token)
     return false;
 }
 
-static int reply_status(struct buf *reply, int err, const char *status)
+static int reply_status(struct buf *reply, int err, const char *status, const char *extra)
 {
-    char text[160];
-    int n = snprintf(text, sizeof(text),
-                     "HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status);
+    char text[192];
+    int n =
+        snprintf(text, sizeof(text),
+                 "HTTP/1.1 %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", status, extra);
     if (buf_append(reply, text, (size_t)n))
         return -ENOMEM;
     return err;
@@ -125,25 +130,39 @@ void ws_accept_key(const char *key, size_t keylen, char out[29])
     EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
 }
 
-int ws_handshake(const uint8_t *p, size_t len, struct buf *reply)
+/* Is key the base64 of 16 bytes (RFC 6455 §4.2.1: 22 characters and "==")? */
+static bool key_valid(const char *key, size_t len)
 {
-    const uint8_t *end = NULL;
-    for (size_t i = 3; i < len; i++) {
-        if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r') {
-            end = p + i + 1;
-            break;
-        }
-    }
-    if (!end)
-        return len >= WS_HANDSHAKE_MAX
-                   ? reply_status(reply, -RP_ETOOLARGE, "431 Request Header Fields Too Large")
-                   : 0;
-    size_t req_len = (size_t)(end - p);
-    if (req_len > WS_HANDSHAKE_MAX)
-        return reply_status(reply, -RP_ETOOLARGE, "431 Request Header Fields Too Large");
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (len != 24 || key[22] != '=' || key[23] != '=')
+        return false;
+    for (size_t i = 0; i < 22; i++)
+        if (!key[i] || !strchr(b64, key[i]))
+            return false;
+    return true;
+}
 
-    struct hs hs;
-    memset(&hs, 0, sizeof(hs));
+/* The request target's path: origin form "/ws?q" or absolute form
+ * "http://host/ws?q" (RFC 7230 §5.3). */
+static bool path_is_ws(const char *url, size_t len)
+{
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url, len, 0, &u) || !(u.field_set & (1 << UF_PATH)))
+        return false;
+    return u.field_data[UF_PATH].len == 3 && !memcmp(url + u.field_data[UF_PATH].off, "/ws", 3);
+}
+
+static int parse_upgrade(struct hs *hs, const uint8_t *p, size_t req_len, struct buf *reply)
+{
+    hs->url_len = 0;
+    hs->cur = H_NONE;
+    hs->done = false;
+    for (int i = 0; i < H__COUNT; i++) {
+        hs->val[i][0] = 0;
+        hs->val_len[i] = 0;
+        hs->seen[i] = false;
+    }
     http_parser parser;
     http_parser_settings settings;
     http_parser_init(&parser, HTTP_REQUEST);
@@ -152,22 +171,24 @@ int ws_handshake(const uint8_t *p, size_t len, struct buf *reply)
     settings.on_header_field = on_field;
     settings.on_header_value = on_value;
     settings.on_headers_complete = on_headers_complete;
-    parser.data = &hs;
+    parser.data = hs;
     http_parser_execute(&parser, &settings, (const char *)p, req_len);
-    if (hs.overflow)
-        return reply_status(reply, -RP_ETOOLARGE, "431 Request Header Fields Too Large");
-    if (!hs.done || parser.method != HTTP_GET)
-        return reply_status(reply, -RP_EREQUEST, "400 Bad Request");
-
-    size_t path_len = strcspn(hs.url, "?");
-    if (path_len != 3 || memcmp(hs.url, "/ws", 3))
-        return reply_status(reply, -ENOENT, "404 Not Found");
-    if (!has_token(hs.val[H_UPGRADE], "websocket") || !has_token(hs.val[H_CONNECTION], "upgrade") ||
-        strcmp(hs.val[H_VERSION], "13") || hs.val_len[H_KEY] != 24)
-        return reply_status(reply, -RP_EREQUEST, "400 Bad Request");
+    /* RFC 6455 §4.2.1: a GET of HTTP/1.1 or later, with a Host */
+    if (!hs->done || parser.method != HTTP_GET || parser.http_major < 1 ||
+        (parser.http_major == 1 && parser.http_minor < 1) || !hs->seen[H_HOST])
+        return reply_status(reply, -RP_EREQUEST, "400 Bad Request", "");
+    if (!path_is_ws(hs->url, hs->url_len))
+        return reply_status(reply, -ENOENT, "404 Not Found", "");
+    if (!has_token(hs->val[H_UPGRADE], "websocket") ||
+        !has_token(hs->val[H_CONNECTION], "upgrade") ||
+        !key_valid(hs->val[H_KEY], hs->val_len[H_KEY]) || !hs->seen[H_VERSION])
+        return reply_status(reply, -RP_EREQUEST, "400 Bad Request", "");
+    if (strcmp(hs->val[H_VERSION], "13")) /* §4.4: name the version understood */
+        return reply_status(reply, -RP_EREQUEST, "426 Upgrade Required",
+                            "Sec-WebSocket-Version: 13\r\n");
 
     char accept[29];
-    ws_accept_key(hs.val[H_KEY], hs.val_len[H_KEY], accept);
+    ws_accept_key(hs->val[H_KEY], hs->val_len[H_KEY], accept);
     char text[256];
     int n = snprintf(text, sizeof(text),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -176,6 +197,29 @@ int ws_handshake(const uint8_t *p, size_t len, struct buf *reply)
     if (buf_append(reply, text, (size_t)n))
         return -ENOMEM;
     return (int)req_len;
+}
+
+int ws_handshake(const uint8_t *p, size_t len, struct buf *reply)
+{
+    /* the head ends at its first empty line; lines end in CRLF, or in a bare
+     * LF, which RFC 7230 §3.5 lets a server accept */
+    const uint8_t *end = NULL;
+    for (size_t i = 1; i < len && !end; i++)
+        if (p[i] == '\n' && (p[i - 1] == '\n' || (i >= 2 && p[i - 1] == '\r' && p[i - 2] == '\n')))
+            end = p + i + 1;
+    if (!end)
+        return len >= WS_HANDSHAKE_MAX
+                   ? reply_status(reply, -RP_ETOOLARGE, "431 Request Header Fields Too Large", "")
+                   : 0;
+    size_t req_len = (size_t)(end - p);
+    if (req_len > WS_HANDSHAKE_MAX)
+        return reply_status(reply, -RP_ETOOLARGE, "431 Request Header Fields Too Large", "");
+    struct hs *hs = malloc(sizeof(*hs)); /* ~50 KB: not on a shard's stack */
+    if (!hs)
+        return -ENOMEM;
+    int rc = parse_upgrade(hs, p, req_len, reply);
+    free(hs);
+    return rc;
 }
 
 /* ---- framing ---- */
@@ -227,13 +271,24 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     if (arg->opcode == WSLAY_BINARY_FRAME) {
         if (!ws->stop && !ws->fatal && !ws->fn(ws->arg, arg->msg, arg->msg_length))
             ws->stop = true;
-    } else if (arg->opcode == WSLAY_TEXT_FRAME) {
-        ws->fatal = true;
-        wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA, NULL, 0);
     } else if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
         /* RFC 6455 §5.5.1: a close body is empty or starts with a 2-byte
          * status; wslay echoes this one with a close of its own, bare */
         ws->proto = true;
+    }
+}
+
+/* A text message is refused with 1003 at its first frame, before wslay
+ * reads (and checks the UTF-8 of) its payload: bytes that are not UTF-8 would
+ * get 1007 from wslay instead of the contract's 1003. */
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    struct ws *ws = user;
+    if (arg->opcode == WSLAY_TEXT_FRAME && !ws->fatal) {
+        ws->fatal = true;
+        ws->stop = true; /* read nothing more: the close is all that is left */
+        wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA, NULL, 0);
     }
 }
 
@@ -242,6 +297,7 @@ struct ws *ws_new(uint32_t max_msg, ws_msg_fn fn, void *arg)
     static const struct wslay_event_callbacks callbacks = {
         .recv_callback = on_recv,
         .send_callback = on_send,
+        .on_frame_recv_start_callback = on_frame_start,
         .on_msg_recv_callback = on_msg,
     };
     struct ws *ws = calloc(1, sizeof(*ws));

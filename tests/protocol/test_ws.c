@@ -11,6 +11,7 @@
 #include "base/err.h"
 #include "protocol/ws.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static unsigned messages;
@@ -103,6 +104,10 @@ static void test_close_status(void)
     closes_with(unmasked, sizeof(unmasked), 1002);
     n = client_frame(f, 0x81, (const uint8_t *)"hi", 2); /* text */
     closes_with(f, n, 1003);
+    n = client_frame(f, 0x81, (const uint8_t *)"\x81\xa2op", 4); /* text, not UTF-8: still 1003 */
+    closes_with(f, n, 1003);
+    n = client_frame(f, 0x01, (const uint8_t *)"\xff", 1); /* its first fragment is enough */
+    closes_with(f, n, 1003);
     n = client_frame(f, 0x80, big, 0); /* a continuation with nothing to continue */
     closes_with(f, n, 1002);
     n = client_frame(f, 0x02, big, 3);
@@ -156,11 +161,93 @@ static void test_no_subprotocol(void)
     buf_deinit(&reply);
 }
 
+/* The upgrade request head: its answer's status line, and what ws_handshake
+ * returned. */
+static int upgrade(const char *head, char *status, size_t cap)
+{
+    struct buf reply;
+    buf_init(&reply);
+    int r = ws_handshake((const uint8_t *)head, strlen(head), &reply);
+    CHECK(buf_append(&reply, "", 1) == 0);
+    size_t n = strcspn((const char *)reply.data, "\r");
+    snprintf(status, cap, "%.*s", (int)n, (const char *)reply.data);
+    if (strstr(status, "426"))
+        CHECK(strstr((const char *)reply.data, "\r\nSec-WebSocket-Version: 13\r\n"));
+    buf_deinit(&reply);
+    return r;
+}
+
+#define KEY  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+#define REST "Upgrade: websocket\r\nConnection: Upgrade\r\n" KEY "Sec-WebSocket-Version: 13\r\n"
+
+static void test_handshake(void)
+{
+    static char big[WS_HANDSHAKE_MAX + 64];
+    char st[64];
+    struct {
+        const char *head;
+        const char *status;
+    } cases[] = {
+        {"GET /ws HTTP/1.1\r\nHost: x\r\n" REST "\r\n", "HTTP/1.1 101 Switching Protocols"},
+        {"GET /ws?token=abc HTTP/1.1\r\nHost: x\r\n" REST "\r\n",
+         "HTTP/1.1 101 Switching Protocols"},
+        /* absolute form (RFC 7230 §5.3.2) */
+        {"GET http://x/ws HTTP/1.1\r\nHost: x\r\n" REST "\r\n", "HTTP/1.1 101 Switching Protocols"},
+        /* lines ending in a bare LF (RFC 7230 §3.5) */
+        {"GET /ws HTTP/1.1\nHost: x\nUpgrade: websocket\nConnection: Upgrade\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n",
+         "HTTP/1.1 101 Switching Protocols"},
+        /* Connection on two lines: one list */
+        {"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
+         "Connection: Upgrade\r\n" KEY "Sec-WebSocket-Version: 13\r\n\r\n",
+         "HTTP/1.1 101 Switching Protocols"},
+        {"GET /other HTTP/1.1\r\nHost: x\r\n" REST "\r\n", "HTTP/1.1 404 Not Found"},
+        {"GET /ws HTTP/1.0\r\nHost: x\r\n" REST "\r\n", "HTTP/1.1 400 Bad Request"},
+        {"GET /ws HTTP/1.1\r\n" REST "\r\n", "HTTP/1.1 400 Bad Request"}, /* no Host */
+        {"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         "HTTP/1.1 400 Bad Request"}, /* a key that is not base64 */
+        {"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" KEY
+         "Sec-WebSocket-Version: 8\r\n\r\n",
+         "HTTP/1.1 426 Upgrade Required"},
+        {"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" KEY KEY
+         "Sec-WebSocket-Version: 13\r\n\r\n",
+         "HTTP/1.1 400 Bad Request"}, /* two keys */
+        {"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" KEY "\r\n",
+         "HTTP/1.1 400 Bad Request"}, /* no version */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int r = upgrade(cases[i].head, st, sizeof(st));
+        CHECK(strcmp(st, cases[i].status) == 0);
+        CHECK((r > 0) == (strstr(st, "101") != NULL));
+        if (r > 0)
+            CHECK(r == (int)strlen(cases[i].head));
+    }
+    /* long headers and query strings are fine while the head fits its bound */
+    int n = snprintf(big, sizeof(big), "GET /ws?q=");
+    memset(big + n, 'q', 3000);
+    n += 3000;
+    n += snprintf(big + n, sizeof(big) - (size_t)n, " HTTP/1.1\r\nHost: x\r\nConnection: ");
+    memset(big + n, 'k', 3000);
+    n += 3000;
+    snprintf(big + n, sizeof(big) - (size_t)n,
+             ", Upgrade\r\nUpgrade: websocket\r\n" KEY "Sec-WebSocket-Version: 13\r\n\r\n");
+    CHECK(upgrade(big, st, sizeof(st)) > 0 && strstr(st, "101"));
+    /* past it: 431 */
+    n = snprintf(big, sizeof(big), "GET /ws HTTP/1.1\r\nHost: x\r\nX: ");
+    memset(big + n, 'x', WS_HANDSHAKE_MAX);
+    big[n + WS_HANDSHAKE_MAX] = 0;
+    CHECK(upgrade(big, st, sizeof(st)) == -RP_ETOOLARGE && strstr(st, "431"));
+    /* not complete yet: nothing */
+    CHECK(upgrade("GET /ws HTTP/1.1\r\nHost: x\r\n", st, sizeof(st)) == 0);
+}
+
 int main(void)
 {
     test_close_status();
     test_ping_and_message();
     test_no_subprotocol();
+    test_handshake();
     printf("test_ws: ok\n");
     return 0;
 }
