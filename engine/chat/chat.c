@@ -280,6 +280,7 @@ void chat_flush(struct chat *c)
     home_stage(c);
     io_flush(c);
     xfer_flush(c);
+    owner_dedup_bound(c);
     c->stats.reads_waiting = c->io.nwait;
     c->stats.reads_waited = c->io.waited;
     c->stats.reads_cancelled = c->io.cancelled;

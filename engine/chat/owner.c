@@ -861,9 +861,14 @@ static void dd_evicted(struct chat *c, struct oconv *cv, uint64_t ts)
         owner_aux_reads(c, cv);
 }
 
-void owner_tick(struct chat *c)
+/* Drop the dedup records memory does not keep: with all, those past their
+ * window and those a crowded memory lets go; else only the oldest past
+ * dedup_hard. */
+static void dd_expire(struct chat *c, bool all)
 {
     struct owner *o = &c->owner;
+    if (!all && o->ndedup <= o->dedup_hard)
+        return;
     uint64_t now = chat_now(c), mono = dd_clock(c);
     uint64_t window = dd_window(c);
     /* records are queued in creation order, so the old ones are at the head;
@@ -873,8 +878,9 @@ void owner_tick(struct chat *c)
     while ((d = o->dq_head) && !d->rec) { // NOLINT(clang-analyzer-unix.Malloc)
         /* young: kept unless memory is crowded and it is a minute old, or
          * memory is full */
-        if (d->born + window >= mono && o->ndedup <= o->dedup_hard &&
-            (o->ndedup <= o->dedup_max || d->born + OWNER_DEDUP_MIN_MS >= mono))
+        if (o->ndedup <= o->dedup_hard &&
+            (!all || (d->born + window >= mono &&
+                      (o->ndedup <= o->dedup_max || d->born + OWNER_DEDUP_MIN_MS >= mono))))
             break;
         struct oconv *cv = d->cv;
         uint64_t ts = d->ts;
@@ -882,6 +888,18 @@ void owner_tick(struct chat *c)
         if (ts + window >= now)
             dd_evicted(c, cv, ts); /* storage still answers for it */
     }
+}
+
+void owner_dedup_bound(struct chat *c)
+{
+    dd_expire(c, false);
+}
+
+void owner_tick(struct chat *c)
+{
+    struct owner *o = &c->owner;
+    uint64_t now = chat_now(c);
+    dd_expire(c, true);
     if (map_count(&o->convs) <= OWNER_CONVS_MAX)
         return;
     struct map_iter it;

@@ -122,6 +122,10 @@ void owner_stage(struct chat *c);
  */
 void owner_tick(struct chat *c);
 
+/* After each flush: evict the oldest dedup records past dedup_hard (O(1)
+ * below it), so memory never holds more than a loop pass's sends past it. */
+void owner_dedup_bound(struct chat *c);
+
 /*
  * For group.c: the conversation's staged log position and the helpers that
  * stage an entry and queue its completion. Returns 0 or -ENOMEM.

@@ -1029,9 +1029,9 @@ def test_dedup_records_gauge():
 
 
 def test_dedup_memory_bounds_the_records_and_retries_still_dedup():
-    """With --dedup-memory 50, a shard keeps at most 50 dedup records once
-    its tick (every second) has run, however young they are; a retry of a
-    send whose record left memory is still answered dup with its seq."""
+    """With --dedup-memory 50, a shard keeps at most 50 dedup records,
+    however young they are; a retry of a send whose record left memory is
+    still answered dup with its seq."""
     with Server(shards=1, args=["--dedup-memory", "50", "--rate-limit", "100000",
                                 "--rate-burst", "100000"]) as srv:
         a = srv.login("dma", "d", resume=False)
