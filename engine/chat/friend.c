@@ -118,27 +118,46 @@ static void marks_prune(struct chat *c, struct user *u)
         u->friends_prune_at = HOME_FRIENDS_MAX;
 }
 
-/* Update a loaded user's friend of peer to state (FRIEND_NONE: a mark). */
+/* Set u's friend of peer (new when missing) to state. */
+static void mem_put(struct user *u, struct strv peer, uint8_t state, uint64_t ts, struct strv note)
+{
+    struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
+    if (!f) {
+        f = calloc(1, sizeof(*f));
+        if (!f || !map_put(&u->friends, peer.p, peer.len, f)) {
+            free(f);
+            log_warn("chat_friend_oom", "user=%.*s", (int)u->idlen, u->id);
+            return;
+        }
+    }
+    u->friends_live -= f->state != FRIEND_NONE; /* a new one is FRIEND_NONE (0) */
+    u->friends_live += state != FRIEND_NONE;
+    free(f->note);
+    f->note = note.len ? strndup(note.p, note.len) : NULL;
+    f->state = state;
+    f->ts = ts;
+}
+
+/*
+ * Update a loaded user's friend of peer to state (FRIEND_NONE: a mark). A
+ * user's memory holds at most HOME_FRIENDS_MAX of them: a new one past that
+ * is only stored, and the user's rows are cut from then on (a row missing
+ * from memory is read from storage when an op needs it).
+ */
 static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_t state,
                       uint64_t ts, struct strv note)
 {
     struct user *u = home_user(c, user);
     if (!u)
         return;
-    struct ufriend *f = map_get(&u->friends, peer.p, peer.len);
-    if (!f) {
+    if (!map_get(&u->friends, peer.p, peer.len)) {
         marks_prune(c, u);
-        f = calloc(1, sizeof(*f));
-        if (!f || !map_put(&u->friends, peer.p, peer.len, f)) {
-            free(f);
-            log_warn("chat_friend_oom", "user=%.*s", (int)user.len, user.p);
+        if (map_count(&u->friends) >= HOME_FRIENDS_MAX) {
+            u->friends_cut = true;
             return;
         }
     }
-    free(f->note);
-    f->note = note.len ? strndup(note.p, note.len) : NULL;
-    f->state = state;
-    f->ts = ts;
+    mem_put(u, peer, state, ts, note);
 }
 
 /* The key user|peer into c->kb; 0 or -ENOMEM. */
@@ -353,6 +372,7 @@ static void row_announce(struct chat *c, struct frow *w)
 
 static void own_op(struct chat *c, struct fwd *f);
 static void peer_op(struct chat *c, struct fwd *f);
+static void own_read(struct chat *c, struct fwd *f);
 
 /* Run the ops that waited for the pair of w while nothing of it is pending. */
 static void run_waiting(struct chat *c, const struct frow *w)
@@ -496,6 +516,13 @@ static void list(struct chat *c, struct session *s, const struct req *r)
 }
 
 /* A friend op of f->user (f transferred), checked against the durable state. */
+/* Whether u has as many friends and requests as it may: a new request is
+ * refused. Cut rows may hide some: counted full. */
+static bool friends_full(const struct user *u)
+{
+    return u->friends_cut || u->friends_live >= HOME_FRIENDS_MAX;
+}
+
 static void own_op(struct chat *c, struct fwd *f)
 {
     struct strv me = f->user, peer = f->req.user;
@@ -519,6 +546,9 @@ static void own_op(struct chat *c, struct fwd *f)
         if (cur == FRIEND_YES) {
             err = -EEXIST;
             msg = "already friends";
+        } else if (cur == FRIEND_NONE && friends_full(u)) {
+            err = -RP_ETOOLARGE;
+            msg = "10000 friends and requests at most";
         }
         mine = FRIEND_ASKED;
         break;
@@ -577,6 +607,60 @@ static void own_op(struct chat *c, struct fwd *f)
     // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
 }
 
+/* The ops on the pair (user, peer) that waited while nothing of it is
+ * pending, then its record if nothing is left. */
+static void pair_resume(struct chat *c, struct strv user, struct strv peer)
+{
+    struct fwd f = {.user = user};
+    f.req.user = peer;
+    struct frow w = {.f = &f, .own = true};
+    run_waiting(c, &w);
+    fkey_release(c, &w);
+}
+
+/* The stored row of a pair the caller's memory does not hold (its rows are
+ * cut), read before the caller's op is decided. */
+static void on_own_row(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
+{
+    (void)arg;
+    struct fwd *f = ctx;
+    char ids[2 * IDENT_USER_MAX]; /* the pair outlives f, which own_op may free */
+    memcpy(ids, f->user.p, f->user.len);
+    memcpy(ids + f->user.len, f->req.user.p, f->req.user.len);
+    struct strv me = {ids, f->user.len}, peer = {ids + f->user.len, f->req.user.len};
+    struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
+    if (k)
+        k->inflight--;
+    struct user *u = home_user(c, me);
+    struct friend_rec r;
+    if (u && u->state == U_READY && !map_get(&u->friends, peer.p, peer.len) && err == 0 &&
+        val_friend_decode(res->kv[0].val, res->kv[0].vlen, &r) == 0)
+        mem_put(u, peer, r.state, r.ts, r.note); /* a row the user acts on stays in memory */
+    stg_result_free(res);
+    if (err < 0 && err != -ENOENT) {
+        chat_reply_err(c, f->conn, true, f->req.id, err, NULL);
+        free(f);
+    } else {
+        own_op(c, f); /* f transferred */
+    }
+    pair_resume(c, me, peer);
+}
+
+static void own_read(struct chat *c, struct fwd *f)
+{
+    struct fkey *k = key_of(c, f->user, f->req.user) == 0 ? fkey_at(c, true) : NULL;
+    if (k && io_get_wait(c, STG_CF_FRIEND, c->kb.data, c->kb.len, on_own_row, f, 0) == 0) {
+        k->inflight++; /* the pair's next ops wait for this one */
+        return;
+    }
+    chat_reply_err(c, f->conn, true, f->req.id, -ENOMEM, NULL);
+    if (k && !k->inflight && !k->parked && !k->qhead) {
+        map_del(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len);
+        free(k);
+    }
+    free(f);
+}
+
 void friend_on_request(struct chat *c, struct session *s, const struct req *r)
 {
     struct user *u = s->u;
@@ -605,6 +689,10 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
         }
         fwd_queue_push(&k->qhead, &k->qtail, f); /* run_waiting takes it */
         k->qlen++;
+        return;
+    }
+    if (u->friends_cut && !map_get(&u->friends, peer.p, peer.len)) {
+        own_read(c, f);
         return;
     }
     own_op(c, f);
@@ -694,7 +782,8 @@ static void peer_op(struct chat *c, struct fwd *f)
     struct user *u = home_user(c, me);
     const struct ufriend *uf =
         u && u->state == U_READY ? map_get(&u->friends, actor.p, actor.len) : NULL;
-    if (u && u->state == U_READY && (uf || f->extra > u->friends_pruned_ts)) {
+    /* a missing row is absent unless a mark that went, or the cut, may hide it */
+    if (u && u->state == U_READY && (uf || (!u->friends_cut && f->extra > u->friends_pruned_ts))) {
         peer_decide(w, uf != NULL, uf ? uf->state : 0, uf ? uf->ts : 0);
     } else {
         struct fkey *k = fkey_of(c, w, true); /* leaves the row key in c->kb */

@@ -127,7 +127,9 @@ struct user {
     uint32_t nsessions;
     uint8_t state;
     uint8_t idlen;
-    bool friends_cut;          /* the read of its friend rows at load stopped at its limit */
+    bool friends_cut;          /* its friend rows are not all in memory: the read at load stopped at
+                                  its limit, or rows past HOME_FRIENDS_MAX came since (friend.c) */
+    uint32_t friends_live;     /* of friends, those not FRIEND_NONE: friends and requests */
     bool fpend_cut;            /* the read of its pending friend sides did */
     bool swept;                /* loaded for the friend sweep (friend.h), which holds a reference */
     uint32_t friends_prune_at; /* friend.c: entries past which old removal marks go */

@@ -362,6 +362,7 @@ static void on_friends(struct chat *c, void *ctx, uint64_t arg, int err, struct 
         f->state = r.state;
         f->ts = r.ts;
         f->note = r.note.len ? strndup(r.note.p, r.note.len) : NULL;
+        u->friends_live += r.state != FRIEND_NONE;
     }
     stg_result_free(res);
     load_step_done(c, u, err);

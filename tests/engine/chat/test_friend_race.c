@@ -9,6 +9,8 @@
 
 #include "engine/chat/core.h"
 #include "engine/chat/home.h"
+#include "engine/chat/values.h"
+#include "storage/key.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -164,11 +166,11 @@ static void test_peer_ops_behind_a_parked_side(void)
     h_close(cb);
 }
 
-/* A user who asks and then withdraws from 10,100 users keeps a removal mark
- * of each while here; once its entries pass 10,000 again, the marks older
- * than a minute go. Its next load is cut by the removal rows (10,000 of
- * them come first), which that load clears: a friend past them is back at
- * the load after. */
+/* A user who asks and then withdraws from 9,999 users (with its one friend,
+ * as many as it may ask) keeps a removal mark of each while here; once its
+ * entries reach 10,000 again, the marks older than a minute go. Its next
+ * load is cut by the removal rows (9,999 of them come first), which that
+ * load clears: a friend past them is back at the load after. */
 static void test_old_removal_marks_go(void)
 {
     const char *x = "marker";
@@ -180,7 +182,7 @@ static void test_old_removal_marks_go(void)
     char peer[32];
     uint32_t id = 1000;
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < 10100; i++) {
+        for (int i = 0; i < 9999; i++) {
             snprintf(peer, sizeof(peer), "mk%d", i);
             op(cx, pass ? OP_FRIEND_REMOVE : OP_FRIEND_REQUEST, id++, peer, false);
             if (i % 500 == 499) {
@@ -192,7 +194,7 @@ static void test_old_removal_marks_go(void)
         h_drain(cx);
     }
     struct user *u = home_user(h_chat(h_home(x)), strv_c(x));
-    CHECK(u && map_count(&u->friends) == 10101); /* marks now, and the friend */
+    CHECK(u && map_count(&u->friends) == 10000); /* marks now, and the friend */
     h_now += 100000; /* op times run ahead of a still clock: one ms per op */
     for (int i = 0; i < 1100; i++) {
         snprintf(peer, sizeof(peer), "mn%d", i);
@@ -256,6 +258,88 @@ static void test_a_pruned_mark_still_counts(void)
     h_close(cb);
 }
 
+/* n stored requests to user from peers <prefix>00000.. (both sides, as a
+ * friend.request writes them), without the ops. */
+static void stored_requests(const char *user, const char *prefix, int n)
+{
+    struct buf k, v;
+    buf_init(&k);
+    buf_init(&v);
+    char peer[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(peer, sizeof(peer), "%s%05d", prefix, i);
+        struct friend_rec asking = {.state = FRIEND_ASKING, .ts = h_now - 1000},
+                          asked = {.state = FRIEND_ASKED, .ts = h_now - 1000};
+        buf_reset(&k);
+        buf_reset(&v);
+        CHECK(stg_key_friend(&k, user, strlen(user), peer, strlen(peer)) == 0 &&
+              val_friend_encode(&v, &asking) == 0);
+        h_put_raw(STG_CF_FRIEND, k.data, k.len, v.data, v.len);
+        buf_reset(&k);
+        buf_reset(&v);
+        CHECK(stg_key_friend(&k, peer, strlen(peer), user, strlen(user)) == 0 &&
+              val_friend_encode(&v, &asked) == 0);
+        h_put_raw(STG_CF_FRIEND, k.data, k.len, v.data, v.len);
+    }
+    buf_deinit(&k);
+    buf_deinit(&v);
+}
+
+static uint8_t mem_state(const char *user, const char *peer)
+{
+    struct user *u = home_user(h_chat(h_home(user)), strv_c(user));
+    const struct ufriend *f = u ? map_get(&u->friends, peer, (uint32_t)strlen(peer)) : NULL;
+    return f ? f->state : 0xff;
+}
+
+/* A user has at most 10,000 friends and requests: past that its new
+ * requests are refused, the requests it receives are stored but not kept in
+ * memory, and every stored request can still be accepted (it was
+ * not_found once the user's rows were cut, at a login or while online). */
+static void test_friend_cap(void)
+{
+    /* cut at login: 10,050 stored requests, 10,000 read */
+    stored_requests("capr", "cq", 10050);
+    int cr = h_hello("capr", "d", false);
+    struct user *u = home_user(h_chat(h_home("capr")), strv_c("capr"));
+    CHECK(u && u->friends_cut && map_count(&u->friends) == 10000);
+    op(cr, OP_FRIEND_REQUEST, 101, "capnew", true);
+    CHECK(h_is_err(h_reply(cr, 101), "too_large"));
+    CHECK(mem_state("capr", "cq10040") == 0xff); /* not in memory */
+    op(cr, OP_FRIEND_ACCEPT, 102, "cq10040", true);
+    CHECK(h_is_ok(h_reply(cr, 102)));
+    CHECK(mem_state("capr", "cq10040") == FRIEND_YES);
+    op(cr, OP_FRIEND_ACCEPT, 103, "cq00001", true);
+    CHECK(h_is_ok(h_reply(cr, 103)));
+    op(cr, OP_FRIEND_ACCEPT, 104, "cqnone", true); /* nothing stored: still not_found */
+    CHECK(h_is_err(h_reply(cr, 104), "not_found"));
+    h_close(cr);
+    int cp = h_hello("cq10040", "d", false);
+    CHECK(strcmp(view(cp, 105, "capr"), "friend") == 0);
+    h_close(cp);
+
+    /* cut while online: 9,999 stored, then two requests arrive */
+    stored_requests("capo", "co", 9999);
+    int co = h_hello("capo", "d", false);
+    u = home_user(h_chat(h_home("capo")), strv_c("capo"));
+    CHECK(u && !u->friends_cut && map_count(&u->friends) == 9999);
+    int w1 = h_hello("capw1", "d", false), w2 = h_hello("capw2", "d", false);
+    op(w1, OP_FRIEND_REQUEST, 106, "capo", true);
+    op(w2, OP_FRIEND_REQUEST, 107, "capo", true);
+    CHECK(h_is_ok(h_reply(w1, 106)) && h_is_ok(h_reply(w2, 107)));
+    u = home_user(h_chat(h_home("capo")), strv_c("capo"));
+    CHECK(u && u->friends_cut && map_count(&u->friends) == 10000); /* w2's is stored only */
+    CHECK(mem_state("capo", "capw2") == 0xff);
+    op(co, OP_FRIEND_ACCEPT, 108, "capw2", true);
+    CHECK(h_is_ok(h_reply(co, 108)));
+    CHECK(strcmp(view(w2, 109, "capo"), "friend") == 0);
+    op(co, OP_FRIEND_REQUEST, 110, "capw3", true); /* full */
+    CHECK(h_is_err(h_reply(co, 110), "too_large"));
+    h_close(co);
+    h_close(w1);
+    h_close(w2);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/rp_test_friend_race.%d", (int)getpid());
@@ -267,6 +351,7 @@ int main(void)
     test_peer_ops_behind_a_parked_side();
     test_old_removal_marks_go();
     test_a_pruned_mark_still_counts();
+    test_friend_cap();
     h_stop();
     return h_finish(dir);
 }
