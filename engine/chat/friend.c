@@ -371,6 +371,7 @@ static void row_announce(struct chat *c, struct frow *w)
 }
 
 static void own_op(struct chat *c, struct fwd *f);
+static void own_start(struct chat *c, struct fwd *f);
 static void peer_op(struct chat *c, struct fwd *f);
 static void own_read(struct chat *c, struct fwd *f);
 
@@ -389,7 +390,7 @@ static void run_waiting(struct chat *c, const struct frow *w)
             peer_op(c, f);
         } else {
             k->qlen--;
-            own_op(c, f);
+            own_start(c, f);
         }
     }
 }
@@ -646,6 +647,20 @@ static void on_own_row(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     pair_resume(c, me, peer);
 }
 
+/* The caller's op f, once nothing of its pair is pending: decided against
+ * the pair's row in memory, read first when the user's rows are cut and
+ * memory does not hold it. */
+static void own_start(struct chat *c, struct fwd *f)
+{
+    struct session *s = home_session(c, f->conn);
+    struct user *u = s && !s->closed ? s->u : NULL;
+    if (u && u->state == U_READY && u->friends_cut &&
+        !map_get(&u->friends, f->req.user.p, f->req.user.len))
+        own_read(c, f);
+    else
+        own_op(c, f);
+}
+
 static void own_read(struct chat *c, struct fwd *f)
 {
     struct fkey *k = key_of(c, f->user, f->req.user) == 0 ? fkey_at(c, true) : NULL;
@@ -691,11 +706,7 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
         k->qlen++;
         return;
     }
-    if (u->friends_cut && !map_get(&u->friends, peer.p, peer.len)) {
-        own_read(c, f);
-        return;
-    }
-    own_op(c, f);
+    own_start(c, f);
 }
 
 /*

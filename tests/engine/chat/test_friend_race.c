@@ -338,6 +338,33 @@ static void test_friend_cap(void)
     h_close(co);
     h_close(w1);
     h_close(w2);
+
+    /* an accept that waited behind the peer's side of the request (being
+     * written, and then not held): it reads the stored row too */
+    stored_requests("capq", "cz", 10050);
+    char p[32];
+    for (int i = 0;; i++) { /* a peer with another home */
+        snprintf(p, sizeof(p), "capp%d", i);
+        if (h_home(p) != h_home("capq"))
+            break;
+    }
+    int cq = h_hello("capq", "d", false), cp2 = h_hello(p, "d", false);
+    unsigned hq = h_home("capq");
+    h_hold_xmsgs[hq] = true;
+    op(cp2, OP_FRIEND_REQUEST, 111, "capq", true); /* p's side is written */
+    CHECK(h_is_ok(h_reply(cp2, 111)));
+    h_hold_writes = true;
+    h_hold_xmsgs[hq] = false;
+    h_release_xmsgs(); /* capq's side: read (not held), then being written */
+    CHECK(h_held_writes(hq) > 0);
+    op(cq, OP_FRIEND_ACCEPT, 112, p, true); /* waits behind it */
+    CHECK(h_reply(cq, 112) == NULL);
+    h_hold_writes = false;
+    h_release_writes();
+    CHECK(h_is_ok(h_reply(cq, 112)));
+    CHECK(mem_state("capq", p) == FRIEND_YES);
+    h_close(cq);
+    h_close(cp2);
 }
 
 int main(void)
