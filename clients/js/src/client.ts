@@ -15,8 +15,9 @@
  * - Requests made while disconnected wait for the next session. A request that
  *   is safe to repeat (send, read, queries) is sent again after a drop; `send`
  *   keeps its cmid, so a repeat of an accepted send is answered with the
- *   original entry (`dup: true`) and appends nothing. Other requests that were
- *   in flight fail with `disconnected`.
+ *   original entry (`dup: true`) and appends nothing; the entry is not
+ *   delivered back as a `msg`, whether the catch-up or that answer comes
+ *   first. Other requests that were in flight fail with `disconnected`.
  *
  * All methods are meant for one event loop (the browser's or Node's); nothing
  * here is shared between threads.
@@ -643,6 +644,13 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.advance(m.conv, st);
     if (m.seq <= st.hw || st.own.has(m.seq)) return; // already handled: at-least-once resume
     if (st.hw > 0 && m.seq > st.hw + 1 && this.opts.gapFill !== false) await this.fillGap(st, m);
+    if (this.isEcho(m)) {
+      // A send of ours whose reply was lost: catch-up can bring it before the
+      // retry's dup reply. The application gets it as the send() result only.
+      st.hw = m.seq;
+      this.advance(m.conv, st);
+      return;
+    }
     await this.deliver(st, m);
   }
 
@@ -674,7 +682,8 @@ export class RingpushClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** A history entry this client sent itself: the application already has it. */
+  /** An entry this client sent itself (from history or catch-up): the
+   * application has it, or will, as the result of send(). */
   private isEcho(e: Message): boolean {
     return e.from === this.session?.user && e.dev === this.opts.device && this.sentCmids.has(e.cmid);
   }

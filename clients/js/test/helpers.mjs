@@ -9,6 +9,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { decode } from "@msgpack/msgpack";
+import { WebSocket } from "ws";
+
 import { RingpushClient } from "../dist/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -195,4 +198,38 @@ export async function login(srv, user, device = "d1", opts = {}) {
   const c = makeClient(srv, user, device, opts);
   await c.connect();
   return c;
+}
+
+/**
+ * A WebSocket constructor (the client's `WebSocket` option) whose incoming
+ * frames go through `filter(frame, deliver, socket)` first: it calls
+ * deliver() to pass a frame on, now or later, or drops it by not calling it;
+ * socket.drop() cuts the connection as a network failure would.
+ */
+export function filteredSocket(filter) {
+  return class FilteredSocket {
+    constructor(url) {
+      this.binaryType = "arraybuffer";
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      const ws = new WebSocket(url);
+      ws.binaryType = "arraybuffer";
+      ws.onopen = (ev) => this.onopen?.(ev);
+      ws.onerror = (ev) => this.onerror?.(ev);
+      ws.onclose = (ev) => this.onclose?.({ code: ev.code, reason: ev.reason });
+      ws.onmessage = (ev) => filter(decode(new Uint8Array(ev.data)), () => this.onmessage?.({ data: ev.data }), this);
+      this.ws = ws;
+    }
+    get readyState() {
+      return this.ws.readyState;
+    }
+    send(data) {
+      this.ws.send(data);
+    }
+    close(code, reason) {
+      this.ws.close(code, reason);
+    }
+    drop() {
+      this.ws.terminate();
+    }
+  };
 }

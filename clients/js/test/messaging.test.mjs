@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { directConv } from "../dist/index.js";
-import { haveServer, login, makeClient, Server, sleep, waitFor } from "./helpers.mjs";
+import { filteredSocket, haveServer, login, makeClient, Server, sleep, waitFor } from "./helpers.mjs";
 
 const skip = haveServer() ? false : "ringpushd binary not found (set RINGPUSHD)";
 
@@ -106,6 +106,75 @@ describe("messaging", { skip, timeout: 120000 }, () => {
       b.close();
     }
   });
+
+  // The server accepts a send, and the connection drops before its reply
+  // arrives. At the next hello the catch-up pushes the entry (this device has
+  // not acked it) and the retried send is answered dup; whichever of the two
+  // the client gets first, the application sees the entry only as the send()
+  // result, and the peer's entries around it as msg events.
+  for (const order of ["push first", "reply first"]) {
+    test(`a send whose reply was lost is not delivered back as a msg (${order})`, async () => {
+      const ana = order === "push first" ? "l_ana" : "l2_ana";
+      const ben = order === "push first" ? "l_ben" : "l2_ben";
+      let mode = "lose";
+      let lost = false;
+      const held = [];
+      const Sock = filteredSocket((f, deliver) => {
+        const dup = f.op === "ok" && f.dup === true;
+        if (mode === "lose" && f.op === "ok" && f.seq !== undefined) {
+          lost = true; // the send's reply
+          mode = "pass";
+          return;
+        }
+        if ((mode === "hold reply" && dup) ||
+            (mode === "hold push" && !dup && (held.length > 0 || (f.op === "msg" && f.from === ana)))) {
+          held.push(deliver);
+          return;
+        }
+        deliver();
+      });
+      const release = () => {
+        mode = "pass";
+        for (const deliver of held.splice(0)) deliver();
+      };
+      const a = await login(srv, ana, "d1", { WebSocket: Sock });
+      const b = await login(srv, ben);
+      try {
+        const conv = directConv(ana, ben);
+        await b.send({ to: ana, body: "b1" });
+        await waitFor(() => a.log.msg.length === 1, { what: "b1" });
+        const sent = a.send({ to: ben, body: "mine" });
+        await waitFor(() => lost, { what: "the send's reply" });
+        a.disconnect();
+        await b.send({ to: ana, body: "b2" });
+        mode = order === "push first" ? "hold reply" : "hold push";
+        const synced = a.next("synced");
+        await a.connect();
+        let r;
+        if (order === "push first") {
+          await synced; // the catch-up, with the entry of the send, is handled
+          release();
+          r = await sent;
+        } else {
+          r = await sent;
+          release();
+          await synced;
+        }
+        assert.equal(r.dup, true);
+        assert.equal(r.seq, 2);
+        await b.send({ to: ana, body: "b3" });
+        await waitFor(() => a.log.msg.length >= 3, { what: "b3" });
+        await sleep(100);
+        assert.deepEqual(texts(a, conv), ["b1", "b2", "b3"]);
+        assert.deepEqual(seqs(a, conv), [1, 3, 4]);
+        assert.deepEqual(a.log.gap, []);
+        assert.equal(a.lastSeq(conv), 4);
+      } finally {
+        a.close();
+        b.close();
+      }
+    });
+  }
 
   test("sends made while offline go out, in order, after the reconnect", async () => {
     const s2 = await new Server({ shards: 1 }).start();
