@@ -12,7 +12,9 @@
  *   the hole is filled from `history` before the newer entry is delivered.
  * - An entry is acknowledged (`ack`) only after every `msg` listener has
  *   returned, and after the promises they returned have settled.
- * - Requests made while disconnected wait for the next session. A request that
+ * - Requests made while disconnected wait for the next session. Requests go
+ *   out in order, paced under the server's request rate limit; one answered
+ *   `rate_limited` (not executed) is sent again after a pause. A request that
  *   is safe to repeat (send, read, queries) is sent again after a drop; `send`
  *   keeps its cmid, so a repeat of an accepted send is answered with the
  *   original entry (`dup: true`) and appends nothing; the entry is not
@@ -66,6 +68,9 @@ export interface ClientOptions {
   gapFill?: boolean;
   /** In a browser, drop the connection on `offline` and reconnect on `online` (default true). */
   watchNetwork?: boolean;
+  /** The server's per-connection request limit (its `rate_limit` and
+   * `rate_burst`; default 200/s, burst 400). Requests are paced under it. */
+  rateLimit?: { rate?: number; burst?: number };
   /** A WebSocket constructor to use instead of the platform's or `ws`. */
   WebSocket?: SocketConstructor;
 }
@@ -104,6 +109,15 @@ const FINAL_BYE = new Set(["replaced", "kicked"]);
 
 const SENT_CMIDS_KEPT = 1024;
 
+/** The server's default request limit (PROTOCOL §8): a token bucket per
+ * connection, 200 requests/s with a burst of 400; `hello` counts, `ack` and
+ * `ping` frames do not. */
+const RATE_LIMIT = 200;
+const RATE_BURST = 400;
+
+/** How long the requests wait after one was answered `rate_limited`, ms. */
+const RATE_LIMITED_PAUSE = 1000;
+
 /** The conversation id of a direct conversation between users `a` and `b`. */
 export function directConv(a: string, b: string): string {
   return a < b ? `d:${a}:${b}` : `d:${b}:${a}`;
@@ -141,6 +155,9 @@ export class RingpushClient extends Emitter<ClientEvents> {
   private cmidBase: string;
   private cmidCount = 0;
   private sentCmids = new Set<string>();
+  private tokens = 0; // requests that may go out now (see take())
+  private tokensAt = 0; // when `tokens` was counted; ahead of now during a pause
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private ready: { promise: Promise<Session>; resolve: (s: Session) => void; reject: (e: Error) => void };
   private unwatch: (() => void) | null = null;
 
@@ -213,6 +230,7 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.drop(1000, "client closed");
     this.failAll(new RingpushError("closed", "client closed"));
     this.ready.reject(new RingpushError("closed", "client closed"));
+    this.stopFlush();
     this.unwatch?.();
     this.unwatch = null;
   }
@@ -236,7 +254,7 @@ export class RingpushClient extends Emitter<ClientEvents> {
       }, ms);
       const p: Pending = { frame, retry: RETRYABLE.has(op), sent: false, resolve, reject, timer };
       this.pending.set(id, p);
-      if (this.session) this.transmit(id, p);
+      if (!this.flushTimer) this.flush(); // else it waits its turn
     });
   }
 
@@ -390,6 +408,15 @@ export class RingpushClient extends Emitter<ClientEvents> {
     }
     const p = this.pending.get(id);
     if (!p) return; // timed out, or an internal ping
+    if (f.op === "error" && f.code === "rate_limited") {
+      // Not executed, so safe to send again whatever the op: after a pause,
+      // in its place among the requests still waiting. Its time limit runs on.
+      p.sent = false;
+      this.tokens = 0;
+      this.tokensAt = Date.now() + RATE_LIMITED_PAUSE;
+      this.flush();
+      return;
+    }
     this.pending.delete(id);
     clearTimeout(p.timer);
     if (f.op === "error") p.reject(new RingpushError(String(f.code), String(f.msg ?? "")));
@@ -401,7 +428,9 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.attempt = 0;
     this.setState("open");
     this.startHeartbeat(s.heartbeat_ms);
-    for (const [id, p] of this.pending) if (!p.sent) this.transmit(id, p);
+    this.tokens = this.pace().burst - 1; // a new connection's burst, less the hello
+    this.tokensAt = Date.now();
+    this.flush();
     this.flushAcks();
     this.emit("open", s);
     this.ready.resolve(s);
@@ -431,6 +460,7 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.ws = null;
     this.session = null;
     this.stopHeartbeat();
+    this.stopFlush();
     this.gen++;
     for (const [id, p] of this.pending) {
       if (!p.sent) continue;
@@ -544,6 +574,49 @@ export class RingpushClient extends Emitter<ClientEvents> {
   private stopHeartbeat(): void {
     if (this.beatTimer) clearInterval(this.beatTimer);
     this.beatTimer = null;
+  }
+
+  /** Writes the requests that wait for the session, in order, as fast as
+   * the server's request limit lets them go; the rest wait for a timer. */
+  private flush(): void {
+    this.stopFlush();
+    if (!this.session) return;
+    for (const [id, p] of this.pending) {
+      if (p.sent) continue;
+      const wait = this.take();
+      if (wait > 0) {
+        this.flushTimer = setTimeout(() => {
+          this.flushTimer = null;
+          this.flush();
+        }, wait);
+        return;
+      }
+      this.transmit(id, p);
+    }
+  }
+
+  private stopFlush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+  }
+
+  /** Takes one request from the budget: 0, or the ms until there is one. */
+  private take(): number {
+    const { rate, burst } = this.pace();
+    const now = Date.now();
+    if (now < this.tokensAt) return this.tokensAt - now; // pausing after rate_limited
+    this.tokens = Math.min(burst, this.tokens + ((now - this.tokensAt) * rate) / 1000);
+    this.tokensAt = now;
+    if (this.tokens < 1) return Math.ceil(((1 - this.tokens) * 1000) / rate);
+    this.tokens--;
+    return 0;
+  }
+
+  /** The client's own bucket: the server's rate, and three quarters of its
+   * burst, the rest kept for requests that reach the server bunched up. */
+  private pace(): { rate: number; burst: number } {
+    const r = this.opts.rateLimit;
+    return { rate: r?.rate ?? RATE_LIMIT, burst: Math.floor(((r?.burst ?? RATE_BURST) * 3) / 4) };
   }
 
   private transmit(id: number, p: Pending): void {

@@ -1,7 +1,8 @@
 // Messaging against a live ringpushd: send and msg pushes, body types, cmid
-// dedup on a repeated send, a send retried across a dropped connection,
-// read receipts, recall, history paging, sync unread counts, and resume
-// after a disconnect that loses nothing and duplicates nothing.
+// dedup on a repeated send, a send retried across a dropped connection (and
+// not delivered back), requests paced under the server's rate limit, read
+// receipts, recall, history paging, sync unread counts, and resume after a
+// disconnect that loses nothing and duplicates nothing.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
@@ -203,6 +204,26 @@ describe("messaging", { skip, timeout: 120000 }, () => {
     }
   });
 
+  test("sends queued while offline past the server's burst all go out, paced, in order", async () => {
+    const s2 = await new Server({ shards: 1 }).start();
+    try {
+      const a = await login(s2, "q_ana");
+      a.disconnect();
+      const n = 600; // the server takes a burst of 400, then 200/s
+      const ps = [...Array(n)].map((_, i) => a.send({ to: "q_ben", body: `q${i}` }).catch((e) => e.code));
+      await a.connect();
+      const rs = await Promise.all(ps);
+      a.close();
+      assert.deepEqual(rs.filter((r) => typeof r === "string"), [], "no send failed");
+      assert.deepEqual(
+        rs.map((r) => r.seq),
+        rs.map((_, i) => i + 1),
+      );
+    } finally {
+      await s2.dispose();
+    }
+  });
+
   test("sync returns every conversation when they take more than one frame", async () => {
     const s2 = await new Server({ shards: 1, args: ["--max-frame", "8192"] }).start();
     try {
@@ -389,6 +410,36 @@ describe("messaging", { skip, timeout: 120000 }, () => {
       b2.close();
     } finally {
       a.close();
+    }
+  });
+});
+
+describe("rate limit", { skip, timeout: 60000 }, () => {
+  test("a request answered rate_limited is sent again after a pause; rateLimit paces under a given limit", async () => {
+    const srv = await new Server({ shards: 1, args: ["--rate-limit", "20", "--rate-burst", "40"] }).start();
+    try {
+      for (const [user, rateLimit] of [["rl_ana", undefined], ["rl_eve", { rate: 20, burst: 40 }]]) {
+        let limited = 0;
+        const Sock = filteredSocket((f, deliver) => {
+          if (f.op === "error" && f.code === "rate_limited") limited++;
+          deliver();
+        });
+        const a = await login(srv, user, "d1", { WebSocket: Sock, rateLimit });
+        const ps = [...Array(60)].map((_, i) => a.send({ to: "rl_ben", body: `r${i}` }).catch((e) => e.code));
+        // Not repeatable after a drop, but a refused request was not executed.
+        ps.push(a.groups.create({ name: "after the sends" }).catch((e) => e.code));
+        const rs = await Promise.all(ps);
+        a.close();
+        assert.deepEqual(rs.filter((r) => typeof r === "string"), [], `${user}: no request failed`);
+        assert.deepEqual(
+          rs.slice(0, 60).map((r) => r.seq).sort((x, y) => x - y),
+          [...Array(60)].map((_, i) => i + 1),
+        );
+        if (rateLimit) assert.equal(limited, 0, "paced under the limit it was given");
+        else assert.ok(limited > 0, "paced for the default limit: this server refused some");
+      }
+    } finally {
+      await srv.dispose();
     }
   });
 });
