@@ -10,6 +10,8 @@
  *   and in strictly increasing seq per conversation, across reconnects. When a
  *   known conversation jumps ahead (catch-up returns only the newest entries),
  *   the hole is filled from `history` before the newer entry is delivered.
+ *   Entries this device made (its sends, its group changes) are not
+ *   delivered back: the application has them as the results of its calls.
  * - An entry is acknowledged (`ack`) only after every `msg` listener has
  *   returned, and after the promises they returned have settled.
  * - Requests made while disconnected wait for the next session. Requests go
@@ -104,6 +106,19 @@ const RETRYABLE = new Set([
   "friend.list",
 ]);
 
+/** Group ops that append an event (unless they change nothing). */
+const GROUP_CHANGES = new Set([
+  "group.create",
+  "group.invite",
+  "group.join",
+  "group.kick",
+  "group.leave",
+  "group.dismiss",
+  "group.update",
+  "group.admin",
+  "group.nick",
+]);
+
 /** Reasons in `bye` after which reconnecting would be wrong. */
 const FINAL_BYE = new Set(["replaced", "kicked"]);
 
@@ -158,6 +173,10 @@ export class RingpushClient extends Emitter<ClientEvents> {
   private tokens = 0; // requests that may go out now (see take())
   private tokensAt = 0; // when `tokens` was counted; ahead of now during a pause
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  // Per conv, group changes made in this session whose event was not seen; the
+  // server does not push an event to the device that caused it (see ownHole()).
+  private ownEvents = new Map<string, number>();
+  private live = false; // in inbox order: this session's catch-up is over
   private ready: { promise: Promise<Session>; resolve: (s: Session) => void; reject: (e: Error) => void };
   private unwatch: (() => void) | null = null;
 
@@ -419,8 +438,15 @@ export class RingpushClient extends Emitter<ClientEvents> {
     }
     this.pending.delete(id);
     clearTimeout(p.timer);
-    if (f.op === "error") p.reject(new RingpushError(String(f.code), String(f.msg ?? "")));
-    else p.resolve(f);
+    if (f.op === "error") {
+      p.reject(new RingpushError(String(f.code), String(f.msg ?? "")));
+      return;
+    }
+    if (GROUP_CHANGES.has(String(p.frame.op))) {
+      const conv = typeof f.conv === "string" ? f.conv : groupConv(String(p.frame.group));
+      this.ownEvents.set(conv, (this.ownEvents.get(conv) ?? 0) + 1);
+    }
+    p.resolve(f);
   }
 
   private onSession(s: Session): void {
@@ -431,6 +457,11 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.tokens = this.pace().burst - 1; // a new connection's burst, less the hello
     this.tokensAt = Date.now();
     this.flush();
+    this.ownEvents.clear();
+    // Behind what the last session pushed, ahead of what this one will.
+    this.inbox = this.inbox.then(() => {
+      this.live = this.opts.resume === false;
+    });
     this.flushAcks();
     this.emit("open", s);
     this.ready.resolve(s);
@@ -695,6 +726,7 @@ export class RingpushClient extends Emitter<ClientEvents> {
         this.emit("friend", f as unknown as ClientEvents["friend"]);
         return;
       case "synced":
+        this.live = true;
         this.emit("synced", undefined);
         return;
       case "bye":
@@ -716,15 +748,35 @@ export class RingpushClient extends Emitter<ClientEvents> {
     const st = this.conv(m.conv);
     this.advance(m.conv, st);
     if (m.seq <= st.hw || st.own.has(m.seq)) return; // already handled: at-least-once resume
-    if (st.hw > 0 && m.seq > st.hw + 1 && this.opts.gapFill !== false) await this.fillGap(st, m);
-    if (this.isEcho(m)) {
-      // A send of ours whose reply was lost: catch-up can bring it before the
-      // retry's dup reply. The application gets it as the send() result only.
-      st.hw = m.seq;
-      this.advance(m.conv, st);
+    if (st.hw > 0 && m.seq > st.hw + 1 && this.opts.gapFill !== false) {
+      if (!this.ownHole(st, m)) await this.fillGap(st, m);
+    }
+    if (this.isOwn(m)) {
+      // Catch-up brings what this device has not acked, its own entries too:
+      // a send whose reply was lost (before the retry's dup reply, maybe), a
+      // group change whose event it never got.
+      this.passOwn(st, m);
       return;
     }
     await this.deliver(st, m);
+  }
+
+  /**
+   * Whether the hole below m is this device's own group events, which the
+   * server does not push to it and whose seqs the replies do not carry: after
+   * the catch-up, a session gets every entry of its conversations but the
+   * ones its device made, so a hole there no bigger than the count of changes
+   * not seen yet is theirs, and is passed over without asking history.
+   */
+  private ownHole(st: ConvState, m: Message): boolean {
+    const events = this.ownEvents.get(m.conv) ?? 0;
+    if (!this.live || events === 0) return false;
+    let n = 0;
+    for (let s = st.hw + 1; s < m.seq; s++) if (!st.own.has(s) && ++n > events) return false;
+    this.seenOwnEvents(m.conv, n);
+    st.hw = m.seq - 1;
+    this.advance(m.conv, st);
+    return true;
   }
 
   /** Delivers the entries between st.hw and m.seq from history, in order. */
@@ -741,9 +793,8 @@ export class RingpushClient extends Emitter<ClientEvents> {
       const before = st.hw;
       for (const e of page.msgs) {
         if (e.seq <= st.hw || e.seq > to) continue;
-        if (st.own.has(e.seq) || this.isEcho(e)) {
-          st.hw = e.seq;
-          this.advance(m.conv, st);
+        if (st.own.has(e.seq) || this.isOwn(e)) {
+          this.passOwn(st, e);
           continue;
         }
         await this.deliver(st, e);
@@ -755,10 +806,26 @@ export class RingpushClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** An entry this client sent itself (from history or catch-up): the
-   * application has it, or will, as the result of send(). */
-  private isEcho(e: Message): boolean {
-    return e.from === this.session?.user && e.dev === this.opts.device && this.sentCmids.has(e.cmid);
+  /** An entry of this device's own (from history or catch-up), which the
+   * application learns of from the call that made it: a send of this client
+   * (the send() result), or a group event this device caused (the server
+   * pushes it to the user's other devices only). */
+  private isOwn(e: Message): boolean {
+    if (e.from !== this.session?.user || e.dev !== this.opts.device) return false;
+    return e.type === "event" || this.sentCmids.has(e.cmid);
+  }
+
+  /** Moves hw over an entry of this device's own without delivering it. */
+  private passOwn(st: ConvState, e: Message): void {
+    if (e.type === "event") this.seenOwnEvents(e.conv, 1);
+    if (e.seq > st.hw) st.hw = e.seq;
+    this.advance(e.conv, st);
+  }
+
+  private seenOwnEvents(conv: string, n: number): void {
+    const left = (this.ownEvents.get(conv) ?? 0) - n;
+    if (left > 0) this.ownEvents.set(conv, left);
+    else this.ownEvents.delete(conv);
   }
 
   private async deliver(st: ConvState, m: Message): Promise<void> {

@@ -2,8 +2,10 @@
  * Group and friend requests (PROTOCOL §6), reached as `client.groups` and
  * `client.friends`. Each method is one request; errors are RingpushErrors
  * with the server's code (`forbidden`, `not_found`, `conflict`, `too_large`…).
- * Changes to a group arrive to the other members as `msg` events of type
- * `event`; friend changes arrive as `friend` events.
+ * Changes to a group arrive to the other members, and to the caller's other
+ * devices, as `msg` events of type `event`; the device that made a change
+ * gets no `msg` event for it, only the method's result. Friend changes arrive
+ * as `friend` events.
  */
 import type { FriendList, GroupInfo, GroupMember } from "./types.js";
 

@@ -1,11 +1,12 @@
 // Groups and friends against a live ringpushd: create, invite, event entries
 // pushed to members, group sends, roles, info, members, list, update, leave,
-// kick, dismiss; friend request, accept, list, remove and their pushes.
+// kick, dismiss; a device's own changes not delivered back to it; friend
+// request, accept, list, remove and their pushes.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { groupConv } from "../dist/index.js";
-import { haveServer, login, Server, sleep, waitFor } from "./helpers.mjs";
+import { filteredSocket, haveServer, login, Server, sleep, waitFor } from "./helpers.mjs";
 
 const skip = haveServer() ? false : "ringpushd binary not found (set RINGPUSHD)";
 
@@ -103,6 +104,61 @@ describe("groups and friends", { skip, timeout: 60000 }, () => {
     } finally {
       own.close();
       u.close();
+    }
+  });
+
+  // The server pushes a group event to every member device but the one that
+  // caused it. That device learns of its change from the call's result only:
+  // it gets no msg event for it, whether the entry turns up in a hole before
+  // another member's message or in the catch-up of its next session, and a
+  // hole of its own changes needs no history request. Its user's other
+  // devices get the events.
+  test("a device's own group changes are not delivered back to it", async () => {
+    let histories = 0;
+    const Sock = filteredSocket((f, deliver) => {
+      if (f.op === "ok" && Array.isArray(f.msgs)) histories++;
+      deliver();
+    });
+    const own = await login(srv, "go_own", "d1", { WebSocket: Sock });
+    const other = await login(srv, "go_own", "d2");
+    const m = await login(srv, "go_m");
+    try {
+      const { group, conv } = await own.groups.create({ name: "mine", members: ["go_m"] });
+      await m.send({ group, body: "m1" });
+      await waitFor(() => own.log.msg.length === 1, { what: "m1" });
+      await own.groups.update(group, { notice: "n1" });
+      await own.groups.invite(group, ["go_x"]);
+      await own.groups.invite(group, ["go_x"]); // a member already: no event
+      await own.groups.nick(group, "boss");
+      const m2 = await m.send({ group, body: "m2" });
+      await waitFor(() => own.log.msg.length >= 2, { what: "m2" });
+      await sleep(100);
+      assert.deepEqual(own.log.msg.map((e) => e.body), ["m1", "m2"]);
+      assert.equal(histories, 0, "a hole of its own events is not fetched");
+      assert.equal(own.lastSeq(conv), m2.seq);
+
+      // A change whose event is not acked when the connection drops comes in
+      // the next session's catch-up.
+      await own.groups.update(group, { name: "ours" });
+      const synced = own.next("synced");
+      own.reconnect();
+      await synced;
+      const m3 = await m.send({ group, body: "m3" });
+      await waitFor(() => own.log.msg.length >= 3, { what: "m3" });
+      await sleep(100);
+      assert.deepEqual(own.log.msg.map((e) => e.body), ["m1", "m2", "m3"]);
+      assert.deepEqual(own.log.gap, []);
+      assert.equal(own.lastSeq(conv), m3.seq);
+      const st = (await own.sync()).find((c) => c.conv === conv);
+      assert.equal(st.ack_seq, m3.seq, "its own events are acked");
+
+      const kinds = (c) => c.log.msg.filter((e) => e.type === "event").map((e) => e.data.kind);
+      assert.deepEqual(kinds(other), ["create", "update", "invite", "nick", "update"]);
+      assert.deepEqual(kinds(m), kinds(other));
+    } finally {
+      own.close();
+      other.close();
+      m.close();
     }
   });
 
