@@ -267,7 +267,8 @@ static int run(const char *dir, enum stg_durability dur, unsigned nshards, unsig
     return 0;
 }
 
-/* The reference: RocksDB alone, in a fresh database under dir. */
+/* The reference: RocksDB alone, in a database of its own under dir (kept
+ * between runs of the same shape, as run() keeps its own). */
 static int run_raw(const char *dir, enum stg_durability dur, unsigned batch, double seconds)
 {
     char path[512];

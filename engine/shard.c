@@ -155,9 +155,10 @@ static void xcore_room_freed(struct shard *sh, unsigned src)
 {
     struct shard *peer = &sh->srv->shards[src];
     atomic_thread_fence(memory_order_seq_cst);
-    if (!atomic_load_explicit(&peer->room_wanted[sh->id], memory_order_relaxed))
+    /* taken in one step: a flag set again meanwhile is not wiped unseen */
+    if (!atomic_load_explicit(&peer->room_wanted[sh->id], memory_order_relaxed) ||
+        !atomic_exchange_explicit(&peer->room_wanted[sh->id], false, memory_order_acq_rel))
         return;
-    atomic_store_explicit(&peer->room_wanted[sh->id], false, memory_order_relaxed);
     if (wake_needed(&peer->wake))
         wake_shard(sh, src);
 }

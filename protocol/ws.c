@@ -175,7 +175,8 @@ static int parse_upgrade(struct hs *hs, const uint8_t *p, size_t req_len, struct
     http_parser_execute(&parser, &settings, (const char *)p, req_len);
     /* RFC 6455 §4.2.1: a GET of HTTP/1.1 or later, with a Host */
     if (!hs->done || parser.method != HTTP_GET || parser.http_major < 1 ||
-        (parser.http_major == 1 && parser.http_minor < 1) || !hs->seen[H_HOST])
+        (parser.http_major == 1 && parser.http_minor < 1) || !hs->seen[H_HOST] ||
+        strchr(hs->val[H_HOST], ',')) /* one Host (RFC 7230 §5.4) */
         return reply_status(reply, -RP_EREQUEST, "400 Bad Request", "");
     if (!path_is_ws(hs->url, hs->url_len))
         return reply_status(reply, -ENOENT, "404 Not Found", "");
@@ -185,7 +186,7 @@ static int parse_upgrade(struct hs *hs, const uint8_t *p, size_t req_len, struct
         return reply_status(reply, -RP_EREQUEST, "400 Bad Request", "");
     if (strcmp(hs->val[H_VERSION], "13")) /* §4.4: name the version understood */
         return reply_status(reply, -RP_EREQUEST, "426 Upgrade Required",
-                            "Sec-WebSocket-Version: 13\r\n");
+                            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
 
     char accept[29];
     ws_accept_key(hs->val[H_KEY], hs->val_len[H_KEY], accept);

@@ -39,7 +39,8 @@
  * `GET /ws` upgrade, with the `101 Switching Protocols` response appended to
  * reply; or a negative error with a 4xx response appended to reply, to be
  * sent before closing: -RP_ETOOLARGE (request over WS_HANDSHAKE_MAX, 431),
- * -ENOENT (another path, 404), -RP_EREQUEST (not a valid upgrade, 400),
+ * -ENOENT (another path, 404), -RP_EREQUEST (not a valid upgrade, 400; a
+ * version other than 13, 426),
  * -ENOMEM.
  */
 int ws_handshake(const uint8_t *p, size_t len, struct buf *reply);

@@ -241,14 +241,16 @@ static void home_send(struct chat *c, struct fwd *f)
         return;
     }
     struct user *u = home_user(c, f->user);
-    if (u && u->state == U_READY) {
-        struct ufriend *fr = map_get(&u->friends, f->req.to.p, f->req.to.len);
+    struct ufriend *fr =
+        u && u->state == U_READY ? map_get(&u->friends, f->req.to.p, f->req.to.len) : NULL;
+    if (u && u->state == U_READY && (fr || !u->friends_cut)) {
         /* not friends: a retry still gets its original (see home.c do_send) */
         f->not_friends = !fr || fr->state != FRIEND_YES;
         route_send(c, f);
         return;
     }
-    /* no session holds the friend list: ask storage (this home writes it) */
+    /* no session holds the friend list, or not all of it: ask storage (this
+     * home writes it) */
     int rc = stg_key_friend(&c->kb, f->user.p, f->user.len, f->req.to.p, f->req.to.len);
     if (rc == 0)
         rc = io_get(c, STG_CF_FRIEND, c->kb.data, c->kb.len, on_friend, f, 0);

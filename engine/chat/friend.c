@@ -140,9 +140,12 @@ static void mem_put(struct user *u, struct strv peer, uint8_t state, uint64_t ts
 
 /*
  * Update a loaded user's friend of peer to state (FRIEND_NONE: a mark). A
- * user's memory holds at most HOME_FRIENDS_MAX of them: a new one past that
- * is only stored, and the user's rows are cut from then on (a row missing
- * from memory is read from storage when an op needs it).
+ * request received by a user who has HOME_FRIENDS_MAX friends and requests
+ * already is only stored, and the user's rows are cut from then on (a row
+ * missing from memory is read from storage when an op needs it). Every
+ * other row is held: the user's own requests stop at the limit
+ * (friends_full), and a friendship comes from a row held already (the
+ * user's request, or a request it accepted, read for it by own_start).
  */
 static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_t state,
                       uint64_t ts, struct strv note)
@@ -152,7 +155,7 @@ static void mem_apply(struct chat *c, struct strv user, struct strv peer, uint8_
         return;
     if (!map_get(&u->friends, peer.p, peer.len)) {
         marks_prune(c, u);
-        if (map_count(&u->friends) >= HOME_FRIENDS_MAX) {
+        if (state == FRIEND_ASKING && u->friends_live >= HOME_FRIENDS_MAX) {
             u->friends_cut = true;
             return;
         }
@@ -516,7 +519,6 @@ static void list(struct chat *c, struct session *s, const struct req *r)
     buf_reset(&c->fb);
 }
 
-/* A friend op of f->user (f transferred), checked against the durable state. */
 /* Whether u has as many friends and requests as it may: a new request is
  * refused. Cut rows may hide some: counted full. */
 static bool friends_full(const struct user *u)
@@ -524,6 +526,7 @@ static bool friends_full(const struct user *u)
     return u->friends_cut || u->friends_live >= HOME_FRIENDS_MAX;
 }
 
+/* A friend op of f->user (f transferred), checked against the durable state. */
 static void own_op(struct chat *c, struct fwd *f)
 {
     struct strv me = f->user, peer = f->req.user;

@@ -567,8 +567,8 @@ void home_push_user(struct chat *c, struct user *u, struct strv except, struct r
 }
 
 /* Offers d to u's sessions; uc is u's entry of d->conv when the caller has it
- * (NULL: looked up). Returns whether u has a session (online, or logging in)
- * to offer it to. */
+ * (NULL: looked up). Returns whether it was offered to any (online, or
+ * logging in; the sending device does not count). */
 static bool push_to_user(struct chat *c, struct user *u, struct uconv *uc, const struct dlv *d)
 {
     if (!uc)
@@ -583,13 +583,14 @@ static bool push_to_user(struct chat *c, struct user *u, struct uconv *uc, const
         uc->last_seq = d->seq;
         uc->last_ts = d->ts;
     }
-    bool self = strv_eq((struct strv){u->id, u->idlen}, d->from);
+    bool self = strv_eq((struct strv){u->id, u->idlen}, d->from), offered = false;
     for (struct session *s = u->sessions; s; s = s->next) {
         if (self && d->dev.len && strv_eq((struct strv){s->dev, s->devlen}, d->dev))
             continue; /* the sending device has it already */
         home_push_entry(c, s, d->conv, d->seq, d->frame);
+        offered = true;
     }
-    return u->sessions != NULL;
+    return offered;
 }
 
 void home_on_deliver(struct chat *c, struct dlv *d)

@@ -776,8 +776,8 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     struct session *s = ctx;
     uint32_t i = (uint32_t)arg;
     s->reads_out--;
-    /* (a dropped read is answered before the one that replaced it: reads
-     * complete in the order they were issued, so the session is not live) */
+    /* a read dropped by drop_read_ahead (its generation is past) or one that
+     * comes after the session went live (pre is gone) is only freed */
     if (!s->closed && s->pre && !s->pre->cu_failed && s->pre->cu[i].gen == (uint32_t)(arg >> 32)) {
         struct session_pre *pre = s->pre;
         struct cu_part *p = &pre->cu[i];

@@ -204,6 +204,7 @@ static void test_handshake(void)
         {"GET /other HTTP/1.1\r\nHost: x\r\n" REST "\r\n", "HTTP/1.1 404 Not Found"},
         {"GET /ws HTTP/1.0\r\nHost: x\r\n" REST "\r\n", "HTTP/1.1 400 Bad Request"},
         {"GET /ws HTTP/1.1\r\n" REST "\r\n", "HTTP/1.1 400 Bad Request"}, /* no Host */
+        {"GET /ws HTTP/1.1\r\nHost: x\r\nHost: y\r\n" REST "\r\n", "HTTP/1.1 400 Bad Request"},
         {"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\nSec-WebSocket-Version: 13\r\n\r\n",
          "HTTP/1.1 400 Bad Request"}, /* a key that is not base64 */
