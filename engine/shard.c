@@ -541,8 +541,10 @@ static void loop(struct shard *sh)
         /* pushes left for the next pass, or frames queued after the flush
          * phase (replayed requests, closes) */
         bool work = sh->push_head != CONN_NONE || sh->flush_head != CONN_NONE;
+        /* (and messages queued for other shards after this pass published,
+         * by the closes run last) */
         for (unsigned s = 0; s < sh->srv->nshards && !work; s++)
-            work = spsc_front(sh->in[s]) != NULL ||
+            work = spsc_front(sh->in[s]) != NULL || sh->out_dirty[s] ||
                    (chat_waits_for_room(sh->chat, s) && spsc_has_room(sh->out[s]));
         if (!work)
             work = storage_drain(sh) > 0 || chat_pending(sh->chat);
