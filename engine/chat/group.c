@@ -210,9 +210,12 @@ static int event_data(struct chat *c, const char *kind, struct strv by, const st
     return buf_failed(&c->vb) ? -ENOMEM : 0;
 }
 
-static struct rbuf *ok_frame(struct chat *c, const struct fwd *f)
+/* The answer to a change: with the event's conv and seq when it writes one
+ * (seq 0: none, a plain ok), and the group's id for a create. */
+static struct rbuf *ok_frame(struct chat *c, const struct fwd *f, uint64_t seq)
 {
-    if (f->req.op != OP_GROUP_CREATE) {
+    bool create = f->req.op == OP_GROUP_CREATE;
+    if (!create && !seq) {
         if (enc_ok(&c->fb, f->req.id) < 0) {
             buf_reset(&c->fb);
             return NULL;
@@ -220,11 +223,17 @@ static struct rbuf *ok_frame(struct chat *c, const struct fwd *f)
         return chat_frame(&c->fb);
     }
     msgpack_packer pk;
-    size_t start = enc_ok_begin(&c->fb, &pk, f->req.id, 2);
-    enc_pack_cstr(&pk, "group");
-    enc_pack_strv(&pk, f->req.group);
+    size_t start = enc_ok_begin(&c->fb, &pk, f->req.id, 1 + (create ? 1 : 0) + (seq ? 1 : 0));
+    if (create) {
+        enc_pack_cstr(&pk, "group");
+        enc_pack_strv(&pk, f->req.group);
+    }
     enc_pack_cstr(&pk, "conv");
     enc_pack_strv(&pk, f->conv);
+    if (seq) {
+        enc_pack_cstr(&pk, "seq");
+        msgpack_pack_uint64(&pk, seq);
+    }
     if (enc_end(&c->fb, start) < 0) {
         buf_reset(&c->fb);
         return NULL;
@@ -260,7 +269,7 @@ static int stage_event(struct chat *c, struct oconv *cv, struct fwd *f, const ch
     for (uint32_t i = 0; rc == 0 && i < chg->ndels; i++)
         rc = del_member(c, cv, chg->dels[i], kind ? seq : 0);
     struct rbuf *reply = NULL;
-    if (rc == 0 && !(reply = ok_frame(c, f)))
+    if (rc == 0 && !(reply = ok_frame(c, f, kind ? seq : 0)))
         rc = -ENOMEM;
     if (rc == 0 && !kind) {
         rc = owner_stage_noentry(c, cv, f, chg, reply);

@@ -85,7 +85,7 @@ def test_groups():
     _require_cli()
     with Server(shards=2) as srv:
         r = run(srv, "group", "create", "alice", "team", "bob", "carol", "--id", "team1")
-        assert r == [{"group": "team1", "conv": "g:team1"}], r
+        assert r == [{"group": "team1", "conv": "g:team1", "seq": 1}], r
         r = run(srv, "group", "info", "bob", "team1")[0]
         assert r["owner"] == "alice" and r["name"] == "team" and r["count"] == 3, r
         r = run(srv, "group", "members", "alice", "team1")[0]

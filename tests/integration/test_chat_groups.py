@@ -31,7 +31,7 @@ def group_scenario(shards):
         x = srv.login("xena")
         r = expect_ok(o.request("group.create", name="Team", members=["ann", "ben", "ann"],
                                 group="team"))
-        assert (r["group"], r["conv"]) == ("team", "g:team"), r
+        assert (r["group"], r["conv"], r["seq"]) == ("team", "g:team", 1), r
         for c in (a, b, o2):
             e = event(c, "create")
             assert e["seq"] == 1 and e["from"] == "owner" and e["dev"] == "o1", e
@@ -60,9 +60,11 @@ def group_scenario(shards):
         # join: closed group refused; opened by an update; joined_seq
         expect_error(x.request("group.join", group="team"), "forbidden")
         expect_error(b.request("group.update", group="team", open=True), "forbidden")
-        expect_ok(o.request("group.update", group="team", open=True, notice="be nice"))
+        r = expect_ok(o.request("group.update", group="team", open=True, notice="be nice"))
         e = event(a, "update")
         assert e["data"]["open"] is True and e["data"]["notice"] == "be nice", e
+        # a change's answer names its event; one that writes none is a bare ok
+        assert (r["conv"], r["seq"]) == ("g:team", e["seq"]), (r, e)
         assert e["data"]["count"] == 0 and e["data"]["users"] == [], e
         # the event carries the fields that change, not one given unchanged
         expect_ok(o.request("group.update", group="team", open=True, notice="be kind"))
@@ -74,7 +76,8 @@ def group_scenario(shards):
         assert e["data"]["users"] == ["xena"] and e["from"] == "xena", e
         h = expect_ok(x.request("history", conv="g:team"))
         assert [m["seq"] for m in h["msgs"]] == [jseq], h  # reads from its joined_seq
-        expect_ok(x.request("group.join", group="team"))  # a member again: no event
+        r = expect_ok(x.request("group.join", group="team"))  # a member again: no event
+        assert "seq" not in r and "conv" not in r, r
         # roles: admin by the owner only
         expect_error(a.request("group.admin", group="team", user="ben", admin=True), "forbidden")
         expect_error(o.request("group.admin", group="team", user="zed", admin=True), "not_found")

@@ -173,10 +173,6 @@ export class RingpushClient extends Emitter<ClientEvents> {
   private tokens = 0; // requests that may go out now (see take())
   private tokensAt = 0; // when `tokens` was counted; ahead of now during a pause
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
-  // Per conv, group changes made in this session whose event was not seen; the
-  // server does not push an event to the device that caused it (see ownHole()).
-  private ownEvents = new Map<string, number>();
-  private live = false; // in inbox order: this session's catch-up is over
   private ready: { promise: Promise<Session>; resolve: (s: Session) => void; reject: (e: Error) => void };
   private unwatch: (() => void) | null = null;
 
@@ -442,10 +438,10 @@ export class RingpushClient extends Emitter<ClientEvents> {
       p.reject(new RingpushError(String(f.code), String(f.msg ?? "")));
       return;
     }
-    if (GROUP_CHANGES.has(String(p.frame.op))) {
-      const conv = typeof f.conv === "string" ? f.conv : groupConv(String(p.frame.group));
-      this.ownEvents.set(conv, (this.ownEvents.get(conv) ?? 0) + 1);
-    }
+    // A change's reply names the event it wrote (none: a bare ok); the server
+    // does not push that event to this device, so it is marked as seen here.
+    const change = GROUP_CHANGES.has(String(p.frame.op));
+    if (change && typeof f.conv === "string" && typeof f.seq === "number") this.markOwn(f.conv, f.seq);
     p.resolve(f);
   }
 
@@ -457,11 +453,6 @@ export class RingpushClient extends Emitter<ClientEvents> {
     this.tokens = this.pace().burst - 1; // a new connection's burst, less the hello
     this.tokensAt = Date.now();
     this.flush();
-    this.ownEvents.clear();
-    // Behind what the last session pushed, ahead of what this one will.
-    this.inbox = this.inbox.then(() => {
-      this.live = this.opts.resume === false;
-    });
     this.flushAcks();
     this.emit("open", s);
     this.ready.resolve(s);
@@ -726,7 +717,6 @@ export class RingpushClient extends Emitter<ClientEvents> {
         this.emit("friend", f as unknown as ClientEvents["friend"]);
         return;
       case "synced":
-        this.live = true;
         this.emit("synced", undefined);
         return;
       case "bye":
@@ -748,9 +738,7 @@ export class RingpushClient extends Emitter<ClientEvents> {
     const st = this.conv(m.conv);
     this.advance(m.conv, st);
     if (m.seq <= st.hw || st.own.has(m.seq)) return; // already handled: at-least-once resume
-    if (st.hw > 0 && m.seq > st.hw + 1 && this.opts.gapFill !== false) {
-      if (!this.ownHole(st, m)) await this.fillGap(st, m);
-    }
+    if (st.hw > 0 && m.seq > st.hw + 1 && this.opts.gapFill !== false) await this.fillGap(st, m);
     if (this.isOwn(m)) {
       // Catch-up brings what this device has not acked, its own entries too:
       // a send whose reply was lost (before the retry's dup reply, maybe), a
@@ -759,24 +747,6 @@ export class RingpushClient extends Emitter<ClientEvents> {
       return;
     }
     await this.deliver(st, m);
-  }
-
-  /**
-   * Whether the hole below m is this device's own group events, which the
-   * server does not push to it and whose seqs the replies do not carry: after
-   * the catch-up, a session gets every entry of its conversations but the
-   * ones its device made, so a hole there no bigger than the count of changes
-   * not seen yet is theirs, and is passed over without asking history.
-   */
-  private ownHole(st: ConvState, m: Message): boolean {
-    const events = this.ownEvents.get(m.conv) ?? 0;
-    if (!this.live || events === 0) return false;
-    let n = 0;
-    for (let s = st.hw + 1; s < m.seq; s++) if (!st.own.has(s) && ++n > events) return false;
-    this.seenOwnEvents(m.conv, n);
-    st.hw = m.seq - 1;
-    this.advance(m.conv, st);
-    return true;
   }
 
   /** Delivers the entries between st.hw and m.seq from history, in order. */
@@ -817,15 +787,8 @@ export class RingpushClient extends Emitter<ClientEvents> {
 
   /** Moves hw over an entry of this device's own without delivering it. */
   private passOwn(st: ConvState, e: Message): void {
-    if (e.type === "event") this.seenOwnEvents(e.conv, 1);
     if (e.seq > st.hw) st.hw = e.seq;
     this.advance(e.conv, st);
-  }
-
-  private seenOwnEvents(conv: string, n: number): void {
-    const left = (this.ownEvents.get(conv) ?? 0) - n;
-    if (left > 0) this.ownEvents.set(conv, left);
-    else this.ownEvents.delete(conv);
   }
 
   private async deliver(st: ConvState, m: Message): Promise<void> {
