@@ -183,19 +183,31 @@ static struct fkey *fkey_at(struct chat *c, bool create)
     return k;
 }
 
-static struct fkey *fkey_of(struct chat *c, const struct frow *w, bool create)
+/* The record of the pair user|peer (its key left in c->kb), created when
+ * asked; NULL if none (or ENOMEM). */
+static struct fkey *pair_key(struct chat *c, struct strv user, struct strv peer, bool create)
 {
-    return key_of(c, row_user(w), row_peer(w)) == 0 ? fkey_at(c, create) : NULL;
+    return key_of(c, user, peer) == 0 ? fkey_at(c, create) : NULL;
 }
 
-/* Forget the record of w's key once nothing of it is pending. */
-static void fkey_release(struct chat *c, const struct frow *w)
+static struct fkey *fkey_of(struct chat *c, const struct frow *w, bool create)
 {
-    struct fkey *k = fkey_of(c, w, false);
+    return pair_key(c, row_user(w), row_peer(w), create);
+}
+
+/* Forget the record of the pair user|peer once nothing of it is pending. */
+static void pair_release(struct chat *c, struct strv user, struct strv peer)
+{
+    struct fkey *k = pair_key(c, user, peer, false);
     if (k && !k->inflight && !k->parked && !k->qhead) {
         map_del(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len);
         free(k);
     }
+}
+
+static void fkey_release(struct chat *c, const struct frow *w)
+{
+    pair_release(c, row_user(w), row_peer(w));
 }
 
 static void row_free(struct frow *w)
@@ -204,7 +216,12 @@ static void row_free(struct frow *w)
     free(w);
 }
 
-static void run_waiting(struct chat *c, const struct frow *w);
+static void pair_run_waiting(struct chat *c, struct strv user, struct strv peer);
+
+static void run_waiting(struct chat *c, const struct frow *w)
+{
+    pair_run_waiting(c, row_user(w), row_peer(w));
+}
 
 /* The key of the pending record of op f: kept under the op's peer, named
  * by its caller and time (the same for both sides' rows). */
@@ -378,11 +395,12 @@ static void own_start(struct chat *c, struct fwd *f);
 static void peer_op(struct chat *c, struct fwd *f);
 static void own_read(struct chat *c, struct fwd *f);
 
-/* Run the ops that waited for the pair of w while nothing of it is pending. */
-static void run_waiting(struct chat *c, const struct frow *w)
+/* Run the ops that waited for the pair user|peer while nothing of it is
+ * pending (user and peer must outlive the ops run). */
+static void pair_run_waiting(struct chat *c, struct strv user, struct strv peer)
 {
     struct fkey *k;
-    while ((k = fkey_of(c, w, false)) && !k->inflight && !k->parked && k->qhead) {
+    while ((k = pair_key(c, user, peer, false)) && !k->inflight && !k->parked && k->qhead) {
         struct fwd *f = k->qhead;
         k->qhead = f->next;
         if (!k->qhead)
@@ -611,17 +629,6 @@ static void own_op(struct chat *c, struct fwd *f)
     // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
 }
 
-/* The ops on the pair (user, peer) that waited while nothing of it is
- * pending, then its record if nothing is left. */
-static void pair_resume(struct chat *c, struct strv user, struct strv peer)
-{
-    struct fwd f = {.user = user};
-    f.req.user = peer;
-    struct frow w = {.f = &f, .own = true};
-    run_waiting(c, &w);
-    fkey_release(c, &w);
-}
-
 /* The stored row of a pair the caller's memory does not hold (its rows are
  * cut), read before the caller's op is decided. */
 static void on_own_row(struct chat *c, void *ctx, uint64_t arg, int err, struct stg_result *res)
@@ -632,7 +639,7 @@ static void on_own_row(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     memcpy(ids, f->user.p, f->user.len);
     memcpy(ids + f->user.len, f->req.user.p, f->req.user.len);
     struct strv me = {ids, f->user.len}, peer = {ids + f->user.len, f->req.user.len};
-    struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
+    struct fkey *k = pair_key(c, me, peer, false);
     if (k)
         k->inflight--;
     struct user *u = home_user(c, me);
@@ -647,7 +654,8 @@ static void on_own_row(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     } else {
         own_op(c, f); /* f transferred */
     }
-    pair_resume(c, me, peer);
+    pair_run_waiting(c, me, peer);
+    pair_release(c, me, peer);
 }
 
 /* The caller's op f, once nothing of its pair is pending: decided against
@@ -666,16 +674,13 @@ static void own_start(struct chat *c, struct fwd *f)
 
 static void own_read(struct chat *c, struct fwd *f)
 {
-    struct fkey *k = key_of(c, f->user, f->req.user) == 0 ? fkey_at(c, true) : NULL;
+    struct fkey *k = pair_key(c, f->user, f->req.user, true);
     if (k && io_get_wait(c, STG_CF_FRIEND, c->kb.data, c->kb.len, on_own_row, f, 0) == 0) {
         k->inflight++; /* the pair's next ops wait for this one */
         return;
     }
     chat_reply_err(c, f->conn, true, f->req.id, -ENOMEM, NULL);
-    if (k && !k->inflight && !k->parked && !k->qhead) {
-        map_del(&c->home.friend_keys, c->kb.data, (uint32_t)c->kb.len);
-        free(k);
-    }
+    pair_release(c, f->user, f->req.user);
     free(f);
 }
 
@@ -698,7 +703,7 @@ void friend_on_request(struct chat *c, struct session *s, const struct req *r)
         return;
     }
     /* an op of a pair with rows not yet durable waits for their outcome */
-    struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
+    struct fkey *k = pair_key(c, me, peer, false);
     if (k && (k->inflight || k->parked || k->qhead)) {
         if (k->qlen >= FRIEND_QUEUE_MAX) {
             chat_reply_err(c, s->conn, true, r->id, -RP_EFULL, "too many friend ops pending");
@@ -818,7 +823,7 @@ void friend_on_peer(struct chat *c, struct fwd *f)
     if (f->extra > c->home.friend_ts_last)
         c->home.friend_ts_last = f->extra; /* ops here come after this one */
     /* after the rows of the pair in flight here: checked against their outcome */
-    struct fkey *k = key_of(c, f->req.user, f->user) == 0 ? fkey_at(c, false) : NULL;
+    struct fkey *k = pair_key(c, f->req.user, f->user, false);
     if (k && (k->inflight || k->parked || k->qhead)) {
         f->friend_peer = true;
         struct fwd *q = k->qpeer;
@@ -864,7 +869,7 @@ static bool has_pending(const struct stg_result *res, struct strv peer)
 /* Whether rows of the pair me|peer are in flight or wait to be written. */
 static bool pair_busy(struct chat *c, struct strv me, struct strv peer)
 {
-    struct fkey *k = key_of(c, me, peer) == 0 ? fkey_at(c, false) : NULL;
+    struct fkey *k = pair_key(c, me, peer, false);
     return k && (k->inflight || k->parked);
 }
 

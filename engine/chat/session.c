@@ -800,11 +800,17 @@ static void on_catchup(struct chat *c, void *ctx, uint64_t arg, int err, struct 
     session_unref(c, s);
 }
 
+/* The average bytes of a part read so far (0: none read). */
+static uint64_t cu_avg(const struct session_pre *pre)
+{
+    return pre->cu_read_parts ? pre->cu_read_bytes / pre->cu_read_parts : 0;
+}
+
 /* Bytes of the results read ahead of part cu_i, counting each read still
  * under way as the average of those read so far. */
 static uint64_t held_ahead(const struct session_pre *pre)
 {
-    uint64_t n = 0, avg = pre->cu_read_parts ? pre->cu_read_bytes / pre->cu_read_parts : 0;
+    uint64_t n = 0, avg = cu_avg(pre);
     for (uint32_t k = pre->cu_i + 1; k < pre->cu_end; k++)
         n += pre->cu[k].done ? pre->cu[k].bytes : avg;
     return n;
@@ -840,8 +846,7 @@ static bool read_ahead(struct chat *c, struct session *s)
     uint32_t ahead = io_reads_backlogged(c) ? CU_AHEAD_BUSY : CU_AHEAD;
     if (pre->cu_end <= pre->cu_i && !read_ahead_to(c, s, pre->cu_i))
         return false; /* the part to push next is always read */
-    uint64_t held = held_ahead(pre),
-             avg = pre->cu_read_parts ? pre->cu_read_bytes / pre->cu_read_parts : 0;
+    uint64_t held = held_ahead(pre), avg = cu_avg(pre);
     while (pre->cu_end < pre->ncu && pre->cu_end < pre->cu_i + ahead &&
            held < c->env.cfg->outbound_limit) {
         if (!read_ahead_to(c, s, pre->cu_end))
